@@ -1,0 +1,104 @@
+"""Listener registry shared by every voxline object that emits events (DESIGN §1).
+
+A listener gets one event object. Sync and async callables both work; anything else raises
+``TypeError`` at registration. A listener that raises is logged with its traceback and never
+reaches the emitter, the call, or another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+log = logging.getLogger("voxline.events")
+
+Listener = Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class Event:
+    """What a listener receives. ``data`` is the provider's JSON exactly as received."""
+
+    name: str
+    client: Any = None
+    data: Any = None
+    tag: str | None = None
+    encoding: str | None = None
+    custom_parameters: dict[str, str] | None = None
+    media_info: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, item: str) -> Any:
+        # Events of units (calls, the app) carry their own fields: event.call, event.callerid, ...
+        try:
+            return self.extra[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+
+class EventTarget:
+    """``add_event_listener`` / ``remove_event_listener`` with VoxEngine's rules.
+
+    ``_event_aliases`` maps other accepted names (value strings of constants are the constants
+    themselves; provider types such as ``"response.done"``) to the canonical event name.
+    """
+
+    _event_aliases: Mapping[str, str] = {}
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Listener]] = {}
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def _canonical(self, event: str | StrEnum, param: str = "event") -> str:
+        if not isinstance(event, str):
+            raise TypeError(f"{param} must be an event constant or a string, not {type(event).__name__}")
+        name = str(event)
+        return self._event_aliases.get(name, name)
+
+    def add_event_listener(self, event: str | StrEnum, callback: Listener) -> None:
+        if not callable(callback):
+            raise TypeError(f"callback for {event!s} must be a function, not {type(callback).__name__}")
+        self._listeners.setdefault(self._canonical(event), []).append(callback)
+
+    def remove_event_listener(self, event: str | StrEnum, callback: Listener | None = None) -> None:
+        name = self._canonical(event)
+        if callback is None:
+            self._listeners.pop(name, None)
+            return
+        listeners = self._listeners.get(name)
+        if listeners and callback in listeners:
+            listeners.remove(callback)
+
+    def has_listeners(self, name: str) -> bool:
+        return bool(self._listeners.get(name))
+
+    def _dispatch(self, event: Event) -> None:
+        for callback in tuple(self._listeners.get(event.name, ())):
+            try:
+                result = callback(event)
+            except Exception:
+                log.exception("listener %r for %s raised", callback, event.name)
+                continue
+            if inspect.isawaitable(result):
+                self._spawn(result, event.name)
+
+    def _spawn(self, awaitable: Awaitable[Any], name: str) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("async listener for %s raised", name)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _release_listeners(self) -> None:
+        self._listeners.clear()
