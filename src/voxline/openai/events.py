@@ -33,7 +33,9 @@ class RealtimeAPIEvents(StrEnum):
     ConversationItemInputAudioTranscriptionCompleted = (
         "OpenAI.RealtimeAPI.ConversationItemInputAudioTranscriptionCompleted"
     )
-    ConversationItemInputAudioTranscriptionDelta = "OpenAI.RealtimeAPI.ConversationItemInputAudioTranscriptionDelta"
+    ConversationItemInputAudioTranscriptionDelta = (
+        "OpenAI.RealtimeAPI.ConversationItemInputAudioTranscriptionDelta"
+    )
     ConversationItemInputAudioTranscriptionSegment = (
         "OpenAI.RealtimeAPI.ConversationItemInputAudioTranscriptionSegment"
     )

@@ -109,7 +109,9 @@ def build_parameters(cls: type[P], parameters: Any, kwargs: Mapping[str, Any]) -
 def _check(p: _ClientParametersBase) -> None:
     if not isinstance(p.api_key, str) or not p.api_key:
         raise TypeError("parameter 'api_key' must be a non-empty string")
-    if not isinstance(p.base_url, str) or not p.base_url.startswith(("http://", "https://", "ws://", "wss://")):
+    if not isinstance(p.base_url, str) or not p.base_url.startswith(
+        ("http://", "https://", "ws://", "wss://")
+    ):
         raise ValueError(f"parameter 'base_url' must be an http(s) or ws(s) URL, not {p.base_url!r}")
     for name in ("statistics", "trace", "privacy", "store_context", "auto_truncate"):
         if hasattr(p, name) and not isinstance(getattr(p, name), bool):
@@ -124,9 +126,12 @@ def _check(p: _ClientParametersBase) -> None:
             raise ValueError(f"parameter 'type' must be one of {allowed}, not {p.type!r}") from None
         if p.on_web_socket_close is not None and not callable(p.on_web_socket_close):
             raise TypeError("parameter 'on_web_socket_close' must be callable")
-    if isinstance(p, ChatCompletionsAPIClientParameters | ResponsesAPIClientParameters):
-        if p.project is not None and not isinstance(p.project, str):
-            raise TypeError("parameter 'project' must be a string")
+    if (
+        isinstance(p, ChatCompletionsAPIClientParameters | ResponsesAPIClientParameters)
+        and p.project is not None
+        and not isinstance(p.project, str)
+    ):
+        raise TypeError("parameter 'project' must be a string")
     if isinstance(p, ChatCompletionsAPIClientParameters):
         for name in ("summary_model", "summary_prompt"):
             if not isinstance(getattr(p, name), str) or not getattr(p, name):

@@ -1,0 +1,348 @@
+"""The OpenAI Realtime API client (GA wire protocol over WebSocket), a thin asyncio layer over
+:class:`~voxline.openai.realtime_protocol.RealtimeProtocol`.
+
+Command methods return at once and send in call order. Listener events are dispatched from one
+reader task, so a scenario that registers listeners right after ``await create_realtime_api_client``
+misses nothing: ``HTTPResponse``, ``ConnectorInformation`` and ``session.created`` are delivered
+only once the scenario yields to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from ..eventtarget import Event, EventTarget
+from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
+from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
+from .params import RealtimeAPIClientParameters, build_parameters
+from .realtime_protocol import ErrorClass, MessageKind, RealtimeProtocol, classify_error
+
+log = logging.getLogger("voxline.openai.realtime")
+
+OPEN_TIMEOUT_S = 15.0
+
+
+class RealtimeAPIError(Exception):
+    """The Realtime endpoint refused the connection (no 101) or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message if status is None else f"HTTP {status}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ClientClosedError(RuntimeError):
+    """A command was sent on a client whose WebSocket is closed."""
+
+
+def realtime_url(base_url: str, model: str, client_type: RealtimeAPIClientType) -> str:
+    """``https://api.openai.com/`` -> ``wss://api.openai.com/v1/realtime?model=...``.
+
+    ``http`` becomes ``ws`` and ``https`` becomes ``wss``; a base URL that already ends in ``/v1`` or
+    ``/v1/realtime`` (as OpenAI-compatible servers are often given) is not doubled.
+    """
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/realtime"):
+        path = path + "/realtime" if path.endswith("/v1") else path + "/v1/realtime"
+    if client_type is RealtimeAPIClientType.TRANSCRIPTION:
+        query = {"intent": "transcription"}
+    else:
+        query = {"model": model}
+    extra = parts.query + "&" if parts.query else ""
+    return urlunsplit((scheme, parts.netloc, path, extra + urlencode(query), ""))
+
+
+def _error_message(body: bytes) -> tuple[str, str | None]:
+    try:
+        data = json.loads(body)
+        error = data.get("error", data) if isinstance(data, dict) else {}
+        message = error.get("message") if isinstance(error, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(message, str):
+            return message, code if isinstance(code, str) else None
+    except ValueError:
+        pass
+    text = body.decode("utf-8", "replace").strip()
+    return (text[:500] or "no error message"), None
+
+
+class RealtimeAPIClient(EventTarget):
+    """``OpenAI.RealtimeAPIClient``: one Realtime session over one WebSocket."""
+
+    _event_aliases: Mapping[str, str] = {
+        **{provider_type: str(constant) for provider_type, constant in REALTIME_SERVER_TYPES.items()},
+        **{member.name: str(member) for member in Events},
+    }
+
+    def __init__(self, parameters: RealtimeAPIClientParameters) -> None:
+        super().__init__()
+        self._params = parameters
+        self._id = new_id()
+        self._core = RealtimeProtocol()
+        self._url = realtime_url(parameters.base_url, parameters.model, parameters.type)
+        self._ws: ClientConnection | None = None
+        self._outbox: collections.deque[str] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+        self._close_reported = False
+        self._tracer = (
+            Tracer.for_client("realtime", self._id, parameters.privacy) if parameters.trace else None
+        )
+        self._msglog = MessageLog(log, self._id, parameters.privacy)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RealtimeAPIClient {self._id} {redact_url(self._url)} {state}>"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        headers = {"Authorization": f"Bearer {self._params.api_key}"}
+        try:
+            self._ws = await connect(
+                self._url,
+                additional_headers=headers,
+                compression=None,
+                max_size=None,
+                open_timeout=OPEN_TIMEOUT_S,
+                user_agent_header=f"voxline/{__import__('voxline').__version__}",
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            message, code = _error_message(bytes(response.body or b""))
+            raise RealtimeAPIError(message, status=response.status_code, code=code) from None
+        except (InvalidHandshake, OSError, TimeoutError) as exc:
+            raise RealtimeAPIError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
+        handshake = self._ws.response
+        assert handshake is not None
+        http_response = {
+            "status": handshake.status_code,
+            "reason": handshake.reason_phrase,
+            "headers": dict(handshake.headers.raw_items()),
+        }
+        info = connector_information(
+            self._id, self._url, self._tracer, model=self._params.model, type=self._params.type.value
+        )
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write_loop(), name=f"voxline-realtime-writer-{self._id}")
+        self._reader = loop.create_task(
+            self._read_loop(http_response, info), name=f"voxline-realtime-reader-{self._id}"
+        )
+
+    def close(self) -> None:
+        """Close the WebSocket (or the connection attempt). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._ws is not None:
+            asyncio.get_running_loop().create_task(self._close_socket())
+
+    async def _close_socket(self) -> None:
+        assert self._ws is not None
+        # Whatever the scenario queued before close() still goes out first.
+        await self._flush_outbox()
+        await self._ws.close()
+        # The reader sees ConnectionClosedOK and reports the close.
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket is closed and ``on_web_socket_close`` has run."""
+        if self._reader is not None:
+            await asyncio.shield(self._reader)
+
+    def id(self) -> str:
+        return self._id
+
+    def web_socket_id(self) -> str:
+        return str(self._ws.id) if self._ws is not None else ""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def statistics(self) -> dict[str, Any]:
+        if not self._params.statistics:
+            raise RuntimeError("statistics are off for this client: create it with statistics=True")
+        return self._core.statistics()
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def _send(self, event_type: str, parameters: Mapping[str, Any] | None) -> None:
+        if self._closed:
+            raise ClientClosedError(f"cannot send {event_type}: the Realtime client {self._id} is closed")
+        text = self._core.command(event_type, parameters, time.monotonic())
+        self._enqueue(text, event_type)
+
+    def _enqueue(self, text: str, event_type: str) -> None:
+        self._outbox.append(text)
+        self._outbox_ready.set()
+        self._msglog.message("out", event_type, len(text), text)
+        if self._tracer is not None:
+            self._tracer.record("out", event_type, len(text), json.loads(text))
+
+    def session_update(self, parameters: Mapping[str, Any]) -> None:
+        self._send("session.update", parameters)
+
+    def response_create(self, parameters: Mapping[str, Any] | None = None) -> None:
+        self._send("response.create", parameters)
+
+    def response_cancel(self, parameters: Mapping[str, Any] | None = None) -> None:
+        self._send("response.cancel", parameters)
+
+    def conversation_item_create(self, parameters: Mapping[str, Any]) -> None:
+        self._send("conversation.item.create", parameters)
+
+    def conversation_item_delete(self, parameters: Mapping[str, Any]) -> None:
+        self._send("conversation.item.delete", parameters)
+
+    def conversation_item_retrieve(self, parameters: Mapping[str, Any]) -> None:
+        self._send("conversation.item.retrieve", parameters)
+
+    def conversation_item_truncate(self, parameters: Mapping[str, Any]) -> None:
+        self._send("conversation.item.truncate", parameters)
+
+    def input_audio_buffer_clear(self, parameters: Mapping[str, Any] | None = None) -> None:
+        self._send("input_audio_buffer.clear", parameters)
+
+    def input_audio_buffer_commit(self, parameters: Mapping[str, Any] | None = None) -> None:
+        self._send("input_audio_buffer.commit", parameters)
+
+    # -- I/O loops --------------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        assert self._ws is not None
+        try:
+            while True:
+                await self._flush_outbox()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+        except ConnectionClosed:
+            pass
+
+    async def _flush_outbox(self) -> None:
+        assert self._ws is not None
+        while self._outbox:
+            text = self._outbox[0]
+            await self._ws.send(text)
+            self._outbox.popleft()
+
+    async def _read_loop(self, http_response: dict[str, Any], info: dict[str, Any]) -> None:
+        assert self._ws is not None
+        self._emit(RealtimeAPIEvents.HTTPResponse, http_response)
+        self._emit(RealtimeAPIEvents.ConnectorInformation, info)
+        try:
+            async for frame in self._ws:
+                if isinstance(frame, bytes):
+                    self._core.invalid_frames += 1
+                    self._report_invalid(f"binary frame ({len(frame)} bytes); OpenAI sends text only")
+                    continue
+                self._handle_text(frame)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # a bug in voxline must still end in a clean close
+            log.exception("Realtime client %s reader failed", self._id)
+            self._emit(RealtimeAPIEvents.WebSocketError, {"error": f"reader failed: {exc!r}"})
+        finally:
+            await self._finish()
+
+    def _handle_text(self, text: str) -> None:
+        message = self._core.receive(text, time.monotonic())
+        if message.kind is MessageKind.INVALID:
+            self._report_invalid(message.problem)
+            if self._tracer is not None:
+                self._tracer.record("in", "invalid", len(text), text)
+            return
+        event_type = message.data.get("type", "?")
+        self._msglog.message("in", event_type, len(text), None if message.kind is MessageKind.AUDIO else text)
+        if self._tracer is not None:
+            self._tracer.record("in", event_type, len(text), message.data)
+        if message.kind is MessageKind.AUDIO:
+            self._on_model_audio(message.data, message.audio)
+            return
+        assert message.name is not None
+        if message.name is RealtimeAPIEvents.Error:
+            cls = classify_error(message.data)
+            level = logging.ERROR if cls is ErrorClass.FATAL else logging.WARNING
+            error = message.data.get("error")
+            log.log(
+                level,
+                "Realtime client %s: %s server error %s",
+                self._id,
+                cls.value,
+                error.get("code") if isinstance(error, dict) else error,
+            )
+        self._emit(message.name, message.data)
+
+    def _on_model_audio(self, data: dict[str, Any], audio: bytes) -> None:
+        """Model audio becomes media (never a listener event)."""
+
+    def _report_invalid(self, problem: str) -> None:
+        log.warning("Realtime client %s: ignored %s", self._id, problem)
+        self._emit(RealtimeAPIEvents.WebSocketError, {"error": problem})
+
+    def _emit(self, name: RealtimeAPIEvents | Events, data: Any, **fields: Any) -> None:
+        self._dispatch(Event(name=name, client=self, data=data, **fields))
+
+    async def _finish(self) -> None:
+        assert self._ws is not None
+        ws = self._ws
+        self._closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+        dropped = len(self._outbox)
+        if dropped:
+            log.warning("Realtime client %s closed with %d unsent messages dropped", self._id, dropped)
+            self._outbox.clear()
+        code = ws.close_code if ws.close_code is not None else 1006
+        close_event = {"code": code, "reason": ws.close_reason or "", "was_clean": code != 1006}
+        if self._tracer is not None:
+            self._tracer.record("in", "close", 0, close_event)
+            self._tracer.close()
+        if self._params.statistics:
+            log.info("Realtime client %s statistics: %s", self._id, self._core.statistics())
+        await self._report_close(close_event)
+
+    async def _report_close(self, close_event: dict[str, Any]) -> None:
+        if self._close_reported:
+            return
+        self._close_reported = True
+        callback = self._params.on_web_socket_close
+        try:
+            if callback is not None:
+                result = callback(close_event)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            log.exception("on_web_socket_close of Realtime client %s raised", self._id)
+        finally:
+            self._release_listeners()
+
+
+async def create_realtime_api_client(
+    parameters: RealtimeAPIClientParameters | Mapping[str, Any] | None = None, **kwargs: Any
+) -> RealtimeAPIClient:
+    """``OpenAI.createRealtimeAPIClient``: connect and return the client.
+
+    Accepts a :class:`RealtimeAPIClientParameters`, a dict (Python or camelCase keys) or keyword
+    arguments. Raises :class:`RealtimeAPIError` with the HTTP status and the server's message when the
+    handshake is refused.
+    """
+    params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
+    client = RealtimeAPIClient(params)
+    await client._open()
+    return client

@@ -1,0 +1,304 @@
+"""Sans-I/O core of the OpenAI Realtime (GA) client.
+
+Text frames in -> classified server messages out; commands in -> text frames out. Time comes in as an
+argument (seconds on any monotonic scale). No sockets, no asyncio: the I/O layer in ``realtime.py``
+feeds this core and writes what it returns. The core also keeps what the client needs to know about
+the session: its effective audio formats (from ``session.created``/``session.updated``), whether the
+scenario set formats itself, the active response, and the statistics counters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .events import REALTIME_AUDIO_DELTA_TYPES, REALTIME_SERVER_TYPES, RealtimeAPIEvents
+
+# Client event types the GA API accepts, with the method that sends each.
+CLIENT_EVENT_TYPES = frozenset(
+    {
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "conversation.item.create",
+        "conversation.item.retrieve",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "response.create",
+        "response.cancel",
+    }
+)
+
+
+class ErrorClass(Enum):
+    """How a server ``error`` affects the session (DESIGN §4)."""
+
+    RECOVERABLE = "recoverable"  # the session goes on; the offending client event was ignored
+    FATAL = "fatal"  # OpenAI closes the socket right after
+
+
+# OpenAI error codes -> what they mean for the session. Unlisted codes are recoverable: OpenAI closes
+# the socket itself when an error is fatal, and voxline reacts to that close, not to a guess.
+ERROR_CODES: dict[str, ErrorClass] = {
+    "invalid_api_key": ErrorClass.FATAL,
+    "invalid_model": ErrorClass.FATAL,
+    "missing_model": ErrorClass.FATAL,
+    "model_not_found": ErrorClass.FATAL,
+    "beta_api_shape_disabled": ErrorClass.FATAL,
+    "insufficient_quota": ErrorClass.FATAL,
+    "session_expired": ErrorClass.FATAL,
+    "invalid_event": ErrorClass.RECOVERABLE,
+    "invalid_json": ErrorClass.RECOVERABLE,
+    "invalid_value": ErrorClass.RECOVERABLE,
+    "unknown_parameter": ErrorClass.RECOVERABLE,
+    "missing_required_parameter": ErrorClass.RECOVERABLE,
+    "integer_below_min_value": ErrorClass.RECOVERABLE,
+    "integer_above_max_value": ErrorClass.RECOVERABLE,
+    "decimal_below_min_value": ErrorClass.RECOVERABLE,
+    "decimal_above_max_value": ErrorClass.RECOVERABLE,
+    "conversation_already_has_active_response": ErrorClass.RECOVERABLE,
+    "response_cancel_not_active": ErrorClass.RECOVERABLE,
+    "input_audio_buffer_commit_empty": ErrorClass.RECOVERABLE,
+    "item_truncate_invalid_audio_end_ms": ErrorClass.RECOVERABLE,
+    "item_not_found": ErrorClass.RECOVERABLE,
+    "audio_unintelligible": ErrorClass.RECOVERABLE,
+    "rate_limit_exceeded": ErrorClass.RECOVERABLE,
+}
+
+
+def classify_error(payload: Mapping[str, Any]) -> ErrorClass:
+    error = payload.get("error")
+    code = error.get("code") if isinstance(error, Mapping) else None
+    if isinstance(code, str):
+        return ERROR_CODES.get(code, ErrorClass.RECOVERABLE)
+    return ErrorClass.RECOVERABLE
+
+
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    """A session audio format as OpenAI names it (``audio/pcm`` 24 kHz, ``audio/pcmu``, ``audio/pcma``)."""
+
+    type: str
+    rate: int
+
+    @property
+    def bytes_per_ms(self) -> int:
+        return self.rate * 2 // 1000 if self.type == "audio/pcm" else self.rate // 1000
+
+    @classmethod
+    def parse(cls, value: Any) -> WireFormat | None:
+        if not isinstance(value, Mapping):
+            return None
+        kind = value.get("type")
+        if kind == "audio/pcm":
+            rate = value.get("rate", 24000)
+            return cls("audio/pcm", rate if isinstance(rate, int) and rate > 0 else 24000)
+        if kind in ("audio/pcmu", "audio/pcma"):
+            return cls(kind, 8000)
+        return None
+
+
+PCM24K = WireFormat("audio/pcm", 24000)
+
+
+class MessageKind(Enum):
+    EVENT = "event"  # a server event for listeners (constant + payload)
+    AUDIO = "audio"  # model audio: becomes media, never a listener event
+    INVALID = "invalid"  # not a JSON object with a type: reported as WebSocketError
+
+
+@dataclass(slots=True)
+class ServerMessage:
+    kind: MessageKind
+    name: RealtimeAPIEvents | None = None
+    data: Any = None
+    audio: bytes = b""
+    problem: str = ""
+
+
+@dataclass(slots=True)
+class _Latency:
+    samples_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | int | None]:
+        s = sorted(self.samples_ms)
+        if not s:
+            return {"count": 0, "last_ms": None, "mean_ms": None, "p50_ms": None, "max_ms": None}
+        return {
+            "count": len(s),
+            "last_ms": round(self.samples_ms[-1], 3),
+            "mean_ms": round(sum(s) / len(s), 3),
+            "p50_ms": round(s[len(s) // 2], 3),
+            "max_ms": round(s[-1], 3),
+        }
+
+
+class RealtimeProtocol:
+    """State and framing of one Realtime session, independent of any socket."""
+
+    def __init__(self) -> None:
+        self.session: dict[str, Any] = {}
+        self.input_format: WireFormat = PCM24K
+        self.output_format: WireFormat = PCM24K
+        self.formats_set_by_scenario = False
+        self.active_response_id: str | None = None
+        # statistics
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.responses = 0
+        self.usage: dict[str, int] = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        self.audio_sent_ms = 0.0
+        self.audio_received_ms = 0.0
+        self.errors = 0
+        self.unknown_events = 0
+        self.invalid_frames = 0
+        self._latency = _Latency()
+        self._latency_start: float | None = None
+
+    # -- outgoing ---------------------------------------------------------------------------------
+
+    def command(self, event_type: str, parameters: Mapping[str, Any] | None, now: float) -> str:
+        """The text frame for one client event: the parameters plus ``type``.
+
+        Raises TypeError/ValueError naming the parameter when the input can't be a valid event.
+        """
+        if event_type not in CLIENT_EVENT_TYPES:
+            raise ValueError(f"unknown Realtime client event type {event_type!r}")
+        if parameters is None:
+            body: dict[str, Any] = {}
+        elif isinstance(parameters, Mapping):
+            body = dict(parameters)
+        else:
+            raise TypeError(
+                f"parameters must be a dict (the {event_type} event without 'type'), "
+                f"not {type(parameters).__name__}"
+            )
+        given = body.pop("type", event_type)
+        if given != event_type:
+            raise ValueError(f"parameters 'type' is {given!r}, but this method sends {event_type!r}")
+        if event_type == "session.update":
+            self._note_session_update(body)
+        elif event_type == "response.create":
+            self._latency_start = now
+        message = {"type": event_type, **body}
+        try:
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"parameters of {event_type} are not JSON-serialisable: {exc}") from None
+        self._count_sent(text)
+        return text
+
+    def append_audio(self, audio: bytes) -> str:
+        """``input_audio_buffer.append`` for audio already in the session's input format."""
+        text = (
+            '{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(audio).decode("ascii") + '"}'
+        )
+        self._count_sent(text)
+        self.audio_sent_ms += len(audio) / self.input_format.bytes_per_ms
+        return text
+
+    def _count_sent(self, text: str) -> None:
+        self.messages_sent += 1
+        self.bytes_sent += len(text)
+
+    def _note_session_update(self, body: Mapping[str, Any]) -> None:
+        session = body.get("session")
+        if not isinstance(session, Mapping):
+            raise TypeError("session_update parameters need a 'session' object")
+        audio = session.get("audio")
+        if isinstance(audio, Mapping):
+            for direction in ("input", "output"):
+                part = audio.get(direction)
+                if isinstance(part, Mapping) and "format" in part:
+                    self.formats_set_by_scenario = True
+
+    # -- incoming ---------------------------------------------------------------------------------
+
+    def receive(self, text: str, now: float) -> ServerMessage:
+        self.messages_received += 1
+        self.bytes_received += len(text)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            self.invalid_frames += 1
+            return ServerMessage(MessageKind.INVALID, problem=f"non-JSON text frame ({len(text)} bytes)")
+        event_type = data.get("type") if isinstance(data, dict) else None
+        if not isinstance(event_type, str):
+            self.invalid_frames += 1
+            return ServerMessage(MessageKind.INVALID, problem="JSON frame without a string 'type'")
+        if event_type in REALTIME_AUDIO_DELTA_TYPES:
+            return self._audio_delta(data, now)
+        name = REALTIME_SERVER_TYPES.get(event_type)
+        if name is None:
+            self.unknown_events += 1
+            return ServerMessage(MessageKind.EVENT, RealtimeAPIEvents.Unknown, data)
+        self._track(name, data, now)
+        return ServerMessage(MessageKind.EVENT, name, data)
+
+    def _audio_delta(self, data: dict[str, Any], now: float) -> ServerMessage:
+        delta = data.get("delta")
+        try:
+            audio = base64.b64decode(delta, validate=True) if isinstance(delta, str) else b""
+        except (binascii.Error, ValueError):
+            self.invalid_frames += 1
+            return ServerMessage(MessageKind.INVALID, problem="audio delta with invalid base64")
+        if self._latency_start is not None:
+            self._latency.samples_ms.append((now - self._latency_start) * 1000.0)
+            self._latency_start = None
+        self.audio_received_ms += len(audio) / self.output_format.bytes_per_ms
+        return ServerMessage(MessageKind.AUDIO, data=data, audio=audio)
+
+    def _track(self, name: RealtimeAPIEvents, data: dict[str, Any], now: float) -> None:
+        if name in (RealtimeAPIEvents.SessionCreated, RealtimeAPIEvents.SessionUpdated):
+            session = data.get("session")
+            if isinstance(session, dict):
+                self.session = session
+                audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
+                assert isinstance(audio, dict)
+                for direction in ("input", "output"):
+                    part = audio.get(direction)
+                    fmt = WireFormat.parse(part.get("format")) if isinstance(part, dict) else None
+                    if fmt is not None:
+                        setattr(self, f"{direction}_format", fmt)
+        elif name is RealtimeAPIEvents.InputAudioBufferSpeechStopped:
+            self._latency_start = now
+        elif name is RealtimeAPIEvents.ResponseCreated:
+            response = data.get("response")
+            if isinstance(response, dict) and isinstance(response.get("id"), str):
+                self.active_response_id = response["id"]
+        elif name is RealtimeAPIEvents.ResponseDone:
+            self.responses += 1
+            self.active_response_id = None
+            response = data.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if isinstance(usage, dict):
+                for key in self.usage:
+                    value = usage.get(key)
+                    if isinstance(value, int):
+                        self.usage[key] += value
+        elif name is RealtimeAPIEvents.Error:
+            self.errors += 1
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "responses": self.responses,
+            "usage": dict(self.usage),
+            "audio_sent_ms": round(self.audio_sent_ms, 3),
+            "audio_received_ms": round(self.audio_received_ms, 3),
+            "errors": self.errors,
+            "unknown_events": self.unknown_events,
+            "invalid_frames": self.invalid_frames,
+            "first_audio_latency": self._latency.summary(),
+        }
