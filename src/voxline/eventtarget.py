@@ -8,6 +8,7 @@ reaches the emitter, the call, or another call.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +19,9 @@ from typing import Any
 log = logging.getLogger("voxline.events")
 
 Listener = Callable[[Any], Any]
+# A listener runs in the context it was registered in, so a scenario's listener sees its own call
+# session (``VoxEngine``) whichever I/O task delivers the event.
+_Registration = tuple[Listener, contextvars.Context]
 
 
 @dataclass(slots=True)
@@ -51,7 +55,7 @@ class EventTarget:
     _event_aliases: Mapping[str, str] = {}
 
     def __init__(self) -> None:
-        self._listeners: dict[str, list[Listener]] = {}
+        self._listeners: dict[str, list[_Registration]] = {}
         self._pending: set[asyncio.Task[Any]] = set()
 
     def _canonical(self, event: str | StrEnum, param: str = "event") -> str:
@@ -63,7 +67,7 @@ class EventTarget:
     def add_event_listener(self, event: str | StrEnum, callback: Listener) -> None:
         if not callable(callback):
             raise TypeError(f"callback for {event!s} must be a function, not {type(callback).__name__}")
-        self._listeners.setdefault(self._canonical(event), []).append(callback)
+        self._listeners.setdefault(self._canonical(event), []).append((callback, contextvars.copy_context()))
 
     def remove_event_listener(self, event: str | StrEnum, callback: Listener | None = None) -> None:
         name = self._canonical(event)
@@ -71,32 +75,41 @@ class EventTarget:
             self._listeners.pop(name, None)
             return
         listeners = self._listeners.get(name)
-        if listeners and callback in listeners:
-            listeners.remove(callback)
+        if listeners:
+            for registration in listeners:
+                if registration[0] == callback:
+                    listeners.remove(registration)
+                    break
 
     def has_listeners(self, name: str) -> bool:
         return bool(self._listeners.get(name))
 
     def _dispatch(self, event: Event) -> None:
-        for callback in tuple(self._listeners.get(event.name, ())):
+        for callback, context in tuple(self._listeners.get(event.name, ())):
             try:
-                result = callback(event)
-            except Exception:
-                log.exception("listener %r for %s raised", callback, event.name)
+                # A fresh copy: the same registration may be re-entered (a listener that triggers itself).
+                context = context.copy()
+                result = context.run(callback, event)
+            except Exception as exc:
+                self._listener_failed(event.name, exc)
                 continue
             if inspect.isawaitable(result):
-                self._spawn(result, event.name)
+                self._spawn(result, event.name, context)
 
-    def _spawn(self, awaitable: Awaitable[Any], name: str) -> None:
+    def _listener_failed(self, name: str, exc: BaseException) -> None:
+        """A listener raised: log it with its traceback; the emitter goes on."""
+        log.error("listener for %s raised", name, exc_info=exc)
+
+    def _spawn(self, awaitable: Awaitable[Any], name: str, context: contextvars.Context) -> None:
         async def run() -> None:
             try:
                 await awaitable
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("async listener for %s raised", name)
+            except Exception as exc:
+                self._listener_failed(name, exc)
 
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(run(), context=context)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
