@@ -7,7 +7,6 @@ reaches the emitter, the call, or another call.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import logging
@@ -15,6 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from ._tasks import background
 
 log = logging.getLogger("voxline.events")
 
@@ -56,7 +57,6 @@ class EventTarget:
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[_Registration]] = {}
-        self._pending: set[asyncio.Task[Any]] = set()
 
     def _canonical(self, event: str | StrEnum, param: str = "event") -> str:
         if not isinstance(event, str):
@@ -101,17 +101,12 @@ class EventTarget:
         log.error("listener for %s raised", name, exc_info=exc)
 
     def _spawn(self, awaitable: Awaitable[Any], name: str, context: contextvars.Context) -> None:
-        async def run() -> None:
-            try:
-                await awaitable
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._listener_failed(name, exc)
-
-        task = asyncio.get_running_loop().create_task(run(), context=context)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        background(
+            awaitable,
+            name=f"listener:{name}",
+            context=context,
+            on_error=lambda exc: self._listener_failed(name, exc),
+        )
 
     def _release_listeners(self) -> None:
         self._listeners.clear()

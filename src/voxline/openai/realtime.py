@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from .._tasks import background
 from ..eventtarget import Event, EventTarget
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
@@ -151,7 +152,7 @@ class RealtimeAPIClient(EventTarget):
             return
         self._closed = True
         if self._ws is not None:
-            asyncio.get_running_loop().create_task(self._close_socket())
+            background(self._close_socket(), name=f"voxline-realtime-close-{self._id}")
 
     async def _close_socket(self) -> None:
         assert self._ws is not None
