@@ -3,5 +3,7 @@
 __version__ = "0.1.0"
 
 from . import openai as OpenAI  # the reference's namespace name
+from .runtime.events import AppEvents, CallEvents
+from .runtime.voxengine import VoxEngine
 
-__all__ = ["OpenAI", "__version__"]
+__all__ = ["AppEvents", "CallEvents", "OpenAI", "VoxEngine", "__version__"]
