@@ -22,6 +22,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from .g711 import PCM16_DTYPE, Int16Array
+
 __all__ = ["MAX_RATE", "MIN_RATE", "STOPBAND_DB", "Resampler", "design_filter"]
 
 MIN_RATE = 4000
@@ -35,6 +37,8 @@ _OUT_SCALE = 1.0 / _COEF_SCALE
 _MAX_WASTE = 4  # compute all L phases and drop the unneeded when M is at most this
 
 FloatArray = npt.NDArray[np.float64]
+_NO_SAMPLES: Int16Array = np.zeros(0, dtype=PCM16_DTYPE)
+_NO_SAMPLES.flags.writeable = False
 
 
 def design_filter(in_rate: int, out_rate: int) -> tuple[int, int, FloatArray]:
@@ -134,33 +138,38 @@ class Resampler:
             raise ValueError(f"data: PCM16 data must have an even number of bytes, got {len(data)}")
         if self._identity:
             return data if isinstance(data, bytes) else bytes(data)
-        samples = np.frombuffer(data, dtype="<i2")
-        self._append(samples)
-        self._n_in += samples.size
-        return self._emit(self._outputs_ready())
+        out: bytes = self.process_samples(np.frombuffer(data, dtype=PCM16_DTYPE)).tobytes()
+        return out
 
     def flush(self) -> bytes:
         """End the stream: return the held tail (as if silence followed) and reset for a new stream."""
+        out: bytes = self.flush_samples().tobytes()
+        return out
+
+    def process_samples(self, samples: Int16Array) -> Int16Array:
+        """Like ``process`` on int16 samples (the caller's array is only read)."""
         if self._identity:
-            return b""
+            return samples
+        self._append(samples)
+        self._n_in += samples.size
+        last = (self._n_in * self._up - 1 - self._half) // self._down
+        return self._emit(last + 1)
+
+    def flush_samples(self) -> Int16Array:
+        """Like ``flush``, as int16 samples."""
         # Every output sample whose time lies before the end of the input.
         m_end = -(-self._n_in * self._up // self._down)
-        if m_end <= self._m_next:
+        if self._identity or m_end <= self._m_next:
             self.reset()
-            return b""
-        need = (m_end - 1) * self._down + self._half
+            return _NO_SAMPLES
+        need = (m_end - 1) * self._down + self._half  # common-rate index the last output is centred on
         pad = max(0, need // self._up + 1 - self._n_in)
         self._append(np.zeros(pad, dtype=np.int16))
         out = self._emit(m_end)
         self.reset()
         return out
 
-    def _outputs_ready(self) -> int:
-        """One past the last output index whose input window is complete."""
-        last = (self._n_in * self._up - 1 - self._half) // self._down
-        return max(last + 1, self._m_next)
-
-    def _append(self, samples: npt.NDArray[np.int16]) -> None:
+    def _append(self, samples: Int16Array) -> None:
         end = self._filled + samples.size
         if end > self._buf.size:
             grown = np.zeros(max(end, 2 * self._buf.size), dtype=np.float64)
@@ -169,10 +178,11 @@ class Resampler:
         self._buf[self._filled : end] = samples
         self._filled = end
 
-    def _emit(self, m_end: int) -> bytes:
+    def _emit(self, m_end: int) -> Int16Array:
+        """Output samples [_m_next, m_end); their input windows must all be in _buf."""
         m0 = self._m_next
         if m_end <= m0:
-            return b""
+            return _NO_SAMPLES
         up, down, k = self._up, self._down, self._taps_per_phase
         q0 = m0 * down + self._half  # common-rate index of the first output
         q_last = (m_end - 1) * down + self._half
@@ -198,7 +208,7 @@ class Resampler:
         np.rint(acc, out=acc)
         np.minimum(acc, 32767.0, out=acc)
         np.maximum(acc, -32768.0, out=acc)
-        out: bytes = acc.astype("<i2").tobytes()
+        out: Int16Array = acc.astype(PCM16_DTYPE)
         self._m_next = m_end
         # Keep what the next output's window needs (at most K-1 samples + whatever is not yet used).
         keep_from = (m_end * down + self._half) // up - (k - 1) - self._first
