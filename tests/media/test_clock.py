@@ -1,0 +1,218 @@
+"""The media clock: one absolute 20 ms schedule, no drift, catch-up, idling, subscriber rules."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Callable
+
+import pytest
+
+from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
+
+
+class FakeLoop:
+    """Just enough of an event loop for the clock: a virtual time() and call_at()."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.pending: list[asyncio.TimerHandle] = []
+        self.scheduled = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def get_debug(self) -> bool:
+        return False
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        pass
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        handle = asyncio.TimerHandle(when, callback, (), self)  # type: ignore[arg-type]
+        self.pending.append(handle)
+        self.scheduled += 1
+        return handle
+
+    def live(self) -> list[asyncio.TimerHandle]:
+        self.pending = [h for h in self.pending if not h.cancelled()]
+        return self.pending
+
+    def fire_next(self, lateness: float = 0.0) -> None:
+        """Run the pending timer, ``lateness`` seconds after its deadline."""
+        (handle,) = self.live()
+        self.pending.remove(handle)
+        self.now = max(self.now, handle.when() + lateness)
+        handle._run()
+
+
+def test_virtual_clock_ticks_every_20_ms_without_drift_for_10_minutes() -> None:
+    clock = VirtualMediaClock()
+    times: list[int] = []
+    clock.subscribe(times.append)
+    for _ in range(600):
+        clock.advance(1000)  # one simulated second at a time
+    assert len(times) == 30_000
+    assert times == list(range(20, 600_001, 20))
+    assert clock.now_ms() == 600_000
+
+
+def test_virtual_clock_subscriber_rules(caplog: pytest.LogCaptureFixture) -> None:
+    clock = VirtualMediaClock()
+    calls: list[tuple[str, int]] = []
+
+    def late(t: int) -> None:
+        calls.append(("late", t))
+
+    def first(t: int) -> None:
+        calls.append(("first", t))
+        if t == 20:
+            clock.subscribe(late)  # first called on the next tick
+        if t == 40:
+            clock.unsubscribe(second_handle)  # not called later in this tick
+
+    def second(t: int) -> None:
+        calls.append(("second", t))
+
+    def broken(t: int) -> None:
+        raise RuntimeError("subscriber bug")
+
+    clock.subscribe(first)
+    clock.subscribe(broken)
+    second_handle = clock.subscribe(second)
+    with caplog.at_level(logging.ERROR, logger="voxline.media.clock"):
+        clock.advance(60)
+    assert calls == [
+        ("first", 20),
+        ("second", 20),
+        ("first", 40),
+        ("late", 40),
+        ("first", 60),
+        ("late", 60),
+    ]
+    assert clock.subscriber_count == 2  # broken was dropped after its first failure
+    assert len([r for r in caplog.records if r.exc_info]) == 1
+    clock.unsubscribe(second_handle)  # idempotent
+
+
+def test_virtual_clock_timers_interleave_with_ticks() -> None:
+    clock = VirtualMediaClock()
+    events: list[str] = []
+    clock.subscribe(lambda t: events.append(f"tick {t}"))
+    clock.call_at(30, lambda: events.append(f"timer {clock.now_ms()}"))
+    clock.call_at(40, lambda: events.append(f"timer {clock.now_ms()}"))
+    clock.advance(45)
+    assert events == ["tick 20", "timer 30", "tick 40", "timer 40"]
+    clock.run_ticks(2)
+    assert clock.now_ms() == 80
+    with pytest.raises(ValueError, match="past"):
+        clock.call_at(10, lambda: None)
+    with pytest.raises(ValueError, match="ms"):
+        clock.advance(-1)
+
+
+def test_asyncio_clock_keeps_the_absolute_schedule_despite_late_wakeups() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    times: list[int] = []
+    clock.subscribe(times.append)
+    rng = random.Random(7)
+    for _ in range(30_000):
+        loop.fire_next(lateness=rng.uniform(0, 0.009))  # up to 9 ms late, every time
+        assert len(loop.live()) == 1  # one timer for the whole clock, never more
+    assert times == list(range(20, 600_001, 20))
+    assert clock.late_ticks == 0  # under half a tick late is on time
+    # One call_at per tick for the clock, whatever the number of subscribers.
+    assert loop.scheduled == 30_001  # the last one is pending for the next tick
+
+
+def test_asyncio_clock_one_timer_for_many_subscribers() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    counts = [0] * 50
+
+    def make(i: int) -> Callable[[int], None]:
+        def cb(t: int) -> None:
+            counts[i] += 1
+
+        return cb
+
+    for i in range(50):
+        clock.subscribe(make(i))
+    for _ in range(100):
+        loop.fire_next()
+    assert counts == [100] * 50
+    assert loop.scheduled == 101
+
+
+def test_asyncio_clock_catches_up_and_counts_late_ticks() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop, max_catch_up=10)  # type: ignore[arg-type]
+    times: list[int] = []
+    clock.subscribe(times.append)
+    loop.fire_next()
+    loop.fire_next(lateness=0.100)  # the loop was blocked for 100 ms: 6 ticks are due at once
+    assert times == [20, 40, 60, 80, 100, 120, 140]
+    assert clock.late_ticks == 5  # 40..120 ran more than 10 ms late; 140 was on time
+    loop.fire_next()
+    assert times[-1] == 160
+    # A one-second stall: only the last max_catch_up ticks run, the rest are skipped.
+    loop.fire_next(lateness=1.0)
+    assert times[-10:] == list(range(1000, 1181, 20))[-10:]
+    assert clock.skipped_ticks == 41
+    assert times[-1] == 1180
+    loop.fire_next()
+    assert times[-1] == 1200  # back on the grid
+
+
+def test_asyncio_clock_idles_without_subscribers_and_resumes_on_the_grid() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    assert loop.live() == []
+    times: list[int] = []
+    handle = clock.subscribe(times.append)
+    loop.fire_next()
+    clock.unsubscribe(handle)
+    assert loop.live() == []  # idle: nothing scheduled
+    loop.now += 0.505
+    handle = clock.subscribe(times.append)
+    loop.fire_next()
+    assert times == [20, 540]  # the first grid point after now, not now + 20
+    clock.close()
+    assert loop.live() == []
+
+
+def test_asyncio_clock_unsubscribing_inside_a_tick_idles_it() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    times: list[int] = []
+
+    def once(t: int) -> None:
+        times.append(t)
+        clock.unsubscribe(handle)
+
+    handle = clock.subscribe(once)
+    loop.fire_next()
+    assert times == [20]
+    assert loop.live() == []
+
+
+async def test_asyncio_clock_on_a_real_loop() -> None:
+    clock = AsyncioMediaClock.for_loop()
+    assert AsyncioMediaClock.for_loop() is clock
+    times: list[int] = []
+    done = asyncio.Event()
+
+    def tick(t: int) -> None:
+        times.append(t)
+        if len(times) == 5:
+            clock.unsubscribe(handle)
+            done.set()
+
+    handle = clock.subscribe(tick)
+    await asyncio.wait_for(done.wait(), 5)
+    assert all(t % 20 == 0 for t in times)
+    assert [b - a for a, b in itertools.pairwise(times)] == [20] * 4 or clock.skipped_ticks
+    assert clock.subscriber_count == 0

@@ -1,0 +1,304 @@
+"""PlayoutBuffer and Playout: framing, bounds, clear, per-item heard positions, started/ended."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from voxline.audio import PCM16_24K, PCMU_8K, Frame
+from voxline.media.clock import VirtualMediaClock
+from voxline.media.playout import ClearedItem, Playout, PlayoutBuffer
+
+
+def ulaw(ms: int, byte: int = 0x42) -> bytes:
+    return bytes([byte]) * (8 * ms)
+
+
+def pcm24(ms: int) -> bytes:
+    return b"\x01\x02" * (24 * ms)
+
+
+def drain(buffer: PlayoutBuffer, frames: int) -> list[Frame]:
+    out = []
+    for _ in range(frames):
+        frame = buffer.pop_frame()
+        assert frame is not None
+        out.append(frame)
+    return out
+
+
+# -- framing --------------------------------------------------------------------------------------
+
+
+def test_frames_are_20_ms_with_stream_timestamps() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(70), "a")
+    frames = drain(buffer, 4)
+    assert [f.timestamp_ms for f in frames] == [0, 20, 40, 60]
+    assert all(len(f.data) == 160 for f in frames)
+    assert frames[3].data == ulaw(10) + b"\xff" * 80  # the final partial frame padded with μ-law silence
+    assert buffer.pop_frame() is None
+    assert buffer.emitted_ms == 80
+    # Audio pushed after a padded frame starts on the next frame.
+    buffer.push(ulaw(20, 0x11), "b")
+    (frame,) = drain(buffer, 1)
+    assert frame.timestamp_ms == 80 and frame.data == ulaw(20, 0x11)
+
+
+def test_frame_sized_pushes_pass_through_without_a_copy() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    payload = ulaw(20)
+    buffer.push(payload, "a")
+    frame = buffer.pop_frame()
+    assert frame is not None and frame.data is payload
+
+
+def test_odd_sized_pcm_pushes_span_frames() -> None:
+    buffer = PlayoutBuffer(PCM16_24K)
+    data = bytes(range(256)) * 40  # 10240 bytes = 5120 samples, about 213 ms
+    for i in range(0, len(data), 1234):
+        buffer.push(data[i : i + 1234], "a")
+    out = b"".join(f.data for f in drain(buffer, 11))
+    assert out[: len(data)] == data
+    assert out[len(data) :] == bytes(11 * 960 - len(data))
+    assert buffer.received_ms("a") == 213
+
+
+def test_bad_pushes_are_refused_with_a_reason() -> None:
+    buffer = PlayoutBuffer(PCM16_24K)
+    with pytest.raises(ValueError, match="whole number"):
+        buffer.push(b"\x00\x01\x02")
+    with pytest.raises(TypeError, match="data"):
+        buffer.push("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="item_id"):
+        buffer.push(b"\x00\x00", 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_ms"):
+        PlayoutBuffer(PCMU_8K, max_ms=0)
+    assert buffer.buffered_ms == 0
+
+
+def test_buffer_is_bounded_and_counts_what_it_drops() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)  # 10 s, like VoxEngine
+    for _ in range(12):
+        buffer.push(ulaw(1000), "a")
+    assert buffer.buffered_ms == 10_000
+    assert buffer.dropped_ms == 2000
+    assert buffer.received_ms("a") == 12_000
+    drain(buffer, 50)
+    buffer.push(ulaw(1500), "a")
+    assert buffer.buffered_ms == 10_000  # 1000 ms played, so 1000 ms more fit
+    assert buffer.dropped_ms == 2500
+
+
+# -- clear and heard positions --------------------------------------------------------------------
+
+
+def test_multi_item_clear_attributes_time_to_the_right_item() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(700), "A")
+    buffer.push(ulaw(500), "B")
+    drain(buffer, 45)  # 900 ms emitted
+    assert buffer.clear() == [ClearedItem("B", 0, heard_ms=200, received_ms=500)]
+    assert buffer.pop_frame() is None
+    assert buffer.buffered_ms == 0
+
+
+def test_clear_mid_item_and_with_nothing_playing() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    assert buffer.clear() == []
+    buffer.push(ulaw(1000), "A", 1)
+    drain(buffer, 13)
+    assert buffer.clear() == [ClearedItem("A", 1, heard_ms=260, received_ms=1000)]
+    assert buffer.clear() == []
+
+
+def test_fully_played_items_are_not_reported_and_unstarted_ones_report_zero() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(100), "A")
+    buffer.push(ulaw(100), "B")
+    drain(buffer, 5)  # exactly A
+    assert buffer.clear() == [ClearedItem("B", 0, heard_ms=0, received_ms=100)]
+
+
+def test_audio_without_an_item_is_never_reported() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(100))
+    drain(buffer, 2)
+    assert buffer.clear() == []
+
+
+def test_late_audio_of_a_cut_item_is_discarded() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(100), "A")
+    drain(buffer, 1)
+    buffer.clear()
+    buffer.push(ulaw(100), "A")
+    assert buffer.buffered_ms == 0 and buffer.discarded_ms == 100
+    buffer.push(ulaw(100), "C")
+    assert buffer.buffered_ms == 100
+
+
+def test_heard_counts_item_time_not_padding() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(30), "A")
+    drain(buffer, 2)  # 30 ms of A + 10 ms of padding: an underrun in the middle of the item
+    buffer.push(ulaw(50), "A")
+    drain(buffer, 1)  # 20 ms more of A
+    # 60 ms emitted on the output timeline, but 50 ms of A's own audio.
+    assert buffer.clear() == [ClearedItem("A", 0, heard_ms=50, received_ms=80)]
+
+
+def test_heard_counts_item_time_across_overflow_drops() -> None:
+    buffer = PlayoutBuffer(PCMU_8K, max_ms=100)
+    buffer.push(ulaw(150), "A")  # 50 ms of A (100..150) dropped
+    drain(buffer, 5)  # the 100 ms kept
+    buffer.push(ulaw(40), "A")  # A continues at its offset 150
+    drain(buffer, 1)
+    assert buffer.dropped_ms == 50
+    assert buffer.clear() == [ClearedItem("A", 0, heard_ms=170, received_ms=190)]
+
+
+def test_acknowledged_position_is_what_was_heard() -> None:
+    buffer = PlayoutBuffer(PCMU_8K, acknowledged=True)
+    buffer.push(ulaw(700), "A")
+    buffer.push(ulaw(500), "B")
+    drain(buffer, 45)  # 900 ms emitted, the sink lags
+    buffer.acknowledge(640)
+    buffer.acknowledge(600)  # lower: ignored
+    assert buffer.acknowledged_ms == 640 and buffer.heard_ms == 640
+    assert buffer.clear() == [
+        ClearedItem("A", 0, heard_ms=640, received_ms=700),  # emitted in full, but not heard in full
+        ClearedItem("B", 0, heard_ms=0, received_ms=500),
+    ]
+
+
+def test_acknowledgement_cannot_pass_what_was_emitted() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(200), "A")
+    drain(buffer, 2)
+    buffer.acknowledge(10_000)
+    assert buffer.acknowledged_ms == 40
+    assert buffer.clear() == [ClearedItem("A", 0, heard_ms=40, received_ms=200)]
+
+
+def test_first_acknowledgement_switches_to_acknowledged_positions() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    assert not buffer.acknowledged
+    buffer.push(ulaw(200), "A")
+    drain(buffer, 3)
+    buffer.acknowledge(20)
+    assert buffer.acknowledged and buffer.heard_ms == 20
+
+
+# -- Playout on the clock -------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self, clock: VirtualMediaClock) -> None:
+        self.clock = clock
+        self.frames: list[tuple[int, Frame]] = []
+        self.events: list[tuple[int, str, int | None]] = []
+
+    def deliver(self, frame: Frame) -> None:
+        self.frames.append((self.clock.now_ms(), frame))
+
+    def started(self) -> None:
+        self.events.append((self.clock.now_ms(), "started", None))
+
+    def ended(self, duration_ms: int) -> None:
+        self.events.append((self.clock.now_ms(), "ended", duration_ms))
+
+
+def make_playout() -> tuple[VirtualMediaClock, PlayoutBuffer, Playout, Recorder]:
+    clock = VirtualMediaClock()
+    buffer = PlayoutBuffer(PCMU_8K)
+    rec = Recorder(clock)
+    playout = Playout(buffer, clock, rec.deliver, rec.started, rec.ended)
+    return clock, buffer, playout, rec
+
+
+def test_playout_paces_one_frame_per_tick_and_idles() -> None:
+    clock, buffer, playout, rec = make_playout()
+    clock.advance(100)
+    assert clock.subscriber_count == 0  # nothing to play: not subscribed
+    buffer.push(ulaw(500), "A")
+    assert clock.subscriber_count == 1
+    clock.advance(2000)
+    assert [t for t, _ in rec.frames] == list(range(120, 601, 20))
+    assert [f.timestamp_ms for _, f in rec.frames] == list(range(0, 481, 20))
+    assert rec.events == [(120, "started", None), (1620, "ended", 500)]
+    assert clock.subscriber_count == 0
+    assert not playout.playing
+
+
+def test_audio_within_the_silence_window_continues_the_stream() -> None:
+    clock, buffer, _, rec = make_playout()
+    buffer.push(ulaw(200), "A")
+    clock.advance(700)  # 200 ms played by t=200, then 500 ms of silence
+    buffer.push(ulaw(200), "B")
+    clock.advance(1500)
+    assert rec.events == [(20, "started", None), (1920, "ended", 400)]
+    buffer.push(ulaw(100), "C")  # after the stream ended: a new one starts
+    clock.advance(2000)
+    assert rec.events[2:] == [(2220, "started", None), (3320, "ended", 100)]
+
+
+def test_clear_silences_the_next_tick() -> None:
+    clock, buffer, playout, rec = make_playout()
+    buffer.push(ulaw(1000), "A")
+    clock.advance(250)  # ticks 20..240: 12 frames
+    cleared = playout.clear()
+    assert cleared == [ClearedItem("A", 0, heard_ms=240, received_ms=1000)]
+    count = len(rec.frames)
+    clock.advance(20)
+    assert len(rec.frames) == count  # the next tick delivers nothing of the cleared stream
+    clock.advance(2000)
+    assert len(rec.frames) == count
+    assert rec.events == [(20, "started", None), (1260, "ended", 240)]
+
+
+def test_failing_callbacks_do_not_stop_the_playout(caplog: pytest.LogCaptureFixture) -> None:
+    clock = VirtualMediaClock()
+    buffer = PlayoutBuffer(PCMU_8K)
+    got: list[Frame] = []
+
+    def deliver(frame: Frame) -> None:
+        got.append(frame)
+        raise RuntimeError("deliver")
+
+    def boom() -> None:
+        raise RuntimeError("started")
+
+    Playout(buffer, clock, deliver, boom, lambda d: None)
+    buffer.push(ulaw(100), "A")
+    with caplog.at_level(logging.ERROR, logger="voxline.media.playout"):
+        clock.advance(200)
+    assert len(got) == 5
+
+
+def test_close_stops_the_playout() -> None:
+    clock, buffer, playout, rec = make_playout()
+    buffer.push(ulaw(1000), "A")
+    clock.advance(100)
+    playout.close()
+    clock.advance(100)
+    assert len(rec.frames) == 5 and clock.subscriber_count == 0
+    buffer.push(ulaw(100), "B")
+    assert clock.subscriber_count == 0
+    Playout(buffer, clock, rec.deliver)  # the buffer can be driven again
+    assert clock.subscriber_count == 1
+    with pytest.raises(ValueError, match="another Playout"):
+        Playout(buffer, clock, rec.deliver)
+
+
+def test_pacing_does_not_drift_over_ten_minutes() -> None:
+    clock, buffer, _, rec = make_playout()
+    for second in range(600):
+        buffer.push(ulaw(1000), f"item{second}")  # one second of audio every second
+        clock.advance(1000)
+    stamps = [f.timestamp_ms for _, f in rec.frames]
+    assert len(stamps) == 30_000
+    assert stamps == list(range(0, 600_000, 20))  # frame timestamps exactly 20 ms apart
+    assert [t for t, _ in rec.frames] == list(range(20, 600_001, 20))  # one frame per tick, no gap
+    assert buffer.buffered_ms == 0
