@@ -1,0 +1,13 @@
+"""The speech parts of voxline's embedded offline backend.
+
+- :mod:`voxline.local.tts`: :class:`~voxline.local.tts.Synthesizer`, espeak-ng as a subprocess.
+- :mod:`voxline.local.asr`: :class:`~voxline.local.asr.Recognizer`, pocketsphinx (phrase list,
+  JSGF grammar or free form) and its asyncio wrapper.
+- :mod:`voxline.local.vad`: :class:`~voxline.local.vad.VoiceActivityDetector`, webrtcvad with
+  OpenAI ``server_vad`` turn rules (sans-I/O).
+- :mod:`voxline.local.responder`: the scripted "brain" (YAML rules or a Python ``respond``).
+- :mod:`voxline.local.grammar`: text normalisation and JSGF building shared by the above.
+
+Submodules are imported on demand: pocketsphinx, webrtcvad and PyYAML are optional
+(``pip install 'voxline[local]'``) and espeak-ng is a system package.
+"""

@@ -1,0 +1,312 @@
+"""Offline speech recognition with pocketsphinx (its wheel ships the en-us model).
+
+Three modes:
+
+- **phrases**: a list of phrases (optionally with ``{slot}`` placeholders) compiled to a JSGF
+  grammar; the decoder can only answer one of them (or, with ``sequence=True``, several in a row).
+  Exact on clear speech, including espeak-ng speech through an 8 kHz mu-law phone line.
+- **grammar**: your own JSGF grammar text.
+- **free form**: the en-us trigram language model. Any English, but poor on synthetic and
+  telephone speech (see docs/local-backend.md).
+
+Audio is PCM16 mono at 8, 16, 24 or 48 kHz; it is resampled to the decoder's 16 kHz.
+Streaming: :meth:`Recognizer.start`, :meth:`Recognizer.feed` (any chunk size, typically 20 ms;
+returns a partial hypothesis when it changed), :meth:`Recognizer.finish` (the final one).
+
+Cost (measured on the machine named in docs/local-backend.md): grammar modes ~0.01-0.02 s of CPU
+per second of audio, free form ~0.2 s per second; creating a recogniser loads the acoustic model
+(~0.5 s). A Recognizer is not thread-safe; :class:`AsyncRecognizer` runs all decoding of one
+recogniser in one worker thread so the event loop only waits for results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from voxline.audio.resample import Resampler
+
+from .grammar import Slot, build_jsgf, normalise, phrase_regex, phrase_slots, slot_value
+
+__all__ = [
+    "DECODER_RATE",
+    "AsyncRecognizer",
+    "Hypothesis",
+    "RecognitionMode",
+    "Recognizer",
+    "RecognizerUnavailableError",
+]
+
+DECODER_RATE = 16000
+_INPUT_RATES = (8000, 16000, 24000, 48000)
+_SEARCH = "voxline"
+
+
+class RecognizerUnavailableError(RuntimeError):
+    """pocketsphinx is not installed."""
+
+
+class RecognitionMode(enum.StrEnum):
+    PHRASES = "phrases"
+    GRAMMAR = "grammar"
+    FREE_FORM = "free_form"
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """What was heard. ``text`` is lower case words (``""`` when nothing was recognised).
+
+    ``phrase`` is the phrase of the list that matched (phrase mode, final hypotheses) and
+    ``slots`` the values of its placeholders (digit slots as digit strings).
+    ``audio_ms`` is the audio fed into this utterance so far.
+    """
+
+    text: str
+    final: bool
+    audio_ms: float
+    phrase: str | None = None
+    slots: Mapping[str, str] | None = None
+
+
+def _decoder_class() -> Any:
+    try:
+        from pocketsphinx import Decoder
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RecognizerUnavailableError(
+            "speech recognition needs pocketsphinx: pip install 'voxline[local]'"
+        ) from exc
+    return Decoder
+
+
+class Recognizer:
+    """A pocketsphinx decoder for one stream of utterances (one call leg).
+
+    Build it with :meth:`from_phrases`, :meth:`from_grammar` or :meth:`free_form`.
+    ``input_rate`` is the rate of the PCM16 you feed. Construction loads the model (~0.5 s, blocking):
+    in asyncio code use :meth:`AsyncRecognizer.create`.
+    """
+
+    def __init__(
+        self,
+        mode: RecognitionMode,
+        *,
+        input_rate: int = DECODER_RATE,
+        grammar: str | None = None,
+        phrases: Sequence[str] = (),
+        slots: Mapping[str, Slot] | None = None,
+        partial_interval_ms: int = 200,
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if input_rate not in _INPUT_RATES:
+            raise ValueError(f"input_rate must be one of {_INPUT_RATES}, got {input_rate}")
+        if partial_interval_ms < 0:
+            raise ValueError(f"partial_interval_ms must be >= 0, got {partial_interval_ms}")
+        if mode is not RecognitionMode.FREE_FORM and not grammar:
+            raise ValueError(f"{mode.value} mode needs a grammar")
+        self.mode = mode
+        self.input_rate = input_rate
+        self.grammar = grammar
+        self.partial_interval_ms = partial_interval_ms
+        self._phrases = list(phrases)
+        self._slots = dict(slots or {})
+        self._patterns = [(p, phrase_regex(p, self._slots)) for p in self._phrases]
+        decoder_cls = _decoder_class()
+        kwargs: dict[str, Any] = {"samprate": DECODER_RATE, "loglevel": "FATAL"}
+        kwargs.update(model_kwargs or {})
+        self._decoder = decoder_cls(**kwargs)
+        if grammar is not None:
+            self._check_words(grammar)
+            try:
+                self._decoder.add_jsgf_string(_SEARCH, grammar)
+            except ValueError as exc:
+                raise ValueError(f"the JSGF grammar was rejected by pocketsphinx: {exc}") from exc
+            self._decoder.activate_search(_SEARCH)
+        self._resampler = Resampler(input_rate, DECODER_RATE) if input_rate != DECODER_RATE else None
+        self._active = False
+        self._fed_bytes = 0
+        self._since_partial = 0
+        self._last_partial = ""
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_phrases(
+        cls,
+        phrases: Sequence[str],
+        *,
+        slots: Mapping[str, Slot] | None = None,
+        sequence: bool = False,
+        input_rate: int = DECODER_RATE,
+        partial_interval_ms: int = 200,
+    ) -> Recognizer:
+        """Recognise one of ``phrases`` (``sequence=True``: one or more of them in a row)."""
+        jsgf = build_jsgf(phrases, slots, sequence=sequence)
+        return cls(
+            RecognitionMode.PHRASES,
+            input_rate=input_rate,
+            grammar=jsgf,
+            phrases=phrases,
+            slots=slots,
+            partial_interval_ms=partial_interval_ms,
+        )
+
+    @classmethod
+    def from_grammar(
+        cls, jsgf: str, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200
+    ) -> Recognizer:
+        """Recognise what a JSGF grammar (text, with a ``public`` rule) accepts."""
+        return cls(
+            RecognitionMode.GRAMMAR,
+            input_rate=input_rate,
+            grammar=jsgf,
+            partial_interval_ms=partial_interval_ms,
+        )
+
+    @classmethod
+    def free_form(cls, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200) -> Recognizer:
+        """Recognise any English with the bundled en-us language model (slow, approximate)."""
+        return cls(RecognitionMode.FREE_FORM, input_rate=input_rate, partial_interval_ms=partial_interval_ms)
+
+    def _check_words(self, jsgf: str) -> None:
+        """Name an unknown word now: pocketsphinx would only log it and never recognise it."""
+        unknown: list[str] = []
+        for line in jsgf.splitlines():
+            if "=" not in line:
+                continue
+            expansion = line.split("=", 1)[1]
+            for token in expansion.replace(";", " ").replace("|", " ").split():
+                word = token.strip("()[]*+")
+                if not word or word.startswith(("<", "/", "{")) or word in unknown:
+                    continue
+                if self._decoder.lookup_word(word) is None:
+                    unknown.append(word)
+        if unknown:
+            raise ValueError(
+                f"words not in the pronunciation dictionary: {', '.join(unknown)} "
+                "(use other words, or spell numbers as digits words)"
+            )
+
+    # -- streaming --------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def start(self) -> None:
+        """Begin an utterance (ends an unfinished one silently)."""
+        if self._active:
+            self._decoder.end_utt()
+        if self._resampler is not None:
+            self._resampler.reset()
+        self._decoder.start_utt()
+        self._active = True
+        self._fed_bytes = 0
+        self._since_partial = 0
+        self._last_partial = ""
+
+    def _audio_ms(self) -> float:
+        return self._fed_bytes / (2 * self.input_rate) * 1000.0
+
+    def feed(self, pcm: bytes) -> Hypothesis | None:
+        """Decode a chunk of PCM16 at ``input_rate``; a partial hypothesis when it changed.
+
+        Partial hypotheses are computed at most every ``partial_interval_ms`` of audio.
+        """
+        if not self._active:
+            self.start()
+        if len(pcm) & 1:
+            raise ValueError(f"PCM16 chunks have an even number of bytes, got {len(pcm)}")
+        self._fed_bytes += len(pcm)
+        data = self._resampler.process(pcm) if self._resampler is not None else pcm
+        if data:
+            self._decoder.process_raw(data)
+        self._since_partial += len(pcm)
+        if self._since_partial * 1000 < self.partial_interval_ms * 2 * self.input_rate:
+            return None
+        self._since_partial = 0
+        hyp = self._decoder.hyp()
+        text = hyp.hypstr if hyp is not None else ""
+        if text == self._last_partial:
+            return None
+        self._last_partial = text
+        return Hypothesis(text, final=False, audio_ms=self._audio_ms())
+
+    def finish(self) -> Hypothesis:
+        """End the utterance and return the final hypothesis (``text == ""`` when nothing matched)."""
+        if not self._active:
+            return Hypothesis("", final=True, audio_ms=0.0)
+        if self._resampler is not None:
+            tail = self._resampler.flush()
+            if tail:
+                self._decoder.process_raw(tail)
+        self._decoder.end_utt()
+        self._active = False
+        hyp = self._decoder.hyp()
+        text = normalise(hyp.hypstr) if hyp is not None else ""
+        phrase, slots = self._match(text)
+        return Hypothesis(text, final=True, audio_ms=self._audio_ms(), phrase=phrase, slots=slots)
+
+    def _match(self, text: str) -> tuple[str | None, dict[str, str] | None]:
+        for phrase, pattern in self._patterns:
+            m = pattern.match(text)
+            if m is not None:
+                values = {name: slot_value(self._slots[name], m.group(name)) for name in phrase_slots(phrase)}
+                return phrase, values
+        return None, None
+
+    def recognize(self, pcm: bytes, chunk_ms: int = 20) -> Hypothesis:
+        """Decode one whole utterance (fed in ``chunk_ms`` pieces, like a live stream)."""
+        self.start()
+        step = self.input_rate * 2 * chunk_ms // 1000
+        view = memoryview(pcm)
+        for i in range(0, len(pcm), step):
+            self.feed(bytes(view[i : i + step]))
+        return self.finish()
+
+
+class AsyncRecognizer:
+    """A :class:`Recognizer` driven from asyncio: decoding runs in one dedicated worker thread.
+
+    Feed audio in batches (e.g. every 100-200 ms of the stream, or the whole utterance when the VAD
+    says it ended); each call is one hop to the worker, so the loop is never blocked by decoding.
+    """
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        self.recognizer = recognizer
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-asr")
+
+    @classmethod
+    async def create(cls, factory: Any, /, *args: Any, **kwargs: Any) -> AsyncRecognizer:
+        """Build the recogniser off the loop (loading the model takes ~0.5 s).
+
+        ``await AsyncRecognizer.create(Recognizer.from_phrases, phrases, input_rate=8000)``
+        """
+        loop = asyncio.get_running_loop()
+        recognizer = await loop.run_in_executor(None, lambda: factory(*args, **kwargs))
+        if not isinstance(recognizer, Recognizer):
+            raise TypeError(f"factory must return a Recognizer, got {type(recognizer).__name__}")
+        return cls(recognizer)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def start(self) -> None:
+        await self._run(self.recognizer.start)
+
+    async def feed(self, pcm: bytes) -> Hypothesis | None:
+        result: Hypothesis | None = await self._run(self.recognizer.feed, pcm)
+        return result
+
+    async def finish(self) -> Hypothesis:
+        result: Hypothesis = await self._run(self.recognizer.finish)
+        return result
+
+    async def recognize(self, pcm: bytes) -> Hypothesis:
+        result: Hypothesis = await self._run(self.recognizer.recognize, pcm)
+        return result
+
+    def close(self) -> None:
+        """Release the worker thread (pending work finishes first)."""
+        self._executor.shutdown(wait=False)
