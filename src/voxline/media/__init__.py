@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from voxline.audio import AudioFormat, Frame
+from voxline.audio.transcode import Transcoder
 from voxline.eventtarget import EventTarget
 
 __all__ = [
@@ -332,18 +333,15 @@ class FormatAdapter:
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
-        self._transcoders: dict[AudioFormat, Any] = {}
+        self._transcoders: dict[AudioFormat, Transcoder] = {}
 
     def convert(self, frame: Frame) -> bytes:
         if frame.format == self.format:
             return frame.data
         transcoder = self._transcoders.get(frame.format)
         if transcoder is None:
-            from voxline.audio.transcode import Transcoder
-
             transcoder = self._transcoders[frame.format] = Transcoder(frame.format, self.format)
-        out: bytes = transcoder.process(frame.data)
-        return out
+        return transcoder.process(frame.data)
 
     def reset(self) -> None:
         """Forget transcoder state (a new stream starts)."""
