@@ -1,0 +1,654 @@
+"""asyncio I/O for SIP: UDP and TCP transports, one ``UserAgentCore``, one timer, call legs with RTP.
+
+``SipEndpoint`` listens (default 0.0.0.0:5060), feeds every datagram / framed stream message to the
+core and writes what the core returns. All SIP timers of all calls are served by ONE ``call_at``
+handle, re-armed to ``core.next_deadline()`` after every interaction. Each call is a ``SipCallLeg``
+with its own RTP socket; RTP sending is paced by a shared ``RtpClock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from ipaddress import ip_address
+from typing import Any, Literal
+
+from ..audio import Frame
+from ..rtp import DtmfDigit, RtpClock, RtpEndpoint, RtpSession, RtpTimeout
+from ..rtp.session import RtpEvent
+from .core import CallStateError, SipConfig, UserAgentCore
+from .events import (
+    Address,
+    CallConnected,
+    CallDisconnected,
+    CallFailed,
+    CallProgress,
+    CallReinvite,
+    DtmfInfo,
+    IncomingCall,
+    Outgoing,
+    SipEvent,
+    Transport,
+)
+from .message import MAX_MESSAGE_BYTES, SipHeaders, SipParseError, StreamFramer, parse_uri
+from .sdp import NegotiatedMedia, SessionDescription
+
+__all__ = ["CallFailedError", "SipCallLeg", "SipEndpoint"]
+
+log = logging.getLogger("voxline.sip")
+
+LegEvent = CallProgress | CallConnected | CallReinvite | CallDisconnected | CallFailed | DtmfInfo | DtmfDigit
+Listener = Callable[[LegEvent], Any]
+
+
+class CallFailedError(RuntimeError):
+    """``wait_connected`` on a call that failed or ended before connecting."""
+
+    def __init__(self, event: CallFailed | CallDisconnected) -> None:
+        status = getattr(event, "status", None)
+        super().__init__(
+            f"call {event.call_id} {'failed' if status else 'ended'}: {status or ''} {event.reason}"
+        )
+        self.event = event
+        self.status = status
+        self.reason = event.reason
+
+
+class SipCallLeg:
+    """One call (inbound or outbound) and its RTP stream.
+
+    Listeners (``add_listener``) get ``CallProgress``, ``CallConnected``, ``CallReinvite``,
+    ``CallDisconnected``, ``CallFailed``, ``DtmfDigit`` (RFC 4733) and ``DtmfInfo`` (SIP INFO).
+    Received audio frames go to ``on_audio`` (the 20 ms path: a plain callback, no event objects).
+    """
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        call_id: str,
+        direction: Literal["inbound", "outbound"],
+        *,
+        caller_id: str = "",
+        display_name: str | None = None,
+        destination: str = "",
+        headers: SipHeaders | None = None,
+        remote_sdp: SessionDescription | None = None,
+        media: NegotiatedMedia | None = None,
+        remote_addr: Address | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self.call_id = call_id
+        self.direction = direction
+        self.caller_id = caller_id
+        self.display_name = display_name
+        self.destination = destination
+        self.headers = headers or SipHeaders()
+        self.remote_sdp = remote_sdp
+        self.media = media
+        self.remote_addr = remote_addr
+        self.state = "incoming" if direction == "inbound" else "calling"
+        self.rtp: RtpEndpoint | None = None
+        self.on_audio: Callable[[Frame], Any] | None = None
+        self.end_event: CallDisconnected | CallFailed | None = None
+        self._listeners: list[Listener] = []
+        self._connected = asyncio.get_running_loop().create_future()
+        self._ended = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"<SipCallLeg {self.direction} {self.call_id} {self.state}>"
+
+    # ---------------------------------------------------------------------------------- info
+
+    @property
+    def codec(self) -> str | None:
+        """ "PCMU" or "PCMA" once negotiated."""
+        return self.media.codec.name if self.media else None
+
+    @property
+    def sent_ms(self) -> int:
+        """Milliseconds of queued audio that have actually left the RTP socket."""
+        return self.rtp.session.sent_ms if self.rtp else 0
+
+    @property
+    def queued_ms(self) -> int:
+        return self.rtp.session.queued_ms if self.rtp else 0
+
+    # ---------------------------------------------------------------------------------- events
+
+    def add_listener(self, callback: Listener) -> None:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _emit(self, event: LegEvent) -> None:
+        for callback in tuple(self._listeners):
+            try:
+                result = callback(event)
+                if inspect.isawaitable(result):
+                    self._endpoint._spawn(result)
+            except Exception:
+                log.exception("listener of call %s raised on %s", self.call_id, type(event).__name__)
+
+    async def wait_connected(self) -> None:
+        """Return once connected; raise ``CallFailedError`` if the call failed or ended first."""
+        await asyncio.shield(self._connected)
+
+    async def wait_ended(self) -> CallDisconnected | CallFailed:
+        return await asyncio.shield(self._ended)
+
+    # ---------------------------------------------------------------------------------- commands
+
+    def ringing(self) -> None:
+        """Send 180 Ringing (inbound calls)."""
+        self._endpoint._command(lambda core, now: core.ringing(self.call_id, now))
+        self.state = "ringing"
+
+    async def answer(self) -> None:
+        """Send 200 OK with our SDP answer; returns once it is sent. ``CallConnected`` follows on ACK."""
+        if self.direction != "inbound":
+            raise CallStateError(f"call {self.call_id} is outbound: only inbound calls are answered")
+        if self.state not in ("incoming", "ringing"):
+            raise CallStateError(f"call {self.call_id} is {self.state}: cannot answer")
+        await self._open_rtp()
+        if self.state not in ("incoming", "ringing"):  # cancelled while the socket was opened
+            raise CallStateError(f"call {self.call_id} is {self.state}: cannot answer")
+        assert self.rtp is not None
+        port = self.rtp.local_addr[1]
+        self._endpoint._command(lambda core, now: core.answer(self.call_id, now, port))
+        if self.state != "ended":
+            self.state = "answering"
+
+    def reject(self, code: int = 486, reason: str | None = None) -> None:
+        """Reject an inbound call with a final failure response (300..699)."""
+        self._endpoint._command(lambda core, now: core.reject(self.call_id, now, code, reason))
+
+    def hangup(self, reason: str = "hangup") -> None:
+        """End the call in any state (BYE, CANCEL, or 603 when not answered). Idempotent."""
+        if self.state == "ended":
+            return
+        self._endpoint._command(lambda core, now: core.hangup(self.call_id, now, reason))
+
+    def send_audio(self, payload: bytes) -> None:
+        """Queue encoded audio in the call's codec for paced sending."""
+        if self.rtp is not None:
+            self.rtp.session.enqueue(payload)
+
+    def clear_audio(self) -> int:
+        """Drop queued audio at once (barge-in); returns the milliseconds dropped."""
+        return self.rtp.session.clear() if self.rtp else 0
+
+    def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
+        if self.rtp is None:
+            raise CallStateError(f"call {self.call_id} has no media yet")
+        self.rtp.session.send_dtmf(digits, duration_ms)
+
+    # ---------------------------------------------------------------------------------- internals
+
+    async def _open_rtp(self) -> None:
+        if self.rtp is not None:
+            return
+        ep = self._endpoint
+        media = self.media
+        session = RtpSession(
+            payload_type=media.codec.payload_type if media else 0,
+            remote_addr=self._media_addr(media),
+            dtmf_payload_type=media.dtmf_payload_type if media else ep.config.dtmf_payload_type,
+            inactivity_timeout_ms=ep.rtp_inactivity_timeout_ms,
+            now_ms=asyncio.get_running_loop().time() * 1000.0,
+        )
+        self.rtp = await RtpEndpoint.create(session, ep.rtp_host, 0, self._on_rtp_event)
+
+    @staticmethod
+    def _media_addr(media: NegotiatedMedia | None) -> Address | None:
+        if media is None or media.remote_port == 0 or media.remote_host in ("0.0.0.0", "::"):
+            return None
+        return media.remote_addr
+
+    def _apply_media(self, media: NegotiatedMedia | None) -> None:
+        if media is None:
+            return
+        self.media = media
+        if self.rtp is None:
+            return
+        s = self.rtp.session
+        if media.codec.payload_type != s.payload_type or media.dtmf_payload_type != s.dtmf_payload_type:
+            s.set_codec(media.codec.payload_type, media.dtmf_payload_type)
+        addr = self._media_addr(media)
+        if addr is not None and s.latched is None:
+            s.remote_addr = addr
+        s.sending = media.direction in ("sendrecv", "sendonly") and addr is not None
+        # A held peer may stop sending: no inactivity timeout while held.
+        s.inactivity_timeout_ms = None if media.on_hold else self._endpoint.rtp_inactivity_timeout_ms
+        s.reset_inactivity(self.rtp.now_ms())
+
+    def _on_rtp_event(self, event: RtpEvent) -> None:
+        if isinstance(event, Frame):
+            if self.on_audio is not None:
+                self.on_audio(event)
+        elif isinstance(event, DtmfDigit):
+            self._emit(event)
+        elif isinstance(event, RtpTimeout) and self.state in ("answering", "connected"):
+            log.info("call %s: no RTP for %.0f ms, hanging up", self.call_id, event.idle_ms)
+            reason = f"no RTP for {event.idle_ms / 1000:.0f} s"
+            self._endpoint._command(lambda core, now: core.hangup(self.call_id, now, reason, "timeout"))
+
+    def _on_sip_event(self, event: SipEvent) -> None:
+        if isinstance(event, CallConnected):
+            self.state = "connected"
+            self._apply_media(event.media)
+            if self.rtp is not None:
+                self._endpoint.rtp_clock.add(self.rtp)
+            if not self._connected.done():
+                self._connected.set_result(None)
+        elif isinstance(event, CallReinvite):
+            self._apply_media(event.media)
+        elif isinstance(event, CallProgress):
+            self.state = "progress"
+        elif isinstance(event, (CallDisconnected, CallFailed)):
+            self.state = "ended"
+            self.end_event = event
+            self._close_media()
+            if not self._connected.done():
+                self._connected.set_exception(CallFailedError(event))
+                self._connected.exception()  # retrieved: nobody may be waiting for it
+            if not self._ended.done():
+                self._ended.set_result(event)
+        if not isinstance(event, IncomingCall):
+            self._emit(event)
+        if isinstance(event, (CallDisconnected, CallFailed)):
+            self._listeners.clear()
+
+    def _close_media(self) -> None:
+        if self.rtp is not None:
+            self._endpoint.rtp_clock.discard(self.rtp)
+            self.rtp.close()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.endpoint._on_message(data, (addr[0], addr[1]), "udp")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP UDP socket error: %s", exc)
+
+
+class SipEndpoint:
+    """SIP over UDP and TCP on one listen address, with the calls it carries.
+
+    Inbound calls go to ``on_incoming_call(leg)`` (sync or async) or, without one, to ``accept()``.
+    Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message,
+    ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
+    """
+
+    def __init__(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 5060,
+        *,
+        advertise_host: str | None = None,
+        transports: Iterable[Transport] = ("udp", "tcp"),
+        max_calls: int = 100,
+        rtp_host: str | None = None,
+        rtp_inactivity_timeout_ms: float | None = 30_000,
+        rtp_clock: RtpClock | None = None,
+        config: SipConfig | None = None,
+        on_incoming_call: Callable[[SipCallLeg], Any] | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.transports = tuple(transports)
+        if not self.transports or any(t not in ("udp", "tcp") for t in self.transports):
+            raise ValueError(
+                f"transports must be a non-empty subset of ('udp', 'tcp'), got {self.transports}"
+            )
+        self.config = config or SipConfig(max_calls=max_calls)
+        if config is None:
+            self.config.max_calls = max_calls
+        self.advertise_host = advertise_host
+        self.rtp_host = rtp_host or host
+        self.rtp_inactivity_timeout_ms = rtp_inactivity_timeout_ms
+        self.rtp_clock = rtp_clock or RtpClock()
+        self._own_clock = rtp_clock is None
+        self.on_incoming_call = on_incoming_call
+        self.max_message_bytes = max_message_bytes
+        self.core: UserAgentCore | None = None
+        self.legs: dict[str, SipCallLeg] = {}
+        self._incoming: asyncio.Queue[SipCallLeg] = asyncio.Queue()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._tcp_writers: dict[Address, asyncio.StreamWriter] = {}
+        self._tcp_pending: dict[Address, list[bytes]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flushing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._local_ips: dict[str, str] = {}
+        self.port = 0
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> SipEndpoint:
+        loop = asyncio.get_running_loop()
+        port = self.requested_port
+        for attempt in range(20):
+            try:
+                if "udp" in self.transports:
+                    udp, _ = await loop.create_datagram_endpoint(
+                        lambda: _UdpProtocol(self), local_addr=(self.host, port)
+                    )
+                    self._udp = udp
+                    port = udp.get_extra_info("sockname")[1]
+                if "tcp" in self.transports:
+                    self._tcp_server = await asyncio.start_server(self._on_tcp_client, self.host, port)
+                    port = self._tcp_server.sockets[0].getsockname()[1]
+                break
+            except OSError:
+                # Port 0: the UDP port we got may be taken for TCP; try another pair.
+                if self._udp is not None:
+                    self._udp.close()
+                    self._udp = None
+                if self.requested_port != 0 or attempt == 19:
+                    raise
+                port = 0
+        self.port = port
+        self.config.port = port
+        self.config.host = self.advertise_host or (self.host if not _unspecified(self.host) else "127.0.0.1")
+        self.core = UserAgentCore(self.config)
+        return self
+
+    async def close(self) -> None:
+        """Hang up every call, send what is pending, close sockets."""
+        for leg in list(self.legs.values()):
+            with contextlib.suppress(CallStateError):
+                leg.hangup("endpoint closing")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for writer in list(self._tcp_writers.values()):
+            writer.close()
+        self._tcp_writers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._own_clock:
+            await self.rtp_clock.stop()
+
+    async def __aenter__(self) -> SipEndpoint:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.core.stats) if self.core else {}
+
+    async def accept(self) -> SipCallLeg:
+        """The next inbound call (when no ``on_incoming_call`` callback is set)."""
+        return await self._incoming.get()
+
+    # ---------------------------------------------------------------------------------- outbound
+
+    async def call(
+        self,
+        uri: str,
+        *,
+        caller_id: str | None = None,
+        display_name: str | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        auth: tuple[str, str] | None = None,
+        transport: Transport = "udp",
+        target: Address | None = None,
+    ) -> SipCallLeg:
+        """Place a call; returns the leg at once (INVITE sent). ``await leg.wait_connected()``."""
+        core = self._core()
+        if transport not in self.transports:
+            raise ValueError(f"transport {transport!r} is not enabled on this endpoint ({self.transports})")
+        try:
+            parsed = parse_uri(uri)
+        except SipParseError as exc:
+            raise ValueError(f"uri: {exc}") from None
+        if target is None and parsed.scheme != "tel":
+            host = parsed.host
+            if not _is_ip(host):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+                host = str(infos[0][4][0])
+            target = (host, parsed.port or 5060)
+        local_host = self._local_host_for(target[0]) if target else None
+        leg = SipCallLeg(self, "", "outbound", destination=parsed.user or "")
+        await leg._open_rtp()
+        assert leg.rtp is not None
+        rtp_port = leg.rtp.local_addr[1]
+        now = self._now()
+        call_id = core.call(
+            uri,
+            now,
+            rtp_port=rtp_port,
+            caller_id=caller_id,
+            display_name=display_name,
+            headers=headers,
+            auth=auth,
+            target=target,
+            transport=transport,
+            local_host=local_host,
+        )
+        leg.call_id = call_id
+        leg.caller_id = caller_id or self.config.user
+        leg.display_name = display_name
+        leg.remote_addr = target
+        self.legs[call_id] = leg
+        self._flush()
+        return leg
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _core(self) -> UserAgentCore:
+        if self.core is None:
+            raise RuntimeError("SipEndpoint is not started: await endpoint.start() first")
+        return self.core
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _spawn(self, awaitable: Any) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("SIP callback raised")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _local_host_for(self, peer_ip: str) -> str:
+        """The address to advertise towards ``peer_ip`` (for a wildcard listen address)."""
+        if self.advertise_host:
+            return self.advertise_host
+        if not _unspecified(self.host):
+            return self.host
+        cached = self._local_ips.get(peer_ip)
+        if cached is None:
+            family = socket.AF_INET6 if ":" in peer_ip else socket.AF_INET
+            try:
+                with socket.socket(family, socket.SOCK_DGRAM) as s:
+                    s.connect((peer_ip, 9))  # no packet is sent: this only asks the routing table
+                    cached = s.getsockname()[0]
+            except OSError:
+                cached = "127.0.0.1"
+            self._local_ips[peer_ip] = cached
+        return cached
+
+    def _command(self, fn: Callable[[UserAgentCore, float], Any]) -> Any:
+        result = fn(self._core(), self._now())
+        self._flush()
+        return result
+
+    def _on_message(self, data: bytes, addr: Address, transport: Transport) -> None:
+        core = self._core()
+        if len(data) > self.max_message_bytes:
+            log.info(
+                "dropped %d-byte SIP message from %s:%s (limit %d)", len(data), *addr, self.max_message_bytes
+            )
+            core.stats["malformed_dropped"] += 1
+            return
+        core.receive(data, addr, self._now(), transport, self._local_host_for(addr[0]))
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._flushing:
+            return  # the outer flush loop picks it up
+        self._flushing = True
+        try:
+            core = self._core()
+            while True:
+                out = core.data_to_send()
+                events = core.events_received()
+                if not out and not events:
+                    break
+                for item in out:
+                    self._write(item)
+                for event in events:
+                    try:
+                        self._handle(event)
+                    except Exception:
+                        log.exception("handling %s raised", type(event).__name__)
+        finally:
+            self._flushing = False
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self._core().next_deadline()
+        if deadline == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._core().tick(self._now())
+        self._flush()
+
+    def _write(self, item: Outgoing) -> None:
+        if item.transport == "udp":
+            if self._udp is not None and not self._udp.is_closing():
+                self._udp.sendto(item.data, item.addr)
+            return
+        writer = self._tcp_writers.get(item.addr)
+        if writer is not None and not writer.is_closing():
+            writer.write(item.data)
+            return
+        pending = self._tcp_pending.get(item.addr)
+        if pending is not None:
+            pending.append(item.data)
+            return
+        self._tcp_pending[item.addr] = [item.data]
+        self._spawn(self._tcp_connect(item.addr))
+
+    def _handle(self, event: SipEvent) -> None:
+        if isinstance(event, IncomingCall):
+            leg = SipCallLeg(
+                self,
+                event.call_id,
+                "inbound",
+                caller_id=event.caller_id,
+                display_name=event.display_name,
+                destination=event.destination,
+                headers=event.headers,
+                remote_sdp=event.offer,
+                media=event.media,
+                remote_addr=event.source,
+            )
+            self.legs[event.call_id] = leg
+            if self.on_incoming_call is not None:
+                try:
+                    result = self.on_incoming_call(leg)
+                    if inspect.isawaitable(result):
+                        self._spawn(result)
+                except Exception:
+                    log.exception("on_incoming_call raised; rejecting %s", event.call_id)
+                    with contextlib.suppress(CallStateError):
+                        self._core().reject(event.call_id, self._now(), 500)
+            else:
+                self._incoming.put_nowait(leg)
+            return
+        existing = self.legs.get(event.call_id)
+        if existing is None:
+            return
+        existing._on_sip_event(event)
+        if isinstance(event, (CallDisconnected, CallFailed)):
+            self.legs.pop(event.call_id, None)
+
+    # ---------------------------------------------------------------------------------- TCP
+
+    async def _on_tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        await self._tcp_read_loop((peer[0], peer[1]), reader, writer)
+
+    async def _tcp_connect(self, addr: Address) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(addr[0], addr[1])
+        except OSError as exc:
+            log.info("SIP TCP connect to %s:%s failed: %s", addr[0], addr[1], exc)
+            self._tcp_pending.pop(addr, None)
+            return
+        for data in self._tcp_pending.pop(addr, []):
+            writer.write(data)
+        await self._tcp_read_loop(addr, reader, writer)
+
+    async def _tcp_read_loop(
+        self, addr: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._tcp_writers[addr] = writer
+        framer = StreamFramer(self.max_message_bytes)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for message in framer.feed(data):
+                    self._on_message(message, addr, "tcp")
+                if framer.error:
+                    log.info("closing SIP TCP connection from %s:%s: %s", addr[0], addr[1], framer.error)
+                    self._core().stats["malformed_dropped"] += 1
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if self._tcp_writers.get(addr) is writer:
+                del self._tcp_writers[addr]
+            writer.close()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _unspecified(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")

@@ -1,0 +1,113 @@
+"""Events the SIP user agent core reports (sans-I/O), one dataclass per kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .message import NameAddr, SipHeaders, SipUri
+from .sdp import NegotiatedMedia, SessionDescription
+
+__all__ = [
+    "Address",
+    "CallConnected",
+    "CallDisconnected",
+    "CallFailed",
+    "CallProgress",
+    "CallReinvite",
+    "DtmfInfo",
+    "IncomingCall",
+    "Outgoing",
+    "SipEvent",
+]
+
+Address = tuple[str, int]
+Transport = Literal["udp", "tcp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Bytes the I/O layer must write: a datagram (udp) or onto the connection to ``addr`` (tcp)."""
+
+    data: bytes
+    addr: Address
+    transport: Transport = "udp"
+
+
+@dataclass(slots=True)
+class IncomingCall:
+    """A new INVITE that passed the checks (limits, SDP). Answer, ring or reject it by ``call_id``."""
+
+    call_id: str
+    caller: NameAddr  # the From header
+    callee: SipUri  # the Request-URI
+    caller_id: str  # From user part (the number), or "" when absent
+    display_name: str | None
+    destination: str  # Request-URI user part (the dialled number), or "" when absent
+    headers: SipHeaders  # all headers of the INVITE, as received
+    offer: SessionDescription | None  # None: the caller wants our offer (delayed offer)
+    media: NegotiatedMedia | None  # what we will answer with
+    source: Address
+    transport: Transport
+
+
+@dataclass(slots=True)
+class CallProgress:
+    """A provisional response to our INVITE (180, 183, ...); ``media`` when it carried an answer."""
+
+    call_id: str
+    status: int
+    reason: str
+    media: NegotiatedMedia | None = None
+
+
+@dataclass(slots=True)
+class CallConnected:
+    """Inbound: our 200 was ACKed. Outbound: the callee answered (and we ACKed)."""
+
+    call_id: str
+    media: NegotiatedMedia | None
+
+
+@dataclass(slots=True)
+class CallReinvite:
+    """The peer sent a new offer in the dialog (hold, resume, codec change); we already answered it."""
+
+    call_id: str
+    media: NegotiatedMedia
+    on_hold: bool
+
+
+@dataclass(slots=True)
+class CallDisconnected:
+    """A connected call ended. ``by``: "remote" (their BYE), "local" (our hangup) or "timeout"."""
+
+    call_id: str
+    by: Literal["remote", "local", "timeout"]
+    reason: str
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class CallFailed:
+    """A call that never connected ended: outbound failure response or timeout, inbound cancel by the
+    caller (487), a rejection we sent, or an answer that was never ACKed."""
+
+    call_id: str
+    status: int
+    reason: str
+    by: Literal["remote", "local", "timeout"] = "remote"
+
+
+@dataclass(slots=True)
+class DtmfInfo:
+    """A digit sent in a SIP INFO (application/dtmf-relay or application/dtmf)."""
+
+    call_id: str
+    digit: str
+    duration_ms: int
+
+
+SipEvent = (
+    IncomingCall | CallProgress | CallConnected | CallReinvite | CallDisconnected | CallFailed | DtmfInfo
+)

@@ -1,0 +1,360 @@
+"""SDP (RFC 4566) parse/build and the offer/answer rules of RFC 3264 for one audio stream.
+
+Supported: PCMU (PT 0), PCMA (PT 8), telephone-event/8000 (dynamic PT), ``c=IN IP4`` and
+``c=IN IP6``, ``a=ptime``, and the directions sendrecv / sendonly / recvonly / inactive (hold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "CODECS",
+    "Codec",
+    "Direction",
+    "MediaDescription",
+    "NegotiatedMedia",
+    "NoCommonCodec",
+    "SdpError",
+    "SessionDescription",
+    "accept_answer",
+    "answer_offer",
+    "build_offer",
+    "parse_sdp",
+]
+
+Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+_DIRECTIONS: tuple[Direction, ...] = ("sendrecv", "sendonly", "recvonly", "inactive")
+_REVERSE: dict[Direction, Direction] = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+class SdpError(ValueError):
+    """A session description that cannot be parsed or used."""
+
+
+class NoCommonCodec(SdpError):
+    """The offer has no codec we support (answered with 488)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    name: str  # "PCMU" / "PCMA"
+    payload_type: int
+    clock_rate: int = 8000
+
+    @property
+    def encoding(self) -> Literal["pcmu", "pcma"]:
+        return "pcmu" if self.name == "PCMU" else "pcma"
+
+
+CODECS: dict[str, Codec] = {"PCMU": Codec("PCMU", 0), "PCMA": Codec("PCMA", 8)}
+_STATIC_NAMES = {0: "PCMU", 8: "PCMA"}
+DEFAULT_DTMF_PT = 101
+
+
+@dataclass(slots=True)
+class MediaDescription:
+    media: str
+    port: int
+    proto: str
+    formats: list[str]
+    connection: tuple[str, str] | None = None  # (addrtype "IP4"/"IP6", address)
+    rtpmap: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # pt -> (name, rate, channels)
+    fmtp: dict[int, str] = field(default_factory=dict)
+    attributes: list[tuple[str, str | None]] = field(default_factory=list)  # all others, in order
+    direction: Direction | None = None
+    ptime: int | None = None
+
+    def codec_name(self, pt: int) -> tuple[str, int] | None:
+        if pt in self.rtpmap:
+            name, rate, _ = self.rtpmap[pt]
+            return name, rate
+        if pt in _STATIC_NAMES:
+            return _STATIC_NAMES[pt], 8000
+        return None
+
+
+@dataclass(slots=True)
+class SessionDescription:
+    origin: tuple[str, int, int, str, str, str] = ("-", 0, 0, "IN", "IP4", "127.0.0.1")
+    session_name: str = "-"
+    connection: tuple[str, str] | None = None
+    media: list[MediaDescription] = field(default_factory=list)
+    direction: Direction | None = None
+    attributes: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def audio(self) -> MediaDescription | None:
+        for m in self.media:
+            if m.media == "audio" and m.port != 0:
+                return m
+        return None
+
+    def to_bytes(self) -> bytes:
+        user, sid, ver, nettype, addrtype, addr = self.origin
+        lines = ["v=0", f"o={user} {sid} {ver} {nettype} {addrtype} {addr}", f"s={self.session_name}"]
+        if self.connection:
+            lines.append(f"c=IN {self.connection[0]} {self.connection[1]}")
+        lines.append("t=0 0")
+        if self.direction:
+            lines.append(f"a={self.direction}")
+        lines += [f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes]
+        for m in self.media:
+            lines.append(f"m={m.media} {m.port} {m.proto} {' '.join(m.formats)}")
+            if m.connection:
+                lines.append(f"c=IN {m.connection[0]} {m.connection[1]}")
+            for pt, (name, rate, channels) in m.rtpmap.items():
+                lines.append(f"a=rtpmap:{pt} {name}/{rate}" + (f"/{channels}" if channels != 1 else ""))
+            for pt, params in m.fmtp.items():
+                lines.append(f"a=fmtp:{pt} {params}")
+            if m.ptime:
+                lines.append(f"a=ptime:{m.ptime}")
+            if m.direction:
+                lines.append(f"a={m.direction}")
+            lines += [f"a={k}" if v is None else f"a={k}:{v}" for k, v in m.attributes]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _connection(value: str) -> tuple[str, str]:
+    parts = value.split()
+    if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
+        raise SdpError(f"bad c= line {value!r}")
+    # A multicast TTL suffix (addr/ttl) is dropped; unicast is all we send to.
+    return parts[1], parts[2].split("/")[0]
+
+
+def parse_sdp(data: bytes | str) -> SessionDescription:
+    """Parse a session description. Raises ``SdpError`` naming the bad line."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise SdpError("SDP is not UTF-8") from None
+    sd = SessionDescription()
+    current: MediaDescription | None = None
+    seen_v = False
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        if len(line) < 2 or line[1] != "=":
+            raise SdpError(f"bad SDP line {line[:60]!r}")
+        kind, value = line[0], line[2:]
+        if kind == "v":
+            if value != "0":
+                raise SdpError(f"unsupported SDP version {value!r}")
+            seen_v = True
+        elif kind == "o":
+            parts = value.split()
+            if len(parts) != 6 or not parts[1].isdigit() or not parts[2].isdigit():
+                raise SdpError(f"bad o= line {value!r}")
+            sd.origin = (parts[0], int(parts[1]), int(parts[2]), parts[3], parts[4], parts[5])
+        elif kind == "s":
+            sd.session_name = value or "-"
+        elif kind == "c":
+            if current is None:
+                sd.connection = _connection(value)
+            else:
+                current.connection = _connection(value)
+        elif kind == "m":
+            parts = value.split()
+            if len(parts) < 4:
+                raise SdpError(f"bad m= line {value!r}")
+            port_text = parts[1].split("/")[0]
+            if not port_text.isdigit() or int(port_text) > 65535:
+                raise SdpError(f"bad port in m= line {value!r}")
+            current = MediaDescription(parts[0], int(port_text), parts[2], parts[3:])
+            sd.media.append(current)
+        elif kind == "a":
+            name, colon, arg = value.partition(":")
+            attr_value: str | None = arg if colon else None
+            if name in _DIRECTIONS and attr_value is None:
+                if current is None:
+                    sd.direction = name
+                else:
+                    current.direction = name
+            elif current is None:
+                sd.attributes.append((name, attr_value))
+            elif name == "rtpmap" and attr_value is not None:
+                pt_text, _, enc = attr_value.partition(" ")
+                enc_parts = enc.strip().split("/")
+                if not pt_text.isdigit() or len(enc_parts) < 2 or not enc_parts[1].isdigit():
+                    raise SdpError(f"bad rtpmap {attr_value!r}")
+                channels = int(enc_parts[2]) if len(enc_parts) > 2 and enc_parts[2].isdigit() else 1
+                current.rtpmap[int(pt_text)] = (enc_parts[0], int(enc_parts[1]), channels)
+            elif name == "fmtp" and attr_value is not None:
+                pt_text, _, params = attr_value.partition(" ")
+                if pt_text.isdigit():
+                    current.fmtp[int(pt_text)] = params.strip()
+            elif name == "ptime" and attr_value is not None and attr_value.strip().isdigit():
+                current.ptime = int(attr_value.strip())
+            else:
+                current.attributes.append((name, attr_value))
+        # Other line types (i, u, e, p, b, t, r, z, k) carry nothing we act on.
+    if not seen_v:
+        raise SdpError("missing v= line")
+    return sd
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiatedMedia:
+    """What one side agreed for the audio stream."""
+
+    codec: Codec
+    remote_host: str
+    remote_port: int
+    dtmf_payload_type: int | None
+    direction: Direction  # OUR direction (sendrecv, or sendonly/recvonly/inactive while held)
+    ptime: int = 20
+
+    @property
+    def on_hold(self) -> bool:
+        """The peer put the call on hold: it does not want to receive, or gave no address."""
+        return self.direction in ("recvonly", "inactive") or self.remote_host in ("0.0.0.0", "::")
+
+    @property
+    def remote_addr(self) -> tuple[str, int]:
+        return (self.remote_host, self.remote_port)
+
+
+def _addr_of(sd: SessionDescription, m: MediaDescription) -> tuple[str, str]:
+    conn = m.connection or sd.connection
+    if conn is None:
+        raise SdpError("no c= line for the audio stream")
+    return conn
+
+
+def _telephone_event(m: MediaDescription) -> int | None:
+    for fmt in m.formats:
+        if fmt.isdigit():
+            name = m.codec_name(int(fmt))
+            if name and name[0].lower() == "telephone-event" and name[1] == 8000:
+                return int(fmt)
+    return None
+
+
+def _addrtype(host: str) -> str:
+    return "IP6" if ":" in host else "IP4"
+
+
+def answer_offer(
+    offer: SessionDescription,
+    local_host: str,
+    local_port: int,
+    *,
+    codecs: Sequence[str] = ("PCMU", "PCMA"),
+    session_id: int = 0,
+    session_version: int = 0,
+    hold: bool = False,
+) -> tuple[SessionDescription, NegotiatedMedia]:
+    """Answer an offer (RFC 3264 §6): the first codec in the OFFER's order that we support.
+
+    Raises ``NoCommonCodec`` when there is none, ``SdpError`` when the offer has no usable audio.
+    ``hold`` answers with us not sending (e.g. to put the peer on hold ourselves).
+    """
+    audio_index = next((i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None)
+    if audio_index is None:
+        raise NoCommonCodec("the offer has no active audio stream")
+    m = offer.media[audio_index]
+    if "RTP/AVP" not in m.proto.upper() or "SAVP" in m.proto.upper():
+        raise NoCommonCodec(f"unsupported media transport {m.proto}")
+    chosen: Codec | None = None
+    for fmt in m.formats:
+        if not fmt.isdigit():
+            continue
+        named = m.codec_name(int(fmt))
+        if named and named[0].upper() in codecs and named[1] == 8000:
+            chosen = Codec(named[0].upper(), int(fmt))
+            break
+    if chosen is None:
+        raise NoCommonCodec(f"no common codec in offer formats {' '.join(m.formats)} (we support {codecs})")
+    dtmf = _telephone_event(m)
+    _, host = _addr_of(offer, m)
+    offered_dir: Direction = m.direction or offer.direction or "sendrecv"
+    ours = _REVERSE[offered_dir]
+    if hold:
+        ours = {"sendrecv": "sendonly", "recvonly": "recvonly"}.get(ours, "inactive")  # type: ignore[assignment]
+    negotiated = NegotiatedMedia(chosen, host, m.port, dtmf, ours, m.ptime or 20)
+
+    answer = SessionDescription(
+        origin=("voxline", session_id, session_version, "IN", _addrtype(local_host), local_host),
+        session_name="voxline",
+        connection=(_addrtype(local_host), local_host),
+    )
+    # One m= line per offered stream (RFC 3264 §6); the ones we do not take get port 0.
+    for i, om in enumerate(offer.media):
+        if i != audio_index:
+            answer.media.append(MediaDescription(om.media, 0, om.proto, om.formats[:1]))
+            continue
+        formats = [str(chosen.payload_type)]
+        rtpmap = {chosen.payload_type: (chosen.name, 8000, 1)}
+        fmtp: dict[int, str] = {}
+        if dtmf is not None:
+            formats.append(str(dtmf))
+            rtpmap[dtmf] = ("telephone-event", 8000, 1)
+            fmtp[dtmf] = "0-16"
+        answer.media.append(
+            MediaDescription("audio", local_port, m.proto, formats, None, rtpmap, fmtp, [], ours, 20)
+        )
+    return answer, negotiated
+
+
+def build_offer(
+    local_host: str,
+    local_port: int,
+    *,
+    codecs: Sequence[str] = ("PCMU", "PCMA"),
+    dtmf_payload_type: int | None = DEFAULT_DTMF_PT,
+    direction: Direction = "sendrecv",
+    session_id: int = 0,
+    session_version: int = 0,
+) -> SessionDescription:
+    formats: list[str] = []
+    rtpmap: dict[int, tuple[str, int, int]] = {}
+    for name in codecs:
+        if name not in CODECS:
+            raise ValueError(f"codecs: unsupported codec {name!r} (supported: {sorted(CODECS)})")
+        pt = CODECS[name].payload_type
+        formats.append(str(pt))
+        rtpmap[pt] = (name, 8000, 1)
+    fmtp: dict[int, str] = {}
+    if dtmf_payload_type is not None:
+        formats.append(str(dtmf_payload_type))
+        rtpmap[dtmf_payload_type] = ("telephone-event", 8000, 1)
+        fmtp[dtmf_payload_type] = "0-16"
+    addrtype = _addrtype(local_host)
+    return SessionDescription(
+        origin=("voxline", session_id, session_version, "IN", addrtype, local_host),
+        session_name="voxline",
+        connection=(addrtype, local_host),
+        media=[
+            MediaDescription("audio", local_port, "RTP/AVP", formats, None, rtpmap, fmtp, [], direction, 20)
+        ],
+    )
+
+
+def accept_answer(offer: SessionDescription, answer: SessionDescription) -> NegotiatedMedia:
+    """What an answer to our offer means: the first codec it lists that we offered."""
+    m = answer.audio()
+    if m is None:
+        raise NoCommonCodec("the answer rejected the audio stream")
+    ours = offer.audio()
+    offered = {int(f) for f in ours.formats if f.isdigit()} if ours else set()
+    chosen: Codec | None = None
+    for fmt in m.formats:
+        if not fmt.isdigit():
+            continue
+        named = m.codec_name(int(fmt))
+        if named and named[0].upper() in CODECS and named[1] == 8000 and int(fmt) in offered | {0, 8}:
+            chosen = Codec(named[0].upper(), int(fmt))
+            break
+    if chosen is None:
+        raise NoCommonCodec(f"the answer has no codec we offered ({' '.join(m.formats)})")
+    _, host = _addr_of(answer, m)
+    answered: Direction = m.direction or answer.direction or "sendrecv"
+    return NegotiatedMedia(chosen, host, m.port, _telephone_event(m), _REVERSE[answered], m.ptime or 20)
