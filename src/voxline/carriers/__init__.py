@@ -1,0 +1,31 @@
+"""Carrier WebSocket media: Twilio Media Streams and the VoxEngine WebSocket media format.
+
+Sans-I/O protocol cores (``twilio``, ``wsmedia``), TwiML and Twilio signatures (``twiml``), the
+``CarrierStream`` the runtime gets for each accepted stream (``stream``), and the aiohttp
+handlers (``endpoint``).
+"""
+
+from __future__ import annotations
+
+from ._base import Ignored, ProtocolError
+from .endpoint import CarrierConfig, CarrierEndpoints, TwilioCarrierStream, VoxEngineCarrierStream
+from .stream import CarrierStream, OnStream
+from .twilio import TwilioMediaStream
+from .twiml import compute_signature, connect_stream_twiml, validate_signature
+from .wsmedia import VoxEngineMediaSocket
+
+__all__ = [
+    "CarrierConfig",
+    "CarrierEndpoints",
+    "CarrierStream",
+    "Ignored",
+    "OnStream",
+    "ProtocolError",
+    "TwilioCarrierStream",
+    "TwilioMediaStream",
+    "VoxEngineCarrierStream",
+    "VoxEngineMediaSocket",
+    "compute_signature",
+    "connect_stream_twiml",
+    "validate_signature",
+]

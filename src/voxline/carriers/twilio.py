@@ -1,0 +1,418 @@
+"""Twilio Media Streams, sans-I/O: the server side of a bidirectional ``<Connect><Stream>``.
+
+Text in -> one event out (``receive``); commands in -> text out (``next_outgoing`` /
+``data_to_send``). No sockets, no asyncio, no clock: the I/O layer feeds it and writes what it
+returns.
+
+Outbound audio is tracked with marks. Every ``mark_interval_ms`` of audio sent is followed by a
+mark with a name this core generates; Twilio echoes a mark once the audio queued before it has
+played, which advances ``acknowledged_ms`` (a position in the outbound stream, in ms of audio).
+``clear()`` drops everything Twilio has not played yet. Twilio echoes the marks of cleared audio
+too, so marks sent before a clear are remembered as cleared and their echoes never count as
+played. A legitimate echo that crosses our clear on the wire is therefore ignored as well: the
+acknowledged position errs on the side of "not heard", never the other way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ..audio import PCMU_8K, AudioFormat
+from ._base import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+    BadMessage,
+    Ignored,
+    ProtocolError,
+    Stats,
+    decode_payload,
+    encode_payload,
+    get_int,
+    get_object,
+    get_str,
+    load_object,
+    string_parameters,
+)
+
+__all__ = [
+    "TWILIO_FORMAT",
+    "TwilioConnected",
+    "TwilioDtmf",
+    "TwilioEvent",
+    "TwilioMark",
+    "TwilioMedia",
+    "TwilioMediaStream",
+    "TwilioStart",
+    "TwilioState",
+    "TwilioStop",
+]
+
+TWILIO_FORMAT = PCMU_8K
+"""Media Streams carry μ-law, 8 kHz, mono, base64 without a header, in both directions."""
+
+_MULAW_BYTES_PER_MS = 8
+_CLEARED_MEMORY = 4096  # cleared mark names remembered; echoes come within seconds, this is ample
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioConnected:
+    protocol: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioStart:
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    tracks: tuple[str, ...]
+    custom_parameters: dict[str, str]
+    media_format: AudioFormat
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioMedia:
+    """One chunk of caller audio: ``payload`` is μ-law, decoded from base64 and not copied again."""
+
+    payload: bytes
+    track: str
+    chunk: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioDtmf:
+    digit: str
+    track: str
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioMark:
+    """A mark echoed by Twilio.
+
+    ``acknowledged_ms`` is the outbound position now known to be played, set when the echo is for
+    one of our marks (None for a cleared or unknown mark). ``cleared`` is True for the echo of a
+    mark whose audio was cleared (not played). ``source_ms`` is the caller-provided source
+    position that went with the acknowledged audio.
+    """
+
+    name: str
+    acknowledged_ms: int | None = None
+    source_ms: int | None = None
+    cleared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioStop:
+    call_sid: str
+    account_sid: str
+
+
+TwilioEvent = (
+    TwilioConnected
+    | TwilioStart
+    | TwilioMedia
+    | TwilioDtmf
+    | TwilioMark
+    | TwilioStop
+    | Ignored
+    | ProtocolError
+)
+
+
+class TwilioState(Enum):
+    NEW = "new"
+    CONNECTED = "connected"
+    STARTED = "started"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class _PendingMark:
+    name: str
+    position_ms: int
+    source_ms: int | None
+    sent: bool = False
+
+
+class TwilioMediaStream:
+    """One Media Streams WebSocket, our side.
+
+    ``chunk_ms``: outbound audio is cut into media messages of this many ms (20 ms = 160 bytes);
+    0 sends each ``send_audio`` call as one message. ``mark_interval_ms``: a mark follows the
+    chunk that brings the unmarked audio to this length; 0 disables automatic marks
+    (``mark`` / ``mark_pending`` still work).
+    """
+
+    def __init__(self, *, chunk_ms: int = 20, mark_interval_ms: int = 100, mark_prefix: str = "vx-") -> None:
+        if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or chunk_ms < 0:
+            raise ValueError(f"chunk_ms must be an int >= 0, got {chunk_ms!r}")
+        if (
+            isinstance(mark_interval_ms, bool)
+            or not isinstance(mark_interval_ms, int)
+            or mark_interval_ms < 0
+        ):
+            raise ValueError(f"mark_interval_ms must be an int >= 0, got {mark_interval_ms!r}")
+        self.chunk_ms = chunk_ms
+        self.mark_interval_ms = mark_interval_ms
+        self._chunk_bytes = chunk_ms * _MULAW_BYTES_PER_MS
+        self._mark_prefix = mark_prefix
+        self.state = TwilioState.NEW
+        self.stream_sid: str | None = None
+        self.call_sid: str | None = None
+        self.account_sid: str | None = None
+        self.tracks: tuple[str, ...] = ()
+        self.custom_parameters: dict[str, str] = {}
+        self.media_format: AudioFormat = TWILIO_FORMAT
+        self.stats = Stats()
+        self._expected_sequence: int | None = None
+        # Outbound bookkeeping, all positions in bytes of μ-law (8 per ms) until reported.
+        self._sent_bytes = 0
+        self._marked_bytes = 0
+        self._acknowledged_ms = 0
+        self._acknowledged_source_ms: int | None = None
+        self._last_source_ms: int | None = None
+        self._mark_counter = 0
+        self._pending: deque[_PendingMark] = deque()
+        self._cleared: dict[str, None] = {}  # insertion-ordered set of cleared mark names
+        self._outbox: deque[tuple[str, _PendingMark | None]] = deque()
+        self._sid_json = ""
+
+    # -- positions ---------------------------------------------------------------------------------
+
+    @property
+    def sent_ms(self) -> int:
+        """Outbound audio handed to the wire so far (including audio later cleared), in ms."""
+        return self._sent_bytes // _MULAW_BYTES_PER_MS
+
+    @property
+    def acknowledged_ms(self) -> int:
+        """Outbound position (ms, same timeline as ``sent_ms``) Twilio has confirmed as played."""
+        return self._acknowledged_ms
+
+    @property
+    def acknowledged_source_ms(self) -> int | None:
+        """The ``source_ms`` given with the last audio Twilio confirmed as played."""
+        return self._acknowledged_source_ms
+
+    @property
+    def unmarked_ms(self) -> int:
+        """Audio sent after the last mark: it will not be acknowledged until a mark follows it."""
+        return (self._sent_bytes - self._marked_bytes) // _MULAW_BYTES_PER_MS
+
+    @property
+    def pending_marks(self) -> int:
+        return len(self._pending)
+
+    # -- inbound -----------------------------------------------------------------------------------
+
+    def receive(self, text: str | bytes) -> TwilioEvent:
+        """Parse one text message from Twilio."""
+        self.stats["messages_in"] += 1
+        try:
+            return self._receive(load_object(text))
+        except BadMessage as exc:
+            self.stats["protocol_errors"] += 1
+            return ProtocolError(exc.reason, exc.close_code)
+
+    def _receive(self, message: dict[str, Any]) -> TwilioEvent:
+        event = message.get("event")
+        if not isinstance(event, str):
+            raise BadMessage("message has no string 'event'")
+        if "sequenceNumber" in message:
+            self._check_sequence(get_int(message, "sequenceNumber", event))
+        if self.state is TwilioState.STOPPED:
+            self.stats["ignored_after_stop"] += 1
+            return Ignored(event, "message after stop")
+        if event == "media":
+            return self._media(message)
+        if event == "mark":
+            return self._mark(message)
+        if event == "start":
+            return self._start(message)
+        if event == "dtmf":
+            self._require_started(event)
+            dtmf = get_object(message, "dtmf", event)
+            digit = get_str(dtmf, "digit", "dtmf")
+            if not digit:
+                raise BadMessage("dtmf.digit is empty")
+            self.stats["dtmf"] += 1
+            return TwilioDtmf(digit, get_str(dtmf, "track", "dtmf", "inbound_track"))
+        if event == "connected":
+            if self.state is TwilioState.NEW:
+                self.state = TwilioState.CONNECTED
+            return TwilioConnected(
+                get_str(message, "protocol", event, ""), get_str(message, "version", event, "")
+            )
+        if event == "stop":
+            self._require_started(event)
+            stop = get_object(message, "stop", event, required=False)
+            self.state = TwilioState.STOPPED
+            return TwilioStop(
+                get_str(stop, "callSid", "stop", self.call_sid or ""),
+                get_str(stop, "accountSid", "stop", self.account_sid or ""),
+            )
+        self.stats["unknown_events"] += 1
+        return Ignored(event, "unknown event")
+
+    def _check_sequence(self, number: int) -> None:
+        # Gaps are counted, not fatal: the sequence is informational and Twilio may skip.
+        if self._expected_sequence is not None and number != self._expected_sequence:
+            self.stats["sequence_gaps"] += 1
+        self._expected_sequence = number + 1
+
+    def _require_started(self, event: str) -> None:
+        if self.state is not TwilioState.STARTED:
+            raise BadMessage(f"{event} before start", CLOSE_PROTOCOL_ERROR)
+
+    def _start(self, message: dict[str, Any]) -> TwilioStart:
+        if self.state is TwilioState.STARTED:
+            raise BadMessage("second start on one stream", CLOSE_PROTOCOL_ERROR)
+        start = get_object(message, "start", "start")
+        sid = start.get("streamSid", message.get("streamSid"))
+        if not isinstance(sid, str) or not sid:
+            raise BadMessage("start.streamSid must be a non-empty string")
+        tracks = start.get("tracks", ["inbound"])
+        if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
+            raise BadMessage("start.tracks must be a list of strings")
+        fmt = get_object(start, "mediaFormat", "start", required=False)
+        encoding = fmt.get("encoding", "audio/x-mulaw")
+        rate = fmt.get("sampleRate", 8000)
+        channels = fmt.get("channels", 1)
+        if encoding != "audio/x-mulaw" or rate != 8000 or channels != 1:
+            raise BadMessage(
+                f"start.mediaFormat {encoding}/{rate}/{channels} is not audio/x-mulaw/8000/1",
+                CLOSE_UNSUPPORTED_DATA,
+            )
+        self.stream_sid = sid
+        self.call_sid = get_str(start, "callSid", "start", "")
+        self.account_sid = get_str(start, "accountSid", "start", "")
+        self.tracks = tuple(tracks)
+        self.custom_parameters = string_parameters(start.get("customParameters"), "start.customParameters")
+        self.state = TwilioState.STARTED
+        self._sid_json = json.dumps(sid)
+        return TwilioStart(
+            sid, self.call_sid, self.account_sid, self.tracks, self.custom_parameters, TWILIO_FORMAT, message
+        )
+
+    def _media(self, message: dict[str, Any]) -> TwilioMedia:
+        self._require_started("media")
+        media = get_object(message, "media", "media")
+        payload = decode_payload(media, "media")
+        self.stats["media_in"] += 1
+        return TwilioMedia(
+            payload,
+            get_str(media, "track", "media", "inbound"),
+            get_int(media, "chunk", "media", 0),
+            get_int(media, "timestamp", "media", 0),
+        )
+
+    def _mark(self, message: dict[str, Any]) -> TwilioMark:
+        self._require_started("mark")
+        name = get_str(get_object(message, "mark", "mark"), "name", "mark")
+        if name in self._cleared:
+            del self._cleared[name]
+            self.stats["marks_cleared"] += 1
+            return TwilioMark(name, cleared=True)
+        if not any(p.name == name for p in self._pending):
+            self.stats["marks_unknown"] += 1
+            return TwilioMark(name)
+        # Twilio plays in order: an echo means every earlier mark's audio has played as well.
+        while True:
+            pending = self._pending.popleft()
+            if pending.name == name:
+                break
+        self.stats["marks_acknowledged"] += 1
+        if pending.position_ms > self._acknowledged_ms:
+            self._acknowledged_ms = pending.position_ms
+        if pending.source_ms is not None:
+            self._acknowledged_source_ms = pending.source_ms
+        return TwilioMark(name, self._acknowledged_ms, pending.source_ms)
+
+    # -- outbound ----------------------------------------------------------------------------------
+
+    def _require_stream(self, command: str) -> None:
+        if self.state is not TwilioState.STARTED:
+            raise RuntimeError(f"{command}: the Twilio stream is {self.state.value}, not started")
+
+    def send_audio(self, data: bytes, source_ms: int | None = None) -> None:
+        """Queue μ-law 8 kHz audio for Twilio, cut into ``chunk_ms`` media messages.
+
+        ``source_ms``: optional position in the sender's own timeline where this audio ends; it is
+        reported back with the acknowledgement that covers it.
+        """
+        self._require_stream("send_audio")
+        if not data:
+            return
+        if source_ms is not None:
+            self._last_source_ms = source_ms
+        step = self._chunk_bytes or len(data)
+        view = memoryview(data)
+        prefix = '{"event":"media","streamSid":' + self._sid_json + ',"media":{"payload":"'
+        interval = self.mark_interval_ms * _MULAW_BYTES_PER_MS
+        for start in range(0, len(data), step):
+            chunk = view[start : start + step]
+            self._outbox.append((prefix + encode_payload(chunk) + '"}}', None))
+            self._sent_bytes += len(chunk)
+            self.stats["media_out"] += 1
+            if interval and self._sent_bytes - self._marked_bytes >= interval:
+                self.mark()
+
+    def mark(self, name: str | None = None) -> str:
+        """Send a mark now; its echo acknowledges everything sent before it. Returns its name."""
+        self._require_stream("mark")
+        if name is None:
+            self._mark_counter += 1
+            name = f"{self._mark_prefix}{self._mark_counter}"
+        pending = _PendingMark(name, self.sent_ms, self._last_source_ms)
+        self._pending.append(pending)
+        self._marked_bytes = self._sent_bytes
+        body = json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+        self._outbox.append((body, pending))
+        self.stats["marks_out"] += 1
+        return name
+
+    def mark_pending(self) -> str | None:
+        """Mark the unmarked tail of the outbound audio (end of an utterance), if there is one."""
+        if self.state is not TwilioState.STARTED or self._sent_bytes == self._marked_bytes:
+            return None
+        return self.mark()
+
+    def clear(self) -> None:
+        """Drop all audio Twilio has not played: unsent messages here and Twilio's buffer."""
+        self._require_stream("clear")
+        for _text, pending in self._outbox:
+            if pending is not None:
+                self._pending.remove(pending)  # never sent, so never echoed
+        for pending in self._pending:
+            self._cleared[pending.name] = None
+        while len(self._cleared) > _CLEARED_MEMORY:
+            del self._cleared[next(iter(self._cleared))]
+        self._pending.clear()
+        self._marked_bytes = self._sent_bytes
+        self._outbox.clear()
+        self._outbox.append((json.dumps({"event": "clear", "streamSid": self.stream_sid}), None))
+        self.stats["clears"] += 1
+
+    def next_outgoing(self) -> str | None:
+        """The next text message to write, or None. Taking messages one at a time lets a ``clear``
+        issued while the writer waits on the socket still drop everything not yet written."""
+        if not self._outbox:
+            return None
+        text, pending = self._outbox.popleft()
+        if pending is not None:
+            pending.sent = True
+        self.stats["messages_out"] += 1
+        return text
+
+    def data_to_send(self) -> list[str]:
+        """Every queued text message, in order."""
+        out: list[str] = []
+        while (text := self.next_outgoing()) is not None:
+            out.append(text)
+        return out

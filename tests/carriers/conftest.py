@@ -1,0 +1,73 @@
+"""A real aiohttp server on 127.0.0.1 with the carrier endpoints and an in-test echo bridge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from voxline.carriers import CarrierConfig, CarrierEndpoints, CarrierStream
+
+OnStream = Callable[[CarrierStream], Awaitable[None]]
+
+
+@dataclass
+class Server:
+    endpoints: CarrierEndpoints
+    base: str  # http://127.0.0.1:port
+    streams: list[CarrierStream] = field(default_factory=list)
+
+    def ws_url(self, path: str, **query: str) -> str:
+        url = self.base.replace("http://", "ws://") + path
+        if query:
+            url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+        return url
+
+
+async def echo_bridge(stream: CarrierStream) -> None:
+    """The minimal bridge: every inbound frame goes straight back out, tagged with its position."""
+    stream.on_audio = lambda frame: stream.send_audio(
+        frame.data, source_ms=frame.timestamp_ms + int(frame.duration_ms)
+    )
+    await stream.wait_closed()
+
+
+ServerFactory = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    runners: list[web.AppRunner] = []
+    servers: list[Server] = []
+
+    async def make(on_stream: OnStream | None = None, **config: object) -> Server:
+        holder: list[Server] = []
+        handler = on_stream or echo_bridge
+
+        async def recording(stream: CarrierStream) -> None:
+            holder[0].streams.append(stream)
+            await handler(stream)
+
+        endpoints = CarrierEndpoints(recording, CarrierConfig(**config))  # type: ignore[arg-type]
+        app = web.Application()
+        endpoints.add_to(app)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        server = Server(endpoints, f"http://127.0.0.1:{port}")
+        holder.append(server)
+        runners.append(runner)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.endpoints.close()
+    for runner in runners:
+        await runner.cleanup()
+    await asyncio.sleep(0)
