@@ -1,0 +1,45 @@
+"""Test units: a model-audio source wired the way the Realtime client wires its playout."""
+
+from __future__ import annotations
+
+from voxline.audio import AudioFormat
+from voxline.media import MediaUnit
+from voxline.media.clock import MediaClock
+from voxline.media.playout import ClearedItem, Playout, PlayoutBuffer
+
+
+class ModelSource(MediaUnit):
+    """Model audio in (``push``), paced frames out to the sinks, barge-in with ``clear``."""
+
+    def __init__(self, clock: MediaClock, fmt: AudioFormat) -> None:
+        super().__init__()
+        self.media_format = fmt
+        self.buffer = PlayoutBuffer(fmt)
+        self.events: list[tuple[str, int, int | None]] = []
+        self.clock = clock
+        self.playout = Playout(self.buffer, clock, self._deliver, self._started, self._ended)
+
+    def push(self, data: bytes, item_id: str | None = None, content_index: int = 0) -> None:
+        self.buffer.push(data, item_id, content_index)
+
+    def clear(self) -> list[ClearedItem]:
+        cleared = self.playout.clear()
+        self._clear_sinks()
+        return cleared
+
+    def _sinks_changed(self) -> None:
+        # Trust only acknowledgements when a sink reports what it really played.
+        self.buffer.acknowledged = self._sinks_report_playout
+
+    def _playout_acknowledged(self, position_ms: int) -> None:
+        self.buffer.acknowledge(position_ms)
+
+    def _started(self) -> None:
+        self.events.append(("started", self.clock.now_ms(), None))
+
+    def _ended(self, duration_ms: int) -> None:
+        self.events.append(("ended", self.clock.now_ms(), duration_ms))
+
+    def close_media(self) -> None:
+        self.playout.close()
+        super().close_media()
