@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from .. import __version__
+from .._tasks import background
 from ..eventtarget import Event, EventTarget
 from ._common import MessageLog, Tracer, connector_information, new_id
 from .params import _ClientParametersBase
+from .realtime import ClientClosedError
 from .sse import SSEError, SSEEvent, SSEParser
 
 log = logging.getLogger("voxline.openai.http")
@@ -35,10 +37,6 @@ MAX_ERROR_BODY = 64 * 1024
 _VERSION_SEGMENT = re.compile(r"v\d+[a-z0-9]*")
 
 Clock = Callable[[], float]
-
-
-class ClientClosedError(RuntimeError):
-    """A method was called on a client after ``close()``."""
 
 
 def endpoint_url(base_url: str, path: str) -> str:
@@ -368,7 +366,7 @@ class StreamingHTTPClient(EventTarget):
             self.cancel()
         handle = RequestHandle(self, body)
         self._inflight.append(handle)
-        handle._task = asyncio.get_running_loop().create_task(self._run(handle, previous))
+        handle._task = background(self._run(handle, previous), name=f"{self._kind} request {handle.id}")
         return handle
 
     def _request_over(self, handle: RequestHandle) -> None:

@@ -57,7 +57,6 @@ is sent as a system message after the instructions. Summarising never delays a r
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -68,6 +67,7 @@ from typing import Any, cast
 
 import httpx
 
+from .._tasks import background
 from ._http import (
     Clock,
     RequestHandle,
@@ -210,6 +210,7 @@ class _PartialParser:
             try:
                 key = self.string()
             except _Incomplete:
+                self.i = n  # the cut is here: every enclosing container ends too
                 return result
             self.ws()
             if self.i >= n:
@@ -220,6 +221,7 @@ class _PartialParser:
             try:
                 val = self.value()
             except _Incomplete:
+                self.i = n
                 return result
             result[key] = val
             self.ws()
@@ -246,6 +248,7 @@ class _PartialParser:
             try:
                 val = self.value()
             except _Incomplete:
+                self.i = n
                 return result
             result.append(val)
             self.ws()
@@ -915,7 +918,7 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
         if folded <= 0:
             return
         self._summarizing = True
-        task = asyncio.get_running_loop().create_task(self._summarize(ctx, folded))
+        task = background(self._summarize(ctx, folded), name=f"chat-completions summary {self._id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
