@@ -11,8 +11,9 @@ Design (see docs/audio.md):
   ``flush()`` returns the held tail (as if silence followed) so nothing gets stuck at the end of speech.
 - State (the last input samples) is carried between calls, so there are no frame-edge artifacts: the
   output does not depend on how the input was cut into chunks, bit for bit. That holds because the
-  arithmetic is exact: coefficients are scaled to integers (2**30), samples are integers, and every
-  partial sum stays below 2**53, so float64 sums are exact in any order (BLAS may block as it likes).
+  arithmetic is exact: coefficients are rounded to multiples of 2**-30, samples are integers, so every
+  product and partial sum is a multiple of 2**-30 below 2**16 and fits float64's 53 bits exactly;
+  sums are then exact in any order (BLAS may block and vectorise as it likes).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ PASS_EDGE = 0.85  # fraction of the lower Nyquist frequency kept flat
 STOP_EDGE = 1.15  # fraction of the lower Nyquist frequency from which everything is removed
 _COEF_BITS = 30
 _COEF_SCALE = float(1 << _COEF_BITS)
-_OUT_SCALE = 1.0 / _COEF_SCALE
 _MAX_WASTE = 4  # compute all L phases and drop the unneeded when M is at most this
 
 FloatArray = npt.NDArray[np.float64]
@@ -103,7 +103,7 @@ class Resampler:
         per_phase = -(-taps.size // up)
         self._taps_per_phase = per_phase
         padded = np.zeros(per_phase * up, dtype=np.float64)
-        padded[: taps.size] = np.rint(taps * _COEF_SCALE)
+        padded[: taps.size] = np.rint(taps * _COEF_SCALE) / _COEF_SCALE  # exact dyadic values
         # bank[p, j] multiplies x[n - (K-1-j)] for output phase p: rows match ascending input windows.
         self._bank: FloatArray = np.ascontiguousarray(padded.reshape(per_phase, up).T[:, ::-1])
         self._bank_t: FloatArray = np.ascontiguousarray(self._bank.T)
@@ -204,7 +204,6 @@ class Resampler:
             windows = self._windows(base, n_last - n0 + 1, 1)
             q = np.arange(q0, q_last + 1, down, dtype=np.int64)
             acc = np.einsum("ij,ij->i", windows[q // up - n0], self._bank[q % up])
-        np.multiply(acc, _OUT_SCALE, out=acc)
         np.rint(acc, out=acc)
         np.minimum(acc, 32767.0, out=acc)
         np.maximum(acc, -32768.0, out=acc)

@@ -41,7 +41,16 @@ class Transcoder:
     ``flush`` returns the resampler's held tail at the end of speech; ``reset`` drops it (barge-in).
     """
 
-    __slots__ = ("_decode", "_encode", "_resampler", "_sample_bytes", "_translate", "dst", "src")
+    __slots__ = (
+        "_decode",
+        "_encode",
+        "_passthrough",
+        "_resampler",
+        "_sample_bytes",
+        "_translate",
+        "dst",
+        "src",
+    )
 
     def __init__(self, src: AudioFormat, dst: AudioFormat) -> None:
         for name, fmt in (("src", src), ("dst", dst)):
@@ -53,6 +62,7 @@ class Transcoder:
             raise ValueError(f"src: only mono audio can be resampled ({src} -> {dst})")
         self.src = src
         self.dst = dst
+        self._passthrough = src == dst
         self._sample_bytes = src.bytes_per_sample * src.channels
         self._translate = _TRANSLATE.get((src.encoding, dst.encoding)) if src.rate == dst.rate else None
         self._decode = _DECODE_TABLES.get(src.encoding)
@@ -62,7 +72,7 @@ class Transcoder:
     @property
     def passthrough(self) -> bool:
         """True when nothing is converted: ``process`` returns its input unchanged."""
-        return self.src == self.dst
+        return self._passthrough
 
     @property
     def delay_ms(self) -> float:
@@ -71,7 +81,7 @@ class Transcoder:
 
     def process(self, data: bytes) -> bytes:
         """Convert the next chunk of the stream."""
-        if self.src == self.dst:
+        if self._passthrough:
             return data
         if len(data) % self._sample_bytes:
             raise ValueError(
