@@ -261,16 +261,13 @@ class Recorder(MediaUnit):
         self._tap_objects.clear()
         super().close_media()
         self.duration_ms = max(0, self.clock.now_ms() - self._start_ms)
+        # The file ends at the stop instant (a frame that arrived on the last tick is cut there).
         samples = self.duration_ms * self.rate // 1000
-        for track in self._tracks:
-            track._finish_run()
-            samples = max(samples, len(track.pcm) // 2)
         channels = np.zeros((self.channels, samples), dtype=np.int32)
         for track, channel in zip(self._tracks, self._channel_of, strict=True):
             channels[channel] += np.frombuffer(track.finish(samples), dtype="<i2")
         pcm = np.clip(channels, -32768, 32767).astype("<i2").T.tobytes()
         write_wav(self.path, pcm, self.rate, self.channels)
-        self.duration_ms = samples * 1000 // self.rate
         self._emit(RecorderEvents.Stopped, duration_ms=self.duration_ms)
 
     def close_media(self) -> None:
