@@ -1,0 +1,273 @@
+"""The Twilio Media Streams core without I/O: every message type, mark/ack bookkeeping, bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from voxline.audio import PCMU_8K
+from voxline.carriers import Ignored, ProtocolError
+from voxline.carriers.twilio import (
+    TwilioConnected,
+    TwilioDtmf,
+    TwilioMark,
+    TwilioMedia,
+    TwilioMediaStream,
+    TwilioStart,
+    TwilioState,
+    TwilioStop,
+)
+
+SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
+CALL = "CA362a0fb4c4b5ef9a1b6b1a4e4b8fa0b1"
+ACCOUNT = "AC" + "a" * 32
+
+# The message shapes of Twilio's "Media Streams - WebSocket Messages" page.
+CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+START = {
+    "event": "start",
+    "sequenceNumber": "1",
+    "start": {
+        "accountSid": ACCOUNT,
+        "streamSid": SID,
+        "callSid": CALL,
+        "tracks": ["inbound"],
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        "customParameters": {"FirstName": "Jane", "LastName": "Doe"},
+    },
+    "streamSid": SID,
+}
+
+
+def media(seq: int, chunk: int, timestamp: int, payload: bytes, track: str = "inbound") -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(seq),
+            "media": {
+                "track": track,
+                "chunk": str(chunk),
+                "timestamp": str(timestamp),
+                "payload": base64.b64encode(payload).decode(),
+            },
+            "streamSid": SID,
+        }
+    )
+
+
+def mark_echo(seq: int, name: str) -> str:
+    return json.dumps({"event": "mark", "sequenceNumber": str(seq), "streamSid": SID, "mark": {"name": name}})
+
+
+def started(**kwargs: int) -> TwilioMediaStream:
+    core = TwilioMediaStream(**kwargs)
+    core.receive(json.dumps(CONNECTED))
+    assert isinstance(core.receive(json.dumps(START)), TwilioStart)
+    return core
+
+
+def test_every_message_from_twilio_is_parsed() -> None:
+    core = TwilioMediaStream()
+    connected = core.receive(json.dumps(CONNECTED))
+    assert connected == TwilioConnected("Call", "1.0.0")
+    assert core.state is TwilioState.CONNECTED
+
+    start = core.receive(json.dumps(START))
+    assert isinstance(start, TwilioStart)
+    assert (start.stream_sid, start.call_sid, start.account_sid) == (SID, CALL, ACCOUNT)
+    assert start.custom_parameters == {"FirstName": "Jane", "LastName": "Doe"}
+    assert start.tracks == ("inbound",)
+    assert start.media_format == PCMU_8K
+    assert core.state is TwilioState.STARTED and core.stream_sid == SID
+
+    payload = bytes(range(160))
+    event = core.receive(media(2, 1, 5, payload))
+    assert event == TwilioMedia(payload, "inbound", 1, 5)
+
+    dtmf = {"event": "dtmf", "streamSid": SID, "sequenceNumber": "3", "dtmf": {"track": "inbound_track", "digit": "1"}}
+    assert core.receive(json.dumps(dtmf)) == TwilioDtmf("1", "inbound_track")
+
+    # A mark that is not ours (nothing pending) is reported without an acknowledgement.
+    assert core.receive(mark_echo(4, "my label")) == TwilioMark("my label")
+
+    stop = {"event": "stop", "sequenceNumber": "5", "streamSid": SID, "stop": {"accountSid": ACCOUNT, "callSid": CALL}}
+    assert core.receive(json.dumps(stop)) == TwilioStop(CALL, ACCOUNT)
+    assert core.state is TwilioState.STOPPED
+    assert core.stats["sequence_gaps"] == 0
+    assert core.stats["messages_in"] == 6
+
+
+def test_bytes_input_and_defaults() -> None:
+    core = TwilioMediaStream()
+    minimal = {"event": "start", "start": {"streamSid": SID}}
+    start = core.receive(json.dumps(minimal).encode())
+    assert isinstance(start, TwilioStart)
+    assert start.tracks == ("inbound",) and start.custom_parameters == {} and start.call_sid == ""
+
+
+def test_outbound_media_is_cut_into_20ms_messages_of_the_documented_shape() -> None:
+    core = started(mark_interval_ms=0)
+    audio = bytes(range(256)) + bytes(range(64))  # 320 bytes = 40 ms
+    core.send_audio(audio)
+    sent = [json.loads(text) for text in core.data_to_send()]
+    assert sent == [
+        {"event": "media", "streamSid": SID, "media": {"payload": base64.b64encode(audio[:160]).decode()}},
+        {"event": "media", "streamSid": SID, "media": {"payload": base64.b64encode(audio[160:]).decode()}},
+    ]
+    assert core.sent_ms == 40
+
+
+@pytest.mark.parametrize(("chunk_ms", "sizes"), [(0, [500]), (40, [320, 180]), (20, [160, 160, 160, 20])])
+def test_chunking_is_configurable(chunk_ms: int, sizes: list[int]) -> None:
+    core = started(chunk_ms=chunk_ms, mark_interval_ms=0)
+    core.send_audio(b"\xff" * 500)
+    payloads = [base64.b64decode(json.loads(t)["media"]["payload"]) for t in core.data_to_send()]
+    assert [len(p) for p in payloads] == sizes
+
+
+def test_a_mark_follows_every_interval_of_audio_with_generated_names() -> None:
+    core = started(mark_interval_ms=60)
+    for _ in range(7):
+        core.send_audio(b"\xff" * 160)
+    sent = [json.loads(t) for t in core.data_to_send()]
+    assert [m["event"] for m in sent] == ["media"] * 3 + ["mark"] + ["media"] * 3 + ["mark", "media"]
+    marks = [m for m in sent if m["event"] == "mark"]
+    assert marks[0] == {"event": "mark", "streamSid": SID, "mark": {"name": "vx-1"}}
+    assert marks[1]["mark"]["name"] == "vx-2"
+    assert core.unmarked_ms == 20
+    assert core.mark_pending() == "vx-3"
+    assert core.mark_pending() is None  # nothing unmarked any more
+    assert json.loads(core.data_to_send()[0])["mark"]["name"] == "vx-3"
+
+
+def test_mark_echoes_advance_the_acknowledged_position() -> None:
+    core = started(mark_interval_ms=100)
+    core.send_audio(b"\xff" * 160 * 5, source_ms=1100)
+    core.send_audio(b"\xff" * 160 * 5, source_ms=1200)
+    core.send_audio(b"\xff" * 160 * 5, source_ms=1300)
+    core.data_to_send()
+    assert core.pending_marks == 3 and core.acknowledged_ms == 0
+
+    first = core.receive(mark_echo(2, "vx-1"))
+    assert first == TwilioMark("vx-1", acknowledged_ms=100, source_ms=1100)
+    # Twilio plays in order: the echo of vx-3 also covers vx-2.
+    third = core.receive(mark_echo(3, "vx-3"))
+    assert third == TwilioMark("vx-3", acknowledged_ms=300, source_ms=1300)
+    assert core.acknowledged_ms == 300 and core.acknowledged_source_ms == 1300 and core.pending_marks == 0
+    late = core.receive(mark_echo(4, "vx-2"))
+    assert late.acknowledged_ms is None and core.acknowledged_ms == 300
+    assert core.stats["marks_acknowledged"] == 2 and core.stats["marks_unknown"] == 1
+
+
+def test_clear_drops_unsent_media_and_echoes_of_cleared_marks_do_not_count() -> None:
+    core = started(mark_interval_ms=100)
+    core.send_audio(b"\xff" * 160 * 15)  # 300 ms, marks vx-1..vx-3
+    assert [json.loads(t)["event"] for t in core.data_to_send()].count("mark") == 3
+    core.receive(mark_echo(2, "vx-1"))
+    assert core.acknowledged_ms == 100
+
+    core.send_audio(b"\xff" * 160 * 5)  # queued (vx-4) but not yet written
+    core.clear()
+    assert [json.loads(t) for t in core.data_to_send()] == [{"event": "clear", "streamSid": SID}]
+
+    # Twilio echoes the marks of the audio it dropped: they are not playout.
+    for seq, name in enumerate(("vx-2", "vx-3"), start=3):
+        echo = core.receive(mark_echo(seq, name))
+        assert isinstance(echo, TwilioMark) and echo.cleared and echo.acknowledged_ms is None
+    assert core.acknowledged_ms == 100
+    assert core.stats["marks_cleared"] == 2
+    # vx-4 never left: an echo of it is unknown, not an acknowledgement.
+    assert core.receive(mark_echo(5, "vx-4")).acknowledged_ms is None
+
+    # After the clear the timeline continues; new marks acknowledge new audio.
+    core.send_audio(b"\xff" * 160 * 5)
+    names = [json.loads(t)["mark"]["name"] for t in core.data_to_send() if '"mark"' in t]
+    assert core.receive(mark_echo(6, names[-1])).acknowledged_ms == core.sent_ms == 500
+
+
+def test_next_outgoing_gives_one_message_at_a_time() -> None:
+    core = started(mark_interval_ms=0)
+    core.send_audio(b"\xff" * 320)
+    assert core.next_outgoing() is not None
+    core.clear()  # the second media message was not taken yet: it never goes out
+    assert json.loads(core.next_outgoing() or "")["event"] == "clear"
+    assert core.next_outgoing() is None
+
+
+def test_commands_before_start_are_refused_clearly() -> None:
+    core = TwilioMediaStream()
+    with pytest.raises(RuntimeError, match="send_audio: the Twilio stream is new"):
+        core.send_audio(b"\xff")
+    with pytest.raises(RuntimeError, match="clear"):
+        core.clear()
+    assert core.mark_pending() is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"chunk_ms": -1}, "chunk_ms"), ({"mark_interval_ms": 1.5}, "mark_interval_ms")]
+)
+def test_bad_settings_name_the_parameter(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        TwilioMediaStream(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "reason"),
+    [
+        ("this is not json", 1007, "not JSON"),
+        ("[1, 2]", 1007, "not a JSON object"),
+        ('{"streamSid": "MZ1"}', 1007, "no string 'event'"),
+        (media(2, 1, 0, b"\xff" * 160), 1002, "media before start"),
+        ('{"event": "dtmf", "dtmf": {"digit": "1"}}', 1002, "dtmf before start"),
+        ('{"event": "start", "start": {}}', 1007, "streamSid"),
+        (
+            '{"event": "start", "start": {"streamSid": "MZ1", "mediaFormat": {"encoding": "audio/l16"}}}',
+            1003,
+            "not audio/x-mulaw",
+        ),
+        ('{"event": "start", "start": {"streamSid": "MZ1", "customParameters": []}}', 1007, "customParameters"),
+    ],
+)
+def test_bad_input_is_a_protocol_error_with_a_reason(text: str, code: int, reason: str) -> None:
+    core = TwilioMediaStream()
+    event = core.receive(text)
+    assert isinstance(event, ProtocolError)
+    assert event.close_code == code and reason in event.reason
+    assert core.stats["protocol_errors"] == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ({"event": "media", "media": {"payload": "not base64!"}}, "not base64"),
+        ({"event": "media", "media": {}}, "media.payload must be a string"),
+        ({"event": "media", "media": {"payload": "", "timestamp": "soon"}}, "media.timestamp"),
+        ({"event": "mark", "mark": {}}, "mark.name"),
+        ({"event": "dtmf", "dtmf": {"digit": ""}}, "dtmf.digit is empty"),
+        (START, "second start"),
+    ],
+)
+def test_bad_messages_after_start(message: dict[str, object], reason: str) -> None:
+    core = started()
+    event = core.receive(json.dumps(message))
+    assert isinstance(event, ProtocolError) and reason in event.reason
+
+
+def test_unknown_events_are_ignored_and_counted() -> None:
+    core = started()
+    assert core.receive('{"event": "transcription", "sequenceNumber": "2"}') == Ignored("transcription", "unknown event")
+    assert core.receive('{"event": "transcription", "sequenceNumber": "3"}') == Ignored("transcription", "unknown event")
+    assert core.stats["unknown_events"] == 2
+    # The stream goes on.
+    assert isinstance(core.receive(media(4, 1, 0, b"\xff" * 160)), TwilioMedia)
+
+
+def test_messages_after_stop_are_ignored_and_sequence_gaps_counted() -> None:
+    core = started()
+    core.receive(media(5, 1, 0, b"\xff" * 160))  # 2..4 missing
+    assert core.stats["sequence_gaps"] == 1
+    core.receive('{"event": "stop", "sequenceNumber": "6", "stop": {}}')
+    assert isinstance(core.receive(media(7, 2, 20, b"\xff" * 160)), Ignored)
+    assert core.stats["ignored_after_stop"] == 1
