@@ -34,6 +34,7 @@ PASS_EDGE = 0.85  # fraction of the lower Nyquist frequency kept flat
 STOP_EDGE = 1.15  # fraction of the lower Nyquist frequency from which everything is removed
 _COEF_BITS = 30
 _COEF_SCALE = float(1 << _COEF_BITS)
+_BLOCK = 4800  # input samples per block of a long process() call (100 ms at 48 kHz)
 _MAX_WASTE = 4  # compute all L phases and drop the unneeded when M is at most this
 
 FloatArray = npt.NDArray[np.float64]
@@ -150,6 +151,10 @@ class Resampler:
         """Like ``process`` on int16 samples (the caller's array is only read)."""
         if self._identity:
             return samples
+        if samples.size > _BLOCK:
+            # Long inputs (whole files) go in blocks so the window matrices stay small.
+            parts = [self.process_samples(samples[i : i + _BLOCK]) for i in range(0, samples.size, _BLOCK)]
+            return np.concatenate(parts)
         self._append(samples)
         self._n_in += samples.size
         last = (self._n_in * self._up - 1 - self._half) // self._down
