@@ -48,7 +48,11 @@ class RawClient:
 async def open_client(
     server: FakeRealtimeServer, query: str = "?model=gpt-realtime", headers: dict[str, str] | None = None
 ) -> tuple[RawClient, dict[str, Any]]:
-    ws = await connect(server.ws_url + query, additional_headers=KEY if headers is None else headers)
+    # max_queue=None: a test may close with unread events; a bounded queue would pause reading and
+    # leave the close frame unread until the close timeout.
+    ws = await connect(
+        server.ws_url + query, additional_headers=KEY if headers is None else headers, max_queue=None
+    )
     client = RawClient(ws)
     return client, await client.recv()
 

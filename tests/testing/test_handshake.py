@@ -13,7 +13,9 @@ from voxline.testing import FakeRealtimeServer
 from .conftest import KEY, open_client
 
 
-async def closed_with(server: FakeRealtimeServer, query: str, headers: dict[str, str]) -> tuple[dict, int, str]:
+async def closed_with(
+    server: FakeRealtimeServer, query: str, headers: dict[str, str]
+) -> tuple[dict, int, str]:
     """Connect (expecting 101), read the error event, then the close frame."""
     async with connect(server.ws_url + query, additional_headers=headers) as ws:
         error = json.loads(await ws.recv())
@@ -48,7 +50,11 @@ async def test_session_created_with_ga_defaults(server: FakeRealtimeServer) -> N
         "create_response": True,
         "interrupt_response": True,
     }
-    assert session["audio"]["output"] == {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy", "speed": 1.0}
+    assert session["audio"]["output"] == {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "voice": "alloy",
+        "speed": 1.0,
+    }
     assert session["max_output_tokens"] == "inf"
     assert isinstance(session["expires_at"], int)
     connection = await server.wait_for_session()
@@ -78,7 +84,9 @@ async def test_missing_authorization_closes_3000(server: FakeRealtimeServer) -> 
 
 
 async def test_wrong_key_closes_3000_with_reason(server: FakeRealtimeServer) -> None:
-    error, code, reason = await closed_with(server, "?model=gpt-realtime", {"Authorization": "Bearer nope-123456789"})
+    error, code, reason = await closed_with(
+        server, "?model=gpt-realtime", {"Authorization": "Bearer nope-123456789"}
+    )
     assert error["error"]["code"] == "invalid_api_key"
     assert "nope-123456789" not in error["error"]["message"]  # keys are never echoed whole
     assert (code, reason) == (3000, "invalid_request_error.invalid_api_key")

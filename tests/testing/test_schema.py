@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from voxline.testing.schema import ClientEventValidator, SchemaProblem, default_validator, load_vendored_document
+from voxline.testing.schema import (
+    ClientEventValidator,
+    SchemaProblem,
+    default_validator,
+    load_vendored_document,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "openai-spec" / "openapi.json"
@@ -79,7 +84,14 @@ def test_schema_loads_from_an_installed_layout(tmp_path: Path) -> None:
     # setuptools' build_py lays out exactly what a wheel holds (modules plus package data); the validator
     # must find its schemas there through importlib.resources, not through the source checkout.
     build = subprocess.run(
-        [sys.executable, "-c", "import setuptools; setuptools.setup()", "build_py", "--build-lib", str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            "import setuptools; setuptools.setup()",
+            "build_py",
+            "--build-lib",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -91,7 +103,9 @@ def test_schema_loads_from_an_installed_layout(tmp_path: Path) -> None:
         f"assert voxline.testing.__file__.startswith({str(tmp_path)!r}), voxline.testing.__file__\n"
         "print(s.default_validator().header['commit'])"
     )
-    run = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path)}, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path)}, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "f85dbe223d40e1a31cba812ab2d755c7e98a92a3"
 
@@ -144,7 +158,10 @@ def test_official_examples_were_found() -> None:
             "Unknown parameter: 'session.voice_id'.",
         ),
         (
-            {"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "function", "meta": 1}]}},
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "tools": [{"type": "function", "meta": 1}]},
+            },
             "unknown_parameter",
             "session.tools[0].meta",
             "Unknown parameter: 'session.tools[0].meta'.",
@@ -152,7 +169,10 @@ def test_official_examples_were_found() -> None:
         (
             {
                 "type": "session.update",
-                "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}},
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}},
+                },
             },
             "integer_below_min_value",
             "session.audio.input.format.rate",
@@ -193,7 +213,9 @@ def test_official_examples_were_found() -> None:
         ({}, "invalid_event", None, "The 'type' field is missing."),
     ],
 )
-def test_invalid_events_get_openai_errors(event: dict[str, Any], code: str, param: str | None, message: str) -> None:
+def test_invalid_events_get_openai_errors(
+    event: dict[str, Any], code: str, param: str | None, message: str
+) -> None:
     problems = validate(event)
     assert problems, "the event must be rejected"
     assert problems[0] == SchemaProblem(code, message, param)
@@ -216,10 +238,19 @@ def test_legacy_transcription_session_update_is_rejected_like_live() -> None:
             "session": {
                 "type": "realtime",
                 "tracing": None,
-                "audio": {"input": {"format": {"type": "audio/pcmu"}, "noise_reduction": None, "turn_detection": None}},
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcmu"},
+                        "noise_reduction": None,
+                        "turn_detection": None,
+                    }
+                },
             },
         },
-        {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"transcription": {}}}}},
+        {
+            "type": "session.update",
+            "session": {"type": "transcription", "audio": {"input": {"transcription": {}}}},
+        },
         {"type": "conversation.item.truncate", "item_id": "i", "content_index": 0, "audio_end_ms": 10},
     ],
 )

@@ -24,18 +24,27 @@ async def test_session_update_merges_and_answers_the_full_session(
         session={
             "type": "realtime",
             "instructions": "Be brief.",
-            "audio": {"output": {"voice": "marin"}, "input": {"turn_detection": {"type": "server_vad", "threshold": 0.7}}},
+            "audio": {
+                "output": {"voice": "marin"},
+                "input": {"turn_detection": {"type": "server_vad", "threshold": 0.7}},
+            },
         },
     )
     updated = (await client.recv())["session"]
     assert updated["instructions"] == "Be brief."
-    assert updated["audio"]["output"] == {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin", "speed": 1.0}
+    assert updated["audio"]["output"] == {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "voice": "marin",
+        "speed": 1.0,
+    }
     detection = updated["audio"]["input"]["turn_detection"]
     assert detection["threshold"] == 0.7
     assert detection["silence_duration_ms"] == 200  # untouched fields stay
     assert updated["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
     # A format object is replaced whole: pcmu has no rate.
-    await client.send("session.update", session={"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}})
+    await client.send(
+        "session.update", session={"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}
+    )
     again = await client.recv()
     assert again["type"] == "session.updated"
     assert again["session"]["audio"]["input"]["format"] == {"type": "audio/pcmu"}
@@ -46,13 +55,19 @@ async def test_session_update_merges_and_answers_the_full_session(
 
 
 async def test_turn_detection_null_turns_vad_off(client: RawClient) -> None:
-    await client.send("session.update", session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    await client.send(
+        "session.update", session={"type": "realtime", "audio": {"input": {"turn_detection": None}}}
+    )
     assert (await client.recv())["session"]["audio"]["input"]["turn_detection"] is None
 
 
-async def test_unknown_session_field_discards_the_whole_update(server: FakeRealtimeServer, client: RawClient) -> None:
+async def test_unknown_session_field_discards_the_whole_update(
+    server: FakeRealtimeServer, client: RawClient
+) -> None:
     await client.send(
-        "session.update", event_id="evt_1", session={"type": "realtime", "instructions": "new", "voice_id": "v"}
+        "session.update",
+        event_id="evt_1",
+        session={"type": "realtime", "instructions": "new", "voice_id": "v"},
     )
     error = await client.recv()
     assert error["type"] == "error"
@@ -126,7 +141,9 @@ async def test_every_client_event_is_recorded(server: FakeRealtimeServer, client
         await server.wait_for("response.create", timeout=0.05)
 
 
-async def test_item_create_added_done_and_previous_item_id(server: FakeRealtimeServer, client: RawClient) -> None:
+async def test_item_create_added_done_and_previous_item_id(
+    server: FakeRealtimeServer, client: RawClient
+) -> None:
     await client.send("conversation.item.create", item=user_text("one"))
     added, done = await client.recv(), await client.recv()
     assert types([added, done]) == ["conversation.item.added", "conversation.item.done"]
@@ -156,9 +173,15 @@ async def test_item_create_errors(server: FakeRealtimeServer, client: RawClient)
     await client.send("conversation.item.create", previous_item_id="nope", item=user_text("x"))
     error = (await client.recv())["error"]
     assert (error["code"], error["param"]) == ("item_not_found", "previous_item_id")
-    await client.send("conversation.item.create", event_id="e9", item={"type": "function_call_output", "output": "1"})
+    await client.send(
+        "conversation.item.create", event_id="e9", item={"type": "function_call_output", "output": "1"}
+    )
     error = (await client.recv())["error"]
-    assert (error["code"], error["param"], error["event_id"]) == ("missing_required_parameter", "item.call_id", "e9")
+    assert (error["code"], error["param"], error["event_id"]) == (
+        "missing_required_parameter",
+        "item.call_id",
+        "e9",
+    )
 
 
 async def test_retrieve_and_delete(server: FakeRealtimeServer, client: RawClient) -> None:

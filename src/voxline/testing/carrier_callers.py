@@ -289,7 +289,8 @@ class TwilioTestCaller(_Caller):
     for ``quiet_ms`` (at most ``linger_ms``), then sends ``stop`` and waits for the close.
 
     Results: ``received`` (all outbound audio of the server), ``playback.played`` (what was
-    "heard"), ``marks_received``, ``marks_echoed``, ``clears``, ``errors``, ``close_code``.
+    "heard"), ``marks_received``, ``marks_echoed``, ``clears``, ``events`` (every server message's
+    event in order), ``errors``, ``close_code``.
     """
 
     def __init__(
@@ -325,6 +326,7 @@ class TwilioTestCaller(_Caller):
         )
         self.marks_received: list[str] = []
         self.marks_echoed: list[str] = []
+        self.events: list[str] = []  # every server message's event, in arrival order
         self.clears = 0
         self.media_received = 0
         self._sequence = 0
@@ -424,6 +426,7 @@ class TwilioTestCaller(_Caller):
 
     def _on_message(self, message: dict[str, Any]) -> None:
         event = message.get("event")
+        self.events.append(str(event))
         if message.get("streamSid") != self.stream_sid:
             self._error(f"{event}: streamSid {message.get('streamSid')!r} is not {self.stream_sid!r}")
         now = self.clock.now_ms()

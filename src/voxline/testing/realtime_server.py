@@ -312,6 +312,9 @@ class RealtimeConnection:
                         if event is not None:
                             self.server._waiters.notify()
                             await self.ws.send(json.dumps(event, separators=(",", ":")))
+                            # A send into a non-full buffer does not suspend: yield so the reader (a
+                            # cancel, a barge-in) and other sessions run between response events.
+                            await asyncio.sleep(0)
                         continue
                 elif self.core.closed and not self.core.outbox:
                     return
