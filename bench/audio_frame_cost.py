@@ -187,12 +187,46 @@ def quality_rows(audioop: ModuleType | None) -> list[QualityRow]:
     return rows
 
 
+def tone_pcm(freq: float, rate: int) -> bytes:
+    t = np.arange(rate) / rate
+    return np.rint(0.5 * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes()
+
+
+def level_db(out: bytes, rate: int, lo: float, hi: float) -> float:
+    """Power of ``out`` between lo and hi Hz, in dB relative to the 0.5-full-scale input tone."""
+    x = np.frombuffer(out, "<i2").astype(np.float64)[rate // 50 : -rate // 50]  # skip on/off clicks
+    spectrum = np.abs(np.fft.rfft(x)) ** 2 / x.size**2 * 2
+    freqs = np.fft.rfftfreq(x.size, 1 / rate)
+    power = spectrum[(freqs >= lo) & (freqs < hi)].sum() + 1e-3  # floor far below 1 LSB
+    return float(10 * np.log10(power / (0.5 * 32767) ** 2 * 2))
+
+
+def rejection_rows(audioop: ModuleType | None) -> list[tuple[str, float, float | None]]:
+    cases = [
+        ("8k -> 24k, 3 kHz tone: images above 4.6 kHz", 8000, 24000, 3000.0, (4600.0, 12000.0)),
+        ("24k -> 8k, 6.1 kHz tone: alias at 1.9 kHz", 24000, 8000, 6100.0, (0.0, 4000.0)),
+        ("48k -> 24k, 14 kHz tone: alias at 10 kHz", 48000, 24000, 14000.0, (0.0, 12000.0)),
+    ]
+    rows: list[tuple[str, float, float | None]] = []
+    for name, a, b, freq, (lo, hi) in cases:
+        data = tone_pcm(freq, a)
+        r = Resampler(a, b)
+        ours = level_db(r.process(data) + r.flush(), b, lo, hi)
+        peer = None
+        if audioop is not None:
+            converted, _ = audioop.ratecv(data, 2, 1, a, b, None)
+            peer = level_db(bytes(converted), b, lo, hi)
+        rows.append((name, ours, peer))
+    return rows
+
+
 def main() -> None:
     audioop = load_audioop()
     print("## Machine\n")
     print(f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores")
     print(f"- Python {platform.python_version()} ({platform.machine()}), numpy {np.__version__}")
     print(f"- Command: `.venv/bin/python bench/{os.path.basename(__file__)}`")
+    print(f"- Load average at start: {os.getloadavg()[0]:.2f} (other work on the machine skews medians)")
     print(f"- {REPEATS} runs x {NUMBER} consecutive 20 ms frames, voxline and audioop alternating\n")
     print("## Cost per 20 ms frame (µs)\n")
     print("| work | voxline median | audioop median | ratio | voxline min | audioop min |")
@@ -213,7 +247,13 @@ def main() -> None:
         peer_text = "n/a" if peer_snr is None else f"{peer_snr[0]:.1f} ({peer_snr[1]:+d})"
         ours_text = f"{snr:.1f} ({lag:+d})"
         print(f"| {pair} | {resampler.taps} | {resampler.delay_ms:.2f} | {ours_text} | {peer_text} |")
-    print("\nlag: the output shift (samples) with the best SNR; voxline's output is aligned (0).")
+    print("\nlag: the output shift (samples) with the best SNR; voxline's output is aligned (0).\n")
+    print("## Image and alias rejection (level re the input tone)\n")
+    print("| case | voxline dB | audioop.ratecv dB |")
+    print("|---|---:|---:|")
+    for name, ours_db, peer_db in rejection_rows(audioop):
+        peer_text = "n/a" if peer_db is None else f"{peer_db:.1f}"
+        print(f"| {name} | {ours_db:.1f} | {peer_text} |")
     if audioop is None:
         print("audioop is not available on this Python: peer columns are n/a", file=sys.stderr)
 
