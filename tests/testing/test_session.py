@@ -137,7 +137,7 @@ async def test_every_client_event_is_recorded(server: FakeRealtimeServer, client
     assert connection.received == server.received
     cleared = await server.wait_for_sent("input_audio_buffer.cleared", count=2)
     assert all(e["event_id"].startswith("event_") for e in cleared)
-    with pytest.raises(TimeoutError, match="response.create"):
+    with pytest.raises(TimeoutError, match=r"response\.create"):
         await server.wait_for("response.create", timeout=0.05)
 
 
