@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -15,7 +16,7 @@ from .conftest import KEY, open_client
 
 async def closed_with(
     server: FakeRealtimeServer, query: str, headers: dict[str, str]
-) -> tuple[dict, int, str]:
+) -> tuple[dict[str, Any], int, str]:
     """Connect (expecting 101), read the error event, then the close frame."""
     async with connect(server.ws_url + query, additional_headers=headers) as ws:
         error = json.loads(await ws.recv())
