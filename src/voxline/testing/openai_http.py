@@ -543,7 +543,8 @@ class FakeOpenAIHTTPServer:
         if isinstance(item, RawEvents) and item.done_sentinel:
             frames.append(encode_event("[DONE]"))
         error = item.error or {"code": "server_error", "message": "The server had an error while streaming."}
-        error_event = {"type": "error", "param": None, **error, "sequence_number": len(events)}
+        position = item.error_after if item.error_after is not None else len(events)
+        error_event = {"type": "error", "param": None, **error, "sequence_number": position}
         error_frame = encode_event(json.dumps(error_event), event="error")
         response = await self._open_stream(request)
         await self._send_events(request, response, frames, item, error_frame)
