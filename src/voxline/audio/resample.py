@@ -12,8 +12,9 @@ Design (see docs/audio.md):
 - State (the last input samples) is carried between calls, so there are no frame-edge artifacts: the
   output does not depend on how the input was cut into chunks, bit for bit. That holds because the
   arithmetic is exact: coefficients are rounded to multiples of 2**-30, samples are integers, so every
-  product and partial sum is a multiple of 2**-30 below 2**16 and fits float64's 53 bits exactly;
-  sums are then exact in any order (BLAS may block and vectorise as it likes).
+  product and partial sum is a multiple of 2**-30 of magnitude below 2**17, which float64's 53-bit
+  mantissa holds exactly (up to 2**23 would); sums are then exact in any order, however BLAS blocks
+  and vectorises them.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ _NO_SAMPLES.flags.writeable = False
 def design_filter(in_rate: int, out_rate: int) -> tuple[int, int, FloatArray]:
     """(L, M, taps) of the anti-alias / anti-imaging low-pass at the common rate ``in_rate * L``.
 
-    ``taps`` has an odd length (integer group delay), DC gain L (each phase has gain ~1), and is not
-    yet scaled to integers.
+    ``taps`` has an odd length (integer group delay) and DC gain L (each phase has gain ~1); the
+    Resampler rounds them to multiples of 2**-30.
     """
     g = math.gcd(in_rate, out_rate)
     up, down = out_rate // g, in_rate // g
