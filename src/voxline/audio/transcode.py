@@ -27,7 +27,8 @@ __all__ = ["Transcoder"]
 
 _DECODE_TABLES: dict[str, Int16Array] = {"pcmu": ULAW_DECODE_TABLE, "pcma": ALAW_DECODE_TABLE}
 _ENCODE_TABLES: dict[str, UInt8Array] = {"pcmu": ULAW_ENCODE_TABLE, "pcma": ALAW_ENCODE_TABLE}
-# Code-to-code tables: decode with one law, encode with the other (G.711 Appendix-style transcoding).
+# Code-to-code tables: decode with one law and re-encode with the other (what decode -> encode through
+# PCM16 gives; G.711 Tables 3/4 define a slightly different direct mapping).
 _TRANSLATE: dict[tuple[str, str], bytes] = {
     ("pcmu", "pcma"): ALAW_ENCODE_TABLE[ULAW_DECODE_TABLE.view(np.uint16)].tobytes(),
     ("pcma", "pcmu"): ULAW_ENCODE_TABLE[ALAW_DECODE_TABLE.view(np.uint16)].tobytes(),
