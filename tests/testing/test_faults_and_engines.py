@@ -218,3 +218,27 @@ def test_scripted_response_rejects_bad_settings() -> None:
 async def test_script_rejects_other_objects(server: FakeRealtimeServer) -> None:
     with pytest.raises(TypeError, match="ScriptedResponse"):
         server.script("hello")  # type: ignore[arg-type]
+
+
+class ExplodingTranscriber:
+    def transcribe(self, request: TranscriptionRequest) -> str:
+        raise ZeroDivisionError("bug in a plug-in")
+
+
+async def test_a_fault_inside_the_fake_is_answered_and_reported() -> None:
+    async with FakeRealtimeServer(transcriber=ExplodingTranscriber()) as server:
+        client, _ = await open_client(server)
+        session = {"type": "realtime", "audio": {"input": {"turn_detection": None, "transcription": {}}}}
+        await client.send("session.update", session=session)
+        await client.recv()
+        await client.append(tone(440.0, 200, 24000))
+        await client.send("input_audio_buffer.commit", event_id="boom")
+        error = (await client.until("error"))[-1]["error"]
+        assert (error["type"], error["event_id"]) == ("server_error", "boom")
+        assert "ZeroDivisionError" in server.internal_errors[0]
+        with pytest.raises(AssertionError, match="fake Realtime server failed"):
+            server.assert_no_violations()
+        # The session survives.
+        await client.send("input_audio_buffer.clear")
+        assert (await client.until("input_audio_buffer.cleared"))[-1]["type"] == "input_audio_buffer.cleared"
+        await client.ws.close()

@@ -462,11 +462,21 @@ class FakeRealtimeServer:
 
     # -- inspection ------------------------------------------------------------------------------------------
 
+    @property
+    def internal_errors(self) -> list[str]:
+        """Faults of the fake itself (each answered with a ``server_error`` event); should stay empty."""
+        return [error for connection in self.sessions for error in connection.core.internal_errors]
+
     def assert_no_violations(self, ignore: Collection[str] = ()) -> None:
-        """Fail when any client event was invalid or unexpected (``ignore``: error codes to tolerate)."""
+        """Fail when any client event was invalid or unexpected (``ignore``: error codes to tolerate).
+
+        Also fails on faults of the fake itself, so a test never passes on a broken double.
+        """
         left = [v for v in self.violations if not any(f": {code}: " in v for code in ignore)]
         if left:
             raise AssertionError("the client sent invalid or unexpected events:\n  " + "\n  ".join(left))
+        if self.internal_errors:
+            raise AssertionError("the fake Realtime server failed:\n" + "\n".join(self.internal_errors))
 
     async def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until ``count`` client events of ``event_type`` were received (all sessions); returns them."""

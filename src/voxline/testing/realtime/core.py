@@ -13,10 +13,12 @@ import base64
 import binascii
 import copy
 import json
+import logging
 import math
 import random
 import re
 import string
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +53,8 @@ __all__ = [
     "error_event",
     "new_id",
 ]
+
+log = logging.getLogger("voxline.testing.realtime")
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful, witty, and friendly AI. Your voice and personality should be warm and engaging."
@@ -276,6 +280,7 @@ class RealtimeSessionCore:
         self.sent: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.truncations: list[Truncation] = []
+        self.internal_errors: list[str] = []
         self.outbox: deque[Outgoing] = deque()
         self.pending: deque[PendingWork] = deque()
         self.closed = False
@@ -436,7 +441,22 @@ class RealtimeSessionCore:
             self._reject(event if isinstance(event, dict) else None, problems[0])
             return
         handler = getattr(self, "_on_" + event["type"].replace(".", "_"))
-        handler(event)
+        try:
+            handler(event)
+        except Exception:
+            # A fault in the fake itself: answer like OpenAI's own server errors and keep the session;
+            # tests see it in ``internal_errors`` (and the log), never as a silent hang.
+            log.exception("fake Realtime server failed on %s", event["type"])
+            self.internal_errors.append(f"{event['type']}: {traceback.format_exc(limit=3)}")
+            self._emit(
+                error_event(
+                    None,
+                    "The server had an error while processing your request. Sorry about that!",
+                    None,
+                    event.get("event_id") if isinstance(event.get("event_id"), str) else None,
+                    error_type="server_error",
+                )
+            )
 
     def _on_session_update(self, event: dict[str, Any]) -> None:
         update: dict[str, Any] = event["session"]
