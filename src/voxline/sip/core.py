@@ -949,7 +949,9 @@ class UserAgentCore:
     def _on_invite_response(self, call: _Call, resp: SipResponse, now: float) -> None:
         status = resp.status
         if call.state == "ended":
-            if 200 <= status < 300 and (call.ack_data is None or resp.to.tag != call.remote_tag):
+            if status < 200 and call.cancel_pending:
+                self._send_cancel(call, now)
+            elif 200 <= status < 300 and (call.ack_data is None or resp.to.tag != call.remote_tag):
                 # Answered after we gave up: ACK and BYE it (§15).
                 self._adopt_2xx(call, resp)
                 self._send_ack(call, now)
