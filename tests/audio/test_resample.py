@@ -161,8 +161,8 @@ def test_full_scale_input_clips_instead_of_wrapping() -> None:
 
 
 def test_other_rates_like_wav_prompts() -> None:
-    # 44.1/22.05 kHz prompt files: the general path (large L and M) keeps the same quality.
-    for in_rate, out_rate in [(44100, 24000), (22050, 8000)]:
+    # 44.1/22.05 kHz prompt files and speech synthesis: the large-ratio path keeps the same quality.
+    for in_rate, out_rate in [(44100, 24000), (22050, 8000), (22050, 24000)]:
         f1 = 0.85 * min(in_rate, out_rate) / 2
         resampler = Resampler(in_rate, out_rate)
         data = pcm(sweep(in_rate, f1, 0.3))

@@ -101,30 +101,30 @@ def test_other_chunks_odd_sizes_and_unknown_data_size(tmp_path: Path) -> None:
     assert read_wav(write(tmp_path, raw, "partial.wav")).pcm == pcm16([1])
 
 
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b"", "not a WAV file"),
-        (b"ID3\x03" + bytes(40), "not a WAV file"),
-        (b"RIFF\x00\x00\x00\x00AVI LIST", "not a WAV file"),
-        (b"RF64\xff\xff\xff\xffWAVEds64", "RF64"),
-        (riff((b"data", bytes(4))), "before the 'fmt ' chunk"),
-        (riff((b"LIST", bytes(4))), "no 'fmt ' chunk"),
-        (riff(fmt_chunk(1, 1, 8000, 16)), "no 'data' chunk"),
-        (riff(fmt_chunk(1, 1, 8000, 16), (b"data", bytes(100)))[:-10], "truncated 'data' chunk"),
-        (riff((b"fmt ", bytes(10)), (b"data", bytes(4))), "too short"),
-        (riff(fmt_chunk(2, 1, 8000, 4), (b"data", bytes(4))), "format tag 0x0002"),
-        (riff(fmt_chunk(1, 1, 8000, 12), (b"data", bytes(4))), "12-bit PCM"),
-        (riff(fmt_chunk(3, 1, 8000, 16), (b"data", bytes(4))), "16-bit IEEE float"),
-        (riff(fmt_chunk(0x55, 1, 8000, 16, extensible=True), (b"data", bytes(4))), "format tag 0x0055"),
-        (riff(fmt_chunk(1, 0, 8000, 16), (b"data", bytes(4))), "channel count is 0"),
-        (riff(fmt_chunk(1, 1, 0, 16), (b"data", bytes(4))), "sample rate is 0"),
-        (
-            riff((b"fmt ", struct.pack("<HHIIHH", 1, 2, 8000, 16000, 2, 16)), (b"data", bytes(4))),
-            "block align",
-        ),
-    ],
-)
+CORRUPT: list[tuple[bytes, str]] = [
+    (b"", "not a WAV file"),
+    (b"ID3\x03" + bytes(40), "not a WAV file"),
+    (b"RIFF\x00\x00\x00\x00AVI LIST", "not a WAV file"),
+    (b"RF64\xff\xff\xff\xffWAVEds64", "RF64"),
+    (riff((b"data", bytes(4))), "before the 'fmt ' chunk"),
+    (riff((b"LIST", bytes(4))), "no 'fmt ' chunk"),
+    (riff(fmt_chunk(1, 1, 8000, 16)), "no 'data' chunk"),
+    (riff(fmt_chunk(1, 1, 8000, 16), (b"data", bytes(100)))[:-10], "truncated 'data' chunk"),
+    (riff((b"fmt ", bytes(10)), (b"data", bytes(4))), "too short"),
+    (riff(fmt_chunk(2, 1, 8000, 4), (b"data", bytes(4))), "format tag 0x0002"),
+    (riff(fmt_chunk(1, 1, 8000, 12), (b"data", bytes(4))), "12-bit PCM"),
+    (riff(fmt_chunk(3, 1, 8000, 16), (b"data", bytes(4))), "16-bit IEEE float"),
+    (riff(fmt_chunk(0x55, 1, 8000, 16, extensible=True), (b"data", bytes(4))), "format tag 0x0055"),
+    (riff(fmt_chunk(1, 0, 8000, 16), (b"data", bytes(4))), "channel count is 0"),
+    (riff(fmt_chunk(1, 1, 0, 16), (b"data", bytes(4))), "sample rate is 0"),
+    (
+        riff((b"fmt ", struct.pack("<HHIIHH", 1, 2, 8000, 16000, 2, 16)), (b"data", bytes(4))),
+        "block align",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), CORRUPT, ids=[reason for _, reason in CORRUPT])
 def test_unsupported_or_corrupt_files_name_the_file_and_the_reason(
     tmp_path: Path, raw: bytes, reason: str
 ) -> None:
