@@ -620,7 +620,7 @@ class FakeOpenAIHTTPServer:
         events: list[dict[str, Any]] = []
 
         def response_obj(status: str, output: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
-            return {
+            response = {
                 "id": rid,
                 "object": "response",
                 "created_at": 1740855869 + n,
@@ -634,8 +634,16 @@ class FakeOpenAIHTTPServer:
                 "output": output,
                 "previous_response_id": body.get("previous_response_id"),
                 "store": body.get("store", True),
-                "usage": usage,
+                "tools": body.get("tools", []),
+                "tool_choice": body.get("tool_choice", "auto"),
+                "parallel_tool_calls": body.get("parallel_tool_calls", True),
+                "temperature": body.get("temperature", 1.0),
+                "top_p": body.get("top_p", 1.0),
+                "metadata": body.get("metadata", {}),
             }
+            if usage is not None:
+                response["usage"] = usage
+            return response
 
         def emit(event_type: str, **fields: Any) -> None:
             events.append({"type": event_type, "sequence_number": next(seq), **fields})
@@ -707,7 +715,7 @@ class FakeOpenAIHTTPServer:
         input_tokens = len(json.dumps(body.get("input"))) // 4
         usage = {
             "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens,
