@@ -19,7 +19,8 @@ def audioop() -> ModuleType:
     # Oracle only (deprecated in 3.11/3.12, removed in 3.13); the package never imports it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return pytest.importorskip("audioop")
+        module: ModuleType = pytest.importorskip("audioop")
+    return module
 
 
 def test_ulaw_decode_every_code_matches_audioop(audioop: ModuleType) -> None:
