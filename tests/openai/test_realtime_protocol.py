@@ -8,6 +8,7 @@ import json
 import pytest
 
 from voxline import OpenAI
+from voxline.audio import PCM16_24K, PCMU_8K
 from voxline.openai.events import REALTIME_SERVER_TYPES
 from voxline.openai.realtime import realtime_url
 from voxline.openai.realtime_protocol import (
@@ -15,7 +16,6 @@ from voxline.openai.realtime_protocol import (
     ErrorClass,
     MessageKind,
     RealtimeProtocol,
-    WireFormat,
     classify_error,
 )
 
@@ -110,12 +110,12 @@ def test_audio_deltas_become_audio_and_count_latency() -> None:
 
 def test_formats_follow_session_updated_and_scenario_choice() -> None:
     core = RealtimeProtocol()
-    assert core.input_format == WireFormat("audio/pcm", 24000)
+    assert core.input_format == PCM16_24K
     session = {
         "audio": {"input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcma"}}}
     }
     core.receive(json.dumps({"type": "session.updated", "session": session}), 0)
-    assert core.input_format == WireFormat("audio/pcmu", 8000)
+    assert core.input_format == PCMU_8K
     assert core.output_format.bytes_per_ms == 8
     assert not core.formats_set_by_scenario
     core.command("session.update", {"session": {"type": "realtime", "instructions": "x"}}, 0)

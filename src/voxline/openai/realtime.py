@@ -23,7 +23,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .._tasks import background
-from ..eventtarget import Event, EventTarget
+from ..audio import PCM16_24K, AudioFormat, Frame
+from ..eventtarget import Event
+from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
+from ..media.clock import AsyncioMediaClock, MediaClock
+from ..media.playout import Playout, PlayoutBuffer
+from ..runtime.context import adopt
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
 from .params import RealtimeAPIClientParameters, build_parameters
@@ -81,15 +86,21 @@ def _error_message(body: bytes) -> tuple[str, str | None]:
     return (text[:500] or "no error message"), None
 
 
-class RealtimeAPIClient(EventTarget):
-    """``OpenAI.RealtimeAPIClient``: one Realtime session over one WebSocket."""
+class RealtimeAPIClient(MediaUnit):
+    """``OpenAI.RealtimeAPIClient``: one Realtime session over one WebSocket, and a media unit.
+
+    Audio it receives (``call.send_media_to(client)``) is appended to the model's input buffer in the
+    session's input format. Model audio goes into a playout buffer that leaves paced on the shared 20 ms
+    clock to every sink (``client.send_media_to(call)``). Unless the scenario sets formats itself, the
+    session's formats follow the connected units: G.711 in and out for a G.711 call, bytes untouched.
+    """
 
     _event_aliases: Mapping[str, str] = {
         **{provider_type: str(constant) for provider_type, constant in REALTIME_SERVER_TYPES.items()},
         **{member.name: str(member) for member in Events},
     }
 
-    def __init__(self, parameters: RealtimeAPIClientParameters) -> None:
+    def __init__(self, parameters: RealtimeAPIClientParameters, clock: MediaClock | None = None) -> None:
         super().__init__()
         self._params = parameters
         self._id = new_id()
@@ -106,10 +117,20 @@ class RealtimeAPIClient(EventTarget):
             Tracer.for_client("realtime", self._id, parameters.privacy) if parameters.trace else None
         )
         self._msglog = MessageLog(log, self._id, parameters.privacy)
+        self._clock: MediaClock | None = clock
+        self._input_adapter = FormatAdapter(PCM16_24K)
+        self._playout: Playout | None = None
+        self._negotiated: dict[str, AudioFormat] = {}
+        self._media_tag: str | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<RealtimeAPIClient {self._id} {redact_url(self._url)} {state}>"
+
+    @property
+    def media_format(self) -> AudioFormat:  # type: ignore[override]
+        """The format of the model audio this unit sends (the session's output format)."""
+        return self._core.output_format
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -151,6 +172,7 @@ class RealtimeAPIClient(EventTarget):
         if self._closed:
             return
         self._closed = True
+        self._stop_media()
         if self._ws is not None:
             background(self._close_socket(), name=f"voxline-realtime-close-{self._id}")
 
@@ -289,8 +311,127 @@ class RealtimeAPIClient(EventTarget):
             )
         self._emit(message.name, message.data)
 
+    # -- media ----------------------------------------------------------------------------------------
+
+    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+        """Caller audio -> ``input_audio_buffer.append`` in the session's input format."""
+        if self._closed:
+            return
+        fmt = self._core.input_format
+        if self._input_adapter.format != fmt:
+            self._input_adapter = FormatAdapter(fmt)
+        data = self._input_adapter.convert(frame)
+        if data:
+            text = self._core.append_audio(data)
+            self._outbox.append(text)
+            self._outbox_ready.set()
+            if self._tracer is not None:
+                self._tracer.record("out", "input_audio_buffer.append", len(text), json.loads(text))
+
+    def _source_changed(self, source: MediaUnit | None) -> None:
+        if source is not None:
+            self._negotiate("input", source.media_format)
+
+    def _sinks_changed(self) -> None:
+        for sink in self.media_sinks:
+            if sink.media_format is not None:
+                self._negotiate("output", sink.media_format)
+                break
+        if self._playout is not None and self._sinks_report_playout:
+            self._playout.buffer.acknowledged = True
+
+    def _negotiate(self, direction: str, unit_format: AudioFormat | None) -> None:
+        """Match the session's format to a connected unit, unless the scenario chose formats."""
+        if self._closed or unit_format is None or self._core.formats_set_by_scenario:
+            return
+        if direction == "output" and self._params.type is RealtimeAPIClientType.TRANSCRIPTION:
+            return
+        wanted = unit_format if unit_format.encoding in ("pcmu", "pcma") else PCM16_24K
+        current = self._negotiated.get(direction) or getattr(self._core, f"{direction}_format")
+        if wanted == current and direction in self._negotiated:
+            return
+        self._negotiated[direction] = wanted
+        audio = {direction: {"format": wanted.to_openai()}}
+        text = self._core.command(
+            "session.update", {"session": {"type": self._params.type.value, "audio": audio}}, time.monotonic()
+        )
+        # Negotiation is voxline's, not the scenario's: keep the scenario free to set formats later.
+        self._core.formats_set_by_scenario = False
+        self._enqueue(text, "session.update")
+
     def _on_model_audio(self, data: dict[str, Any], audio: bytes) -> None:
         """Model audio becomes media (never a listener event)."""
+        if not audio or self._media_closed:
+            return
+        playout = self._playout
+        fmt = self._core.output_format
+        if playout is None or playout.buffer.format != fmt:
+            if playout is not None:
+                playout.close()
+            clock = self._clock or AsyncioMediaClock.for_loop()
+            buffer = PlayoutBuffer(fmt, acknowledged=self._sinks_report_playout)
+            playout = self._playout = Playout(
+                buffer, clock, self._deliver, self._on_media_started, self._on_media_ended
+            )
+        item_id = data.get("item_id")
+        content_index = data.get("content_index", 0)
+        playout.push(
+            audio,
+            item_id if isinstance(item_id, str) else None,
+            content_index if isinstance(content_index, int) else 0,
+        )
+
+    def _media_fields(self) -> dict[str, Any]:
+        params = next(
+            (p for p in (self._sink_parameters(s) for s in self.media_sinks) if p is not None), None
+        )
+        return {
+            "tag": params.tag if params else None,
+            "encoding": self._core.output_format.to_openai()["type"],
+            "custom_parameters": params.custom_parameters if params else None,
+        }
+
+    def _on_media_started(self) -> None:
+        self._emit(Events.WebSocketMediaStarted, None, **self._media_fields())
+
+    def _on_media_ended(self, duration_ms: int) -> None:
+        fields = self._media_fields()
+        fields.pop("encoding")
+        fields.pop("custom_parameters")
+        self._emit(Events.WebSocketMediaEnded, None, media_info={"duration": duration_ms / 1000}, **fields)
+
+    def _playout_acknowledged(self, position_ms: int) -> None:
+        if self._playout is not None:
+            self._playout.buffer.acknowledge(position_ms)
+
+    def clear_media_buffer(
+        self, parameters: ClearMediaBufferParameters | Mapping[str, Any] | None = None
+    ) -> None:
+        """Drop unplayed model audio at once (barge-in), in sinks' buffers too, and truncate the
+        interrupted assistant item to what the caller heard (``auto_truncate``)."""
+        ClearMediaBufferParameters.coerce(parameters)
+        if self._playout is None:
+            return
+        cleared = self._playout.clear()
+        self._clear_sinks()
+        if not self._params.auto_truncate or self._closed:
+            return
+        for item in cleared:
+            # Nothing heard: the model's item stays as is; fully heard items are never reported.
+            if 0 < item.heard_ms < item.received_ms:
+                self._send(
+                    "conversation.item.truncate",
+                    {
+                        "item_id": item.item_id,
+                        "content_index": item.content_index,
+                        "audio_end_ms": item.heard_ms,
+                    },
+                )
+
+    def _stop_media(self) -> None:
+        if self._playout is not None:
+            self._playout.close()
+        self.close_media()
 
     def _report_invalid(self, problem: str) -> None:
         log.warning("Realtime client %s: ignored %s", self._id, problem)
@@ -303,6 +444,7 @@ class RealtimeAPIClient(EventTarget):
         assert self._ws is not None
         ws = self._ws
         self._closed = True
+        self._stop_media()
         if self._writer is not None:
             self._writer.cancel()
         dropped = len(self._outbox)
@@ -340,10 +482,14 @@ async def create_realtime_api_client(
     """``OpenAI.createRealtimeAPIClient``: connect and return the client.
 
     Accepts a :class:`RealtimeAPIClientParameters`, a dict (Python or camelCase keys) or keyword
-    arguments. Raises :class:`RealtimeAPIError` with the HTTP status and the server's message when the
+    arguments; ``media_clock`` (voxline's own) drives the model audio's playout (default: the shared
+    20 ms clock of the running event loop; tests pass a virtual clock).
+    Raises :class:`RealtimeAPIError` with the HTTP status and the server's message when the
     handshake is refused.
     """
+    clock = kwargs.pop("media_clock", None)
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
-    client = RealtimeAPIClient(params)
+    client = RealtimeAPIClient(params, clock)
     await client._open()
+    adopt(client)
     return client

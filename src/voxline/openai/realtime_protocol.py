@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..audio import PCM16_24K, AudioFormat
 from .events import REALTIME_AUDIO_DELTA_TYPES, REALTIME_SERVER_TYPES, RealtimeAPIEvents
 
 # Client event types the GA API accepts, with the method that sends each.
@@ -80,31 +81,14 @@ def classify_error(payload: Mapping[str, Any]) -> ErrorClass:
     return ErrorClass.RECOVERABLE
 
 
-@dataclass(frozen=True, slots=True)
-class WireFormat:
-    """A session audio format as OpenAI names it (``audio/pcm`` 24 kHz, ``audio/pcmu``, ``audio/pcma``)."""
-
-    type: str
-    rate: int
-
-    @property
-    def bytes_per_ms(self) -> int:
-        return self.rate * 2 // 1000 if self.type == "audio/pcm" else self.rate // 1000
-
-    @classmethod
-    def parse(cls, value: Any) -> WireFormat | None:
-        if not isinstance(value, Mapping):
-            return None
-        kind = value.get("type")
-        if kind == "audio/pcm":
-            rate = value.get("rate", 24000)
-            return cls("audio/pcm", rate if isinstance(rate, int) and rate > 0 else 24000)
-        if kind in ("audio/pcmu", "audio/pcma"):
-            return cls(kind, 8000)
+def parse_format(value: Any) -> AudioFormat | None:
+    """An OpenAI session format object as an :class:`AudioFormat` (None when absent or unknown)."""
+    if not isinstance(value, Mapping):
         return None
-
-
-PCM24K = WireFormat("audio/pcm", 24000)
+    try:
+        return AudioFormat.from_openai(value)
+    except ValueError:
+        return None
 
 
 class MessageKind(Enum):
@@ -144,9 +128,12 @@ class RealtimeProtocol:
 
     def __init__(self) -> None:
         self.session: dict[str, Any] = {}
-        self.input_format: WireFormat = PCM24K
-        self.output_format: WireFormat = PCM24K
+        self.input_format: AudioFormat = PCM16_24K
+        self.output_format: AudioFormat = PCM16_24K
         self.formats_set_by_scenario = False
+        # session.update events OpenAI has not answered yet: a session.updated that answers an older
+        # update must not undo the input format a newer one set.
+        self._updates_pending = 0
         self.active_response_id: str | None = None
         # statistics
         self.messages_sent = 0
@@ -186,6 +173,7 @@ class RealtimeProtocol:
             raise ValueError(f"parameters 'type' is {given!r}, but this method sends {event_type!r}")
         if event_type == "session.update":
             self._note_session_update(body)
+            self._updates_pending += 1
         elif event_type == "response.create":
             self._latency_start = now
         message = {"type": event_type, **body}
@@ -219,6 +207,11 @@ class RealtimeProtocol:
                 part = audio.get(direction)
                 if isinstance(part, Mapping) and "format" in part:
                     self.formats_set_by_scenario = True
+            # OpenAI applies events in order: appends after this update are read in its input format.
+            part = audio.get("input")
+            fmt = parse_format(part.get("format")) if isinstance(part, Mapping) else None
+            if fmt is not None:
+                self.input_format = fmt
 
     # -- incoming ---------------------------------------------------------------------------------
 
@@ -258,14 +251,18 @@ class RealtimeProtocol:
 
     def _track(self, name: RealtimeAPIEvents, data: dict[str, Any], now: float) -> None:
         if name in (RealtimeAPIEvents.SessionCreated, RealtimeAPIEvents.SessionUpdated):
+            if name is RealtimeAPIEvents.SessionUpdated:
+                self._updates_pending = max(0, self._updates_pending - 1)
             session = data.get("session")
             if isinstance(session, dict):
                 self.session = session
                 audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
                 assert isinstance(audio, dict)
                 for direction in ("input", "output"):
+                    if direction == "input" and self._updates_pending:
+                        continue
                     part = audio.get(direction)
-                    fmt = WireFormat.parse(part.get("format")) if isinstance(part, dict) else None
+                    fmt = parse_format(part.get("format")) if isinstance(part, dict) else None
                     if fmt is not None:
                         setattr(self, f"{direction}_format", fmt)
         elif name is RealtimeAPIEvents.InputAudioBufferSpeechStopped:
@@ -286,6 +283,10 @@ class RealtimeProtocol:
                         self.usage[key] += value
         elif name is RealtimeAPIEvents.Error:
             self.errors += 1
+            error = data.get("error")
+            param = error.get("param") if isinstance(error, dict) else None
+            if isinstance(param, str) and param.startswith("session"):
+                self._updates_pending = max(0, self._updates_pending - 1)  # a rejected update
 
     def statistics(self) -> dict[str, Any]:
         return {
