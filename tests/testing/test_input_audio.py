@@ -188,3 +188,30 @@ async def test_transcription_session_transcribes_without_responding(server: Fake
     connection = await server.wait_for_session()
     assert not any(e["type"] in ("response.created", "rate_limits.updated") for e in connection.sent)
     await client.ws.close()
+
+
+async def test_idle_timeout_on_the_audio_clock(server: FakeRealtimeServer, client: RawClient) -> None:
+    detection = {"type": "server_vad", "idle_timeout_ms": 5000}
+    await client.send(
+        "session.update", session={"type": "realtime", "audio": {"input": {"turn_detection": detection}}}
+    )
+    await client.recv()
+    await client.append(bytes(48 * 1000))  # no response yet: no idle timer
+    await client.send("response.create")
+    await client.until("rate_limits.updated")
+    # The timer starts when the response ends (at 1000 ms of input audio): 4.99 s later, nothing yet.
+    await client.append(bytes(48 * 4990))
+    await client.send("input_audio_buffer.clear")
+    assert (await client.recv())["type"] == "input_audio_buffer.cleared"
+    await client.append(bytes(48 * 100))
+    events = await client.until("response.created")
+    assert types(events) == [
+        "input_audio_buffer.timeout_triggered",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.created",
+    ]
+    triggered = events[0]
+    assert (triggered["audio_start_ms"], triggered["audio_end_ms"]) == (5990, 6000)
+    assert triggered["item_id"] == events[1]["item_id"]

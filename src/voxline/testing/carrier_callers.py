@@ -278,6 +278,16 @@ class _Caller:
                 break
         for message in self._closing():
             await self._send(message)
+        # Give the server a moment to answer the end of the stream (VoxEngine-format stops).
+        closing_at = clock.now_ms()
+        while not self._closed_by_server and not self._finished():
+            if clock.now_ms() - closing_at >= self.quiet_ms:
+                break
+            await clock.sleep_until(clock.now_ms() + FRAME_MS)
+
+    def _finished(self) -> bool:
+        """Whether nothing more is expected from the server after the caller's closing messages."""
+        return True
 
 
 class TwilioTestCaller(_Caller):
@@ -571,6 +581,9 @@ class VoxEngineTestCaller(_Caller):
         return [
             self._message("stop", {"tag": spec.tag} if spec.tag is not None else {}) for spec in self.streams
         ]
+
+    def _finished(self) -> bool:
+        return all(s.stopped for s in self.server_streams.values())
 
     def _tick(self, now_ms: float) -> list[dict[str, Any]]:
         for stream in self.server_streams.values():

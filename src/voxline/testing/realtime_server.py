@@ -45,8 +45,9 @@ converted to the session's output format — and function calls) and ``transcrib
 The defaults are the energy detector and the scripted queues. The protocol logic is the sans-I/O
 :class:`~voxline.testing.realtime.core.RealtimeSessionCore`.
 
-Not modelled: ``idle_timeout_ms`` (``input_audio_buffer.timeout_triggered``), MCP tools, WebRTC/SIP-only
-events (``output_audio_buffer.*``), browser subprotocol authentication, the 60-minute session limit.
+``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
+streams no audio never times out). Not modelled: MCP tools, WebRTC/SIP-only events
+(``output_audio_buffer.*``), browser subprotocol authentication, the 60-minute session limit.
 """
 
 from __future__ import annotations

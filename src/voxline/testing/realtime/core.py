@@ -289,6 +289,8 @@ class RealtimeSessionCore:
         self._clock_ms = 0.0
         self._odd_byte = b""
         self._vad = _Vad()
+        self._idle_since_ms: float | None = None
+        self._pcm24: dict[str, tuple[bytes, bytes]] = {}
         self._run: _Run | None = None
         self._assistant_audio_sent = False
         self._on_received = on_received
@@ -529,6 +531,8 @@ class RealtimeSessionCore:
         else:
             silence_ms = float(detection.get("silence_duration_ms", 200))
             padding_ms = float(detection.get("prefix_padding_ms", 300))
+        idle = detection.get("idle_timeout_ms")
+        idle_ms = float(idle) if isinstance(idle, int | float) else None
         while len(data) - offset >= frame_bytes:
             frame = data[offset : offset + frame_bytes]
             offset += frame_bytes
@@ -538,14 +542,40 @@ class RealtimeSessionCore:
             if not vad.speaking:
                 if speech:
                     self._speech_started(frame_start, padding_ms, detection)
+                elif (
+                    idle_ms is not None
+                    and self._idle_since_ms is not None
+                    and self._run is None
+                    and self._clock_ms - self._idle_since_ms >= idle_ms
+                ):
+                    self._idle_timeout(detection)
             elif speech:
                 vad.last_speech_end_ms = self._clock_ms
             elif self._clock_ms - vad.last_speech_end_ms >= silence_ms:
                 self._speech_stopped(self._clock_ms, detection)
         vad.remainder = data[offset:]
 
+    def _idle_timeout(self, detection: Mapping[str, Any]) -> None:
+        """No speech for ``idle_timeout_ms`` after a response: commit the quiet audio and respond."""
+        start_ms = max(self._buffer_start_ms, self._idle_since_ms or 0.0)
+        end_ms = self._clock_ms
+        self._idle_since_ms = None
+        item_id = new_id("item")
+        self._emit(
+            {
+                "type": "input_audio_buffer.timeout_triggered",
+                "audio_start_ms": int(start_ms),
+                "audio_end_ms": int(end_ms),
+                "item_id": item_id,
+            }
+        )
+        self._commit(item_id, start_ms, end_ms)
+        if self.kind == "realtime" and detection.get("create_response", True):
+            self._start_run({})
+
     def _speech_started(self, frame_start_ms: float, padding_ms: float, detection: Mapping[str, Any]) -> None:
         vad = self._vad
+        self._idle_since_ms = None
         vad.speaking = True
         vad.item_id = new_id("item")
         vad.start_ms = max(self._buffer_start_ms, frame_start_ms - padding_ms)
@@ -880,7 +910,14 @@ class RealtimeSessionCore:
         conversation = params.get("input", self.items)
         input_audio = {}
         for item_id, (audio, fmt) in self.item_audio.items():
-            input_audio[item_id] = _pcm_to_format(_decode_to_pcm(audio, fmt), fmt.rate, PCM16_24K)
+            cached = self._pcm24.get(item_id)
+            if cached is None or cached[0] is not audio:
+                # Converted once per stored audio object (truncation stores a new one).
+                cached = self._pcm24[item_id] = (
+                    audio,
+                    _pcm_to_format(_decode_to_pcm(audio, fmt), fmt.rate, PCM16_24K),
+                )
+            input_audio[item_id] = cached[1]
         request = ResponseRequest(
             response_id=response["id"],
             conversation=copy.deepcopy(list(conversation)),
@@ -975,6 +1012,8 @@ class RealtimeSessionCore:
 
     def _finish_run(self) -> None:
         self._run = None
+        # The idle timeout counts on the input audio's clock from the end of the response.
+        self._idle_since_ms = self._clock_ms
         if self.kind == "realtime":
             self._emit(self._rate_limits())
 
