@@ -107,3 +107,18 @@ def test_bad_input_is_rejected_with_a_reason() -> None:
         Transcoder(AudioFormat("pcm16", 24000, 2), AudioFormat("pcm16", 16000, 2))
     with pytest.raises(TypeError, match="src"):
         Transcoder("pcmu", PCM16_24K)  # type: ignore[arg-type]
+
+
+class _NoNumpy:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"numpy.{name} used on a path that must not use numpy")
+
+
+def test_passthrough_and_law_conversion_use_no_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    same, law = Transcoder(PCMU_8K, PCMU_8K), Transcoder(PCMU_8K, PCMA_8K)
+    monkeypatch.setattr("voxline.audio.transcode.np", _NoNumpy())
+    frame = bytes(range(160))
+    assert same.process(frame) is frame
+    assert law.process(frame) == alaw_encode(ulaw_decode(frame))
+    with pytest.raises(AssertionError, match="numpy"):  # the guard itself works
+        Transcoder(PCMU_8K, PCM16_8K).process(frame)
