@@ -391,6 +391,7 @@ class RealtimeSessionCore:
 
     def _violation(self, what: str, problem: SchemaProblem) -> None:
         text = f"{what}: {problem.code}: {problem.message}"
+        log.info("client event rejected: %s", text)
         self.violations.append(text)
         if self._on_violation is not None:
             self._on_violation(text)
@@ -797,6 +798,7 @@ class RealtimeSessionCore:
             return
         del self.items[index]
         self.item_audio.pop(event["item_id"], None)
+        self._pcm24.pop(event["item_id"], None)
         self._emit({"type": "conversation.item.deleted", "item_id": event["item_id"]})
 
     def _on_conversation_item_truncate(self, event: dict[str, Any]) -> None:
