@@ -402,3 +402,30 @@ async def test_a_raising_listener_does_not_break_the_stream(fake: FakeOpenAIHTTP
     assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
     await client.close()
     assert len(recorder.of(E.Content)) == 1
+
+
+async def test_a_call_session_closes_its_clients(fake: FakeOpenAIHTTPServer, tmp_path: Path) -> None:
+    from voxline.openai.responses import create_responses_api_client
+    from voxline.runtime.context import current_session
+    from voxline.runtime.session import Scenario, Session
+
+    scenario = tmp_path / "scenario.py"
+    scenario.write_text("")
+    session = Session(Scenario(scenario))
+    token = current_session.set(session)
+    try:
+        chat = await new_client(fake)
+        responses = await create_responses_api_client(api_key=API_KEY, base_url=fake.base_url)
+    finally:
+        current_session.reset(token)
+    session.terminate()
+    assert chat.closed and responses.closed
+    await chat.wait_closed()
+    await responses.wait_closed()
+
+
+def test_the_call_summary_example_compiles() -> None:
+    import py_compile
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "call_summary.py"
+    py_compile.compile(str(example), doraise=True)

@@ -316,6 +316,11 @@ class StreamingHTTPClient(EventTarget):
         self._close_task = loop.create_task(self._http.aclose())
         return self._close_task
 
+    async def wait_closed(self) -> None:
+        """After ``close()``: wait until the connection pool is closed."""
+        if self._close_task is not None:
+            await asyncio.shield(self._close_task)
+
     async def drain(self) -> None:
         """Wait until no request is queued or streaming and no background work (summaries) runs."""
         while self._inflight or self._background:

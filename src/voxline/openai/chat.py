@@ -68,6 +68,7 @@ from typing import Any, cast
 import httpx
 
 from .._tasks import background
+from ..runtime.context import adopt
 from ._http import (
     Clock,
     RequestHandle,
@@ -1007,4 +1008,6 @@ async def create_chat_completions_api_client(
         or context_budget_chars < 1
     ):
         raise ValueError(f"context_budget_chars must be a positive int, not {context_budget_chars!r}")
-    return ChatCompletionsAPIClient(params, context_budget_chars=context_budget_chars, transport=transport)
+    client = ChatCompletionsAPIClient(params, context_budget_chars=context_budget_chars, transport=transport)
+    adopt(client)  # the call session closes it when it terminates
+    return client

@@ -43,6 +43,7 @@ from typing import Any, cast
 
 import httpx
 
+from ..runtime.context import adopt
 from ._http import (
     Clock,
     RequestHandle,
@@ -268,4 +269,6 @@ async def create_responses_api_client(
     or keyword arguments (``api_key``, ``base_url``, ``project``, ``store_context``, ``statistics``,
     ``trace``, ``privacy``). ``transport``: an ``httpx`` transport, for tests and proxies."""
     params = build_parameters(ResponsesAPIClientParameters, parameters, kwargs)
-    return ResponsesAPIClient(params, transport=transport)
+    client = ResponsesAPIClient(params, transport=transport)
+    adopt(client)  # the call session closes it when it terminates
+    return client
