@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -209,3 +210,19 @@ async def test_function_call_output_item(client: RawClient) -> None:
     added = (await client.recv())["item"]
     assert added["type"] == "function_call_output"
     assert (added["call_id"], added["output"]) == ("call_1", '{"ok": true}')
+
+
+async def test_input_audio_item_create(server: FakeRealtimeServer, client: RawClient) -> None:
+    audio = bytes(range(256)) * 10
+    content = [{"type": "input_audio", "audio": base64.b64encode(audio).decode("ascii")}]
+    await client.send(
+        "conversation.item.create", item={"type": "message", "role": "user", "content": content}
+    )
+    added = (await client.recv())["item"]
+    assert added["content"] == [{"type": "input_audio", "transcript": None}]  # audio is not echoed
+    await client.recv()
+    assert (await server.wait_for_session()).item_audio(added["id"]) == audio
+    bad = [{"type": "input_audio", "audio": "%%%"}]
+    await client.send("conversation.item.create", item={"type": "message", "role": "user", "content": bad})
+    error = (await client.recv())["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "item.content[0].audio")

@@ -749,10 +749,18 @@ class RealtimeSessionCore:
             item["status"] = "completed"
             item["role"] = given.pop("role")
             content = []
-            for part in given.pop("content", []):
+            for index, part in enumerate(given.pop("content", [])):
                 part = dict(part)
                 if part.get("type") == "input_audio":
-                    audio_parts.append(base64.b64decode(part.pop("audio", "") or "", validate=False))
+                    try:
+                        audio_parts.append(base64.b64decode(part.pop("audio", ""), validate=True))
+                    except (binascii.Error, ValueError):
+                        param = f"item.content[{index}].audio"
+                        problem = SchemaProblem(
+                            "invalid_value", f"Invalid '{param}': expected base64-encoded audio.", param
+                        )
+                        self._reject(event, problem)
+                        return
                     part.setdefault("transcript", None)
                 content.append(part)
             item["content"] = content
