@@ -1,4 +1,17 @@
-"""Test doubles for voxline and for users' own tests (needs the ``voxline[testing]`` extra)."""
+"""Test doubles for voxline and for users' own tests (needs the ``voxline[testing]`` extra).
+
+``FakeRealtimeServer`` stands in for OpenAI's Realtime GA WebSocket API on 127.0.0.1: it validates every
+client event against OpenAI's official schemas, keeps session/conversation/audio state, runs server VAD
+on the audio's sample clock and streams scripted responses in OpenAI's event order::
+
+    async with FakeRealtimeServer() as server:
+        server.script(ScriptedResponse(text="Hi!"), ScriptedResponse(function_calls=[FunctionCall("f")]))
+        ...  # point the client under test at server.base_url
+        await server.wait_for_sent("response.done")
+        server.assert_no_violations()
+
+See ``voxline.testing.realtime_server`` for the full surface and the pluggable engine.
+"""
 
 from __future__ import annotations
 
