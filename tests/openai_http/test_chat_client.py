@@ -127,7 +127,7 @@ async def test_http_errors_become_error_events(
     retry_after: float | None,
 ) -> None:
     fake.script_chat(error)
-    client = await new_client(fake)
+    client = await new_client(fake, statistics=True)
     recorder = record_chat(client)
     handle = client.create_chat_completions({"model": "gpt-4o", "messages": USER})
     assert await handle is None
@@ -212,7 +212,7 @@ async def test_data_that_is_not_a_chunk_is_unknown(fake: FakeOpenAIHTTPServer) -
 
 async def test_cancel_in_a_listener_stops_events_at_once(fake: FakeOpenAIHTTPServer) -> None:
     fake.script_chat(ChatReply(text="a b c d e f g h i j k l m n o p", piece_chars=2))
-    client = await new_client(fake)
+    client = await new_client(fake, statistics=True)
     recorder = record_chat(client)
 
     def barge_in(event: Any) -> None:
@@ -429,3 +429,32 @@ def test_the_call_summary_example_compiles() -> None:
 
     example = Path(__file__).resolve().parents[2] / "examples" / "call_summary.py"
     py_compile.compile(str(example), doraise=True)
+
+
+async def test_statistics_are_off_unless_asked(fake: FakeOpenAIHTTPServer) -> None:
+    client = await new_client(fake)
+    with pytest.raises(RuntimeError, match="statistics=True"):
+        client.statistics()
+    await client.close()
+
+
+def test_requests_need_a_running_loop() -> None:
+    client = ChatCompletionsAPIClient(ChatCompletionsAPIClientParameters(api_key=API_KEY))
+    with pytest.raises(RuntimeError, match="running event loop"):
+        client.create_chat_completions({"model": "gpt-4o", "messages": USER})
+    client.close()
+
+
+async def test_openai_base_url_environment_variable(
+    fake: FakeOpenAIHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake.base_url}v1")
+    client = await create_chat_completions_api_client(api_key=API_KEY)
+    assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
+    await client.close()
+    # An explicit base_url wins over the environment.
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    client = await create_chat_completions_api_client({"apiKey": API_KEY, "baseUrl": fake.base_url})
+    assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
+    await client.close()
+    assert len(fake.requests) == 2

@@ -153,7 +153,7 @@ async def test_summary_at_the_budget_previous_summary_inserted_and_old_turns_rep
     fake: FakeOpenAIHTTPServer,
 ) -> None:
     budget = 400
-    client = await new_client(fake, context_budget_chars=budget, summary_model="gpt-4o-mini")
+    client = await new_client(fake, context_budget_chars=budget, summary_model="gpt-4o-mini", statistics=True)
     recorder = record_chat(client)
     fake.script_chat_json(
         "Caller Ann wants a table for two.", "Ann booked a table for two at 8 pm; pays by card."

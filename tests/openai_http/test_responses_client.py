@@ -257,7 +257,7 @@ async def test_bad_parameters_and_closed_client(fake: FakeOpenAIHTTPServer) -> N
 
 
 async def test_sequential_requests_reuse_one_connection(fake: FakeOpenAIHTTPServer) -> None:
-    client = await new_client(fake, project="proj_9")
+    client = await new_client(fake, project="proj_9", statistics=True)
     for _ in range(3):
         await client.create_responses({"model": "gpt-4o", "input": "hi"})
     stats = client.statistics()

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Generator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,6 +54,18 @@ def endpoint_url(base_url: str, path: str) -> str:
     if not _VERSION_SEGMENT.fullmatch(last):
         base += "/v1"
     return f"{base}/{path}"
+
+
+def with_default_base_url(parameters: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Without a ``base_url``: ``OPENAI_BASE_URL`` (as the official SDKs read it), else OpenAI."""
+    given = dict(parameters) if isinstance(parameters, Mapping) else {}
+    if (parameters is None or isinstance(parameters, Mapping)) and not (
+        {"base_url", "baseUrl"} & (set(given) | set(kwargs))
+    ):
+        env = os.environ.get("OPENAI_BASE_URL")
+        if env:
+            return {**kwargs, "base_url": env}
+    return kwargs
 
 
 def error_payload(
@@ -228,7 +241,8 @@ class StreamingHTTPClient(EventTarget):
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._inflight: list[RequestHandle] = []
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()  # summaries
+        self._request_tasks: set[asyncio.Task[Any]] = set()  # streaming or reading a body to its end
         self._tracer = (
             Tracer.for_client(self._kind, self._id, parameters.privacy) if parameters.trace else None
         )
@@ -279,8 +293,11 @@ class StreamingHTTPClient(EventTarget):
         return self._closed
 
     def statistics(self) -> dict[str, Any]:
-        """Counters: requests, completed, errors, cancelled, bytes each way, events, summed token
-        usage, time to first token of the last request and the average (milliseconds)."""
+        """Counters (with ``statistics=True``): requests, completed, errors, cancelled, bytes each way,
+        events, summed token usage, time to first token of the last request and the average (ms).
+        They are also logged when the client closes."""
+        if not self._params.statistics:
+            raise RuntimeError("statistics are off for this client: create it with statistics=True")
         stats = dict(self._stats)
         stats["usage"] = dict(self._stats["usage"])
         return stats
@@ -302,7 +319,7 @@ class StreamingHTTPClient(EventTarget):
             return self._close_task
         self._closed = True
         self.cancel()
-        for task in list(self._background):
+        for task in [*self._background, *self._request_tasks]:
             task.cancel()
         self._release_listeners()
         if self._tracer is not None:
@@ -369,9 +386,19 @@ class StreamingHTTPClient(EventTarget):
             previous = self._inflight[-1] if self._inflight else None
         else:
             self.cancel()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"{type(self).__name__}: requests need a running event loop "
+                "(call from async code or an event handler)"
+            ) from None
         handle = RequestHandle(self, body)
         self._inflight.append(handle)
-        handle._task = background(self._run(handle, previous), name=f"{self._kind} request {handle.id}")
+        task = background(self._run(handle, previous), name=f"{self._kind} request {handle.id}")
+        handle._task = task
+        self._request_tasks.add(task)
+        task.add_done_callback(self._request_tasks.discard)
         return handle
 
     def _request_over(self, handle: RequestHandle) -> None:
@@ -426,7 +453,7 @@ class StreamingHTTPClient(EventTarget):
     def _trace(self, direction: str, msg_type: str, size: int, message: Any, text: str | None) -> None:
         self._msglog.message(direction, msg_type, size, text)
         if self._tracer is not None:
-            self._tracer.record(direction, msg_type, size, message)
+            self._tracer.record(direction, msg_type, size, message() if callable(message) else message)
 
     async def _run(self, handle: RequestHandle, previous: RequestHandle | None) -> None:
         try:
@@ -535,7 +562,9 @@ class StreamingHTTPClient(EventTarget):
                 for event in parser.feed(piece):
                     if not handle.active:
                         return
-                    self._trace("in", event.event, len(event.data), _trace_data(event), event.data)
+                    self._trace(
+                        "in", event.event, len(event.data), lambda e=event: _trace_data(e), event.data
+                    )
                     if self._on_event(handle, event):
                         finished = True
                         break
@@ -571,4 +600,4 @@ def check_request_parameters(parameters: Any, method: str) -> dict[str, Any]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ValueError(f"{method}(parameters): parameters['model'] must be a non-empty string")
-    return body  # type: ignore[no-any-return]
+    return cast(dict[str, Any], body)

@@ -38,14 +38,22 @@ queued one) — the newest turn wins, as in a barge-in — unless called with ``
 starts it after the previous request is over. ``client.cancel()`` / ``handle.cancel()`` abort at
 once: no further event of that request reaches a listener and its connection is closed (the
 pool opens a fresh one for the next request; completed requests leave theirs warm for reuse).
-No request is retried automatically; 429 errors carry ``retry_after``.
+No request is retried automatically; 429 errors carry ``retry_after``. Connections are kept
+alive for two minutes between requests, so turns of a live call reuse one TLS connection.
+
+Other methods: ``id()``; ``web_socket_id()`` (there is no WebSocket: a stable id of the client's
+HTTP connection pool); ``statistics()`` (with ``statistics=True``); ``cancel()``; ``drain()``
+(wait until no request or summary is running); ``close()`` (cancel everything, release the
+listeners, close the pool; idempotent; later requests raise ``ClientClosedError``) and
+``wait_closed()``; ``context()`` / ``summary`` / ``reset_context()`` for stored context.
 
 Stored context (``store_context=True``): the client keeps the conversation and sends it with
 each request. You send only what is new (the user's message, tool results). Leading
 ``system`` / ``developer`` messages of a request become the *instructions* (replacing earlier
 ones, always sent first, never summarised). A completed request adds its messages and the
 assistant's reply (content and tool calls) to the history; a cancelled one adds its messages
-only (the caller did say them); a failed one adds nothing (send it again). When the history
+only (the caller did say them); a failed one adds nothing (send it again). With ``n`` > 1 the
+first choice is the one kept. When the history
 grows past ``context_budget_chars`` (the length of its messages' JSON; default 24 000 chars,
 roughly 6 000 tokens), the older turns are folded into a summary in the background: one
 non-streaming request to ``summary_model`` whose system prompt is ``summary_prompt`` with the
@@ -79,6 +87,7 @@ from ._http import (
     network_error_payload,
     parse_event_json,
     stream_error_payload,
+    with_default_base_url,
 )
 from .events import CHAT_COMPLETIONS_TYPES, ChatCompletionsAPIEvents
 from .params import ChatCompletionsAPIClientParameters, build_parameters
@@ -721,6 +730,13 @@ def summary_messages(prompt: str, previous: str | None, folded: list[dict[str, A
 # ------------------------------------------------------------------------------------ the client
 
 
+def _is_chunk(data: dict[str, Any]) -> bool:
+    # Some OpenAI-compatible servers leave out "object"; Azure's filter events have object "".
+    if "object" in data:
+        return bool(data["object"] == "chat.completion.chunk")
+    return isinstance(data.get("choices"), list)
+
+
 class _ChatRequestState:
     def __init__(self, stream: ChatCompletionStream, new_messages: list[dict[str, Any]]) -> None:
         self.stream = stream
@@ -814,7 +830,7 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
         if isinstance(data, dict) and data.get("error"):
             self._fail(handle, stream_error_payload(data["error"], 200))
             return True
-        if not isinstance(data, dict) or data.get("object") != "chat.completion.chunk":
+        if not isinstance(data, dict) or not _is_chunk(data):
             # Not a chunk: e.g. an Azure content-filter event (object "") or a provider extension.
             self._emit(handle, E.Unknown.value, data if isinstance(data, dict) else {"raw": event.data})
             return False
@@ -1000,8 +1016,11 @@ async def create_chat_completions_api_client(
     ``context_budget_chars`` (voxline's own): with ``store_context``, the size of the stored
     history (characters of its messages' JSON) beyond which older turns are summarised.
     ``transport``: an ``httpx`` transport, for tests and proxies.
+    Without ``base_url``, ``OPENAI_BASE_URL`` is used when set (as the official SDKs do).
     """
-    params = build_parameters(ChatCompletionsAPIClientParameters, parameters, kwargs)
+    params = build_parameters(
+        ChatCompletionsAPIClientParameters, parameters, with_default_base_url(parameters, kwargs)
+    )
     if (
         isinstance(context_budget_chars, bool)
         or not isinstance(context_budget_chars, int)

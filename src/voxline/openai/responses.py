@@ -18,7 +18,8 @@ A ``response.failed`` is the model's answer, not a transport error: it is delive
 
 Queue / cancel rule (as the Chat Completions client): a new request cancels the one in flight
 unless called with ``queue=True``; ``cancel()`` aborts at once and no further event of that
-request is delivered.
+request is delivered. ``id()``, ``web_socket_id()``, ``statistics()``, ``drain()``, ``close()``
+and ``wait_closed()`` are as on the Chat Completions client.
 
 Stored context (``store_context=True``), one of two ways per request:
 
@@ -52,6 +53,7 @@ from ._http import (
     error_payload,
     parse_event_json,
     stream_error_payload,
+    with_default_base_url,
 )
 from .events import RESPONSES_SERVER_TYPES, ResponsesAPIEvents
 from .params import ResponsesAPIClientParameters, build_parameters
@@ -267,8 +269,11 @@ async def create_responses_api_client(
 ) -> ResponsesAPIClient:
     """``OpenAI.create_responses_api_client``: a parameters object, a dict (camelCase keys allowed)
     or keyword arguments (``api_key``, ``base_url``, ``project``, ``store_context``, ``statistics``,
-    ``trace``, ``privacy``). ``transport``: an ``httpx`` transport, for tests and proxies."""
-    params = build_parameters(ResponsesAPIClientParameters, parameters, kwargs)
+    ``trace``, ``privacy``). ``transport``: an ``httpx`` transport, for tests and proxies.
+    Without ``base_url``, ``OPENAI_BASE_URL`` is used when set (as the official SDKs do)."""
+    params = build_parameters(
+        ResponsesAPIClientParameters, parameters, with_default_base_url(parameters, kwargs)
+    )
     client = ResponsesAPIClient(params, transport=transport)
     adopt(client)  # the call session closes it when it terminates
     return client
