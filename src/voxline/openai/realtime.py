@@ -14,6 +14,7 @@ import collections
 import inspect
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,10 +29,10 @@ from ..eventtarget import Event
 from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.playout import Playout, PlayoutBuffer
-from ..runtime.context import adopt
+from ..runtime.context import adopt, current_session
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
-from .params import RealtimeAPIClientParameters, build_parameters
+from .params import DEFAULT_BASE_URL, RealtimeAPIClientParameters, build_parameters
 from .realtime_protocol import ErrorClass, MessageKind, RealtimeProtocol, classify_error
 
 log = logging.getLogger("voxline.openai.realtime")
@@ -70,6 +71,14 @@ def realtime_url(base_url: str, model: str, client_type: RealtimeAPIClientType) 
         query = {"model": model}
     extra = parts.query + "&" if parts.query else ""
     return urlunsplit((scheme, parts.netloc, path, extra + urlencode(query), ""))
+
+
+def default_base_url() -> str:
+    """The base URL when the scenario gives none: the runtime's choice (the embedded backend), then
+    ``OPENAI_BASE_URL`` (as the official SDKs read it), then OpenAI."""
+    session = current_session.get()
+    chosen = getattr(session.services, "realtime_base_url", None) if session is not None else None
+    return chosen or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
 
 
 def _error_message(body: bytes) -> tuple[str, str | None]:
@@ -488,6 +497,10 @@ async def create_realtime_api_client(
     handshake is refused.
     """
     clock = kwargs.pop("media_clock", None)
+    given = set(parameters) if isinstance(parameters, Mapping) else set()
+    no_base_url = not ({"base_url", "baseUrl"} & (given | set(kwargs)))
+    if (parameters is None or isinstance(parameters, Mapping)) and no_base_url:
+        kwargs["base_url"] = default_base_url()
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
     client = RealtimeAPIClient(params, clock)
     await client._open()

@@ -1,0 +1,111 @@
+"""The ``voxline`` command: ``run`` a scenario, print ``twiml`` for Twilio, ``demo`` the whole thing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runtime.server import Runtime, RuntimeConfig
+    from .runtime.session import ScenarioError
+
+    flags = {
+        "scenario": args.scenario,
+        "sip": args.sip,
+        "http": args.http,
+        "max_calls": args.max_calls,
+        "grace_s": args.grace,
+        "secrets_file": args.secrets,
+        "token": args.token,
+        "twilio_auth_token": args.twilio_auth_token,
+        "public_url": args.public_url,
+        "rtp_host": args.rtp_host,
+    }
+    try:
+        config = RuntimeConfig.load(flags, config_file=args.config)
+        runtime = Runtime(config)
+    except (ValueError, ScenarioError) as exc:
+        print(f"voxline run: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        await runtime.start()
+        print(
+            f"voxline {__version__}: running {config.scenario}"
+            + (f", SIP {config.sip}" if config.sip else "")
+            + (f", HTTP {config.http}" if config.http else ""),
+            flush=True,
+        )
+        await runtime.serve_forever()
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"voxline run: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _twiml(args: argparse.Namespace) -> int:
+    from .carriers.twiml import connect_stream_twiml
+
+    params = {}
+    for pair in args.param or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"voxline twiml: --param must be NAME=VALUE, not {pair!r}", file=sys.stderr)
+            return 2
+        params[name] = value
+    try:
+        print(connect_stream_twiml(args.stream_url, params or None))
+    except ValueError as exc:
+        print(f"voxline twiml: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxline", description="Voice-AI phone calls, bridged to OpenAI.")
+    parser.add_argument("--version", action="version", version=f"voxline {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="answer calls with a scenario file")
+    run.add_argument("scenario", help="the scenario file (Python, VoxEngine-style)")
+    run.add_argument(
+        "--sip", help="SIP listen address HOST:PORT for UDP and TCP (default 0.0.0.0:5060; 'off')"
+    )
+    run.add_argument("--http", help="HTTP listen address for carrier media (default 0.0.0.0:8080; 'off')")
+    run.add_argument("--rtp-host", help="address RTP sockets bind to (default: the SIP host)")
+    run.add_argument("--max-calls", type=int, help="concurrent calls before SIP 503 / refused streams (100)")
+    run.add_argument("--grace", type=float, help="seconds running calls get to finish on SIGTERM (30)")
+    run.add_argument("--secrets", help="file of NAME=value lines for VoxEngine.get_secret_value")
+    run.add_argument("--config", help="TOML file with a [run] table of these settings")
+    run.add_argument("--token", help="token carrier media connections must present")
+    run.add_argument("--twilio-auth-token", help="Twilio auth token: validates X-Twilio-Signature")
+    run.add_argument("--public-url", help="base URL as Twilio sees this server (for signatures)")
+    run.set_defaults(func=_run)
+
+    twiml = sub.add_parser("twiml", help="print the TwiML that connects a Twilio call to voxline")
+    twiml.add_argument("--stream-url", required=True, help="wss://host/twilio (voxline's Twilio endpoint)")
+    twiml.add_argument("--param", action="append", help="NAME=VALUE custom parameter (repeatable)")
+    twiml.set_defaults(func=_twiml)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

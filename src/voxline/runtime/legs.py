@@ -1,0 +1,154 @@
+"""Call legs: what a SIP dialog or a carrier WebSocket stream gives a :class:`~voxline.runtime.call.Call`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._tasks import background
+from ..audio import PCMA_8K, PCMU_8K, AudioFormat
+from ..carriers.stream import CarrierStream
+from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
+from ..rtp import DtmfDigit
+from ..sip.endpoint import SipCallLeg
+from ..sip.events import CallConnected, CallDisconnected, CallFailed, DtmfInfo
+
+if TYPE_CHECKING:
+    from .call import Call
+
+log = logging.getLogger("voxline.call")
+
+
+class SipLeg:
+    """A SIP dialog with its RTP stream. Playout reports come from the RTP sender's real send position:
+    audio counts as played once its last packet has left the socket."""
+
+    reports_playout = True
+
+    def __init__(self, leg: SipCallLeg, clock: MediaClock | None = None) -> None:
+        self.sip = leg
+        self.media_format: AudioFormat = PCMA_8K if leg.codec == "PCMA" else PCMU_8K
+        self._call: Call | None = None
+        self._clock = clock
+        # (position in the RTP queue's cumulative timeline where this audio ends, source end_ms)
+        self._unacked: deque[tuple[int, int]] = deque()
+        self._queued_ms = 0
+        self._subscription: ClockSubscription | None = None
+
+    def attach(self, call: Call) -> None:
+        self._call = call
+        self.sip.on_audio = call._leg_audio
+        self.sip.add_listener(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        call = self._call
+        assert call is not None
+        if isinstance(event, CallConnected):
+            call._leg_connected()
+        elif isinstance(event, CallDisconnected):
+            self._stop_acks()
+            call._leg_disconnected(event.reason, event.by)
+        elif isinstance(event, CallFailed):
+            self._stop_acks()
+            call._leg_failed(event.status, event.reason)
+        elif isinstance(event, DtmfDigit | DtmfInfo):
+            call._leg_tone(event.digit)
+
+    def answer(self, headers: Mapping[str, str] | None) -> None:
+        call = self._call
+
+        def failed(exc: BaseException) -> None:
+            log.warning("answering %s failed: %s", self.sip.call_id, exc)
+            if call is not None:
+                call._leg_failed(500, f"answer failed: {exc}")
+
+        background(self.sip.answer(), name=f"answer-{self.sip.call_id}", on_error=failed)
+
+    def reject(self, code: int, headers: Mapping[str, str] | None) -> None:
+        self.sip.reject(code)
+
+    def hangup(self, headers: Mapping[str, str] | None) -> None:
+        self._stop_acks()
+        self.sip.hangup()
+
+    def send_audio(self, data: bytes, end_ms: int) -> None:
+        self.sip.send_audio(data)
+        self._queued_ms += len(data) // self.media_format.bytes_per_ms
+        self._unacked.append((self._queued_ms, end_ms))
+        if self._subscription is None:
+            clock = self._clock or AsyncioMediaClock.for_loop()
+            self._clock = clock
+            self._subscription = clock.subscribe(self._check_sent)
+
+    def _check_sent(self, _tick_ms: int) -> None:
+        sent = self.sip.sent_ms
+        last: int | None = None
+        while self._unacked and self._unacked[0][0] <= sent:
+            last = self._unacked.popleft()[1]
+        if last is not None and self._call is not None:
+            self._call._leg_played(last)
+        if not self._unacked:
+            self._stop_acks()
+
+    def _stop_acks(self) -> None:
+        if self._subscription is not None and self._clock is not None:
+            self._clock.unsubscribe(self._subscription)
+        self._subscription = None
+
+    def clear_audio(self) -> None:
+        self._check_sent(0)
+        self.sip.clear_audio()
+        self._unacked.clear()
+        self._queued_ms = self.sip.sent_ms
+        self._stop_acks()
+
+    def send_digits(self, digits: str) -> None:
+        self.sip.send_dtmf(digits)
+
+
+class CarrierLeg:
+    """A carrier media stream (Twilio Media Streams, VoxEngine WebSocket format). The carrier answered
+    the call before the stream started; playout reports are Twilio's mark echoes."""
+
+    def __init__(self, stream: CarrierStream) -> None:
+        self.stream = stream
+        self.media_format = stream.media_format
+        self.reports_playout = stream.kind == "twilio"
+        self._call: Call | None = None
+
+    def attach(self, call: Call) -> None:
+        self._call = call
+        self.stream.on_audio = call._leg_audio
+        self.stream.on_dtmf = call._leg_tone
+        self.stream.on_acknowledged = self._acknowledged
+        background(self._watch(call), name=f"carrier-{self.stream.stream_id}")
+
+    async def _watch(self, call: Call) -> None:
+        await self.stream.wait_closed()
+        call._leg_disconnected(self.stream.close_reason or "stream closed", "remote")
+
+    def _acknowledged(self, position_ms: int, source_ms: int | None) -> None:
+        if source_ms is not None and self._call is not None:
+            self._call._leg_played(source_ms)
+
+    def answer(self, headers: Mapping[str, str] | None) -> None:
+        assert self._call is not None
+        asyncio.get_running_loop().call_soon(self._call._leg_connected)
+
+    def reject(self, code: int, headers: Mapping[str, str] | None) -> None:
+        background(self.stream.close(1000, f"rejected {code}"), name=f"reject-{self.stream.stream_id}")
+
+    def hangup(self, headers: Mapping[str, str] | None) -> None:
+        background(self.stream.close(1000, "hangup"), name=f"hangup-{self.stream.stream_id}")
+
+    def send_audio(self, data: bytes, end_ms: int) -> None:
+        self.stream.send_audio(data, source_ms=end_ms)
+
+    def clear_audio(self) -> None:
+        self.stream.clear()
+
+    def send_digits(self, digits: str) -> None:
+        raise RuntimeError(f"{self.stream.kind} media streams cannot send DTMF")

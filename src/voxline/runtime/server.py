@@ -1,0 +1,278 @@
+"""``voxline run``: the runtime that answers calls with a scenario.
+
+Inbound SIP calls (UDP and TCP) and carrier WebSocket streams (Twilio Media Streams, the VoxEngine
+WebSocket format) each start a call session: the scenario file runs with fresh globals and gets
+``AppEvents.CallAlerting`` with the call. Sessions are isolated: a scenario error ends its own
+session only. Over ``max_calls`` concurrent sessions, SIP calls get 503 and carrier streams are
+refused. On SIGTERM the runtime stops taking calls, lets running sessions finish within
+``grace_s``, then terminates the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .._tasks import background
+from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
+from ..carriers.stream import CarrierStream
+from ..sip.endpoint import SipCallLeg, SipEndpoint
+from ..sip.events import CallDisconnected, CallFailed
+from .call import Call
+from .context import current_session
+from .events import AppEvents
+from .legs import CarrierLeg, SipLeg
+from .session import Scenario, Secrets, Session
+
+log = logging.getLogger("voxline.runtime")
+
+
+def parse_hostport(value: str, name: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{name} must be HOST:PORT, not {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass
+class RuntimeConfig:
+    """Where to listen and the limits. Precedence: flags, then ``VOXLINE_*`` environment variables,
+    then the ``[run]`` table of a TOML config file, then these defaults."""
+
+    scenario: str = ""
+    sip: str | None = "0.0.0.0:5060"
+    http: str | None = "0.0.0.0:8080"
+    sip_transports: tuple[str, ...] = ("udp", "tcp")
+    rtp_host: str | None = None
+    max_calls: int = 100
+    grace_s: float = 30.0
+    idle_session_s: float = 5.0
+    rtp_timeout_s: float | None = 30.0
+    secrets_file: str | None = None
+    token: str | None = None
+    twilio_auth_token: str | None = None
+    public_url: str | None = None
+    twilio_path: str = "/twilio"
+    media_path: str = "/media"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls, flags: Mapping[str, Any], env: Mapping[str, str] | None = None, config_file: str | None = None
+    ) -> RuntimeConfig:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if config_file:
+            try:
+                data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ValueError(f"config file {config_file}: {exc}") from None
+            values.update(data.get("run", data))
+        names = {f.name for f in fields(cls)} - {"extra"}
+        for name in names:
+            key = f"VOXLINE_{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+        values.update({k: v for k, v in flags.items() if v is not None})
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        config = cls(**values)
+        config._normalize()
+        return config
+
+    def _normalize(self) -> None:
+        for name in ("sip", "http"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.lower() in ("", "off", "none", "no"):
+                setattr(self, name, None)
+            elif value is not None:
+                parse_hostport(str(value), name)
+        self.max_calls = int(self.max_calls)
+        if self.max_calls < 1:
+            raise ValueError(f"max_calls must be >= 1, not {self.max_calls}")
+        self.grace_s = float(self.grace_s)
+        self.idle_session_s = float(self.idle_session_s)
+        if isinstance(self.sip_transports, str):
+            self.sip_transports = tuple(t.strip() for t in self.sip_transports.split(",") if t.strip())
+        if self.rtp_timeout_s is not None:
+            self.rtp_timeout_s = float(self.rtp_timeout_s)
+
+
+class Runtime:
+    """Runs one scenario for every call it receives."""
+
+    def __init__(self, config: RuntimeConfig, secrets: Secrets | None = None) -> None:
+        self.config = config
+        self.scenario = Scenario(config.scenario)
+        self.secrets = secrets or Secrets(config.secrets_file)
+        self.sessions: set[Session] = set()
+        self.sip: SipEndpoint | None = None
+        self.carriers: CarrierEndpoints | None = None
+        self._http_runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+        self._draining = False
+        self._stopped = asyncio.Event()
+        # Scenario settings a later layer may set (the embedded backend's endpoint and key).
+        self.realtime_base_url: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.sip:
+            host, port = parse_hostport(cfg.sip, "sip")
+            self.sip = SipEndpoint(
+                host,
+                port,
+                transports=cfg.sip_transports,  # type: ignore[arg-type]
+                max_calls=cfg.max_calls,
+                rtp_host=cfg.rtp_host,
+                rtp_inactivity_timeout_ms=cfg.rtp_timeout_s * 1000 if cfg.rtp_timeout_s else None,
+                on_incoming_call=self._on_sip_call,
+            )
+            await self.sip.start()
+            log.info("SIP on %s:%d (%s)", host, self.sip.port, "+".join(cfg.sip_transports))
+        if cfg.http:
+            host, port = parse_hostport(cfg.http, "http")
+            self.carriers = CarrierEndpoints(
+                self._on_stream,
+                CarrierConfig(
+                    token=cfg.token,
+                    twilio_auth_token=cfg.twilio_auth_token,
+                    public_url=cfg.public_url,
+                    twilio_path=cfg.twilio_path,
+                    media_path=cfg.media_path,
+                    max_streams=cfg.max_calls,
+                ),
+            )
+            app = web.Application()
+            self.carriers.add_to(app)
+            app.router.add_get("/health", self._health)
+            self._http_runner = web.AppRunner(app, access_log=None)
+            await self._http_runner.setup()
+            site = web.TCPSite(self._http_runner, host, port)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.http_port = sockets[0].getsockname()[1] if sockets else port
+            log.info(
+                "HTTP on %s:%d (Twilio %s, media %s)", host, self.http_port, cfg.twilio_path, cfg.media_path
+            )
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, lambda: background(self.shutdown(), name="shutdown"))
+            except (NotImplementedError, RuntimeError):
+                pass
+        await self._stopped.wait()
+
+    async def shutdown(self, grace_s: float | None = None) -> None:
+        """Stop taking calls, let running sessions end within the grace period, then end them."""
+        if self._draining:
+            return
+        self._draining = True
+        grace = self.config.grace_s if grace_s is None else grace_s
+        log.info("shutting down: %d sessions running, grace %.0f s", len(self.sessions), grace)
+        if self.sip is not None and self.sip.core is not None:
+            self.sip.core.config.max_calls = 0  # new INVITEs get 503
+        waits = [s.terminated.wait() for s in self.sessions]
+        if waits:
+            _, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=grace)
+            for task in pending:
+                task.cancel()
+        for session in list(self.sessions):
+            session.terminate()
+        if self.carriers is not None:
+            await self.carriers.close()
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        if self.sip is not None:
+            await self.sip.close()
+        self._stopped.set()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"sessions": len(self.sessions), "draining": self._draining})
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    def _full(self) -> bool:
+        return self._draining or len(self.sessions) >= self.config.max_calls
+
+    async def _on_sip_call(self, leg: SipCallLeg) -> None:
+        if self._full():
+            leg.reject(503, "Service Unavailable")
+            return
+        call = Call(
+            SipLeg(leg),
+            caller_id=leg.caller_id,
+            destination=leg.destination,
+            display_name=leg.display_name or "",
+            headers=dict(leg.headers.items()),
+        )
+        self._start_session(call)
+
+    async def _on_stream(self, stream: CarrierStream) -> None:
+        if self._full():
+            await stream.close(1013, "too many calls")
+            return
+        custom = stream.custom_parameters
+        call = Call(
+            CarrierLeg(stream),
+            caller_id=custom.get("From", custom.get("from", "")),
+            destination=custom.get("To", custom.get("to", "")),
+            headers={},
+            custom_data={**custom, "stream_id": stream.stream_id, "call_id": stream.call_id or ""},
+        )
+        self._start_session(call)
+
+    def _start_session(self, call: Call) -> Session:
+        session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
+        self.sessions.add(session)
+        session.adopt(call)
+        call.add_event_listener("Call.Disconnected", lambda e: self._call_ended(session))
+        call.add_event_listener("Call.Failed", lambda e: self._call_ended(session))
+        if not session.start():
+            return session
+        token = current_session.set(session)
+        try:
+            session.emit(
+                AppEvents.CallAlerting,
+                call=call,
+                callerid=call.caller_id(),
+                destination=call.destination(),
+                headers=call.headers(),
+            )
+        finally:
+            current_session.reset(token)
+        return session
+
+    def _call_ended(self, session: Session) -> None:
+        """A session whose call ended and that does not terminate itself is ended after a pause."""
+        if session.terminating:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.config.idle_session_s)
+            if not session.terminating:
+                log.info("%s: its call ended %.0f s ago; terminating", session.id, self.config.idle_session_s)
+                session.terminate()
+
+        background(later(), name=f"idle-{session.id}")
+
+    def _session_ended(self, session: Session) -> None:
+        self.sessions.discard(session)
+
+
+__all__ = ["CallDisconnected", "CallFailed", "Runtime", "RuntimeConfig"]
