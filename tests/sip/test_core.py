@@ -422,3 +422,26 @@ def test_outbound_call_validation() -> None:
         core.call("sip:bob@127.0.0.1", 0.0, rtp_port=1, caller_id="a b")
     with pytest.raises(ValueError, match="max_calls"):
         SipConfig(max_calls=-1)
+
+
+def test_delayed_offer_we_offer_in_200_and_take_the_answer_from_the_ack() -> None:
+    h = Harness()
+    h.feed(invite(sdp=None))
+    incoming = h.events[0]
+    assert isinstance(incoming, IncomingCall) and incoming.offer is None and incoming.media is None
+    h.core.answer(incoming.call_id, h.now, rtp_port=30000)
+    h.collect()
+    ok = h.responses(200)[0]
+    assert b"m=audio 30000 RTP/AVP 0 8 101" in ok.body  # our offer
+    answer = OFFER_PCMU_PCMA.replace("RTP/AVP 0 8 101", "RTP/AVP 8")
+    h.feed(request("ACK", cseq=1, to_tag=ok.to.tag, branch="z9hG4bK-ack", body=answer,
+                   extra="Content-Type: application/sdp\r\n"))  # fmt: skip
+    connected = h.events[-1]
+    assert isinstance(connected, CallConnected) and connected.media and connected.media.codec.name == "PCMA"
+
+
+def test_unsupported_require_on_any_method_gets_420() -> None:
+    h = Harness()
+    h.feed(request("OPTIONS", cseq=1, extra="Require: foo, bar\r\n"))
+    resp = h.responses()[-1]
+    assert resp.status == 420 and resp.headers.get("Unsupported") == "foo, bar"

@@ -375,6 +375,17 @@ class UserAgentCore:
             return
         send = self._sender(src, transport)
         reliable = transport == "tcp"
+        unsupported = self._unsupported(req) if req.method != "CANCEL" else ""
+        if unsupported:
+            # Not supported: answered before anything else looks at it (§8.2.2.3).
+            txn_420: ServerInviteTransaction | ServerNonInviteTransaction
+            if req.method == "INVITE":
+                txn_420 = ServerInviteTransaction(req, send, reliable, self._timers)
+            else:
+                txn_420 = ServerNonInviteTransaction(req, send, reliable, self._timers)
+            self._server[key] = txn_420
+            txn_420.respond(self._response(req, 420, source=src, extra=[("Unsupported", unsupported)]), now)
+            return
         if req.method == "INVITE":
             invite_txn = ServerInviteTransaction(req, send, reliable, self._timers)
             self._server[key] = invite_txn
@@ -428,10 +439,6 @@ class UserAgentCore:
         if req.call_id in self._calls:
             # Same Call-ID, no To tag, new branch: a merged or looped request (§8.2.2.2).
             txn.respond(self._response(req, 482, source=src, to_tag=_token()), now)
-            return
-        unsupported = self._unsupported(req)
-        if unsupported:
-            txn.respond(self._response(req, 420, source=src, extra=[("Unsupported", unsupported)]), now)
             return
         if self.active_calls >= self.config.max_calls:
             self.stats["rejected_over_limit"] += 1
@@ -890,7 +897,7 @@ class UserAgentCore:
             state="calling",
             local_tag=_token(),
             local_uri=f"{display}<sip:{user}@{_host_for_uri(host)}>",
-            remote_uri=f"<{_strip_params_for_to(parsed)}>",
+            remote_uri=f"<{parsed}>",
             remote_target=uri,
             request_uri=uri,
             extra_headers=extra,
@@ -1096,11 +1103,6 @@ def _strip_tag(value: str) -> str:
         return value
     addr.params.pop("tag", None)
     return str(addr)
-
-
-def _strip_params_for_to(uri: object) -> str:
-    text = str(uri)
-    return text
 
 
 _SIGNAL = re.compile(r"^\s*signal\s*=\s*(\S)", re.IGNORECASE | re.MULTILINE)
