@@ -225,20 +225,57 @@ class ExplodingTranscriber:
         raise ZeroDivisionError("bug in a plug-in")
 
 
-async def test_a_fault_inside_the_fake_is_answered_and_reported() -> None:
+async def test_a_failing_transcriber_gives_transcription_failed() -> None:
     async with FakeRealtimeServer(transcriber=ExplodingTranscriber()) as server:
         client, _ = await open_client(server)
         session = {"type": "realtime", "audio": {"input": {"turn_detection": None, "transcription": {}}}}
         await client.send("session.update", session=session)
         await client.recv()
         await client.append(tone(440.0, 200, 24000))
-        await client.send("input_audio_buffer.commit", event_id="boom")
-        error = (await client.until("error"))[-1]["error"]
-        assert (error["type"], error["event_id"]) == ("server_error", "boom")
+        await client.send("input_audio_buffer.commit")
+        failed = (await client.until("conversation.item.input_audio_transcription.failed"))[-1]
+        assert failed["error"]["type"] == "transcription_error"
         assert "ZeroDivisionError" in server.internal_errors[0]
         with pytest.raises(AssertionError, match="fake Realtime server failed"):
             server.assert_no_violations()
-        # The session survives.
+        await client.ws.close()
+
+
+class ExplodingDetector:
+    frame_ms = 10
+
+    def speech_probability(self, frame: bytes, rate: int) -> float:
+        raise ZeroDivisionError("bug in a plug-in")
+
+
+async def test_a_fault_inside_the_fake_is_answered_and_the_session_survives() -> None:
+    async with FakeRealtimeServer(detector=ExplodingDetector()) as server:
+        client, _ = await open_client(server)
+        await client.send(
+            "input_audio_buffer.append",
+            event_id="boom",
+            audio="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" * 20,
+        )
+        error = (await client.until("error"))[-1]["error"]
+        assert (error["type"], error["event_id"]) == ("server_error", "boom")
+        assert "ZeroDivisionError" in server.internal_errors[0]
         await client.send("input_audio_buffer.clear")
         assert (await client.until("input_audio_buffer.cleared"))[-1]["type"] == "input_audio_buffer.cleared"
+        await client.ws.close()
+
+
+class SyncBrokenEngine:
+    def respond(self, request: ResponseRequest) -> ScriptedResponse:
+        raise RuntimeError("sync crash")
+
+
+async def test_a_sync_engine_failure_also_ends_the_response() -> None:
+    async with FakeRealtimeServer(engine=SyncBrokenEngine()) as server:
+        client, _ = await open_client(server)
+        await client.send("response.create")
+        done = (await client.until("response.done"))[-1]["response"]
+        assert done["status"] == "failed"
+        await client.until("rate_limits.updated")
+        await client.send("response.create")  # not stuck: a new response can start
+        assert (await client.until("response.done"))[-1]["response"]["status"] == "failed"
         await client.ws.close()

@@ -665,9 +665,13 @@ class RealtimeSessionCore:
         if not isinstance(settings, dict):
             return
         request = TranscriptionRequest(item_id, _decode_to_pcm(audio, fmt), fmt.rate, copy.deepcopy(settings))
-        result = self.transcriber.transcribe(request)
-        if isinstance(result, str):
-            self._transcribed(item_id, result)
+        result: str | Awaitable[str] | Exception
+        try:
+            result = self.transcriber.transcribe(request)
+        except Exception as exc:
+            result = exc
+        if isinstance(result, str | Exception):
+            self._resolved("transcription", item_id, result)
         else:
             self.pending.append(PendingWork("transcription", item_id, result))
 
@@ -937,9 +941,13 @@ class RealtimeSessionCore:
             input_audio=input_audio,
             input_rate=24000,
         )
-        result = self.engine.respond(request)
-        if isinstance(result, ScriptedResponse):
-            self._plan(run, result)
+        result: ScriptedResponse | Awaitable[ScriptedResponse] | Exception
+        try:
+            result = self.engine.respond(request)
+        except Exception as exc:
+            result = exc
+        if isinstance(result, ScriptedResponse | Exception):
+            self._resolved("response", response["id"], result)
         else:
             self.pending.append(PendingWork("response", response["id"], result))
 
@@ -949,12 +957,19 @@ class RealtimeSessionCore:
 
     def resolve(self, work: PendingWork, result: Any) -> None:
         """Hand in what an awaitable from an engine produced (``BaseException`` when it failed)."""
-        if work.kind == "transcription":
+        self._resolved(work.kind, work.key, result)
+
+    def _resolved(self, kind: str, key: str, result: Any) -> None:
+        if isinstance(result, BaseException):
+            # A plug-in failed: the client gets the protocol's failure event; tests see internal_errors.
+            log.error("fake Realtime server %s engine failed", kind, exc_info=result)
+            self.internal_errors.append(f"{kind} engine failed: {result!r}")
+        if kind == "transcription":
             if isinstance(result, BaseException):
                 self._emit(
                     {
                         "type": "conversation.item.input_audio_transcription.failed",
-                        "item_id": work.key,
+                        "item_id": key,
                         "content_index": 0,
                         "error": {
                             "type": "transcription_error",
@@ -964,11 +979,11 @@ class RealtimeSessionCore:
                         },
                     }
                 )
-            elif self._find(work.key) is not None:
-                self._transcribed(work.key, str(result))
+            elif self._find(key) is not None:
+                self._transcribed(key, str(result))
             return
         run = self._run
-        if run is None or run.response["id"] != work.key or run.plan is not None:
+        if run is None or run.response["id"] != key or run.plan is not None:
             return  # cancelled meanwhile
         if isinstance(result, ScriptedResponse):
             self._plan(run, result)
