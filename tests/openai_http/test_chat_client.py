@@ -458,3 +458,23 @@ async def test_openai_base_url_environment_variable(
     assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
     await client.close()
     assert len(fake.requests) == 2
+
+
+async def test_malformed_chunk_is_an_error_not_a_crash(fake: FakeOpenAIHTTPServer) -> None:
+    bad = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"function": {}}]}}],
+    }
+    second = {**bad, "choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "x"}}]}}]}
+    body = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in (bad, second)) + b"data: [DONE]\n\n"
+    fake.script_chat(SSEReplay(body=body), ChatReply(text="fine"))
+    client = await new_client(fake)
+    recorder = record_chat(client)
+    assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is None
+    (error,) = recorder.of(E.ChatCompletionsAPIError)
+    assert error["code"] == "invalid_chunk" and "index" in error["message"]
+    assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
+    await client.close()

@@ -835,10 +835,11 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
             self._emit(handle, E.Unknown.value, data if isinstance(data, dict) else {"raw": event.data})
             return False
         state = self._state(handle)
-        self._emit(handle, E.Chunk.value, data)
+        # Accumulate before any listener sees the chunk (a listener may change its event's data).
         try:
             helper_events = state.stream.handle_chunk(data)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            self._emit(handle, E.Chunk.value, data)
             self._fail(
                 handle,
                 error_payload(
@@ -848,6 +849,7 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
             return True
         if data.get("usage"):
             self._add_usage(data["usage"])
+        self._emit(handle, E.Chunk.value, data)
         for name, payload in helper_events:
             if not handle.active:
                 return True
