@@ -371,22 +371,18 @@ class RealtimeSessionCore:
     def buffered_ms(self) -> float:
         return self.input_format.duration_ms(len(self._buffer))
 
-    def _emit(self, event: dict[str, Any]) -> dict[str, Any]:
+    def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event as sent: ``type`` and a fresh ``event_id`` first; recorded in ``sent``."""
         stamped = {"type": event["type"], "event_id": new_id("event")}
         stamped.update((k, v) for k, v in event.items() if k != "type")
         self.sent.append(stamped)
         if self._on_sent is not None:
             self._on_sent(stamped)
-        self.outbox.append(stamped)
         return stamped
 
-    def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Like _emit, for response events handed straight to the I/O layer."""
-        stamped = {"type": event["type"], "event_id": new_id("event")}
-        stamped.update((k, v) for k, v in event.items() if k != "type")
-        self.sent.append(stamped)
-        if self._on_sent is not None:
-            self._on_sent(stamped)
+    def _emit(self, event: dict[str, Any]) -> dict[str, Any]:
+        stamped = self._stamp(event)
+        self.outbox.append(stamped)
         return stamped
 
     def _violation(self, what: str, problem: SchemaProblem) -> None:
@@ -397,13 +393,16 @@ class RealtimeSessionCore:
             self._on_violation(text)
 
     def _reject(
-        self, event: Mapping[str, Any] | None, problem: SchemaProblem, echo_event_id: bool = True
+        self,
+        event: Mapping[str, Any] | None,
+        problem: SchemaProblem,
+        echo_event_id: bool = True,
+        what: str = "<event>",
     ) -> None:
         """Answer a bad client event with OpenAI's error event and record the violation."""
         event_type = event.get("type") if event is not None else None
         client_event_id = event.get("event_id") if event is not None and echo_event_id else None
-        what = str(event_type) if isinstance(event_type, str) else "<event>"
-        self._violation(what, problem)
+        self._violation(event_type if isinstance(event_type, str) else what, problem)
         self._emit(
             error_event(
                 problem.code,
@@ -421,15 +420,15 @@ class RealtimeSessionCore:
             SchemaProblem(
                 "invalid_event", "Expected a text WebSocket message; binary frames are not supported."
             ),
+            what="<binary frame>",
         )
 
     def receive_text(self, text: str) -> None:
         try:
             event = json.loads(text)
         except ValueError as exc:
-            self._reject(
-                None, SchemaProblem("invalid_json", f"The message could not be parsed as JSON: {exc}.")
-            )
+            problem = SchemaProblem("invalid_json", f"The message could not be parsed as JSON: {exc}.")
+            self._reject(None, problem, what="<non-JSON text>")
             return
         self.receive_event(event)
 
