@@ -10,7 +10,7 @@ from typing import Any
 from voxline.audio.tone import tone
 from voxline.testing import FakeRealtimeServer, FunctionCall, Say, ScriptedResponse
 
-from .conftest import RawClient, types
+from .conftest import RawClient, open_client, types
 
 
 def collapse(names: list[str]) -> list[str]:
@@ -378,3 +378,17 @@ async def test_voice_is_fixed_once_audio_was_sent(client: RawClient) -> None:
     await response(client)
     await client.send("session.update", session={"type": "realtime", "audio": {"output": {"voice": "echo"}}})
     assert (await client.recv())["error"]["code"] == "cannot_update_voice"
+
+
+async def test_paced_streaming_delivers_the_same_events() -> None:
+    # Pacing only spaces the events out (here 50x real time, so the test stays fast); nothing else changes.
+    async with FakeRealtimeServer(pace=50.0) as server:
+        server.script(
+            ScriptedResponse(text="Paced", audio=tone(300.0, 1000, 24000), chunk_ms=100, delay_ms=5)
+        )
+        client, _ = await open_client(server)
+        events = await response(client)
+        assert len(audio_of(events)) == 1000 * 48
+        assert types(events).count("response.output_audio.delta") == 10
+        assert events[-2]["response"]["status"] == "completed"
+        await client.ws.close()
