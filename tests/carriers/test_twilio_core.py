@@ -86,13 +86,23 @@ def test_every_message_from_twilio_is_parsed() -> None:
     event = core.receive(media(2, 1, 5, payload))
     assert event == TwilioMedia(payload, "inbound", 1, 5)
 
-    dtmf = {"event": "dtmf", "streamSid": SID, "sequenceNumber": "3", "dtmf": {"track": "inbound_track", "digit": "1"}}
+    dtmf = {
+        "event": "dtmf",
+        "streamSid": SID,
+        "sequenceNumber": "3",
+        "dtmf": {"track": "inbound_track", "digit": "1"},
+    }
     assert core.receive(json.dumps(dtmf)) == TwilioDtmf("1", "inbound_track")
 
     # A mark that is not ours (nothing pending) is reported without an acknowledgement.
     assert core.receive(mark_echo(4, "my label")) == TwilioMark("my label")
 
-    stop = {"event": "stop", "sequenceNumber": "5", "streamSid": SID, "stop": {"accountSid": ACCOUNT, "callSid": CALL}}
+    stop = {
+        "event": "stop",
+        "sequenceNumber": "5",
+        "streamSid": SID,
+        "stop": {"accountSid": ACCOUNT, "callSid": CALL},
+    }
     assert core.receive(json.dumps(stop)) == TwilioStop(CALL, ACCOUNT)
     assert core.state is TwilioState.STOPPED
     assert core.stats["sequence_gaps"] == 0
@@ -227,7 +237,11 @@ def test_bad_settings_name_the_parameter(kwargs: dict[str, object], name: str) -
             1003,
             "not audio/x-mulaw",
         ),
-        ('{"event": "start", "start": {"streamSid": "MZ1", "customParameters": []}}', 1007, "customParameters"),
+        (
+            '{"event": "start", "start": {"streamSid": "MZ1", "customParameters": []}}',
+            1007,
+            "customParameters",
+        ),
     ],
 )
 def test_bad_input_is_a_protocol_error_with_a_reason(text: str, code: int, reason: str) -> None:
@@ -257,8 +271,12 @@ def test_bad_messages_after_start(message: dict[str, object], reason: str) -> No
 
 def test_unknown_events_are_ignored_and_counted() -> None:
     core = started()
-    assert core.receive('{"event": "transcription", "sequenceNumber": "2"}') == Ignored("transcription", "unknown event")
-    assert core.receive('{"event": "transcription", "sequenceNumber": "3"}') == Ignored("transcription", "unknown event")
+    assert core.receive('{"event": "transcription", "sequenceNumber": "2"}') == Ignored(
+        "transcription", "unknown event"
+    )
+    assert core.receive('{"event": "transcription", "sequenceNumber": "3"}') == Ignored(
+        "transcription", "unknown event"
+    )
     assert core.stats["unknown_events"] == 2
     # The stream goes on.
     assert isinstance(core.receive(media(4, 1, 0, b"\xff" * 160)), TwilioMedia)

@@ -20,7 +20,9 @@ from voxline.carriers.wsmedia import (
 )
 
 
-def start(seq: int, encoding: str | None, rate: int | None = None, tag: str | None = None, **extra: Any) -> str:
+def start(
+    seq: int, encoding: str | None, rate: int | None = None, tag: str | None = None, **extra: Any
+) -> str:
     fmt: dict[str, Any] = {}
     if encoding is not None:
         fmt["encoding"] = encoding
@@ -33,7 +35,11 @@ def start(seq: int, encoding: str | None, rate: int | None = None, tag: str | No
 
 
 def media(seq: int, tag: str | None, chunk: int, timestamp: int, payload: bytes) -> str:
-    body: dict[str, Any] = {"chunk": chunk, "timestamp": timestamp, "payload": base64.b64encode(payload).decode()}
+    body: dict[str, Any] = {
+        "chunk": chunk,
+        "timestamp": timestamp,
+        "payload": base64.b64encode(payload).decode(),
+    }
     if tag is not None:
         body["tag"] = tag
     return json.dumps({"event": "media", "sequenceNumber": seq, "media": body})
@@ -79,7 +85,9 @@ def test_two_tagged_streams_keep_their_own_state() -> None:
     assert a1 == WsMediaMedia("a", b"\xff" * 160, 1, 0) and a2 == WsMediaMedia("a", b"\xff" * 160, 2, 20)
     assert isinstance(b1, WsMediaMedia) and isinstance(b2, WsMediaMedia)
     assert (b1.timestamp_ms, b2.timestamp_ms) == (0, 20)
-    stop = core.receive(json.dumps({"event": "stop", "sequenceNumber": 6, "stop": {"tag": "a", "mediaInfo": {"duration": 1}}}))
+    stop = core.receive(
+        json.dumps({"event": "stop", "sequenceNumber": 6, "stop": {"tag": "a", "mediaInfo": {"duration": 1}}})
+    )
     assert stop == WsMediaStop("a", {"duration": 1})
     assert core.inbound_tags == ["b"]
     # Stream a is over, b goes on.
@@ -200,3 +208,21 @@ def test_unknown_events_custom_events_and_stray_stops_are_ignored() -> None:
     assert isinstance(core.receive('{"event": "stop", "sequenceNumber": 1, "stop": {"tag": "q"}}'), Ignored)
     assert core.stats["unknown_events"] == 1 and core.stats["custom_events"] == 1
     assert core.stats["ignored_stops"] == 1
+
+
+def test_audio_dropped_by_a_clear_leaves_no_gap_in_chunk_or_timestamp() -> None:
+    core = VoxEngineMediaSocket()
+    core.start_stream("a", PCMU_8K)
+    core.send_audio("a", b"\xff" * 480)  # three chunks
+    written = [json.loads(core.next_outgoing() or "") for _ in range(2)]  # start + the first chunk
+    assert written[1]["media"]["chunk"] == 1
+    core.clear("a")
+    core.send_audio("a", b"\x7f" * 160)
+    rest = [json.loads(t) for t in core.data_to_send()]
+    assert [m["event"] for m in rest] == ["clear", "media"]
+    assert (rest[1]["media"]["chunk"], rest[1]["media"]["timestamp"]) == (2, 160)
+    assert core.sent_ms("a") == 80  # the position timeline still counts the cleared audio
+    core.stop_stream("a")
+    assert json.loads(core.data_to_send()[0])["stop"]["mediaInfo"]["bytesSent"] == 320
+    with pytest.raises(RuntimeError, match="clear: no outbound stream with tag 'a'"):
+        core.clear("a")

@@ -187,7 +187,8 @@ class TwilioMediaStream:
 
     @property
     def sent_ms(self) -> int:
-        """Outbound audio handed to the wire so far (including audio later cleared), in ms."""
+        """Outbound audio queued for Twilio so far, in ms (audio later cleared included: positions
+        stay monotonic across clears)."""
         return self._sent_bytes // _MULAW_BYTES_PER_MS
 
     @property

@@ -23,7 +23,9 @@ Wire details that the published format leaves open, and the choice made here:
   far end has played.
 - ``clear`` is a voxline addition: ``{"event":"clear","sequenceNumber":n,"clear":{"tag":...}}``
   asks the peer to drop the tag's buffered audio (voxline's own test callers honour it). Queued
-  outbound media of that tag not yet written is dropped here at once.
+  outbound media of that tag not yet written is dropped here at once; ``chunk`` and
+  ``timestamp`` are given as messages are written, so the dropped audio leaves no gap (a gap
+  would read as packet loss to the peer).
 - ``stop.mediaInfo`` carries ``bytesSent`` and ``duration`` (seconds) of the outbound stream.
 """
 
@@ -129,8 +131,21 @@ class _Inbound:
 class _Outbound:
     format: AudioFormat
     tag_json: str
-    chunk: int = 0
-    sent_bytes: int = 0
+    sent_bytes: int = 0  # queued, cleared audio included: the position timeline
+    chunk: int = 0  # written media messages
+    written_bytes: int = 0  # written audio: the wire's timestamp and bytesSent
+
+
+@dataclass(slots=True)
+class _Queued:
+    """One outbound message. Media numbering (chunk, timestamp) and stop's mediaInfo are filled in
+    when the message is written, so audio dropped by a clear leaves no gap in either."""
+
+    tag: str | None
+    event: str
+    stream: _Outbound
+    body: str  # the start/clear body, or the base64 payload of a media message
+    size: int = 0
 
 
 class VoxEngineMediaSocket:
@@ -149,9 +164,8 @@ class VoxEngineMediaSocket:
         self._outbound: dict[str | None, _Outbound] = {}
         self._expected_sequence: int | None = None
         self._sequence = 0
-        # (tag, event, rest-of-message): the sequence number is given when a message is written, so
-        # messages dropped by a clear leave no gap.
-        self._outbox: deque[tuple[str | None, str, str]] = deque()
+        # The sequence number too is given when a message is written.
+        self._outbox: deque[_Queued] = deque()
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -270,8 +284,8 @@ class VoxEngineMediaSocket:
             body["customParameters"] = json.dumps(custom_parameters)
         if tag is not None:
             body["tag"] = tag
-        self._outbound[tag] = _Outbound(fmt, tag_json)
-        self._outbox.append((tag, "start", ',"start":' + json.dumps(body) + "}"))
+        stream = self._outbound[tag] = _Outbound(fmt, tag_json)
+        self._outbox.append(_Queued(tag, "start", stream, json.dumps(body)))
         self.stats["starts_out"] += 1
 
     def send_audio(self, tag: str | None, data: bytes) -> None:
@@ -281,43 +295,50 @@ class VoxEngineMediaSocket:
             raise RuntimeError(f"send_audio: no outbound stream with tag {tag!r}; call start_stream first")
         if not data:
             return
-        fmt = stream.format
-        step = self.chunk_ms * fmt.bytes_per_ms or len(data)
+        step = self.chunk_ms * stream.format.bytes_per_ms or len(data)
         view = memoryview(data)
-        bytes_per_sample = fmt.bytes_per_sample
         for start in range(0, len(data), step):
             chunk = view[start : start + step]
-            stream.chunk += 1
-            rest = (
-                f',"media":{{{stream.tag_json}"chunk":{stream.chunk},'
-                f'"timestamp":{stream.sent_bytes // bytes_per_sample},"payload":"{encode_payload(chunk)}"}}}}'
-            )
             stream.sent_bytes += len(chunk)
-            self._outbox.append((tag, "media", rest))
+            self._outbox.append(_Queued(tag, "media", stream, encode_payload(chunk), len(chunk)))
             self.stats["media_out"] += 1
 
     def stop_stream(self, tag: str | None) -> None:
         stream = self._outbound.pop(tag, None)
-        if stream is None:
-            return
-        info = {
-            "bytesSent": stream.sent_bytes,
-            "duration": stream.sent_bytes / stream.format.bytes_per_ms / 1000,
-        }
-        self._outbox.append((tag, "stop", f',"stop":{{{stream.tag_json}"mediaInfo":{json.dumps(info)}}}}}'))
+        if stream is not None:
+            self._outbox.append(_Queued(tag, "stop", stream, ""))
 
     def clear(self, tag: str | None) -> None:
         """Drop the tag's outbound audio not yet written and ask the peer to drop what it buffered."""
-        self._outbox = deque(item for item in self._outbox if not (item[0] == tag and item[1] == "media"))
-        tag_json = "" if tag is None else '"tag":' + json.dumps(tag)
-        self._outbox.append((tag, "clear", ',"clear":{' + tag_json + "}}"))
+        stream = self._outbound.get(tag)
+        if stream is None:
+            raise RuntimeError(f"clear: no outbound stream with tag {tag!r}")
+        self._outbox = deque(q for q in self._outbox if not (q.tag == tag and q.event == "media"))
+        self._outbox.append(_Queued(tag, "clear", stream, "" if tag is None else '"tag":' + json.dumps(tag)))
         self.stats["clears"] += 1
 
     def next_outgoing(self) -> str | None:
         if not self._outbox:
             return None
-        _, event, rest = self._outbox.popleft()
-        text = f'{{"event":"{event}","sequenceNumber":{self._sequence}{rest}'
+        queued = self._outbox.popleft()
+        stream = queued.stream
+        head = f'{{"event":"{queued.event}","sequenceNumber":{self._sequence},"{queued.event}":'
+        if queued.event == "media":
+            stream.chunk += 1
+            samples = stream.written_bytes // stream.format.bytes_per_sample
+            stream.written_bytes += queued.size
+            text = (
+                f'{head}{{{stream.tag_json}"chunk":{stream.chunk},"timestamp":{samples},'
+                f'"payload":"{queued.body}"}}}}'
+            )
+        elif queued.event == "stop":
+            sent = stream.written_bytes
+            info = {"bytesSent": sent, "duration": sent / stream.format.bytes_per_ms / 1000}
+            text = f'{head}{{{stream.tag_json}"mediaInfo":{json.dumps(info)}}}}}'
+        elif queued.event == "clear":
+            text = f"{head}{{{queued.body}}}}}"
+        else:
+            text = f"{head}{queued.body}}}"
         self._sequence += 1
         self.stats["messages_out"] += 1
         return text
