@@ -147,7 +147,7 @@ def test_retransmitted_invite_is_absorbed() -> None:
     h.feed(invite())  # retransmission before the answer: the 100 again, no second call
     assert [r.status for r in h.responses()] == [100, 100]
     assert sum(isinstance(e, IncomingCall) for e in h.events) == 1
-    h.core.answer(h.events[0].call_id, h.now, rtp_port=30000)  # type: ignore[union-attr]
+    h.core.answer(h.events[0].call_id, h.now, rtp_port=30000)
     h.collect()
     before = len(h.sent)
     h.feed(invite())  # after the 2xx: absorbed (the 2xx timer re-sends the 200)
@@ -158,7 +158,7 @@ def test_retransmitted_invite_is_absorbed() -> None:
 def test_cancel_before_answer_gives_200_and_487_and_487_is_retransmitted_until_ack() -> None:
     h = Harness()
     h.feed(invite())
-    h.core.ringing(h.events[0].call_id, h.now)  # type: ignore[union-attr]
+    h.core.ringing(h.events[0].call_id, h.now)
     h.collect()
     h.now = 1.0
     cancel = request("CANCEL", cseq=1, branch="z9hG4bK-inv-1")
@@ -180,7 +180,7 @@ def test_cancel_before_answer_gives_200_and_487_and_487_is_retransmitted_until_a
 def test_487_without_ack_stops_at_timer_h() -> None:
     h = Harness()
     h.feed(invite())
-    h.core.reject(h.events[0].call_id, h.now, 486)  # type: ignore[union-attr]
+    h.core.reject(h.events[0].call_id, h.now, 486)
     h.collect()
     h.run_until(60.0)
     times = h.times(486)
@@ -294,7 +294,7 @@ def test_info_dtmf_relay() -> None:
     h.feed(request("INFO", to_tag=tag, cseq=3, extra="Content-Type: application/dtmf-relay\r\n",
                    body="Signal=5\r\nDuration=160\r\n"))  # fmt: skip
     assert h.responses()[-1].status == 200
-    assert h.events[-1] == DtmfInfo(h.events[0].call_id, "5", 160)  # type: ignore[union-attr]
+    assert h.events[-1] == DtmfInfo(h.events[0].call_id, "5", 160)
 
 
 def test_in_dialog_request_for_unknown_dialog_gets_481() -> None:

@@ -33,7 +33,7 @@ async def test_call_over_tcp_with_audio_and_dtmf_both_ways() -> None:
         await asyncio.wait_for(caller.wait_connected(), 3)
         assert any(isinstance(p, CallProgress) and p.status == 180 for p in progress)
         callee = callee_legs[0]
-        assert callee.caller_id == "777" and callee.headers.get("Via", "").startswith("SIP/2.0/TCP")
+        assert callee.caller_id == "777" and (callee.headers.get("Via") or "").startswith("SIP/2.0/TCP")
         caller.send_audio(b"\x31" * 160 * 5)
         caller.send_dtmf("12#")
         for _ in range(100):
@@ -101,3 +101,48 @@ async def test_reject_with_chosen_code() -> None:
         caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
         ended = await asyncio.wait_for(caller.wait_ended(), 3)
         assert isinstance(ended, CallFailed) and (ended.status, ended.reason) == (486, "Busy Here")
+
+
+class ManualClock:
+    """The application's own media clock: the endpoint only adds and removes its senders."""
+
+    def __init__(self) -> None:
+        self.members: set[object] = set()
+
+    def add(self, member: object) -> None:
+        self.members.add(member)
+
+    def discard(self, member: object) -> None:
+        self.members.discard(member)
+
+
+async def test_an_external_clock_drives_the_rtp_senders() -> None:
+    clock = ManualClock()
+    heard: list[Frame] = []
+    legs: list[SipCallLeg] = []
+
+    async def on_call(leg: SipCallLeg) -> None:
+        legs.append(leg)
+        leg.on_audio = heard.append
+        await leg.answer()
+
+    async with (
+        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
+        SipEndpoint(
+            "127.0.0.1",
+            0,
+            rtp_clock=clock,
+        ) as uac,
+    ):
+        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
+        await asyncio.wait_for(caller.wait_connected(), 3)
+        assert clock.members == {caller.rtp}
+        caller.send_audio(b"\x31" * 480)
+        assert caller.rtp is not None
+        for n in range(3):  # three ticks of the application's clock: three packets, nothing else
+            caller.rtp.tick(1000.0 + 20 * n)
+        await asyncio.sleep(0.1)
+        assert [f.data for f in heard] == [b"\x31" * 160] * 3
+        caller.hangup()
+        await asyncio.wait_for(legs[0].wait_ended(), 3)
+        assert clock.members == set()

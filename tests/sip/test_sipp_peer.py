@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,8 @@ async def test_outbound_call_to_sipp_with_digest_auth(tmp_path: Path) -> None:
         assert [type(e).__name__ for e in events][:1] == ["CallProgress"]
     finally:
         peer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await peer  # run_peer kills sipp on cancellation
 
 
 async def test_outbound_call_with_wrong_password_fails_with_403(tmp_path: Path) -> None:
@@ -175,3 +178,5 @@ async def test_outbound_call_with_wrong_password_fails_with_403(tmp_path: Path) 
         await asyncio.wait_for(peer, 10)
     finally:
         peer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await peer  # run_peer kills sipp on cancellation

@@ -6,7 +6,7 @@
 """
 
 from .dtmf import DtmfDigit, DtmfReceiver
-from .endpoint import RtpClock, RtpEndpoint
+from .endpoint import MediaClock, RtpClock, RtpEndpoint, Tickable
 from .jitter import JitterBuffer
 from .packet import RtpError, RtpPacket, build_packet
 from .session import RtpEvent, RtpSession, RtpTimeout
@@ -15,6 +15,7 @@ __all__ = [
     "DtmfDigit",
     "DtmfReceiver",
     "JitterBuffer",
+    "MediaClock",
     "RtpClock",
     "RtpEndpoint",
     "RtpError",
@@ -22,5 +23,6 @@ __all__ = [
     "RtpPacket",
     "RtpSession",
     "RtpTimeout",
+    "Tickable",
     "build_packet",
 ]

@@ -10,13 +10,21 @@ from typing import Any, Protocol
 from ..audio import FRAME_MS
 from .session import RtpEvent, RtpSession
 
-__all__ = ["RtpClock", "RtpEndpoint", "Tickable"]
+__all__ = ["MediaClock", "RtpClock", "RtpEndpoint", "Tickable"]
 
 log = logging.getLogger("voxline.rtp")
 
 
 class Tickable(Protocol):
     def tick(self, now_ms: float) -> None: ...
+
+
+class MediaClock(Protocol):
+    """What drives senders: ``RtpClock``, or the application's own shared 20 ms clock."""
+
+    def add(self, member: Tickable) -> None: ...
+
+    def discard(self, member: Tickable) -> None: ...
 
 
 class RtpEndpoint(asyncio.DatagramProtocol):

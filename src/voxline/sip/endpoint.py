@@ -18,7 +18,7 @@ from ipaddress import ip_address
 from typing import Any, Literal
 
 from ..audio import Frame
-from ..rtp import DtmfDigit, RtpClock, RtpEndpoint, RtpSession, RtpTimeout
+from ..rtp import DtmfDigit, MediaClock, RtpClock, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
 from .core import CallStateError, SipConfig, UserAgentCore
 from .events import (
@@ -177,9 +177,10 @@ class SipCallLeg:
         self._endpoint._command(lambda core, now: core.hangup(self.call_id, now, reason))
 
     def send_audio(self, payload: bytes) -> None:
-        """Queue encoded audio in the call's codec for paced sending."""
-        if self.rtp is not None:
-            self.rtp.session.enqueue(payload)
+        """Queue encoded audio in the call's codec (``leg.codec``) for paced sending."""
+        if self.rtp is None:
+            raise CallStateError(f"call {self.call_id} has no media yet: answer it first")
+        self.rtp.session.enqueue(payload)
 
     def clear_audio(self) -> int:
         """Drop queued audio at once (barge-in); returns the milliseconds dropped."""
@@ -301,7 +302,7 @@ class SipEndpoint:
         max_calls: int = 100,
         rtp_host: str | None = None,
         rtp_inactivity_timeout_ms: float | None = 30_000,
-        rtp_clock: RtpClock | None = None,
+        rtp_clock: MediaClock | None = None,
         config: SipConfig | None = None,
         on_incoming_call: Callable[[SipCallLeg], Any] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -319,8 +320,12 @@ class SipEndpoint:
         self.advertise_host = advertise_host
         self.rtp_host = rtp_host or host
         self.rtp_inactivity_timeout_ms = rtp_inactivity_timeout_ms
-        self.rtp_clock = rtp_clock or RtpClock()
-        self._own_clock = rtp_clock is None
+        self.rtp_clock: MediaClock
+        self._own_clock: RtpClock | None = None
+        if rtp_clock is None:
+            self._own_clock = self.rtp_clock = RtpClock()
+        else:
+            self.rtp_clock = rtp_clock
         self.on_incoming_call = on_incoming_call
         self.max_message_bytes = max_message_bytes
         self.core: UserAgentCore | None = None
@@ -385,8 +390,8 @@ class SipEndpoint:
         self._tcp_writers.clear()
         for task in list(self._tasks):
             task.cancel()
-        if self._own_clock:
-            await self.rtp_clock.stop()
+        if self._own_clock is not None:
+            await self._own_clock.stop()
 
     async def __aenter__(self) -> SipEndpoint:
         return await self.start()
