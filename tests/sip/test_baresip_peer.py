@@ -84,7 +84,7 @@ def recording(rec: Path) -> bytes:
 
 async def _serve(
     ep_hangs_up: bool, tmp_path: Path, wav_ms: int, quit_after_s: int
-) -> tuple[bytes, bytes, object]:
+) -> tuple[bytes, bytes, object, str]:
     baresip = require_tool("baresip")
     cfg, rec, _ = baresip_config(tmp_path, wav_ms)
     heard: list[Frame] = []
@@ -111,18 +111,19 @@ async def _serve(
             await asyncio.sleep(0.05)
     assert "ended" in result, out
     assert "Call established" in out, out
-    return recording(rec), ulaw_decode(b"".join(f.data for f in heard)), result["ended"]
+    return recording(rec), ulaw_decode(b"".join(f.data for f in heard)), result["ended"], out
 
 
 async def test_baresip_hears_our_signal_and_we_hang_up(tmp_path: Path) -> None:
-    their_rec, our_rec, ended = await _serve(True, tmp_path, wav_ms=6000, quit_after_s=3)
+    their_rec, our_rec, ended, _ = await _serve(True, tmp_path, wav_ms=6000, quit_after_s=3)
     assert isinstance(ended, CallDisconnected) and ended.by == "local"
     assert best_correlation(ulaw_decode(ulaw_encode(OUR_SIGNAL)), their_rec) > 0.9
     assert best_correlation(THEIR_TONE, our_rec) > 0.9
 
 
 async def test_baresip_hangs_up_when_its_file_ends(tmp_path: Path) -> None:
-    their_rec, our_rec, ended = await _serve(False, tmp_path, wav_ms=2000, quit_after_s=3)
+    their_rec, our_rec, ended, out = await _serve(False, tmp_path, wav_ms=2000, quit_after_s=4)
     assert isinstance(ended, CallDisconnected) and (ended.by, ended.reason) == ("remote", "BYE")
+    assert "audio error (0,end of file)" in out  # it hung up because its file ended, not on quitting
     assert best_correlation(ulaw_decode(ulaw_encode(OUR_SIGNAL)), their_rec) > 0.9
     assert best_correlation(THEIR_TONE, our_rec) > 0.9

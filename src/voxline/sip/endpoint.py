@@ -529,7 +529,10 @@ class SipEndpoint:
                 if not out and not events:
                     break
                 for item in out:
-                    self._write(item)
+                    try:
+                        self._write(item)
+                    except (OSError, ValueError, TypeError) as exc:  # e.g. an IPv6 target on an IPv4 socket
+                        log.info("cannot send SIP to %s:%s over %s: %s", *item.addr, item.transport, exc)
                 for event in events:
                     try:
                         self._handle(event)
