@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
-from voxline.audio import Frame
+from voxline.audio import PCMA_8K, Frame
 from voxline.audio.g711 import ulaw_encode
 from voxline.audio.tone import tone
 from voxline.rtp import DtmfDigit
@@ -71,7 +71,7 @@ async def test_sipp_cancel_before_answer_gets_487(tmp_path: Path) -> None:
         ended = await asyncio.wait_for(legs[0].wait_ended(), 2)
     assert isinstance(ended, CallFailed)
     assert (ended.status, ended.by) == (487, "remote")
-    assert legs[0].codec == "PCMA"  # the offer's first codec
+    assert legs[0].codec == "PCMA" and legs[0].audio_format == PCMA_8K  # the offer's first codec
 
 
 async def test_twenty_concurrent_sipp_calls(tmp_path: Path) -> None:

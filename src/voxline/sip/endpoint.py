@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from ipaddress import ip_address
 from typing import Any, Literal
 
-from ..audio import Frame
+from ..audio import PCMA_8K, PCMU_8K, AudioFormat, Frame
 from ..rtp import DtmfDigit, MediaClock, RtpClock, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
 from .core import CallStateError, SipConfig, UserAgentCore
@@ -107,6 +107,13 @@ class SipCallLeg:
     def codec(self) -> str | None:
         """ "PCMU" or "PCMA" once negotiated."""
         return self.media.codec.name if self.media else None
+
+    @property
+    def audio_format(self) -> AudioFormat | None:
+        """``PCMU_8K`` or ``PCMA_8K``: the format of ``on_audio`` frames and of ``send_audio``."""
+        if self.media is None:
+            return None
+        return PCMU_8K if self.media.codec.name == "PCMU" else PCMA_8K
 
     @property
     def sent_ms(self) -> int:
