@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from voxline.audio import Frame
 from voxline.rtp import DtmfDigit
@@ -146,3 +149,37 @@ async def test_an_external_clock_drives_the_rtp_senders() -> None:
         caller.hangup()
         await asyncio.wait_for(legs[0].wait_ended(), 3)
         assert clock.members == set()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this host")
+async def test_call_over_ipv6_loopback() -> None:
+    heard: list[Frame] = []
+    legs: list[SipCallLeg] = []
+
+    async def on_call(leg: SipCallLeg) -> None:
+        legs.append(leg)
+        leg.on_audio = heard.append
+        await leg.answer()
+
+    async with SipEndpoint("::1", 0, on_incoming_call=on_call) as uas, SipEndpoint("::1", 0) as uac:
+        caller = await uac.call(f"sip:agent@[::1]:{uas.port}")
+        await asyncio.wait_for(caller.wait_connected(), 3)
+        assert caller.media is not None and caller.media.remote_host == "::1"  # c=IN IP6 ::1
+        caller.send_audio(b"\x33" * 800)
+        for _ in range(50):
+            if b"\x33" * 800 in b"".join(f.data for f in heard):
+                break
+            await asyncio.sleep(0.02)
+        assert b"\x33" * 800 in b"".join(f.data for f in heard)
+        caller.hangup()
+        ended = await asyncio.wait_for(legs[0].wait_ended(), 3)
+        assert isinstance(ended, CallDisconnected) and ended.by == "remote"
