@@ -223,6 +223,10 @@ def test_latching_and_foreign_packets_ignored() -> None:
     assert [type(f) for f in frames] == [Frame, Frame]
     assert all(isinstance(f, Frame) and f.data == b"\x11" * 160 and f.format == PCMU_8K for f in frames)
     assert [f.timestamp_ms for f in frames if isinstance(f, Frame)] == [0, 40]
+    # The peer restarts its stream (new SSRC, new random timestamps): media time keeps going.
+    s.receive(pkt(900, ts=123456, ssrc=8), ("127.0.0.1", 40000), 140)
+    s.receive(pkt(901, ts=123456 + 160, ssrc=8), ("127.0.0.1", 40000), 160)
+    assert [f.timestamp_ms for f in s.events_received() if isinstance(f, Frame)] == [60, 80]
     assert s.stats["foreign_dropped"] == 1
     assert {addr for _, addr in s.data_to_send()} == {("127.0.0.1", 40000)}
 

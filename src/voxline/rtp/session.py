@@ -74,7 +74,10 @@ class RtpSession:
         self._out: list[tuple[bytes, Address]] = []
         self._last_rx_ms = now_ms
         self._timed_out = False
-        self._base_ts: int | None = None
+        self._rx_ssrc: int | None = None
+        self._base_ts = 0
+        self._ts_offset_ms = 0
+        self._last_ts_ms = 0
         # sending state
         self._silence = silence(FRAME_MS, self.format)
         self._frame_bytes = self.format.frame_bytes
@@ -133,9 +136,15 @@ class RtpSession:
             self._deliver(ready)
 
     def _deliver(self, packet: RtpPacket) -> None:
-        if self._base_ts is None:
+        if packet.ssrc != self._rx_ssrc:
+            # A new stream (first packet, or the peer restarted): media time goes on from where it was.
+            self._ts_offset_ms = 0 if self._rx_ssrc is None else self._last_ts_ms + FRAME_MS
+            self._rx_ssrc = packet.ssrc
             self._base_ts = packet.timestamp
-        ts_ms = ((packet.timestamp - self._base_ts) & 0xFFFFFFFF) // (self.format.rate // 1000)
+        ts_ms = self._ts_offset_ms + ((packet.timestamp - self._base_ts) & 0xFFFFFFFF) // (
+            self.format.rate // 1000
+        )
+        self._last_ts_ms = ts_ms
         self._events.append(Frame(packet.payload, self.format, ts_ms))
 
     def events_received(self) -> list[RtpEvent]:
