@@ -183,3 +183,19 @@ async def test_call_over_ipv6_loopback() -> None:
         caller.hangup()
         ended = await asyncio.wait_for(legs[0].wait_ended(), 3)
         assert isinstance(ended, CallDisconnected) and ended.by == "remote"
+
+
+async def test_wildcard_listen_advertises_the_address_facing_the_caller() -> None:
+    legs: list[SipCallLeg] = []
+
+    async def on_call(leg: SipCallLeg) -> None:
+        legs.append(leg)
+        await leg.answer()
+
+    # Listening on all interfaces (the runtime's default); the caller and all traffic stay on loopback.
+    async with SipEndpoint("0.0.0.0", 0, on_incoming_call=on_call) as uas, SipEndpoint("127.0.0.1", 0) as uac:
+        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
+        await asyncio.wait_for(caller.wait_connected(), 3)
+        assert caller.media is not None and caller.media.remote_host == "127.0.0.1"  # not 0.0.0.0
+        caller.hangup()
+        await asyncio.wait_for(legs[0].wait_ended(), 3)
