@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import random
+
+import numpy as np
 
 from voxline.audio import PCMU_8K, Frame
 from voxline.audio.g711 import ulaw_encode
@@ -16,12 +17,10 @@ from .conftest import ServerFactory
 
 def prompt(ms: int, seed: int = 1) -> bytes:
     """μ-law audio that differs per seed (tone plus noise), so crossed streams would show."""
-    rng = random.Random(seed)
-    pcm = bytearray(tone(300 + seed % 700, ms, 8000, amplitude=0.2))
-    for i in range(0, len(pcm), 2):
-        value = int.from_bytes(pcm[i : i + 2], "little", signed=True) + rng.randint(-800, 800)
-        pcm[i : i + 2] = max(-32768, min(32767, value)).to_bytes(2, "little", signed=True)
-    return ulaw_encode(bytes(pcm))
+    rng = np.random.default_rng(seed)
+    pcm = np.frombuffer(tone(300 + seed % 700, ms, 8000, amplitude=0.2), dtype="<i2").astype(np.int32)
+    noisy = np.clip(pcm + rng.integers(-800, 800, pcm.size), -32768, 32767).astype("<i2")
+    return ulaw_encode(noisy.tobytes())
 
 
 async def test_echo_returns_the_prompt_byte_for_byte_and_marks_acknowledge_it(
