@@ -445,3 +445,22 @@ def test_unsupported_require_on_any_method_gets_420() -> None:
     h.feed(request("OPTIONS", cseq=1, extra="Require: foo, bar\r\n"))
     resp = h.responses()[-1]
     assert resp.status == 420 and resp.headers.get("Unsupported") == "foo, bar"
+
+
+def test_multipart_invite_with_sdp_and_isup_parts() -> None:
+    h = Harness()
+    body = (
+        "--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n"
+        + OFFER_PCMU_PCMA.replace("RTP/AVP 0 8 101", "RTP/AVP 8 0")
+        + "\r\n--unique-boundary-1\r\nContent-Type: application/ISUP;version=itu-t92+\r\n"
+        "Content-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\x00\x03\x02\x00\x07\r\n"
+        "--unique-boundary-1--\r\n"
+    )
+    data = invite(sdp=None).replace(b"Content-Length: 0", f"Content-Length: {len(body.encode())}".encode())
+    data = data.replace(
+        b"Contact:", b'Content-Type: multipart/mixed;boundary="unique-boundary-1"\r\nContact:'
+    )
+    h.feed(data + body.encode())
+    incoming = h.events[0]
+    assert isinstance(incoming, IncomingCall) and incoming.media is not None
+    assert incoming.media.codec.name == "PCMA" and incoming.media.remote_port == 40000

@@ -447,12 +447,13 @@ class UserAgentCore:
         offer: SessionDescription | None = None
         media: NegotiatedMedia | None = None
         if req.body:
-            if req.content_type != "application/sdp":
+            sdp_body = _sdp_body(req)
+            if sdp_body is None:
                 resp = self._response(req, 415, source=src, extra=[("Accept", "application/sdp")])
                 txn.respond(resp, now)
                 return
             try:
-                offer = parse_sdp(req.body)
+                offer = parse_sdp(sdp_body)
                 _, media = answer_offer(offer, local_host, 9, codecs=self.config.codecs)
             except NoCommonCodec as exc:
                 log.info("488 to INVITE %s from %s:%s: %s", req.call_id, src[0], src[1], exc)
@@ -533,7 +534,8 @@ class UserAgentCore:
             return
         call.remote_cseq = req.cseq[0]
         host, port = call.local_rtp or (call.local_host, 9)
-        if not req.body:
+        sdp_body = _sdp_body(req) if req.body else None
+        if sdp_body is None:
             # Offer in our 200, answer in the ACK.
             call.sdp_version += 1
             call.our_offer = build_offer(
@@ -547,7 +549,7 @@ class UserAgentCore:
             self._send_ok(call, req, txn, call.our_offer.to_bytes(), now, initial=False)
             return
         try:
-            offer = parse_sdp(req.body)
+            offer = parse_sdp(sdp_body)
             answer, media = answer_offer(
                 offer,
                 host,
@@ -1090,6 +1092,26 @@ class UserAgentCore:
     def _give_up_outbound(self, call: _Call, now: float, status: int, reason: str, by: str) -> None:
         self._events.append(CallFailed(call.call_id, status, reason, by))  # type: ignore[arg-type]
         self._cancel_outbound(call, now)
+
+
+def _sdp_body(message: SipRequest | SipResponse) -> bytes | None:
+    """The SDP of a message: the body itself, or the application/sdp part of a multipart/mixed body
+    (carriers add ISUP or other parts next to it). None when there is no SDP."""
+    kind = message.content_type
+    if kind == "application/sdp":
+        return message.body
+    if kind != "multipart/mixed":
+        return None
+    m = re.search(r'boundary="?([^";]+)"?', message.headers.get("Content-Type") or "", re.IGNORECASE)
+    if not m:
+        return None
+    for part in message.body.split(b"--" + m.group(1).encode())[1:]:
+        if part.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, content = part.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        if sep and re.search(rb"^content-type:\s*application/sdp", head, re.IGNORECASE | re.MULTILINE):
+            return content.removesuffix(b"\r\n")
+    return None
 
 
 def _ignore(resp: SipResponse, now: float) -> None:
