@@ -125,7 +125,7 @@ async def test_unknown_events_are_ignored_counted_and_logged_once(
     (stream,) = server.streams
     await stream.wait_closed()
     assert stream.stats["unknown_events"] == 3 and stream.stats["frames_in"] == 1
-    assert server.endpoints.stats["ignored:transcription"] == 3
+    assert server.endpoints.stats["ignored_events"] == 3
     assert sum("ignored 'transcription'" in r.getMessage() for r in caplog.records) == 1
 
 

@@ -129,6 +129,8 @@ class _Writer:
                     self._idle.set()
         except ConnectionError:
             pass  # the socket went away; the reader side reports the close
+        except Exception:
+            log.exception("carrier media writer failed; the socket's output stops")
         finally:
             while self._pop() is not None:
                 pass
@@ -145,16 +147,19 @@ class _Writer:
 
 
 class _SocketLog:
-    """Logs a socket's reasons once each (per reason kind), counts every occurrence."""
+    """Logs each reason once per socket and counts every occurrence under ``counter``."""
+
+    _MAX_REASONS = 64  # a peer inventing event names must not grow this without bound
 
     def __init__(self, kind: str, remote: str | None, stats: Stats) -> None:
         self._prefix = f"{kind} media socket from {remote or '?'}"
         self._seen: set[str] = set()
         self._stats = stats
 
-    def once(self, key: str, level: int, message: str) -> None:
-        self._stats[key] += 1
-        if key not in self._seen:
+    def once(self, counter: str, level: int, message: str, reason: str | None = None) -> None:
+        self._stats[counter] += 1
+        key = reason or counter
+        if key not in self._seen and len(self._seen) < self._MAX_REASONS:
             self._seen.add(key)
             log.log(level, "%s: %s", self._prefix, message)
 
@@ -559,7 +564,10 @@ class CarrierEndpoints:
                     break
                 elif isinstance(event, Ignored):
                     slog.once(
-                        f"ignored:{event.event}", logging.INFO, f"ignored {event.event!r}: {event.reason}"
+                        "ignored_events",
+                        logging.INFO,
+                        f"ignored {event.event!r}: {event.reason} (logged once, counted)",
+                        reason=f"ignored:{event.event}",
                     )
         finally:
             writer.stop()
@@ -622,7 +630,10 @@ class CarrierEndpoints:
                     break
                 elif isinstance(event, Ignored):
                     slog.once(
-                        f"ignored:{event.event}", logging.INFO, f"ignored {event.event!r}: {event.reason}"
+                        "ignored_events",
+                        logging.INFO,
+                        f"ignored {event.event!r}: {event.reason} (logged once, counted)",
+                        reason=f"ignored:{event.event}",
                     )
         finally:
             sock.writer.stop()

@@ -156,6 +156,7 @@ class CarrierStream:
     async def _iterate(self, queue: asyncio.Queue[Frame | None]) -> AsyncIterator[Frame]:
         while (frame := await queue.get()) is not None:
             yield frame
+        queue.put_nowait(None)  # the end stays visible to any later iterator
 
     def _deliver_payload(self, payload: bytes, timestamp_ms: int) -> None:
         for frame in self._reframer.push(payload, timestamp_ms):
