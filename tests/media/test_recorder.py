@@ -142,3 +142,37 @@ def test_stereo_recorder_is_not_a_sink_and_releases_its_units(tmp_path: Path) ->
     assert ref() is None
     with pytest.raises(ValueError, match="rate"):
         Recorder(clock, tmp_path / "y.wav", rate=44100)
+
+
+def test_long_recordings_are_written_as_they_go_and_stay_aligned(tmp_path: Path) -> None:
+    clock = VirtualMediaClock()
+    pcm8k = PCMU_8K.__class__("pcm16", 8000)
+    voice = silence(7300, pcm8k) + tone(440, 100, 8000, AMPLITUDE) + silence(8000, pcm8k)
+    voice += tone(440, 100, 8000, AMPLITUDE)
+    call = LoopbackCall(clock, voice=voice)
+    agent = ModelSource(clock, PCM16_24K)
+    path = tmp_path / "long.wav"
+    recorder = Recorder.stereo(clock, path, left=call, right=agent)
+    call.answer()
+    biggest = 0
+    for second in range(30):
+        if second == 12:
+            agent.push(tone(1000, 300, 24000, AMPLITUDE), "a")  # first frame on the tick at 12020 ms
+        clock.advance(1000)
+        biggest = max(biggest, *(len(track.pcm) for track in recorder._tracks))
+    assert biggest <= 2 * 8 * (6000 + 1000 + 40)  # bounded: the file holds the rest
+    assert path.stat().st_size > 2 * 2 * 8000 * 20  # written before stop()
+    recorder.stop()
+    left, right = channels(path)
+    assert len(left) == 30_000 * 8
+    assert abs(onset(left) - (20 + 7300) * 8) <= 2
+    assert abs(onset(left, 8000 * 8) - (20 + 15400) * 8) <= 2
+    assert abs(onset(right) - 12020 * 8) <= 2
+
+
+def test_an_unwritable_path_fails_at_once_and_taps_nothing(tmp_path: Path) -> None:
+    clock = VirtualMediaClock()
+    a, b = MediaUnit(), MediaUnit()
+    with pytest.raises(OSError):
+        Recorder.stereo(clock, tmp_path / "missing" / "x.wav", left=a, right=b)
+    assert a._outputs == () and b._outputs == ()

@@ -19,13 +19,15 @@ source paused: a playout that idled between responses keeps its timestamps conti
 silence, and at ``stop()`` every channel is padded to the recording's length, so channels stay
 time-aligned. A run placed early by more than ``max_early_ms`` is re-anchored too (a timestamp jump).
 
-The recording is kept in memory (16 bits x rate x channels: 57.6 MB per hour for stereo at 8 kHz)
-and written by ``stop()``.
+The file is written as the recording goes: audio older than ``HOLD_MS`` (late frames may still land
+there) is written every ``FLUSH_MS``, so memory stays bounded however long the call; ``stop()``
+writes the rest and finalizes the header.
 """
 
 from __future__ import annotations
 
 import os
+import wave
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
@@ -34,13 +36,15 @@ import numpy as np
 
 from voxline.audio import FRAME_MS, AudioFormat, Frame
 from voxline.audio.transcode import Transcoder
-from voxline.audio.wav import write_wav
 from voxline.eventtarget import Event
 
 from . import MediaUnit
 from .clock import ClockSubscription, MediaClock
 
 __all__ = ["Recorder", "RecorderEvents"]
+
+FLUSH_MS = 5000
+HOLD_MS = 1000
 
 
 class RecorderEvents(StrEnum):
@@ -61,6 +65,7 @@ class _Track:
         "_source",
         "_transcoder",
         "_write",
+        "base",
         "pcm",
     )
 
@@ -68,7 +73,8 @@ class _Track:
         self._format = AudioFormat("pcm16", rate)
         self._per_ms = rate // 1000
         self._max_early = max_early_ms * self._per_ms
-        self.pcm = bytearray()
+        self.pcm = bytearray()  # samples from ``base`` on; earlier ones are in the file already
+        self.base = 0
         self._source: object | None = None
         self._transcoder: Transcoder | None = None
         self._anchor_sample = 0
@@ -111,24 +117,36 @@ class _Track:
     def _put(self, data: bytes) -> None:
         if not data:
             return
-        start = self._write * 2
+        start = (self._write - self.base) * 2
+        self._write += len(data) // 2
+        if start < 0:  # arrived after its place was written to the file: keep the rest
+            data = data[-start:]
+            start = 0
         pcm = self.pcm
         if start > len(pcm):
             pcm.extend(bytes(start - len(pcm)))
         pcm[start : start + len(data)] = data
-        self._write += len(data) // 2
 
     def _finish_run(self) -> None:
         if self._transcoder is not None:
             self._put(self._transcoder.flush())
             self._transcoder = None
 
-    def finish(self, samples: int) -> bytes:
-        self._finish_run()
+    @property
+    def idle_since(self) -> int:
+        """Sample index where this track's audio stops for now."""
+        return self._write
+
+    def take(self, upto: int) -> bytes:
+        """Samples ``[base, upto)`` (silence where nothing was recorded), removed from the track."""
+        n = (upto - self.base) * 2
         pcm = self.pcm
-        if len(pcm) < samples * 2:
-            pcm.extend(bytes(samples * 2 - len(pcm)))
-        return bytes(pcm[: samples * 2])
+        if len(pcm) < n:
+            pcm.extend(bytes(n - len(pcm)))
+        out = bytes(pcm[:n])
+        del pcm[:n]
+        self.base = upto
+        return out
 
 
 class _Tap:
@@ -169,6 +187,7 @@ class Recorder(MediaUnit):
         self.rate = rate
         self._start_ms = clock.now_ms()
         self._stopped = False
+        self._flushed = 0  # samples written to the file
         self.duration_ms = 0
         self._tap_objects: list[tuple[MediaUnit, _Tap]] = []
         groups = [list(group) for group in _taps] if _taps is not None else None
@@ -188,6 +207,15 @@ class Recorder(MediaUnit):
                     unit._add_tap(tap)
                     self._tap_objects.append((unit, tap))
         self._channel_of = [0] * len(self._tracks) if self.channels == 1 else [0, 1]
+        try:
+            self._file = open(self.path, "wb")  # noqa: SIM115 - open until stop()
+        except OSError:
+            self._release_taps()
+            raise
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 - closed by stop()
+        self._wav.setnchannels(self.channels)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(rate)
         self._subscription: ClockSubscription | None = clock.subscribe(self._on_first_tick)
 
     @classmethod
@@ -233,8 +261,29 @@ class Recorder(MediaUnit):
             self._record(self._tracks[0], frame, source)
 
     def _record(self, track: _Track, frame: Frame, source: MediaUnit) -> None:
-        if not self._stopped:
-            track.add(frame, source, self.clock.now_ms() - self._start_ms)
+        if self._stopped:
+            return
+        position_ms = self.clock.now_ms() - self._start_ms
+        track.add(frame, source, position_ms)
+        if position_ms - self._flushed * 1000 // self.rate >= FLUSH_MS + HOLD_MS:
+            self._write_until((position_ms - HOLD_MS) * self.rate // 1000)
+
+    def _write_until(self, samples: int) -> None:
+        """Mix or interleave every track's samples up to ``samples`` and append them to the file."""
+        if samples <= self._flushed:
+            return
+        mix = np.zeros((self.channels, samples - self._flushed), dtype=np.int32)
+        for track, channel in zip(self._tracks, self._channel_of, strict=True):
+            if track.idle_since < samples:
+                track._finish_run()  # a run that stopped: its held tail belongs here
+            mix[channel] += np.frombuffer(track.take(samples), dtype="<i2")
+        self._wav.writeframes(np.clip(mix, -32768, 32767).astype("<i2").T.tobytes())
+        self._flushed = samples
+
+    def _release_taps(self) -> None:
+        for unit, tap in self._tap_objects:
+            unit._remove_tap(tap)
+        self._tap_objects.clear()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -256,18 +305,16 @@ class Recorder(MediaUnit):
         if self._subscription is not None:
             self.clock.unsubscribe(self._subscription)
             self._subscription = None
-        for unit, tap in self._tap_objects:
-            unit._remove_tap(tap)
-        self._tap_objects.clear()
+        self._release_taps()
         super().close_media()
         self.duration_ms = max(0, self.clock.now_ms() - self._start_ms)
         # The file ends at the stop instant (a frame that arrived on the last tick is cut there).
-        samples = self.duration_ms * self.rate // 1000
-        channels = np.zeros((self.channels, samples), dtype=np.int32)
-        for track, channel in zip(self._tracks, self._channel_of, strict=True):
-            channels[channel] += np.frombuffer(track.finish(samples), dtype="<i2")
-        pcm = np.clip(channels, -32768, 32767).astype("<i2").T.tobytes()
-        write_wav(self.path, pcm, self.rate, self.channels)
+        samples = max(self.duration_ms * self.rate // 1000, self._flushed)
+        for track in self._tracks:
+            track._finish_run()
+        self._write_until(samples)
+        self._wav.close()  # patches the header's sizes
+        self._file.close()
         self._emit(RecorderEvents.Stopped, duration_ms=self.duration_ms)
 
     def close_media(self) -> None:
