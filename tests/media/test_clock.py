@@ -216,3 +216,21 @@ async def test_asyncio_clock_on_a_real_loop() -> None:
     assert all(t % 20 == 0 for t in times)
     assert [b - a for a, b in itertools.pairwise(times)] == [20] * 4 or clock.skipped_ticks
     assert clock.subscriber_count == 0
+
+
+def test_asyncio_clock_subscribing_during_catch_up_keeps_the_due_ticks() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    times: list[int] = []
+    joined: list[int] = []
+
+    def tick(t: int) -> None:
+        times.append(t)
+        if t == 40:
+            clock.subscribe(joined.append)
+
+    clock.subscribe(tick)
+    loop.fire_next(lateness=0.060)  # ticks 20..80 are due at once
+    assert times == [20, 40, 60, 80]
+    assert joined == [60, 80]
+    assert len(loop.live()) == 1

@@ -12,6 +12,7 @@ runs ticks deterministically for tests.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import weakref
 from abc import ABC, abstractmethod
@@ -122,8 +123,7 @@ class VirtualMediaClock(MediaClock):
         if time_ms < self._now:
             raise ValueError(f"time_ms {time_ms} is in the past (now {self._now})")
         self._timer_seq += 1
-        self._timers.append((time_ms, self._timer_seq, callback))
-        self._timers.sort(key=lambda t: (t[0], t[1]))
+        heapq.heappush(self._timers, (time_ms, self._timer_seq, callback))
 
     def advance(self, ms: int) -> None:
         """Move time forward by ``ms``, running every tick and timer due up to the new time."""
@@ -137,7 +137,7 @@ class VirtualMediaClock(MediaClock):
                 break
             if timer_due is not None and (tick_due is None or timer_due < tick_due):
                 self._now = timer_due
-                _, _, callback = self._timers.pop(0)
+                _, _, callback = heapq.heappop(self._timers)
                 callback()
                 continue
             assert tick_due is not None
