@@ -98,6 +98,7 @@ def test_multi_item_clear_attributes_time_to_the_right_item() -> None:
     buffer = PlayoutBuffer(PCMU_8K)
     buffer.push(ulaw(700), "A")
     buffer.push(ulaw(500), "B")
+    buffer.end_item("B")
     drain(buffer, 45)  # 900 ms emitted
     assert buffer.clear() == [ClearedItem("B", 0, heard_ms=200, received_ms=500)]
     assert buffer.pop_frame() is None
@@ -109,7 +110,7 @@ def test_clear_mid_item_and_with_nothing_playing() -> None:
     assert buffer.clear() == []
     buffer.push(ulaw(1000), "A", 1)
     drain(buffer, 13)
-    assert buffer.clear() == [ClearedItem("A", 1, heard_ms=260, received_ms=1000)]
+    assert buffer.clear() == [ClearedItem("A", 1, heard_ms=260, received_ms=1000, still_streaming=True)]
     assert buffer.clear() == []
 
 
@@ -117,8 +118,36 @@ def test_fully_played_items_are_not_reported_and_unstarted_ones_report_zero() ->
     buffer = PlayoutBuffer(PCMU_8K)
     buffer.push(ulaw(100), "A")
     buffer.push(ulaw(100), "B")
+    buffer.end_item("B")
     drain(buffer, 5)  # exactly A
-    assert buffer.clear() == [ClearedItem("B", 0, heard_ms=0, received_ms=100)]
+    (cleared,) = buffer.clear()
+    assert cleared == ClearedItem("B", 0, heard_ms=0, received_ms=100)
+    assert not cleared.interrupted  # nothing heard: nothing to truncate
+
+
+def test_an_item_still_streaming_is_reported_even_if_all_received_audio_was_heard() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(100), "A")
+    drain(buffer, 5)  # all of A so far, then an underrun: the model is slower than real time
+    assert buffer.pop_frame() is None
+    (cleared,) = buffer.clear()
+    assert cleared == ClearedItem("A", 0, heard_ms=100, received_ms=100, still_streaming=True)
+    assert cleared.interrupted
+    buffer.push(ulaw(100), "A")  # the rest of A, in flight when the caller barged in
+    assert buffer.pop_frame() is None and buffer.discarded_ms == 100
+
+
+def test_an_item_is_complete_once_ended_or_once_the_next_one_starts() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(100), "A")
+    buffer.end_item("A")
+    drain(buffer, 5)
+    assert buffer.clear() == []
+    buffer.push(ulaw(100), "B")
+    buffer.push(ulaw(100), "C")
+    buffer.end_item("B")  # not the open item: no effect
+    drain(buffer, 10)
+    assert buffer.clear() == [ClearedItem("C", 0, heard_ms=100, received_ms=100, still_streaming=True)]
 
 
 def test_audio_without_an_item_is_never_reported() -> None:
@@ -132,7 +161,7 @@ def test_late_audio_of_a_cut_item_is_discarded() -> None:
     buffer = PlayoutBuffer(PCMU_8K)
     buffer.push(ulaw(100), "A")
     drain(buffer, 1)
-    buffer.clear()
+    assert [c.item_id for c in buffer.clear()] == ["A"]
     buffer.push(ulaw(100), "A")
     assert buffer.buffered_ms == 0 and buffer.discarded_ms == 100
     buffer.push(ulaw(100), "C")
@@ -144,6 +173,7 @@ def test_heard_counts_item_time_not_padding() -> None:
     buffer.push(ulaw(30), "A")
     drain(buffer, 2)  # 30 ms of A + 10 ms of padding: an underrun in the middle of the item
     buffer.push(ulaw(50), "A")
+    buffer.end_item("A")
     drain(buffer, 1)  # 20 ms more of A
     # 60 ms emitted on the output timeline, but 50 ms of A's own audio.
     assert buffer.clear() == [ClearedItem("A", 0, heard_ms=50, received_ms=80)]
@@ -154,6 +184,7 @@ def test_heard_counts_item_time_across_overflow_drops() -> None:
     buffer.push(ulaw(150), "A")  # 50 ms of A (100..150) dropped
     drain(buffer, 5)  # the 100 ms kept
     buffer.push(ulaw(40), "A")  # A continues at its offset 150
+    buffer.end_item("A")
     drain(buffer, 1)
     assert buffer.dropped_ms == 50
     assert buffer.clear() == [ClearedItem("A", 0, heard_ms=170, received_ms=190)]
@@ -163,6 +194,7 @@ def test_acknowledged_position_is_what_was_heard() -> None:
     buffer = PlayoutBuffer(PCMU_8K, acknowledged=True)
     buffer.push(ulaw(700), "A")
     buffer.push(ulaw(500), "B")
+    buffer.end_item("B")
     drain(buffer, 45)  # 900 ms emitted, the sink lags
     buffer.acknowledge(640)
     buffer.acknowledge(600)  # lower: ignored
@@ -176,6 +208,7 @@ def test_acknowledged_position_is_what_was_heard() -> None:
 def test_acknowledgement_cannot_pass_what_was_emitted() -> None:
     buffer = PlayoutBuffer(PCMU_8K)
     buffer.push(ulaw(200), "A")
+    buffer.end_item("A")
     drain(buffer, 2)
     buffer.acknowledge(10_000)
     assert buffer.acknowledged_ms == 40
@@ -249,7 +282,7 @@ def test_clear_silences_the_next_tick() -> None:
     buffer.push(ulaw(1000), "A")
     clock.advance(250)  # ticks 20..240: 12 frames
     cleared = playout.clear()
-    assert cleared == [ClearedItem("A", 0, heard_ms=240, received_ms=1000)]
+    assert cleared == [ClearedItem("A", 0, heard_ms=240, received_ms=1000, still_streaming=True)]
     count = len(rec.frames)
     clock.advance(20)
     assert len(rec.frames) == count  # the next tick delivers nothing of the cleared stream

@@ -118,14 +118,20 @@ def test_trials_cover_mid_item_between_items_and_idle_interruptions() -> None:
         source.send_media_to(call)
         clock.advance(rng.randint(0, 100))
         source.push(item_bytes(fmt, 0, 400 * fmt.rate // 1000), "a")
+        last = "a"
         if rng.random() < 0.5:
             source.push(item_bytes(fmt, 1, 400 * fmt.rate // 1000), "b")
+            last = "b"
+        if rng.random() < 0.8:
+            source.buffer.end_item(last)  # the response's audio is complete
         clock.advance(rng.randint(0, 1200))
         cleared = source.clear()
         if not cleared:
             kinds.add("idle")
+        elif cleared[-1].still_streaming and cleared[-1].heard_ms == cleared[-1].received_ms:
+            kinds.add("underrun")
         elif cleared[0].heard_ms == 0:
             kinds.add("between" if cleared[0].item_id == "b" else "before-start")
         else:
             kinds.add("mid-item")
-    assert {"idle", "between", "mid-item"} <= kinds
+    assert {"idle", "between", "mid-item", "underrun"} <= kinds

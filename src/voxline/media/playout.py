@@ -17,15 +17,18 @@ timelines differ, and why the segment keeps both.
 The *heard position* ``P`` on the output timeline is the position a sink acknowledged
 (``acknowledge``, from ``MediaUnit._playout_acknowledged``) when sinks report playout, otherwise the
 emitted (paced) position, which is exact to the frame for a sink that plays what it gets at once.
-On ``clear()`` an item is reported iff some of its queued or in-flight audio lies at or after ``P``
-(the clear cut it). Its ``heard_ms`` is the item offset reached at ``P`` -- the end of its last segment
-that starts before ``P``, or ``item_offset + (P - start)`` inside the segment playing at ``P`` -- clamped
-to ``[0, received_ms]``. So with item A (700 ms) followed by item B (500 ms) and ``P`` = 900 ms, A is
-fully heard and not reported, and B is reported with ``heard_ms`` = 200. An item that was cut before a
-single sample of it played is reported with ``heard_ms`` = 0: the caller decides (the Realtime client
-sends no truncate for it). Items fully played, and audio pushed without an ``item_id``, are never
-reported. Audio that arrives for a cut item after the clear is discarded (``discarded_ms``): the model
-may still be streaming a response that the caller interrupted.
+On ``clear()`` an item is reported iff some of its queued or in-flight audio lies after ``P`` (the
+clear cut it), or it is still streaming: the most recently pushed item counts as streaming until
+``end_item`` says the model sent all of its audio or a later item starts, since the model has more
+of it than was received (``ClearedItem.still_streaming``). ``heard_ms`` is the item offset reached at
+``P`` -- the end of its last segment that starts before ``P``, or ``item_offset + (P - start)`` inside
+the segment playing at ``P`` -- clamped to ``[0, received_ms]``. So with item A (700 ms) followed by
+item B (500 ms) and ``P`` = 900 ms, A is fully heard and not reported, and B is reported with
+``heard_ms`` = 200. An item cut before a single sample of it played is reported with ``heard_ms`` = 0:
+the caller decides. ``ClearedItem.interrupted`` is the rule for truncating: something was heard, and
+not all of the item. Items fully played (and ended) and audio pushed without an ``item_id`` are never
+reported. Audio that arrives for a reported item after the clear is discarded (``discarded_ms``): the
+model may still be streaming the response that the caller interrupted.
 """
 
 from __future__ import annotations
@@ -51,12 +54,23 @@ _CUT_MEMORY = 256
 
 @dataclass(frozen=True, slots=True)
 class ClearedItem:
-    """One item whose audio a ``clear()`` cut: the caller heard ``heard_ms`` of ``received_ms``."""
+    """One item whose audio a ``clear()`` cut: the caller heard ``heard_ms`` of ``received_ms``.
+
+    ``still_streaming`` is True for the item whose audio was still arriving (no ``end_item`` for it,
+    no later item started): the model has more of it than ``received_ms``, so it was interrupted even
+    if everything received so far was heard.
+    """
 
     item_id: str
     content_index: int
     heard_ms: int
     received_ms: int
+    still_streaming: bool = False
+
+    @property
+    def interrupted(self) -> bool:
+        """The caller heard part of the item, not all of it: truncate it at ``heard_ms``."""
+        return self.heard_ms > 0 and (self.heard_ms < self.received_ms or self.still_streaming)
 
 
 class _Segment:
@@ -108,6 +122,7 @@ class PlayoutBuffer:
         self._segments: deque[_Segment] = deque()
         self._items: dict[_ItemKey, _ItemState] = {}
         self._cut: dict[_ItemKey, None] = {}
+        self._open: _ItemKey | None = None  # the item whose audio may still be arriving
         self._dropped = 0
         self._discarded = 0
         # Set by a Playout: called when audio arrives, so the playout can start ticking.
@@ -139,6 +154,8 @@ class PlayoutBuffer:
             state = self._items.get(key)
             if state is None:
                 state = self._items[key] = _ItemState()
+            # Items play one after another: when a new one starts, the previous one is complete.
+            self._open = key
             item_offset = state.received
             state.received += n
         room = self._max_bytes - (self._tail - self._emitted)
@@ -163,6 +180,11 @@ class PlayoutBuffer:
         self._tail = start + accepted
         if self._wakeup is not None:
             self._wakeup()
+
+    def end_item(self, item_id: str, content_index: int = 0) -> None:
+        """The model has sent all of the item's audio (``response.output_audio.done``)."""
+        if self._open == (item_id, content_index):
+            self._open = None
 
     # -- output ---------------------------------------------------------------------------------------
 
@@ -258,12 +280,17 @@ class PlayoutBuffer:
                     reached[key] = offset
             if seg.end > position and key not in cut:
                 cut.append(key)
+        open_key = self._open
+        if open_key is not None and open_key not in cut:
+            cut.append(open_key)  # heard in full so far, but its audio was still arriving
+        self._open = None
         bpm = self._bpm
         cleared = []
         for key in cut:
             state = self._items[key]
             heard = min(max(state.heard_floor, reached.get(key, 0)), state.received)
-            cleared.append(ClearedItem(key[0], key[1], heard // bpm, state.received // bpm))
+            streaming = key == open_key
+            cleared.append(ClearedItem(key[0], key[1], heard // bpm, state.received // bpm, streaming))
             self._cut[key] = None
         while len(self._cut) > _CUT_MEMORY:
             del self._cut[next(iter(self._cut))]
