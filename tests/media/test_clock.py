@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import random
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -234,3 +236,16 @@ def test_asyncio_clock_subscribing_during_catch_up_keeps_the_due_ticks() -> None
     assert times == [20, 40, 60, 80]
     assert joined == [60, 80]
     assert len(loop.live()) == 1
+
+
+def test_the_per_loop_clock_does_not_keep_its_loop_alive() -> None:
+    loop = asyncio.new_event_loop()
+    clock = AsyncioMediaClock.for_loop(loop)
+    assert AsyncioMediaClock.for_loop(loop) is clock
+    loop.close()
+    ref = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert ref() is None
+    with pytest.raises(RuntimeError, match="no longer exists"):
+        clock.now_ms()

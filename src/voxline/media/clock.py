@@ -184,7 +184,11 @@ class AsyncioMediaClock(MediaClock):
         super().__init__()
         if max_catch_up < 1:
             raise ValueError(f"max_catch_up must be >= 1, got {max_catch_up}")
-        self._loop: _Loop = loop if loop is not None else asyncio.get_running_loop()
+        # Held weakly: the per-loop registry maps the loop to its clock, and a strong reference back
+        # would keep every loop (and its clock) alive forever.
+        self._loop_ref: weakref.ref[_Loop] = weakref.ref(
+            loop if loop is not None else asyncio.get_running_loop()
+        )
         self.max_catch_up = max_catch_up
         self._t0_ms = round(self._loop.time() * 1000)
         self._next_n = 1
@@ -202,6 +206,13 @@ class AsyncioMediaClock(MediaClock):
         if clock is None:
             clock = _clocks[loop] = cls(loop)
         return clock
+
+    @property
+    def _loop(self) -> _Loop:
+        loop = self._loop_ref()
+        if loop is None:
+            raise RuntimeError("the event loop of this media clock no longer exists")
+        return loop
 
     def now_ms(self) -> int:
         return round(self._loop.time() * 1000) - self._t0_ms
