@@ -381,6 +381,9 @@ class Playout:
     def push(self, data: bytes, item_id: str | None = None, content_index: int = 0) -> None:
         self.buffer.push(data, item_id, content_index)
 
+    def end_item(self, item_id: str, content_index: int = 0) -> None:
+        self.buffer.end_item(item_id, content_index)
+
     def clear(self) -> list[ClearedItem]:
         """``buffer.clear()``: the next tick delivers nothing of the cleared audio."""
         return self.buffer.clear()
