@@ -72,8 +72,16 @@ def run_trial(seed: int, acknowledge: bool) -> None:
     last = max(p[0] for p in pushes) + sum(lengths) // per_ms + 500
     clear_at = rng.randint(0, last)
 
-    for when, index, n in pushes:
-        clock.call_at(when, lambda index=index, n=n: source.push(item_bytes(fmt, index, n), f"item{index}"))
+    ends = rng.random() < 0.5  # the model says when an item's audio is complete (or never does)
+    for k, (when, index, n) in enumerate(pushes):
+        last_chunk = k + 1 == len(pushes) or pushes[k + 1][1] != index
+
+        def push(index: int = index, n: int = n, end: bool = ends and last_chunk) -> None:
+            source.push(item_bytes(fmt, index, n), f"item{index}")
+            if end:
+                source.buffer.end_item(f"item{index}")
+
+        clock.call_at(when, push)
     clock.advance_to(clear_at)
     received = {i: source.buffer.received_ms(f"item{i}") for i in range(n_items)}
     reported = {c.item_id: c for c in source.clear()}
