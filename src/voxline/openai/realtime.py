@@ -307,6 +307,10 @@ class RealtimeAPIClient(MediaUnit):
             self._on_model_audio(message.data, message.audio)
             return
         assert message.name is not None
+        if message.name is RealtimeAPIEvents.ResponseOutputAudioDone and self._playout is not None:
+            item_id, index = message.data.get("item_id"), message.data.get("content_index", 0)
+            if isinstance(item_id, str) and isinstance(index, int):
+                self._playout.end_item(item_id, index)
         if message.name is RealtimeAPIEvents.Error:
             cls = classify_error(message.data)
             level = logging.ERROR if cls is ErrorClass.FATAL else logging.WARNING
@@ -346,8 +350,8 @@ class RealtimeAPIClient(MediaUnit):
             if sink.media_format is not None:
                 self._negotiate("output", sink.media_format)
                 break
-        if self._playout is not None and self._sinks_report_playout:
-            self._playout.buffer.acknowledged = True
+        if self._playout is not None:
+            self._playout.buffer.acknowledged = self._sinks_report_playout
 
     def _negotiate(self, direction: str, unit_format: AudioFormat | None) -> None:
         """Match the session's format to a connected unit, unless the scenario chose formats."""
@@ -426,8 +430,9 @@ class RealtimeAPIClient(MediaUnit):
         if not self._params.auto_truncate or self._closed:
             return
         for item in cleared:
-            # Nothing heard: the model's item stays as is; fully heard items are never reported.
-            if 0 < item.heard_ms < item.received_ms:
+            # Partly heard (or heard up to now while the model was still streaming it). Nothing heard:
+            # the item stays as the model has it; fully heard items are never reported.
+            if item.interrupted:
                 self._send(
                     "conversation.item.truncate",
                     {
