@@ -11,7 +11,9 @@ Three modes:
 
 Audio is PCM16 mono at 8, 16, 24 or 48 kHz; it is resampled to the decoder's 16 kHz.
 Streaming: :meth:`Recognizer.start`, :meth:`Recognizer.feed` (any chunk size, typically 20 ms;
-returns a partial hypothesis when it changed), :meth:`Recognizer.finish` (the final one).
+returns a partial hypothesis when it changed), :meth:`Recognizer.finish` (the final one). Partial
+hypotheses come from the live decoding pass; by default the final one comes from a second pass
+over the whole utterance (``final_pass``), which is much more accurate on short utterances.
 
 Cost (measured on the machine named in docs/local-backend.md): grammar modes ~0.01-0.02 s of CPU
 per second of audio, free form ~0.2 s per second; creating a recogniser loads the acoustic model
@@ -27,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from voxline.audio.resample import Resampler
 
@@ -99,10 +103,15 @@ class Recognizer:
         phrases: Sequence[str] = (),
         slots: Mapping[str, Slot] | None = None,
         partial_interval_ms: int = 200,
+        final_pass: bool = True,
+        noise_floor: float = 16.0,
+        max_utterance_ms: int = 60_000,
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if input_rate not in _INPUT_RATES:
             raise ValueError(f"input_rate must be one of {_INPUT_RATES}, got {input_rate}")
+        if noise_floor < 0:
+            raise ValueError(f"noise_floor must be >= 0, got {noise_floor}")
         if partial_interval_ms < 0:
             raise ValueError(f"partial_interval_ms must be >= 0, got {partial_interval_ms}")
         if mode is not RecognitionMode.FREE_FORM and not grammar:
@@ -126,6 +135,11 @@ class Recognizer:
                 raise ValueError(f"the JSGF grammar was rejected by pocketsphinx: {exc}") from exc
             self._decoder.activate_search(_SEARCH)
         self._resampler = Resampler(input_rate, DECODER_RATE) if input_rate != DECODER_RATE else None
+        self.final_pass = final_pass
+        self.noise_floor = noise_floor
+        self._noise = np.random.default_rng(0)
+        self._max_utterance_bytes = max_utterance_ms * DECODER_RATE * 2 // 1000
+        self._utterance = bytearray()  # decoder-rate audio of the utterance, for the final pass
         self._active = False
         self._fed_bytes = 0
         self._since_partial = 0
@@ -141,6 +155,7 @@ class Recognizer:
         sequence: bool = False,
         input_rate: int = DECODER_RATE,
         partial_interval_ms: int = 200,
+        final_pass: bool = True,
     ) -> Recognizer:
         """Recognise one of ``phrases`` (``sequence=True``: one or more of them in a row)."""
         jsgf = build_jsgf(phrases, slots, sequence=sequence)
@@ -151,11 +166,17 @@ class Recognizer:
             phrases=phrases,
             slots=slots,
             partial_interval_ms=partial_interval_ms,
+            final_pass=final_pass,
         )
 
     @classmethod
     def from_grammar(
-        cls, jsgf: str, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200
+        cls,
+        jsgf: str,
+        *,
+        input_rate: int = DECODER_RATE,
+        partial_interval_ms: int = 200,
+        final_pass: bool = True,
     ) -> Recognizer:
         """Recognise what a JSGF grammar (text, with a ``public`` rule) accepts."""
         return cls(
@@ -163,12 +184,20 @@ class Recognizer:
             input_rate=input_rate,
             grammar=jsgf,
             partial_interval_ms=partial_interval_ms,
+            final_pass=final_pass,
         )
 
     @classmethod
-    def free_form(cls, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200) -> Recognizer:
+    def free_form(
+        cls, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200, final_pass: bool = True
+    ) -> Recognizer:
         """Recognise any English with the bundled en-us language model (slow, approximate)."""
-        return cls(RecognitionMode.FREE_FORM, input_rate=input_rate, partial_interval_ms=partial_interval_ms)
+        return cls(
+            RecognitionMode.FREE_FORM,
+            input_rate=input_rate,
+            partial_interval_ms=partial_interval_ms,
+            final_pass=final_pass,
+        )
 
     def _check_words(self, jsgf: str) -> None:
         """Name an unknown word now: pocketsphinx would only log it and never recognise it."""
@@ -201,6 +230,8 @@ class Recognizer:
         if self._resampler is not None:
             self._resampler.reset()
         self._decoder.start_utt()
+        self._noise = np.random.default_rng(0)  # same audio, same result, whatever came before
+        self._utterance.clear()
         self._active = True
         self._fed_bytes = 0
         self._since_partial = 0
@@ -221,7 +252,10 @@ class Recognizer:
         self._fed_bytes += len(pcm)
         data = self._resampler.process(pcm) if self._resampler is not None else pcm
         if data:
+            data = self._with_noise_floor(data)
             self._decoder.process_raw(data)
+            if self.final_pass and len(self._utterance) < self._max_utterance_bytes:
+                self._utterance += data
         self._since_partial += len(pcm)
         if self._since_partial * 1000 < self.partial_interval_ms * 2 * self.input_rate:
             return None
@@ -233,6 +267,15 @@ class Recognizer:
         self._last_partial = text
         return Hypothesis(text, final=False, audio_ms=self._audio_ms())
 
+    def _with_noise_floor(self, data: bytes) -> bytes:
+        """Add a faint noise floor (~-66 dBFS): the acoustic model has never heard digital silence,
+        and synthetic or gated audio is full of it (exact zeros wreck the cepstral mean)."""
+        if not self.noise_floor:
+            return data
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float64)
+        samples += self._noise.normal(0.0, self.noise_floor, samples.size)
+        return np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
+
     def finish(self) -> Hypothesis:
         """End the utterance and return the final hypothesis (``text == ""`` when nothing matched)."""
         if not self._active:
@@ -240,10 +283,21 @@ class Recognizer:
         if self._resampler is not None:
             tail = self._resampler.flush()
             if tail:
+                tail = self._with_noise_floor(tail)
                 self._decoder.process_raw(tail)
+                self._utterance += tail
         self._decoder.end_utt()
         self._active = False
         hyp = self._decoder.hyp()
+        if self.final_pass and self._utterance:
+            # The streaming pass normalises cepstra with a running mean that is still settling during a
+            # short utterance; decoding the whole utterance again with its own mean is far more
+            # accurate (grammar modes cost ~1% of real time, so the second pass is cheap).
+            self._decoder.start_utt()
+            self._decoder.process_raw(bytes(self._utterance), full_utt=True)
+            self._decoder.end_utt()
+            hyp = self._decoder.hyp() or hyp
+            self._utterance.clear()
         text = normalise(hyp.hypstr) if hyp is not None else ""
         phrase, slots = self._match(text)
         return Hypothesis(text, final=True, audio_ms=self._audio_ms(), phrase=phrase, slots=slots)

@@ -39,6 +39,10 @@ __all__ = [
 
 _INPUT_RATES = (8000, 16000, 24000, 48000)
 _FRAME_MS = (10, 20, 30)
+# webrtcvad's hangover after a long speech run, in frames of 10/20/30 ms (kOverHangMax2* in its
+# vad_core.c): modes 0-1, then modes 2-3.
+_HANGOVER_LOW = (14, 7, 5)
+_HANGOVER_HIGH = (9, 5, 3)
 
 
 def aggressiveness_for_threshold(threshold: float) -> int:
@@ -121,6 +125,7 @@ class VoiceActivityDetector:
         frame_ms: int = 10,
         onset_window_ms: int = 100,
         onset_ms: int = 60,
+        warmup_ms: int = 100,
     ) -> None:
         if input_rate not in _INPUT_RATES:
             raise ValueError(f"input_rate must be one of {_INPUT_RATES}, got {input_rate}")
@@ -130,6 +135,8 @@ class VoiceActivityDetector:
             raise ValueError(f"onset_window_ms must be a multiple of frame_ms, got {onset_window_ms}")
         if not frame_ms <= onset_ms <= onset_window_ms:
             raise ValueError(f"onset_ms must be between frame_ms and onset_window_ms, got {onset_ms}")
+        if warmup_ms < 0:
+            raise ValueError(f"warmup_ms must be >= 0, got {warmup_ms}")
         try:
             import webrtcvad
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -141,11 +148,19 @@ class VoiceActivityDetector:
         self.frame_ms = frame_ms
         self._rate = 8000 if input_rate == 8000 else 16000
         self._resampler = Resampler(input_rate, self._rate) if input_rate != self._rate else None
-        self._vad = webrtcvad.Vad(aggressiveness_for_threshold(self.params.threshold))
+        mode = aggressiveness_for_threshold(self.params.threshold)
+        self._vad = webrtcvad.Vad(mode)
+        # webrtcvad keeps saying "speech" for a few frames after speech ends (its hangover, longer in
+        # the less aggressive modes); the end of speech is reported without it.
+        hangover_frames = (_HANGOVER_LOW if mode < 2 else _HANGOVER_HIGH)[_FRAME_MS.index(frame_ms)]
+        self._hangover_samples = (
+            hangover_frames * (input_rate if input_rate == 8000 else 16000) * frame_ms // 1000
+        )
         self._frame_samples = self._rate * frame_ms // 1000
         self._frame_bytes = self._frame_samples * 2
         self._window = onset_window_ms // frame_ms
         self._onset_frames = -(-onset_ms // frame_ms)
+        self._warmup_frames = -(-warmup_ms // frame_ms)
         self._buffer = bytearray()
         self.reset()
 
@@ -160,6 +175,7 @@ class VoiceActivityDetector:
         self._voiced_in_window = 0
         self._speaking = False
         self._last_voiced_end = 0
+        self._speech_start = 0
         self.frames = 0
 
     @property
@@ -179,22 +195,22 @@ class VoiceActivityDetector:
         if len(pcm) & 1:
             raise ValueError(f"PCM16 chunks have an even number of bytes, got {len(pcm)}")
         self._fed_bytes += len(pcm)
-        self._buffer += self._resampler.process(pcm) if self._resampler is not None else pcm
+        data = self._resampler.process(pcm) if self._resampler is not None else pcm
+        if self._buffer:  # a partial frame is left from the previous call
+            data = bytes(self._buffer) + data
+            self._buffer.clear()
         events: list[VadEvent] = []
         frame_bytes = self._frame_bytes
-        n_frames = len(self._buffer) // frame_bytes
-        if n_frames == 0:
-            return events
-        view = memoryview(self._buffer)
-        try:
-            for i in range(n_frames):
-                frame = view[i * frame_bytes : (i + 1) * frame_bytes]
-                event = self._classify(self._vad.is_speech(frame, self._rate))
-                if event is not None:
-                    events.append(event)
-        finally:
-            view.release()
-        del self._buffer[: n_frames * frame_bytes]
+        n_frames = len(data) // frame_bytes
+        view = memoryview(data)
+        for i in range(n_frames):
+            event = self._classify(
+                self._vad.is_speech(view[i * frame_bytes : (i + 1) * frame_bytes], self._rate)
+            )
+            if event is not None:
+                events.append(event)
+        if len(data) > n_frames * frame_bytes:
+            self._buffer += view[n_frames * frame_bytes :]
         return events
 
     def _classify(self, voiced: bool) -> VadEvent | None:
@@ -202,6 +218,9 @@ class VoiceActivityDetector:
         end = start + self._frame_samples
         self._samples = end
         self.frames += 1
+        if self.frames <= self._warmup_frames:
+            # webrtcvad's noise model starts from defaults: its first decisions on noise say "speech".
+            voiced = False
         if self._speaking:
             if voiced:
                 self._last_voiced_end = end
@@ -210,7 +229,7 @@ class VoiceActivityDetector:
                 self._speaking = False
                 self._recent.clear()
                 self._voiced_in_window = 0
-                speech_end = self._ms(self._last_voiced_end)
+                speech_end = self._speech_end()
                 return SpeechStopped(speech_end, speech_end + self.params.silence_duration_ms, self._ms(end))
             return None
         if len(self._recent) == self._window and self._recent[0] >= 0:
@@ -222,11 +241,15 @@ class VoiceActivityDetector:
             return None
         first = next(s for s in self._recent if s >= 0)
         self._speaking = True
+        self._speech_start = first
         self._last_voiced_end = end
         speech_start = self._ms(first)
         return SpeechStarted(
             speech_start, max(0, speech_start - self.params.prefix_padding_ms), self._ms(end)
         )
+
+    def _speech_end(self) -> int:
+        return self._ms(max(self._speech_start, self._last_voiced_end - self._hangover_samples))
 
     def flush(self) -> list[VadEvent]:
         """End of input: a final speech-stop if speech was still going on."""
@@ -235,6 +258,6 @@ class VoiceActivityDetector:
         self._speaking = False
         self._recent.clear()
         self._voiced_in_window = 0
-        speech_end = self._ms(self._last_voiced_end)
+        speech_end = self._speech_end()
         end = self._ms(self._samples)
         return [SpeechStopped(speech_end, min(end, speech_end + self.params.silence_duration_ms), end)]
