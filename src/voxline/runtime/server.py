@@ -63,6 +63,7 @@ class RuntimeConfig:
     public_url: str | None = None
     twilio_path: str = "/twilio"
     media_path: str = "/media"
+    mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -153,6 +154,7 @@ class Runtime:
                     twilio_path=cfg.twilio_path,
                     media_path=cfg.media_path,
                     max_streams=cfg.max_calls,
+                    mark_interval_ms=int(cfg.mark_interval_ms),
                 ),
             )
             app = web.Application()
