@@ -506,6 +506,13 @@ async def create_realtime_api_client(
     no_base_url = not ({"base_url", "baseUrl"} & (given | set(kwargs)))
     if (parameters is None or isinstance(parameters, Mapping)) and no_base_url:
         kwargs["base_url"] = default_base_url()
+    session = current_session.get()
+    if (
+        session is not None
+        and getattr(session.services, "trace", False)
+        and "trace" not in given | set(kwargs)
+    ):
+        kwargs["trace"] = True
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
     client = RealtimeAPIClient(params, clock)
     await client._open()

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,8 @@ class RuntimeConfig:
     public_url: str | None = None
     twilio_path: str = "/twilio"
     media_path: str = "/media"
-    mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
+    mark_interval_ms: int = 100
+    trace: bool = False  # how often Twilio is asked to confirm playout (mark messages)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +99,8 @@ class RuntimeConfig:
                 setattr(self, name, None)
             elif value is not None:
                 parse_hostport(str(value), name)
+        if isinstance(self.trace, str):
+            self.trace = self.trace.lower() in ("1", "true", "yes", "on")
         self.max_calls = int(self.max_calls)
         if self.max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, not {self.max_calls}")
@@ -123,8 +126,13 @@ class Runtime:
         self.http_port: int | None = None
         self._draining = False
         self._stopped = asyncio.Event()
-        # Scenario settings a later layer may set (the embedded backend's endpoint and key).
+        # Where Realtime clients connect when the scenario gives no base_url (the embedded backend).
         self.realtime_base_url: str | None = None
+        # Trace every Realtime client of every session (the scenario's own `trace` still wins).
+        self.trace = config.trace
+        # Called with (session, resource) for every call, client, player... a session adopts:
+        # how tools (the demo's live view, recorders) watch calls without touching scenarios.
+        self.observers: list[Callable[[Session, Any], None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
 

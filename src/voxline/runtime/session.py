@@ -136,6 +136,16 @@ class Session(EventTarget):
             _close_quietly(resource)
             return
         self._resources.append(resource)
+        for observer in getattr(self.services, "observers", ()):
+            try:
+                observer(self, resource)
+            except Exception:
+                log.exception("%s: observer %r failed on %r", self.id, observer, resource)
+
+    @property
+    def resources(self) -> tuple[Closable, ...]:
+        """What the session owns: its calls, OpenAI clients, players, recorders (in creation order)."""
+        return tuple(self._resources)
 
     def terminate(self) -> None:
         """``VoxEngine.terminate()``: end the session. Idempotent."""
