@@ -1,0 +1,533 @@
+"""Run the voxline benchmark: N simulated callers -> bridge under test -> fake Realtime server.
+
+``python bench/run.py`` (``make bench``) runs, on loopback, for each configuration a capacity search
+over N and writes raw JSON to ``bench/results/`` and a markdown report (``bench/results/report.md``).
+Configurations: voxline G.711 pass-through and 24 kHz transcoding, Twilio Media Streams and SIP/RTP
+callers; Pipecat (its own virtualenv) with Twilio callers. See ``docs/benchmarks.md`` for what is
+measured and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PY = sys.executable
+PIPECAT_PY = BENCH / ".venv-pipecat" / "bin" / "python"
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+LATENCY_BOUND_MS = 5.0
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q / 100 * len(s)))]
+
+
+def hist_percentile(bins: Counter[int], q: float) -> float | None:
+    total = sum(bins.values())
+    if not total:
+        return None
+    want = q / 100 * total
+    seen = 0
+    for key in sorted(bins):
+        seen += bins[key]
+        if seen >= want:
+            return key / 10
+    return max(bins) / 10
+
+
+@dataclass
+class Config:
+    name: str
+    bridge: str  # voxline | pipecat
+    kind: str  # twilio | rtp
+    audio: str  # g711 | pcm24k
+    steps: list[int]
+    label: str = ""
+
+
+@dataclass
+class Step:
+    n: int
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def match_after(starts: list[int], ends: list[int], limit_ns: int) -> list[int]:
+    """For each start, the first end at or after it (within ``limit_ns``): the differences in ns."""
+    out: list[int] = []
+    j = 0
+    ends = sorted(ends)
+    for t in sorted(starts):
+        while j < len(ends) and ends[j] < t:
+            j += 1
+        if j < len(ends) and ends[j] - t <= limit_ns:
+            out.append(ends[j] - t)
+    return out
+
+
+def run_step(
+    cfg: Config, n: int, args: argparse.Namespace, workdir: Path, profile: bool = False
+) -> dict[str, Any]:
+    tag = f"{cfg.name}-n{n}"
+    fake_port = free_port()
+    fake_out = [workdir / f"{tag}-fake{i}.json" for i in range(args.fake_procs)]
+    fakes = []
+    for i in range(args.fake_procs):
+        cmd = [PY, str(BENCH / "fake_server.py"), "--port", str(fake_port), "--out", str(fake_out[i])]
+        cmd += ["--answer-ms", str(args.answer_ms)]
+        if args.fake_procs > 1:
+            cmd.append("--reuse-port")
+        fakes.append(subprocess.Popen(cmd, cwd=ROOT))
+    for fake in fakes:
+        wait_port(fake_port, fake)
+    http_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
+    env = dict(os.environ, OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/", OPENAI_API_KEY="sk-bench")
+    env["BENCH_AUDIO"] = cfg.audio
+    if cfg.bridge == "voxline":
+        voxline = str(Path(PY).parent / "voxline")
+        cmd = [voxline, "run", str(BENCH / "scenario.py"), "--http", f"127.0.0.1:{http_port}"]
+        cmd += [
+            "--sip",
+            f"127.0.0.1:{sip_port}",
+            "--rtp-host",
+            "127.0.0.1",
+            "--max-calls",
+            str(max(n * 2, 100)),
+        ]
+        sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    else:
+        cmd = [str(PIPECAT_PY), str(BENCH / "pipecat_bridge.py"), "--port", str(http_port)]
+        cmd += ["--realtime-url", f"ws://127.0.0.1:{fake_port}/v1/realtime?model=gpt-realtime"]
+        sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_port(http_port, sut, timeout=60)
+        time.sleep(1.0)
+        rss0 = rss_mb(sut.pid)
+        procs = max(1, min(args.caller_procs, (n + 49) // 50))
+        ramp = max(2.0, n / args.ramp_rate)
+        start = time.monotonic_ns() + 1_000_000_000
+        measure = start + int((ramp + args.warmup) * 1e9)
+        end = measure + int(args.duration * 1e9)
+        if cfg.kind == "twilio":
+            target = (
+                f"ws://127.0.0.1:{http_port}/twilio"
+                if cfg.bridge == "voxline"
+                else f"ws://127.0.0.1:{http_port}/ws"
+            )
+        else:
+            target = f"127.0.0.1:{sip_port}"
+        callers = []
+        outs = []
+        per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+        first = 0
+        for i, count in enumerate(per):
+            out = workdir / f"{tag}-callers{i}.json"
+            outs.append(out)
+            cmd = [PY, str(BENCH / "callers.py"), "--kind", cfg.kind, "--target", target]
+            cmd += ["--count", str(count), "--first-index", str(first), "--total", str(n), "--prefix", "c"]
+            cmd += ["--start-ns", str(start), "--ramp-s", str(ramp), "--measure-ns", str(measure)]
+            cmd += ["--end-ns", str(end), "--out", str(out)]
+            callers.append(subprocess.Popen(cmd, cwd=ROOT))
+            first += count
+        time.sleep(max(0.0, (measure - time.monotonic_ns()) / 1e9))
+        pids = {"sut": [sut.pid], "fake": [f.pid for f in fakes], "callers": [c.pid for c in callers]}
+        cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        t0 = time.monotonic()
+        spy = None
+        if profile:
+            spy_out = workdir / f"{tag}-profile.txt"
+            spy = subprocess.Popen(
+                [
+                    str(Path(PY).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(sut.pid),
+                    "-d",
+                    str(int(args.duration) - 1),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(spy_out),
+                    "-r",
+                    "200",
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        rss_peak = rss0
+        while time.monotonic_ns() < end - 300_000_000:
+            time.sleep(0.5)
+            rss_peak = max(rss_peak, rss_mb(sut.pid))
+        cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        window = time.monotonic() - t0
+        for c in callers:
+            c.wait(timeout=60)
+        if spy is not None:
+            spy.wait(timeout=30)
+    finally:
+        for f in fakes:
+            stop(f)
+        stop(sut)
+    results = [json.loads(o.read_text()) for o in outs if o.exists()]
+    fake_reports = [json.loads(o.read_text()) for o in fake_out if o.exists()]
+    return analyse(cfg, n, results, fake_reports, cpu0, cpu1, window, rss0, rss_peak, measure, end)
+
+
+def analyse(
+    cfg: Config,
+    n: int,
+    results: list[dict[str, Any]],
+    fakes: list[dict[str, Any]],
+    cpu0: dict[str, float],
+    cpu1: dict[str, float],
+    window: float,
+    rss0: float,
+    rss_peak: float,
+    measure: int,
+    end: int,
+) -> dict[str, Any]:
+    def inside(t: int) -> bool:
+        return measure <= t <= end
+
+    seen: dict[str, dict[str, Any]] = {}
+    for fake in fakes:
+        for call in fake["calls"]:
+            if call["call"]:
+                seen[call["call"]] = call
+    up: list[int] = []
+    down: list[int] = []
+    barge: list[int] = []
+    onsets = answers = barge_expected = 0
+    frames_sent = 0
+    appended_ms = 0.0
+    errors: list[str] = []
+    lateness: Counter[int] = Counter()
+    gaps: Counter[int] = Counter()
+    frames = late = lost = late_ticks = 0
+    connected = 0
+    for result in results:
+        for key, value in result["lateness_bins"].items():
+            lateness[int(key)] += value
+        for key, value in result["gap_bins"].items():
+            gaps[int(key)] += value
+        frames += result["frames"]
+        late += result["late_frames"]
+        lost += result["lost_packets"]
+        late_ticks += result["late_ticks"]
+        for caller in result["callers"]:
+            errors.extend(caller["errors"])
+            fake = seen.get(caller["name"])
+            if caller["connected_ns"]:
+                connected += 1
+            if fake is None:
+                continue
+            my_onsets = [t for t in caller["onsets"] if inside(t)]
+            onsets += len(my_onsets)
+            up += match_after(my_onsets, fake["speech_started"], 1_000_000_000)
+            deltas = [t for t in fake["first_delta"] if inside(t)]
+            answers += len(deltas)
+            down += match_after(deltas, caller["heard"], 1_000_000_000)
+            # Barge-in: speech_started while the caller hears an answer -> clear (Twilio) / audio stops (RTP).
+            stops = caller["clears"] if cfg.kind == "twilio" else caller["stops"]
+            heard = caller["heard"]
+            for t in fake["speech_started"]:
+                if not inside(t):
+                    continue
+                playing = any(h < t for h in heard) and not any(
+                    s < t and s > max(h for h in heard if h < t) for s in stops
+                )
+                if playing:
+                    barge_expected += 1
+                    barge += match_after([t], stops, 1_000_000_000)
+            frames_sent += caller["frames_sent"]
+            appended_ms += fake["appended_ms"]
+    cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+    call_minutes = n * window / 60
+    ms = [x / 1e6 for x in up]
+    md = [x / 1e6 for x in down]
+    mb = [x / 1e6 for x in barge]
+    violations = sum(f.get("violation_count", 0) for f in fakes)
+    result = {
+        "config": cfg.name,
+        "bridge": cfg.bridge,
+        "kind": cfg.kind,
+        "audio": cfg.audio,
+        "n": n,
+        "connected": connected,
+        "window_s": round(window, 2),
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_cores": {k: round(v / window, 3) for k, v in cpu.items()},
+        "cpu_s_per_call_minute": round(cpu["sut"] / call_minutes, 4) if call_minutes else None,
+        "calls_per_core_by_cpu": round(n * window / cpu["sut"], 1) if cpu["sut"] else None,
+        "rss_mb": {"idle": round(rss0, 1), "peak": round(rss_peak, 1)},
+        "mb_per_call": round((rss_peak - rss0) / n, 3),
+        "up_ms": summary(ms),
+        "down_ms": summary(md),
+        "barge_ms": summary(mb),
+        "onsets": onsets,
+        "answers": answers,
+        "barge_expected": barge_expected,
+        "outbound_frames": frames,
+        "late_frames": late,
+        "lateness_p99_ms": hist_percentile(lateness, 99),
+        "lateness_max_ms": max(lateness) / 10 if lateness else None,
+        "gap_p99_ms": hist_percentile(gaps, 99),
+        "gap_max_ms": max(gaps) / 10 if gaps else None,
+        "lost_packets": lost,
+        "inbound_missing_ms": round(frames_sent * 20 - appended_ms),
+        "caller_late_ticks": late_ticks,
+        "fake_violations": violations,
+        "fake_violation_samples": [v for f in fakes for v in f.get("violations", [])][:5],
+        "fake_internal_errors": [v for f in fakes for v in f.get("internal_errors", [])][:3],
+        "errors": errors[:10],
+        "error_count": len(errors),
+    }
+    result["holds"] = holds(result)
+    return result
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50) or 0, 2),
+        "p99": round(percentile(values, 99) or 0, 2),
+        "max": round(max(values), 2),
+    }
+
+
+def holds(r: dict[str, Any]) -> bool:
+    """The capacity criterion: p99 added latency <= 5 ms each way, no late frames, every call up,
+    every utterance seen and every answer heard."""
+    up, down = r["up_ms"], r["down_ms"]
+    return bool(
+        r["connected"] == r["n"]
+        and up.get("n", 0) >= 0.98 * max(1, r["onsets"])
+        and down.get("n", 0) >= 0.98 * max(1, r["answers"])
+        and up.get("p99", 1e9) <= LATENCY_BOUND_MS
+        and down.get("p99", 1e9) <= LATENCY_BOUND_MS
+        and r["late_frames"] == 0
+    )
+
+
+def configs(args: argparse.Namespace) -> list[Config]:
+    steps = [int(s) for s in args.steps.split(",")]
+    pc_steps = [int(s) for s in args.pipecat_steps.split(",")]
+    out = [
+        Config(
+            "voxline-twilio-g711",
+            "voxline",
+            "twilio",
+            "g711",
+            steps,
+            "voxline, Twilio callers, G.711 pass-through",
+        ),
+        Config(
+            "voxline-twilio-pcm24k",
+            "voxline",
+            "twilio",
+            "pcm24k",
+            steps,
+            "voxline, Twilio callers, 24 kHz PCM",
+        ),
+        Config(
+            "voxline-rtp-g711",
+            "voxline",
+            "rtp",
+            "g711",
+            steps,
+            "voxline, SIP/RTP callers, G.711 pass-through",
+        ),
+        Config(
+            "voxline-rtp-pcm24k", "voxline", "rtp", "pcm24k", steps, "voxline, SIP/RTP callers, 24 kHz PCM"
+        ),
+        Config("pipecat-twilio", "pipecat", "twilio", "pcm24k", pc_steps, "Pipecat, Twilio callers"),
+    ]
+    wanted = set(args.only.split(",")) if args.only else None
+    return [c for c in out if wanted is None or c.name in wanted]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    pipecat = ""
+    if PIPECAT_PY.exists():
+        with contextlib.suppress(Exception):
+            pipecat = subprocess.run(
+                [str(PIPECAT_PY), "-c", "import importlib.metadata as m; print(m.version('pipecat-ai'))"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "pipecat": pipecat,
+        "voxline_commit": commit,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--steps", default="25,50,100,150,200,250,300,400", help="N values for voxline")
+    parser.add_argument("--pipecat-steps", default="10,20,35,50,75", help="N values for Pipecat")
+    parser.add_argument("--only", help="comma-separated config names")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the ramp before measuring")
+    parser.add_argument("--ramp-rate", type=float, default=40.0, help="calls started per second")
+    parser.add_argument("--answer-ms", type=int, default=2500)
+    parser.add_argument("--caller-procs", type=int, default=2)
+    parser.add_argument("--fake-procs", type=int, default=1)
+    parser.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    parser.add_argument("--profile", action="store_true", help="py-spy voxline at its last holding step")
+    parser.add_argument("--out", default=str(BENCH / "results"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="voxline-bench-"))
+    report: dict[str, Any] = {"machine": machine(), "args": vars(args), "configs": []}
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = out / f"bench-{stamp}.json"
+    for cfg in configs(args):
+        entry: dict[str, Any] = {"name": cfg.name, "label": cfg.label, "steps": [], "capacity": None}
+        report["configs"].append(entry)
+        for n in cfg.steps:
+            print(f"[bench] {cfg.name} N={n} ...", flush=True)
+            r = run_step(cfg, n, args, workdir)
+            entry["steps"].append(r)
+            print(
+                f"[bench]   up p50/p99 {r['up_ms'].get('p50')}/{r['up_ms'].get('p99')} ms, down "
+                f"{r['down_ms'].get('p50')}/{r['down_ms'].get('p99')} ms, barge {r['barge_ms'].get('p50')}/"
+                f"{r['barge_ms'].get('p99')} ms, late {r['late_frames']}/{r['outbound_frames']}, cpu "
+                f"{r['cpu_cores']}, {r['cpu_s_per_call_minute']} s/call-min, {r['mb_per_call']} MB/call, "
+                f"holds={r['holds']}",
+                flush=True,
+            )
+            path.write_text(json.dumps(report, indent=1))
+            if r["holds"]:
+                entry["capacity"] = n
+            elif not args.keep_going:
+                break
+        if args.profile and cfg.bridge == "voxline" and shutil.which(str(Path(PY).parent / "py-spy")):
+            n = entry["capacity"] or cfg.steps[0]
+            print(f"[bench] profiling {cfg.name} at N={n}", flush=True)
+            r = run_step(cfg, n, args, workdir, profile=True)
+            prof = workdir / f"{cfg.name}-n{n}-profile.txt"
+            entry["profile"] = {"n": n, "step": r, "top": top_functions(prof) if prof.exists() else []}
+            path.write_text(json.dumps(report, indent=1))
+    path.write_text(json.dumps(report, indent=1))
+    (out / "latest.json").write_text(json.dumps(report, indent=1))
+    from render import render
+
+    md = render(report)
+    (out / "report.md").write_text(md)
+    print(md)
+    print(f"[bench] raw results: {path}")
+
+
+def top_functions(path: Path, limit: int = 25) -> list[dict[str, Any]]:
+    """Self and total sample shares per function from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [
+            f for f in stack.split(";") if f and not f.startswith("process ") and not f.startswith("thread ")
+        ]
+        if not frames:
+            continue
+        samples += count
+        own[frames[-1]] += count
+        for name in set(frames):
+            total[name] += count
+    return [
+        {
+            "function": name,
+            "self_pct": round(100 * c / samples, 1),
+            "total_pct": round(100 * total[name] / samples, 1),
+        }
+        for name, c in own.most_common(limit)
+    ] + [{"samples": samples}]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BENCH))
+    main()
