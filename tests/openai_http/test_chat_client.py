@@ -478,3 +478,18 @@ async def test_malformed_chunk_is_an_error_not_a_crash(fake: FakeOpenAIHTTPServe
     assert error["code"] == "invalid_chunk" and "index" in error["message"]
     assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
     await client.close()
+
+
+async def test_warm_up_opens_the_connection_the_first_request_uses(fake: FakeOpenAIHTTPServer) -> None:
+    client = await new_client(fake)
+    assert await client.warm_up() is True
+    assert [r.path for r in fake.requests] == ["/v1/models"]
+    assert await client.create_chat_completions({"model": "gpt-4o", "messages": USER}) is not None
+    await client.close()
+    assert fake.connections == 1  # the request reused the warmed connection
+
+
+async def test_warm_up_reports_an_unreachable_server() -> None:
+    client = await create_chat_completions_api_client(api_key=API_KEY, base_url="http://127.0.0.1:9/")
+    assert await client.warm_up() is False
+    await client.close()

@@ -338,6 +338,18 @@ class StreamingHTTPClient(EventTarget):
         if self._close_task is not None:
             await asyncio.shield(self._close_task)
 
+    async def warm_up(self) -> bool:
+        """Open the connection before it is needed (e.g. when a call is answered), so the first
+        request of the call pays no TCP/TLS handshake: one ``GET models``, body discarded.
+        Opt-in; returns True when the server answered."""
+        self._check_open()
+        try:
+            response = await self._http.get(endpoint_url(self._params.base_url, "models"))
+        except httpx.HTTPError as exc:
+            log.info("%s %s: warm-up failed: %s", self._kind, self._id, exc)
+            return False
+        return response.status_code < 500
+
     async def drain(self) -> None:
         """Wait until no request is queued or streaming and no background work (summaries) runs."""
         while self._inflight or self._background:

@@ -45,7 +45,8 @@ Other methods: ``id()``; ``web_socket_id()`` (there is no WebSocket: a stable id
 HTTP connection pool); ``statistics()`` (with ``statistics=True``); ``cancel()``; ``drain()``
 (wait until no request or summary is running); ``close()`` (cancel everything, release the
 listeners, close the pool; idempotent; later requests raise ``ClientClosedError``) and
-``wait_closed()``; ``context()`` / ``summary`` / ``reset_context()`` for stored context.
+``wait_closed()``; ``warm_up()`` (opt-in: open the connection ahead of the first request with
+one ``GET models``); ``context()`` / ``summary`` / ``reset_context()`` for stored context.
 
 Stored context (``store_context=True``): the client keeps the conversation and sends it with
 each request. You send only what is new (the user's message, tool results). Leading

@@ -18,8 +18,8 @@ A ``response.failed`` is the model's answer, not a transport error: it is delive
 
 Queue / cancel rule (as the Chat Completions client): a new request cancels the one in flight
 unless called with ``queue=True``; ``cancel()`` aborts at once and no further event of that
-request is delivered. ``id()``, ``web_socket_id()``, ``statistics()``, ``drain()``, ``close()``
-and ``wait_closed()`` are as on the Chat Completions client.
+request is delivered. ``id()``, ``web_socket_id()``, ``statistics()``, ``warm_up()``, ``drain()``,
+``close()`` and ``wait_closed()`` are as on the Chat Completions client.
 
 Stored context (``store_context=True``), one of two ways per request:
 

@@ -163,6 +163,7 @@ class FakeOpenAIHTTPServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_post("/v1/responses", self._responses_endpoint)
+        app.router.add_get("/v1/models", self._models)
         # handler_cancellation: a client that disconnects cancels the handler, so we can count it.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -299,6 +300,17 @@ class FakeOpenAIHTTPServer:
             self.disconnects += 1
             self.disconnected.set()
             raise
+
+    async def _models(self, request: web.Request) -> web.Response:
+        _, refusal = await self._accept(request)
+        if refusal is not None and refusal.status == 401:
+            return refusal
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "system"}],
+            }
+        )
 
     # -- Chat Completions
 
