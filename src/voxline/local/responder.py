@@ -415,7 +415,12 @@ class _Reader:
                 raise self.error(path, "is required")
             return None
         if not isinstance(value, str) or not value.strip():
-            raise self.error(path, f"expected a non-empty string, got {_kind(value)}")
+            hint = (
+                " (quote text that starts with '{', YAML reads it as a mapping)"
+                if isinstance(value, Mapping)
+                else ""
+            )
+            raise self.error(path, f"expected a non-empty string, got {_kind(value)}{hint}")
         return value
 
     def strings(self, value: Any, path: tuple[str | int, ...], *, required: bool = False) -> list[str]:
