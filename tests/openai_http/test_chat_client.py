@@ -493,3 +493,10 @@ async def test_warm_up_reports_an_unreachable_server() -> None:
     client = await create_chat_completions_api_client(api_key=API_KEY, base_url="http://127.0.0.1:9/")
     assert await client.warm_up() is False
     await client.close()
+
+
+async def test_repr_names_the_client_and_hides_the_key(fake: FakeOpenAIHTTPServer) -> None:
+    client = await new_client(fake)
+    assert repr(client) == f"<ChatCompletionsAPIClient {client.id()} {fake.base_url}v1/chat/completions>"
+    await client.close()
+    assert repr(client).endswith(" closed>") and API_KEY not in repr(client)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import jiter
 import pydantic
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from openai.lib._parsing._completions import type_to_response_format_param
 from openai.lib.streaming.chat import ChatCompletionStreamState
@@ -397,3 +397,87 @@ def test_partial_json_matches_jiter_on_random_documents(value: Any, indent: int 
         except ValueError:
             expected = None
         assert parse_partial_json(prefix) == expected, prefix
+
+
+@st.composite
+def chunk_streams(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Random but well-formed streams: text / refusal / tool calls, 1-2 choices, optional logprobs."""
+    base = {"id": "chatcmpl-h", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
+    n_choices = draw(st.integers(1, 2))
+    per_choice: list[list[dict[str, Any]]] = []
+    texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+    for index in range(n_choices):
+        kind = draw(st.sampled_from(["content", "refusal", "tools", "content+tools"]))
+        logprobs = draw(st.booleans()) and kind in ("content", "refusal")
+        first: dict[str, Any] = {"role": "assistant"}
+        lp_key = "refusal" if kind == "refusal" else "content"
+        pieces: list[dict[str, Any]] = []
+        if kind in ("content", "content+tools"):
+            first.update(content="", refusal=None)
+            pieces += [{"delta": {"content": t}} for t in draw(st.lists(texts, max_size=4))]
+        elif kind == "refusal":
+            first.update(content=None, refusal="")
+            pieces += [{"delta": {"refusal": t}} for t in draw(st.lists(texts, max_size=4))]
+        if kind in ("tools", "content+tools"):
+            for tool_index in range(draw(st.integers(1, 2))):
+                args = json.dumps({"city": draw(texts), "n": draw(st.integers(0, 99))})
+                cuts = sorted(draw(st.lists(st.integers(0, len(args)), max_size=3)))
+                parts = [args[a:b] for a, b in zip([0, *cuts], [*cuts, len(args)], strict=True)]
+                head = {
+                    "index": tool_index,
+                    "id": f"call_{index}_{tool_index}",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+                pieces.append({"delta": {"tool_calls": [head]}})
+                pieces += [
+                    {"delta": {"tool_calls": [{"index": tool_index, "function": {"arguments": p}}]}}
+                    for p in parts
+                ]
+        for piece in pieces:
+            text = piece["delta"].get(lp_key)
+            piece["logprobs"] = (
+                {
+                    lp_key: [
+                        {"token": text, "logprob": -0.5, "bytes": list(text.encode()), "top_logprobs": []}
+                    ],
+                    ("content" if lp_key == "refusal" else "refusal"): None,
+                }
+                if logprobs and isinstance(text, str)
+                else None
+            )
+        start = {"delta": first, "logprobs": {"content": [], "refusal": None} if logprobs else None}
+        finish = {"delta": {}, "logprobs": None, "finish_reason": "tool_calls" if "tools" in kind else "stop"}
+        per_choice.append([{**c, "index": index} for c in [start, *pieces, finish]])
+    # Interleave the choices' chunks, keeping each choice's own order.
+    order = draw(st.permutations([i for i, chunks in enumerate(per_choice) for _ in chunks]))
+    # Choices first appear in index order (as OpenAI sends them; the SDK relies on it).
+    first_seen = sorted(range(n_choices), key=order.index)
+    assume(first_seen == list(range(n_choices)))
+    positions = [0] * n_choices
+    stream = []
+    for i in order:
+        choice = {"finish_reason": None, **per_choice[i][positions[i]]}
+        positions[i] += 1
+        stream.append({**base, "choices": [choice]})
+    stream.append(
+        {**base, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    )
+    return stream
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunk_streams(), st.booleans())
+def test_random_streams_give_the_sdk_helper_events(chunks: list[dict[str, Any]], strict: bool) -> None:
+    tools = [STRICT_TOOL if strict else NON_STRICT_TOOL]
+    state: Any = ChatCompletionStreamState(input_tools=tools)
+    mine = ChatCompletionStream(tools=tools)
+    for chunk in chunks:
+        expected = [
+            e.model_dump(mode="json") for e in state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+        ]
+        got = [payload for _, payload in mine.handle_chunk(chunk)]
+        assert got == [e for e in expected if e["type"] != "chunk"]
+    assert completion_fields(mine.final_completion()) == completion_fields(
+        state.current_completion_snapshot.model_dump(mode="json")
+    )

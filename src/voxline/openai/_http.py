@@ -23,7 +23,7 @@ import httpx
 from .. import __version__
 from .._tasks import background
 from ..eventtarget import Event, EventTarget
-from ._common import MessageLog, Tracer, connector_information, new_id
+from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .params import _ClientParametersBase
 from .realtime import ClientClosedError
 from .sse import SSEError, SSEEvent, SSEParser
@@ -278,6 +278,10 @@ class StreamingHTTPClient(EventTarget):
         }
         self._ttft_total = 0.0
         self._ttft_count = 0
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} {self._id} {redact_url(self._url)}{state}>"
 
     # ----------------------------------------------------------------------------- public API
 
