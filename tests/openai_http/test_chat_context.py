@@ -242,3 +242,25 @@ async def test_summary_prompt_placeholder_and_summary_failure(fake: FakeOpenAIHT
     client.reset_context()
     assert client.context() == [] and client.summary is None
     await client.close()
+
+
+async def test_next_turn_from_a_content_done_listener_keeps_the_reply(fake: FakeOpenAIHTTPServer) -> None:
+    """The reference's multi-turn pattern: the next request is made from ContentDone."""
+    fake.script_chat(ChatReply(text="Hi, I'm Voxy."), ChatReply(text="Sure."))
+    client = await new_client(fake)
+    recorder = record_chat(client)
+    follow_ups: list[Any] = []
+
+    def on_done(event: Any) -> None:
+        if not follow_ups:
+            follow_ups.append(
+                client.create_chat_completions({"model": "gpt-4o", "messages": [user("Go on")]})
+            )
+
+    client.add_event_listener(E.ContentDone, on_done)
+    first = client.create_chat_completions({"model": "gpt-4o", "messages": [SYSTEM, user("Hello")]})
+    assert await first is not None  # not cancelled by the request made in its ContentDone
+    assert await follow_ups[0] is not None
+    await client.close()
+    assert len(recorder.of(E.Content)) == 2
+    assert sent_messages(fake)[1] == [SYSTEM, user("Hello"), assistant("Hi, I'm Voxy."), user("Go on")]

@@ -267,3 +267,21 @@ async def test_sequential_requests_reuse_one_connection(fake: FakeOpenAIHTTPServ
     assert (
         stats["requests"] == 3 and stats["usage"]["output_tokens"] == 3 and stats["ttft_last_ms"] is not None
     )
+
+
+async def test_next_turn_from_a_response_completed_listener_chains(fake: FakeOpenAIHTTPServer) -> None:
+    fake.script_responses(ResponsesReply(text="Hello."), ResponsesReply(text="Sure."))
+    client = await new_client(fake, store_context=True)
+    follow_ups: list[Any] = []
+
+    def on_completed(event: Any) -> None:
+        if not follow_ups:
+            follow_ups.append(client.create_responses({"model": "gpt-4o", "input": "Go on"}))
+
+    client.add_event_listener(R.ResponseCompleted, on_completed)
+    first = await client.create_responses({"model": "gpt-4o", "input": "Hi"})
+    assert first is not None
+    assert await follow_ups[0] is not None
+    await client.close()
+    assert fake.requests[1].body["previous_response_id"] == first["id"]
+    assert fake.requests[1].body["input"] == "Go on"

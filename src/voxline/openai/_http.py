@@ -172,6 +172,8 @@ class RequestHandle:
     def __init__(self, client: StreamingHTTPClient, body: dict[str, Any]) -> None:
         self.id = new_id()
         self.status = "queued"  # queued -> streaming -> completed | failed | cancelled
+        # The model's answer is complete; only the end of the stream (usage, terminator) is left.
+        self.generated = False
         self.result: Any = None
         self.error: dict[str, Any] | None = None
         self.body = body
@@ -392,8 +394,10 @@ class StreamingHTTPClient(EventTarget):
             raise ClientClosedError(f"{type(self).__name__} {self._id} is closed")
 
     def _submit(self, body: dict[str, Any], queue: bool) -> RequestHandle:
-        """Rule: a new request replaces (cancels) everything in flight, unless ``queue`` is true,
-        in which case it starts when the previous one is over."""
+        """Rule: a new request cancels the requests in flight whose answer is still being generated,
+        and starts after one whose answer is complete (so a request made from a ``ContentDone`` or
+        ``ResponseCompleted`` listener sees that turn in the stored context). With ``queue`` true it
+        starts when the previous request is over, whatever its state."""
         self._check_open()
         if not isinstance(queue, bool):
             raise TypeError(f"queue must be a bool, not {type(queue).__name__}")
@@ -401,7 +405,11 @@ class StreamingHTTPClient(EventTarget):
         if queue:
             previous = self._inflight[-1] if self._inflight else None
         else:
-            self.cancel()
+            for handle in list(self._inflight):
+                if handle.generated:
+                    previous = handle
+                else:
+                    handle.cancel()
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -34,8 +34,11 @@ Events (``event.data``):
 - ``Unknown``: any stream data that is not a chunk (raw payload, or ``{"raw": text}``).
 
 Queue / cancel rule: a new ``create_chat_completions`` cancels the request in flight (and any
-queued one) — the newest turn wins, as in a barge-in — unless called with ``queue=True``, which
-starts it after the previous request is over. ``client.cancel()`` / ``handle.cancel()`` abort at
+queued one) while its answer is still being generated — the newest turn wins, as in a barge-in;
+a request whose answer is complete (every choice has its ``finish_reason``; only usage and
+``[DONE]`` are left) is not cancelled: the new one starts right after it, so a request made from
+a ``ContentDone`` listener sees that turn in the stored context. ``queue=True`` always starts the
+new request after the previous one is over. ``client.cancel()`` / ``handle.cancel()`` abort at
 once: no further event of that request reaches a listener and its connection is closed (the
 pool opens a fresh one for the next request; completed requests leave theirs warm for reuse).
 No request is retried automatically; 429 errors carry ``retry_after``. Connections are kept
@@ -360,6 +363,11 @@ class ChatCompletionStream:
     def handle_chunk(self, chunk: Mapping[str, Any]) -> list[HelperEvent]:
         self._accumulate(chunk)
         return self._build_events(chunk)
+
+    def finished(self) -> bool:
+        """Every choice has its ``finish_reason``: the answer is complete."""
+        choices = self.snapshot.get("choices") if self.snapshot else None
+        return isinstance(choices, list) and bool(choices) and all(c.get("finish_reason") for c in choices)
 
     def final_completion(self) -> dict[str, Any]:
         """The completion as a non-streaming request returns it (no helper-only fields)."""
@@ -850,6 +858,8 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
             return True
         if data.get("usage"):
             self._add_usage(data["usage"])
+        if not handle.generated and state.stream.finished():
+            handle.generated = True
         self._emit(handle, E.Chunk.value, data)
         for name, payload in helper_events:
             if not handle.active:

@@ -17,7 +17,8 @@ A ``response.failed`` is the model's answer, not a transport error: it is delive
 ``ResponseFailed`` only. ``ConnectorInformation`` arrives when each response's headers do.
 
 Queue / cancel rule (as the Chat Completions client): a new request cancels the one in flight
-unless called with ``queue=True``; ``cancel()`` aborts at once and no further event of that
+unless called with ``queue=True`` or made once the response is over (from a ``ResponseCompleted``
+listener: it then chains on that response); ``cancel()`` aborts at once and no further event of that
 request is delivered. ``id()``, ``web_socket_id()``, ``statistics()``, ``warm_up()``, ``drain()``,
 ``close()`` and ``wait_closed()`` are as on the Chat Completions client.
 
@@ -208,6 +209,8 @@ class ResponsesAPIClient(StreamingHTTPClient):
             self._fail(handle, error)
             return True
         constant = RESPONSES_SERVER_TYPES.get(event_type, R.Unknown)
+        if event_type in TERMINAL_TYPES:
+            handle.generated = True  # a request made from this event's listener waits for the context
         if event_type.endswith(".delta"):
             self._mark_token(handle)
         self._emit(handle, constant.value, data)
