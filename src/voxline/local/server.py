@@ -1,0 +1,178 @@
+"""The embedded offline Realtime backend: OpenAI's Realtime GA wire protocol on a loopback WebSocket.
+
+Scenarios keep their unchanged client: ``OpenAI.create_realtime_api_client(...)`` connects here when
+the runtime chooses the embedded backend (no ``OPENAI_API_KEY``). Protocol behaviour (events, turn
+detection, interruption, truncation, function calls, errors) is :class:`voxline.testing.FakeRealtimeServer`;
+the speech parts are :mod:`voxline.local.engine` (webrtcvad, pocketsphinx, the responder, espeak-ng).
+
+.. code-block:: python
+
+    async with await start_local_backend(rules="agent_rules.yaml") as backend:
+        client = await OpenAI.create_realtime_api_client(api_key=LOCAL_API_KEY, base_url=backend.base_url)
+
+:func:`configure_runtime` makes that choice for ``voxline run`` and ``voxline demo``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from voxline.runtime.session import Secrets
+from voxline.testing.realtime_server import FakeRealtimeServer
+
+from .engine import LocalEngine, LocalEventValidator, WebrtcSpeechDetector
+from .responder import Responder, load_responder
+
+__all__ = [
+    "LOCAL_API_KEY",
+    "LocalRealtimeBackend",
+    "configure_runtime",
+    "default_rules_path",
+    "start_local_backend",
+]
+
+log = logging.getLogger("voxline.local")
+
+# What scenarios get from VoxEngine.get_secret_value("OPENAI_API_KEY") when the embedded backend runs.
+LOCAL_API_KEY = "sk-voxline-local"
+
+LOCAL_INSTRUCTIONS = "Offline voxline agent: replies come from the rules file, not from a language model."
+
+
+def default_rules_path() -> Path:
+    """The rules of Voxy, the example agent (``examples/agent_rules.yaml``, shipped as package data)."""
+    return Path(str(resources.files("voxline.local").joinpath("data", "agent_rules.yaml")))
+
+
+class LocalRealtimeBackend:
+    """The offline backend: a Realtime server on 127.0.0.1 with a local speech engine.
+
+    ``responder``: the agent's brain (a :class:`~voxline.local.responder.RulesResponder`, a
+    :class:`~voxline.local.responder.ModuleResponder` or anything with ``vocabulary`` and
+    ``async respond(conversation)``). ``pace``: how fast response audio streams relative to real
+    time (OpenAI also streams faster than it plays; a response still streaming is what a caller's
+    barge-in cancels). ``vad_aggressiveness``: webrtcvad's mode 0..3.
+    """
+
+    def __init__(
+        self,
+        responder: Responder,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        voice: str = "en-us",
+        rate_wpm: int = 165,
+        pace: float | None = 2.0,
+        vad_aggressiveness: int = 2,
+        recognizers: int = 2,
+    ) -> None:
+        self.responder = responder
+        self.engine = LocalEngine(responder, voice=voice, rate_wpm=rate_wpm, recognizers=recognizers)
+        self.detector = WebrtcSpeechDetector(vad_aggressiveness)
+        self.server = FakeRealtimeServer(
+            engine=self.engine,
+            detector=self.detector,
+            transcriber=self.engine,
+            validator=LocalEventValidator(),
+            instructions=LOCAL_INSTRUCTIONS,
+            pace=pace,
+            host=host,
+            port=port,
+        )
+
+    async def start(self, *, preload_rates: tuple[int, ...] = (8000,)) -> LocalRealtimeBackend:
+        await self.server.start()
+        for rate in preload_rates:
+            await self.engine.preload(rate)
+        log.info("embedded offline Realtime backend at %s", self.ws_url)
+        return self
+
+    async def close(self) -> None:
+        await self.server.close()
+        self.engine.close()
+
+    async def __aenter__(self) -> LocalRealtimeBackend:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """What a Realtime client gets as ``base_url`` (``http://127.0.0.1:PORT/``)."""
+        return self.server.base_url
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.server.host}:{self.server.port}"
+
+
+async def start_local_backend(
+    rules: str | os.PathLike[str] | Responder | None = None,
+    **options: Any,
+) -> LocalRealtimeBackend:
+    """Load the responder and start the backend on 127.0.0.1.
+
+    ``rules``: a ``.yaml`` rules file, a ``.py`` responder module, a responder object, or None for
+    the example agent's rules. A bad rules file raises :class:`~voxline.local.responder.RulesError`
+    naming the file and line; missing espeak-ng raises
+    :class:`~voxline.local.tts.EspeakNotFoundError` naming the package.
+    ``options`` go to :class:`LocalRealtimeBackend`.
+    """
+    if rules is None:
+        rules = default_rules_path()
+    responder: Responder = load_responder(os.fspath(rules)) if isinstance(rules, str | os.PathLike) else rules
+    backend = LocalRealtimeBackend(responder, **options)
+    try:
+        return await backend.start()
+    except BaseException:
+        await backend.close()
+        raise
+
+
+class _SecretsWithDefaults(Secrets):
+    """The runtime's secrets, plus values used only when a secret is not set."""
+
+    def __init__(self, inner: Secrets, defaults: Mapping[str, str]) -> None:
+        super().__init__(env={})
+        self._inner = inner
+        self._defaults = dict(defaults)
+
+    def get(self, name: str) -> str | None:
+        value = self._inner.get(name)
+        return value if value is not None else self._defaults.get(name)
+
+
+async def configure_runtime(
+    runtime: Any,
+    *,
+    rules: str | os.PathLike[str] | Responder | None = None,
+    announce: Callable[[str], None] | None = None,
+    **options: Any,
+) -> LocalRealtimeBackend | None:
+    """Choose the Realtime backend for ``runtime`` (a :class:`voxline.runtime.server.Runtime`).
+
+    With ``OPENAI_API_KEY`` (environment or secrets file) nothing changes: scenarios reach OpenAI.
+    Without it, the embedded backend starts, Realtime clients created with no ``base_url`` connect
+    to it, and ``VoxEngine.get_secret_value("OPENAI_API_KEY")`` returns a placeholder key. The
+    choice is logged and passed to ``announce`` (e.g. ``print``). Returns the backend (close it
+    after the runtime) or None.
+    """
+    if runtime.secrets.get("OPENAI_API_KEY"):
+        return None
+    backend = await start_local_backend(rules, **options)
+    runtime.realtime_base_url = backend.base_url
+    runtime.secrets = _SecretsWithDefaults(runtime.secrets, {"OPENAI_API_KEY": LOCAL_API_KEY})
+    message = f"no OPENAI_API_KEY: using the embedded offline backend at {backend.ws_url}"
+    log.warning(message)
+    if announce is not None:
+        announce(message)
+    return backend
