@@ -264,3 +264,17 @@ async def test_next_turn_from_a_content_done_listener_keeps_the_reply(fake: Fake
     await client.close()
     assert len(recorder.of(E.Content)) == 2
     assert sent_messages(fake)[1] == [SYSTEM, user("Hello"), assistant("Hi, I'm Voxy."), user("Go on")]
+
+
+async def test_cancel_after_the_answer_is_complete_keeps_the_whole_turn(fake: FakeOpenAIHTTPServer) -> None:
+    # Chunks: role, "Hi", finish, usage, [DONE]; the server holds before the usage chunk.
+    fake.script_chat(ChatReply(text="Hi", piece_chars=8, hold_after=3))
+    client = await new_client(fake)
+    done = asyncio.Event()
+    client.add_event_listener(E.ContentDone, lambda e: done.set())
+    handle = client.create_chat_completions({"model": "gpt-4o", "messages": [user("Hello")]})
+    await asyncio.wait_for(done.wait(), 5)
+    assert handle.generated and client.cancel()
+    fake.release()
+    await client.close()
+    assert client.context() == [user("Hello"), assistant("Hi")]

@@ -166,7 +166,9 @@ class RequestHandle:
 
     ``await handle`` (or ``await handle.wait()``) returns the final result (the completion or the
     response object) or ``None`` when the request failed or was cancelled; it never raises for
-    API errors, which arrive as error events and in ``handle.error``.
+    API errors, which arrive as error events and in ``handle.error``. ``status`` is ``queued``,
+    ``streaming``, ``completed``, ``failed`` or ``cancelled``; ``generated`` turns true once the
+    model's answer is complete (before the stream's end).
     """
 
     def __init__(self, client: StreamingHTTPClient, body: dict[str, Any]) -> None:

@@ -880,9 +880,10 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
             )
             return
         completion = state.stream.final_completion()
-        self._emit(handle, E.Content.value, completion)
+        # Done before the event: a listener's next request or cancel() then finds the turn complete.
         self._commit(handle, completion)
         self._complete(handle, completion)
+        self._emit(handle, E.Content.value, completion)
 
     def _on_stream_end(self, handle: RequestHandle, truncated: bool) -> None:
         self._fail(
@@ -901,9 +902,9 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
             self._fail(handle, stream_error_payload(body["error"], 200))
         elif isinstance(body, dict) and body.get("object") == "chat.completion":
             self._add_usage(body.get("usage"))
-            self._emit(handle, E.Content.value, body)
             self._commit(handle, body)
             self._complete(handle, body)
+            self._emit(handle, E.Content.value, body)
         else:
             self._emit(handle, E.Unknown.value, body)
             self._fail(
@@ -914,7 +915,9 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
         self._stats["cancelled"] += 1
         state = handle.state
         if self._context is not None:
-            if isinstance(state, _ChatRequestState):
+            if isinstance(state, _ChatRequestState) and handle.generated:
+                self._commit(handle, state.stream.final_completion())  # the whole answer had arrived
+            elif isinstance(state, _ChatRequestState):
                 self._context.commit(state.new_messages)
             else:
                 # Cancelled while queued: its messages were never prepared.

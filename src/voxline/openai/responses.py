@@ -213,11 +213,13 @@ class ResponsesAPIClient(StreamingHTTPClient):
             handle.generated = True  # a request made from this event's listener waits for the context
         if event_type.endswith(".delta"):
             self._mark_token(handle)
-        self._emit(handle, constant.value, data)
         if event_type in TERMINAL_TYPES:
+            # Context and handle first: a listener's next request or cancel() finds the turn over.
             response = data.get("response")
             self._finish(handle, event_type, response if isinstance(response, dict) else {})
+            self._emit(handle, constant.value, data)
             return True
+        self._emit(handle, constant.value, data)
         return False
 
     def _finish(self, handle: RequestHandle, event_type: str, response: dict[str, Any]) -> None:
@@ -244,8 +246,8 @@ class ResponsesAPIClient(StreamingHTTPClient):
         if isinstance(body, dict) and body.get("error"):
             self._fail(handle, stream_error_payload(body["error"], 200))
         elif isinstance(body, dict) and body.get("object") == "response":
-            self._emit(handle, R.ResponseCompleted.value, {"type": "response.completed", "response": body})
             self._finish(handle, "response.completed", body)
+            self._emit(handle, R.ResponseCompleted.value, {"type": "response.completed", "response": body})
         else:
             self._emit(handle, R.Unknown.value, body)
             self._fail(
