@@ -23,7 +23,8 @@ What it answers is scripted, in order, per endpoint (``script_chat``, ``script_r
 Faults on streamed items: ``error_after=n`` sends an error object (Chat) / ``error`` event
 (Responses) after ``n`` events; ``drop_after=n`` closes the TCP connection after ``n`` events;
 ``hold_after=n`` stops after ``n`` events until :meth:`FakeOpenAIHTTPServer.release` (barge-in
-tests). A client that goes away mid-stream is counted in ``disconnects``.
+tests; once released, later holds pass). A client that goes away mid-stream is counted in
+``disconnects`` and sets ``disconnected``. ``GET /v1/models`` answers a one-model list.
 
 Non-streaming Chat Completions requests (voxline's summary requests) get a ``chat.completion``
 JSON whose text comes from ``script_chat_json`` (default ``"Summary."``).
@@ -201,7 +202,7 @@ class FakeOpenAIHTTPServer:
         self._responses.extend(items)
 
     def release(self) -> None:
-        """Let streams paused by ``hold_after`` go on."""
+        """Let streams paused by ``hold_after`` go on (holds reached later do not pause)."""
         self._release.set()
 
     @property
