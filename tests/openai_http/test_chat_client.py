@@ -500,3 +500,25 @@ async def test_repr_names_the_client_and_hides_the_key(fake: FakeOpenAIHTTPServe
     assert repr(client) == f"<ChatCompletionsAPIClient {client.id()} {fake.base_url}v1/chat/completions>"
     await client.close()
     assert repr(client).endswith(" closed>") and API_KEY not in repr(client)
+
+
+async def test_a_server_that_does_not_stream(fake: FakeOpenAIHTTPServer) -> None:
+    completion = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    fake.script_chat(
+        HTTPError(200, body=json.dumps(completion).encode()), HTTPError(200, body=b"<html>hi</html>")
+    )
+    client = await new_client(fake)
+    recorder = record_chat(client)
+    assert await client.create_chat_completions({"model": "m", "messages": USER}) == completion
+    assert recorder.of(E.Content) == [completion]
+    assert await client.create_chat_completions({"model": "m", "messages": USER}) is None
+    (error,) = recorder.of(E.ChatCompletionsAPIError)
+    assert error["code"] == "invalid_response" and "expected an event stream" in error["message"]
+    await client.close()
