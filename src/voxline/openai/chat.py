@@ -56,9 +56,9 @@ each request. You send only what is new (the user's message, tool results). Lead
 ``system`` / ``developer`` messages of a request become the *instructions* (replacing earlier
 ones, always sent first, never summarised). A completed request adds its messages and the
 assistant's reply (content and tool calls) to the history; a cancelled one adds its messages
-only (the caller did say them); a failed one adds nothing (send it again). With ``n`` > 1 the
-first choice is the one kept. When the history
-grows past ``context_budget_chars`` (the length of its messages' JSON; default 24 000 chars,
+only (the caller did say them), or the whole turn if the answer was already complete; a failed
+one adds nothing (send it again). With ``n`` > 1 the first choice is the one kept. When the
+history grows past ``context_budget_chars`` (the length of its messages' JSON; default 24 000 chars,
 roughly 6 000 tokens), the older turns are folded into a summary in the background: one
 non-streaming request to ``summary_model`` whose system prompt is ``summary_prompt`` with the
 previous summary inserted (at ``{previous_summary}`` if the prompt has it, appended otherwise)
