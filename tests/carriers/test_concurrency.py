@@ -17,7 +17,14 @@ async def test_100_concurrent_twilio_callers_get_every_frame_back(make_server: S
     server = await make_server()
     audios = [prompt(STREAM_MS, seed=i) for i in range(CALLERS)]
     callers = [
-        TwilioTestCaller(server.ws_url("/twilio"), audio, seed=i, mark_jitter_ms=20, linger_ms=5000)
+        TwilioTestCaller(
+            server.ws_url("/twilio"),
+            audio,
+            seed=i,
+            mark_jitter_ms=20,
+            done_when=lambda c: len(c.received) == STREAM_MS * 8 and c.fully_acknowledged,
+            linger_ms=10_000,
+        )
         for i, audio in enumerate(audios)
     ]
     await asyncio.gather(*(caller.run() for caller in callers))

@@ -62,7 +62,8 @@ def signature(token: str, url: str, params: dict[str, str] | None = None) -> str
 
 async def healthy(server: Server, **kwargs: Any) -> None:
     audio = prompt(400, seed=99)
-    caller = TwilioTestCaller(server.ws_url("/twilio", **kwargs.pop("query", {})), audio, **kwargs)
+    url = server.ws_url("/twilio", **kwargs.pop("query", {}))
+    caller = TwilioTestCaller(url, audio, done_when=lambda c: len(c.received) == len(audio), **kwargs)
     await caller.run()
     assert caller.errors == [] and bytes(caller.received) == audio and caller.close_code == 1000
 

@@ -10,7 +10,7 @@ from voxline.audio import PCMU_8K, Frame
 from voxline.audio.g711 import ulaw_encode
 from voxline.audio.tone import tone
 from voxline.carriers import CarrierStream, TwilioCarrierStream
-from voxline.testing.carrier_callers import TwilioTestCaller
+from voxline.testing.carrier_callers import TwilioTestCaller, VirtualClock
 
 from .conftest import ServerFactory
 
@@ -49,6 +49,10 @@ async def test_echo_returns_the_prompt_byte_for_byte_and_marks_acknowledge_it(
         dtmf=[(300, "4"), (600, "2")],
         mark_delay_ms=30,
         mark_jitter_ms=40,
+        # Hang up once all audio came back and a mark after it was echoed (the tail mark follows
+        # the last audio by up to two mark intervals).
+        done_when=lambda c: len(c.received) == len(audio) and c.fully_acknowledged,
+        linger_ms=10_000,
     )
     await caller.run()
 
@@ -107,6 +111,58 @@ async def test_barge_in_clear_drops_unplayed_audio_and_its_marks_never_count(
     assert stream.acknowledged_ms < stream.sent_ms == 3000
 
 
+async def settle(caller: TwilioTestCaller, streams: list[CarrierStream]) -> None:
+    """Wait (real time, bounded) until both sides have read everything the other side wrote."""
+    for _ in range(2000):
+        stream = streams[0] if streams else None
+        if (
+            isinstance(stream, TwilioCarrierStream)
+            and stream.stats["messages_in"] == caller.messages_sent
+            and stream.queued_messages == 0
+            and caller.messages_received == stream.stats["messages_out"]
+        ):
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("loopback did not settle")
+
+
+async def test_barge_in_on_virtual_time_acknowledges_exactly_what_played(make_server: ServerFactory) -> None:
+    long_reply = prompt(3000, seed=8)
+
+    async def bridge(stream: CarrierStream) -> None:
+        stream.send_audio(long_reply)
+        stream.on_dtmf = lambda digit: stream.clear()
+        await stream.wait_closed()
+
+    server = await make_server(bridge)
+    clock = VirtualClock()
+    caller = TwilioTestCaller(
+        server.ws_url("/twilio"),
+        prompt(400),
+        dtmf=[(200, "1")],
+        clock=clock,
+        mark_delay_ms=0,
+        mark_jitter_ms=0,
+        quiet_ms=100,
+        linger_ms=400,
+    )
+    run = asyncio.create_task(caller.run())
+    while not server.streams:
+        await asyncio.sleep(0.001)
+    # Step the caller 20 ms at a time, letting the loopback settle after each step.
+    while not run.done():
+        await settle(caller, server.streams)
+        await clock.advance(20)
+    await run
+
+    assert caller.errors == [] and caller.clears == 1
+    # The reply began playing at 0 ms; the barge-in came at 200 ms: exactly 200 ms were heard.
+    assert bytes(caller.playback.played) == long_reply[: 200 * 8]
+    (stream,) = server.streams
+    assert stream.acknowledged_ms == 200
+    assert stream.stats["marks_acknowledged"] == 2 and stream.stats["marks_cleared"] == 28
+
+
 async def test_frames_can_be_consumed_with_async_for(make_server: ServerFactory) -> None:
     async def bridge(stream: CarrierStream) -> None:
         async for frame in stream:
@@ -114,7 +170,9 @@ async def test_frames_can_be_consumed_with_async_for(make_server: ServerFactory)
 
     server = await make_server(bridge)
     audio = prompt(600, seed=3)
-    caller = TwilioTestCaller(server.ws_url("/twilio"), audio)
+    caller = TwilioTestCaller(
+        server.ws_url("/twilio"), audio, done_when=lambda c: len(c.received) == len(audio)
+    )
     await caller.run()
     assert caller.errors == [] and bytes(caller.received) == audio
 
@@ -145,7 +203,9 @@ async def test_a_failing_stream_handler_closes_only_its_stream(make_server: Serv
     server = await make_server(bridge)
     audio = prompt(1000, seed=5)
     bad = TwilioTestCaller(server.ws_url("/twilio"), prompt(1000), custom_parameters={"fail": "1"})
-    good = TwilioTestCaller(server.ws_url("/twilio"), audio)
+    good = TwilioTestCaller(
+        server.ws_url("/twilio"), audio, done_when=lambda c: len(c.received) == len(audio)
+    )
     await asyncio.gather(bad.run(), good.run())
     assert bad.close_code == 1011
     assert good.errors == [] and bytes(good.received) == audio and good.close_code == 1000

@@ -38,6 +38,10 @@ async def test_two_tagged_streams_on_one_socket_echo_separately(make_server: Ser
             VoxEngineStreamSpec("caller", narrow, "ULAW", {"callId": "c-1", "lang": "de"}),
             VoxEngineStreamSpec("agent", wide, "PCM16"),
         ],
+        done_when=lambda c: (
+            len(c.received("caller")) == len(narrow) and len(c.received("agent")) == len(wide)
+        ),
+        linger_ms=10_000,
     )
     await caller.run()
 
@@ -84,6 +88,8 @@ async def test_clear_for_one_tag_drops_its_unsent_audio_only(make_server: Server
     caller = VoxEngineTestCaller(
         server.ws_url("/media"),
         [VoxEngineStreamSpec("a", prompt(200), "ULAW"), VoxEngineStreamSpec("b", b"\xd5" * 1600, "ALAW")],
+        done_when=lambda c: len(c.received("a")) == 800 and len(c.received("b")) == 1600,
+        linger_ms=10_000,
     )
     await caller.run()
     assert caller.errors == []

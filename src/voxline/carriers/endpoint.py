@@ -243,6 +243,11 @@ class TwilioCarrierStream(CarrierStream):
     def acknowledged_ms(self) -> int:
         return self._core.acknowledged_ms
 
+    @property
+    def queued_messages(self) -> int:
+        """Outbound messages not yet handed to the socket (a backlog means a slow peer)."""
+        return self._core.queued_messages
+
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if self._closed.is_set():
             return

@@ -210,6 +210,11 @@ class TwilioMediaStream:
     def pending_marks(self) -> int:
         return len(self._pending)
 
+    @property
+    def queued_messages(self) -> int:
+        """Messages queued here and not yet taken by the writer."""
+        return len(self._outbox)
+
     # -- inbound -----------------------------------------------------------------------------------
 
     def receive(self, text: str | bytes) -> TwilioEvent:

@@ -20,7 +20,7 @@ import itertools
 import json
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +89,7 @@ class VirtualClock:
             for _ in range(5):  # let the woken coroutine run up to its next wait
                 await asyncio.sleep(0)
         self._now = target
+        await asyncio.sleep(0)  # always yield: a test stepping time in a loop must not starve the loop
 
 
 class PlaybackModel:
@@ -169,13 +170,17 @@ class _Caller:
         clock: CallerClock | None,
         linger_ms: float,
         quiet_ms: float,
+        done_when: Callable[[Any], bool] | None = None,
     ) -> None:
         self.url = url
+        self.done_when = done_when
         self.headers = dict(headers or {})
         self.clock: CallerClock = clock or RealTimeClock()
         self.linger_ms = linger_ms
         self.quiet_ms = quiet_ms
         self.errors: list[str] = []
+        self.messages_sent = 0
+        self.messages_received = 0
         self.close_code: int | None = None
         self.close_reason = ""
         self._ws: ClientConnection | None = None
@@ -189,10 +194,12 @@ class _Caller:
     async def _send(self, message: dict[str, Any]) -> None:
         assert self._ws is not None
         await self._ws.send(json.dumps(message))
+        self.messages_sent += 1
 
     async def _reader(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
+                self.messages_received += 1
                 self._last_receive_ms = self.clock.now_ms()
                 if isinstance(raw, bytes):
                     self._error("binary frame from server")
@@ -274,7 +281,12 @@ class _Caller:
             if index <= self._audio_ticks:
                 continue
             lingered = now - (t0 + self._audio_ticks * FRAME_MS)
-            if lingered >= self.linger_ms or (self._idle() and now - self._last_receive_ms >= self.quiet_ms):
+            if lingered >= self.linger_ms:
+                break
+            if self.done_when is not None:
+                if self.done_when(self):
+                    break
+            elif self._idle() and now - self._last_receive_ms >= self.quiet_ms:
                 break
         for message in self._closing():
             await self._send(message)
@@ -296,7 +308,9 @@ class TwilioTestCaller(_Caller):
 
     ``audio``: the caller's μ-law 8 kHz audio. ``dtmf``: (time in ms from the first frame, digit).
     After the audio, the caller lingers until its playback is idle and the server has been quiet
-    for ``quiet_ms`` (at most ``linger_ms``), then sends ``stop`` and waits for the close.
+    for ``quiet_ms`` — or, if given, until ``done_when(caller)`` is true (e.g. ``lambda c:
+    len(c.received) == n and c.fully_acknowledged``) — at most ``linger_ms``, then sends ``stop``
+    and closes.
 
     Results: ``received`` (all outbound audio of the server), ``playback.played`` (what was
     "heard"), ``marks_received``, ``marks_echoed``, ``clears``, ``events`` (every server message's
@@ -320,9 +334,12 @@ class TwilioTestCaller(_Caller):
         seed: int = 0,
         linger_ms: float = 3000.0,
         quiet_ms: float = 300.0,
+        done_when: Callable[[TwilioTestCaller], bool] | None = None,
         send_connected: bool = True,
     ) -> None:
-        super().__init__(url, headers=headers, clock=clock, linger_ms=linger_ms, quiet_ms=quiet_ms)
+        super().__init__(
+            url, headers=headers, clock=clock, linger_ms=linger_ms, quiet_ms=quiet_ms, done_when=done_when
+        )
         self.audio = audio
         rng = random.Random(seed)
         self.stream_sid = stream_sid or "MZ" + "".join(rng.choice("0123456789abcdef") for _ in range(32))
@@ -339,6 +356,7 @@ class TwilioTestCaller(_Caller):
         self.events: list[str] = []  # every server message's event, in arrival order
         self.clears = 0
         self.media_received = 0
+        self._media_since_mark = False
         self._sequence = 0
         self._pending_echoes: list[str] = []
         self._dtmf_next = 0
@@ -434,6 +452,11 @@ class TwilioTestCaller(_Caller):
     def _idle(self) -> bool:
         return self.playback.idle and not self._pending_echoes
 
+    @property
+    def fully_acknowledged(self) -> bool:
+        """All audio received so far has played, and a mark after it has been echoed."""
+        return self._idle() and not self._media_since_mark
+
     def _on_message(self, message: dict[str, Any]) -> None:
         event = message.get("event")
         self.events.append(str(event))
@@ -452,6 +475,7 @@ class TwilioTestCaller(_Caller):
                 self._error(f"media.payload is not base64: {exc}")
                 return
             self.media_received += 1
+            self._media_since_mark = True
             self.playback.media(data, now)
         elif event == "mark":
             mark = message.get("mark")
@@ -460,6 +484,7 @@ class TwilioTestCaller(_Caller):
                 self._error("mark without mark.name")
                 return
             self.marks_received.append(name)
+            self._media_since_mark = False
             self.playback.mark(name, now)
         elif event == "clear":
             self.clears += 1
@@ -512,9 +537,12 @@ class VoxEngineTestCaller(_Caller):
         clock: CallerClock | None = None,
         linger_ms: float = 3000.0,
         quiet_ms: float = 300.0,
+        done_when: Callable[[VoxEngineTestCaller], bool] | None = None,
         stop_streams: bool = True,
     ) -> None:
-        super().__init__(url, headers=headers, clock=clock, linger_ms=linger_ms, quiet_ms=quiet_ms)
+        super().__init__(
+            url, headers=headers, clock=clock, linger_ms=linger_ms, quiet_ms=quiet_ms, done_when=done_when
+        )
         tags = [spec.tag for spec in streams]
         if len(set(tags)) != len(tags):
             raise ValueError(f"streams: tags must be unique, got {tags!r}")
