@@ -86,6 +86,7 @@ async def test_barge_in_clears_twilio_and_truncates_to_the_acknowledged_playout(
     # Frames sent before the scenario had bridged the call are not the model's; from then on every
     # byte arrives in order: the input is the caller's audio from a frame boundary on.
     got = connection.input_audio
+
     def onset(audio: bytes) -> int:
         return next(i for i, b in enumerate(audio) if b != 0xFF)
 

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..audio import AudioFormat, Frame
 from ..eventtarget import Event
 from ..media import FormatAdapter, MediaUnit
+from ..media.clock import AsyncioMediaClock, MediaClock
+from ..media.player import Player, PlayerEvents
+from ..media.recorder import Recorder, RecorderEvents
 from .events import CallEvents
 
 log = logging.getLogger("voxline.call")
@@ -47,6 +52,10 @@ class CallLeg(Protocol):
     def send_digits(self, digits: str) -> None: ...
 
 
+class _Heard(MediaUnit):
+    """What the call plays to the caller, as a stream a recorder can tap (exists only while recording)."""
+
+
 class Call(MediaUnit):
     """``Call`` of the reference: ``answer``, ``hangup``, ``reject``, media routing, recording, playback."""
 
@@ -60,6 +69,7 @@ class Call(MediaUnit):
         headers: Mapping[str, str] | None = None,
         custom_data: Mapping[str, Any] | None = None,
         outbound: bool = False,
+        clock: MediaClock | None = None,
     ) -> None:
         super().__init__()
         self._id = f"call-{next(_call_ids)}"
@@ -73,6 +83,10 @@ class Call(MediaUnit):
         self._state = CallState.PROGRESSING if outbound else CallState.ALERTING
         self._adapter = FormatAdapter(leg.media_format)
         self.reports_playout = bool(getattr(leg, "reports_playout", False))
+        self._clock = clock
+        self._heard: _Heard | None = None
+        self._recorders: list[Recorder] = []
+        self._player: Player | None = None
         leg.attach(self)
 
     def __repr__(self) -> str:
@@ -137,11 +151,69 @@ class Call(MediaUnit):
             raise ValueError(f"digits must be DTMF characters 0-9 * # A-D, not {digits!r}")
         self._leg.send_digits(digits.upper())
 
+    # -- recording and playback -------------------------------------------------------------------
+
+    @property
+    def clock(self) -> MediaClock:
+        if self._clock is None:
+            self._clock = AsyncioMediaClock.for_loop()
+        return self._clock
+
+    def record(
+        self, stereo: bool = False, path: str | os.PathLike[str] | None = None, rate: int = 8000
+    ) -> Recorder:
+        """Record the call to a WAV file: the caller and what the caller hears, mixed, or with
+        ``stereo`` on separate time-aligned channels (caller left). ``RecordStarted`` /
+        ``RecordStopped`` follow; the recording stops when the call ends."""
+        target = Path(path) if path is not None else Path("recordings") / f"{self._id}.wav"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if self._heard is None:
+            self._heard = _Heard()
+            self._heard.media_format = self.media_format
+        if stereo:
+            recorder = Recorder.stereo(self.clock, target, left=self, right=self._heard, rate=rate)
+        else:
+            recorder = Recorder.mixed(self.clock, target, sources=[self, self._heard], rate=rate)
+        url = str(target)
+        recorder.add_event_listener(
+            RecorderEvents.Started, lambda e: self._emit(CallEvents.RecordStarted, url=url)
+        )
+        recorder.add_event_listener(
+            RecorderEvents.Stopped, lambda e: self._emit(CallEvents.RecordStopped, url=url)
+        )
+        self._recorders.append(recorder)
+        return recorder
+
+    def stop_recording(self) -> None:
+        for recorder in self._recorders:
+            recorder.stop()
+        self._recorders.clear()
+
+    def start_playback(self, source: str | os.PathLike[str], loop: bool = False) -> Player:
+        """Play a WAV file to the caller. Like any new incoming stream it replaces what the call was
+        receiving; ``PlaybackFinished`` follows when it ends (never, with ``loop``)."""
+        self.stop_playback()
+        player = Player.from_wav(self.clock, source, media_format=self.media_format, loop=loop)
+        player.add_event_listener(
+            PlayerEvents.PlaybackFinished, lambda e: self._emit(CallEvents.PlaybackFinished)
+        )
+        self._player = player
+        player.send_media_to(self)
+        return player
+
+    def stop_playback(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player.close_media()
+            self._player = None
+
     # -- media ------------------------------------------------------------------------------------
 
     def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
         if self._state is not CallState.CONNECTED:
             return
+        if self._heard is not None:
+            self._heard._deliver(frame)
         data = self._adapter.convert(frame)
         if data:
             # The end of this audio on the source's timeline: what a playout report refers to.
@@ -185,4 +257,6 @@ class Call(MediaUnit):
             return
         self._state = CallState.ENDED
         self._emit(name, **fields)
+        self.stop_playback()
+        self.stop_recording()
         self.close_media()
