@@ -13,7 +13,6 @@ import pydantic
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from openai.lib._parsing._completions import type_to_response_format_param
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
@@ -31,6 +30,26 @@ class Location(pydantic.BaseModel):
     city: str
     temperature: float
     units: Literal["c", "f"]
+
+
+# What the SDK sends for response_format=Location (voxline only looks at "type").
+LOCATION_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "Location",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "temperature": {"type": "number"},
+                "units": {"type": "string", "enum": ["c", "f"]},
+            },
+            "required": ["city", "temperature", "units"],
+            "additionalProperties": False,
+        },
+    },
+}
 
 
 class GetWeatherArgs(pydantic.BaseModel):
@@ -66,12 +85,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "parse_nothing": ({}, {}),
     "parse_pydantic_model": (
         {"response_format": Location},
-        {"response_format": type_to_response_format_param(Location)},
+        {"response_format": LOCATION_FORMAT},
     ),
     # openai-python's test raises LengthFinishReasonError with a typed format; compare untyped here
     # (the typed case is test_length_with_a_typed_format_does_not_raise below).
     "max_tokens_reached_length": ({}, {"max_tokens": 1}),
-    "refusal": ({"response_format": Location}, {"response_format": type_to_response_format_param(Location)}),
+    "refusal": ({"response_format": Location}, {"response_format": LOCATION_FORMAT}),
     "content_logprobs": ({}, {"logprobs": True}),
     "tool_call_single": (
         {"input_tools": [openai.pydantic_function_tool(GetWeatherArgs)]},
@@ -335,7 +354,7 @@ async def test_length_with_a_typed_format_does_not_raise(fake: FakeOpenAIHTTPSer
             "model": "gpt-4o",
             "messages": [{"role": "user", "content": "?"}],
             "max_tokens": 1,
-            "response_format": type_to_response_format_param(Location),
+            "response_format": LOCATION_FORMAT,
         }
     )
     await client.close()
