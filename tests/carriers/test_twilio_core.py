@@ -173,10 +173,10 @@ def test_mark_echoes_advance_the_acknowledged_position() -> None:
 
 def test_clear_drops_unsent_media_and_echoes_of_cleared_marks_do_not_count() -> None:
     core = started(mark_interval_ms=100)
-    core.send_audio(b"\xff" * 160 * 15)  # 300 ms, marks vx-1..vx-3
+    core.send_audio(b"\xff" * 160 * 15, source_ms=5300)  # 300 ms, marks vx-1..vx-3
     assert [json.loads(t)["event"] for t in core.data_to_send()].count("mark") == 3
-    core.receive(mark_echo(2, "vx-1"))
-    assert core.acknowledged_ms == 100
+    # A mark inside one send_audio call reports its own source position, not the call's end.
+    assert core.receive(mark_echo(2, "vx-1")) == TwilioMark("vx-1", 100, 5100)
 
     core.send_audio(b"\xff" * 160 * 5)  # queued (vx-4) but not yet written
     core.clear()
@@ -191,10 +191,12 @@ def test_clear_drops_unsent_media_and_echoes_of_cleared_marks_do_not_count() -> 
     # vx-4 never left: an echo of it is unknown, not an acknowledgement.
     assert core.receive(mark_echo(5, "vx-4")).acknowledged_ms is None
 
-    # After the clear the timeline continues; new marks acknowledge new audio.
+    # After the clear the timeline continues; new marks acknowledge new audio. The cleared
+    # audio's source position does not ride along on them.
     core.send_audio(b"\xff" * 160 * 5)
     names = [json.loads(t)["mark"]["name"] for t in core.data_to_send() if '"mark"' in t]
-    assert core.receive(mark_echo(6, names[-1])).acknowledged_ms == core.sent_ms == 500
+    assert core.receive(mark_echo(6, names[-1])) == TwilioMark(names[-1], 500, None)
+    assert core.sent_ms == 500
 
 
 def test_next_outgoing_gives_one_message_at_a_time() -> None:

@@ -349,23 +349,25 @@ class TwilioMediaStream:
     def send_audio(self, data: bytes, source_ms: int | None = None) -> None:
         """Queue μ-law 8 kHz audio for Twilio, cut into ``chunk_ms`` media messages.
 
-        ``source_ms``: optional position in the sender's own timeline where this audio ends; it is
-        reported back with the acknowledgement that covers it.
+        ``source_ms``: optional position in the sender's own timeline where this audio ends; the
+        acknowledgement that covers it reports it back (a mark inside this audio reports the
+        position of its own byte offset, counted back from ``source_ms``).
         """
         self._require_stream("send_audio")
-        if not data:
+        size = len(data)
+        if not size:
             return
-        if source_ms is not None:
-            self._last_source_ms = source_ms
-        step = self._chunk_bytes or len(data)
+        step = self._chunk_bytes or size
         view = memoryview(data)
         prefix = '{"event":"media","streamSid":' + self._sid_json + ',"media":{"payload":"'
         interval = self.mark_interval_ms * _MULAW_BYTES_PER_MS
-        for start in range(0, len(data), step):
+        for start in range(0, size, step):
             chunk = view[start : start + step]
             self._outbox.append((prefix + encode_payload(chunk) + '"}}', None))
             self._sent_bytes += len(chunk)
             self.stats["media_out"] += 1
+            if source_ms is not None:
+                self._last_source_ms = source_ms - (size - start - len(chunk)) // _MULAW_BYTES_PER_MS
             if interval and self._sent_bytes - self._marked_bytes >= interval:
                 self.mark()
 
@@ -401,6 +403,7 @@ class TwilioMediaStream:
             del self._cleared[next(iter(self._cleared))]
         self._pending.clear()
         self._marked_bytes = self._sent_bytes
+        self._last_source_ms = None  # the cleared audio's position must not ride on a later mark
         self._outbox.clear()
         self._outbox.append((json.dumps({"event": "clear", "streamSid": self.stream_sid}), None))
         self.stats["clears"] += 1
