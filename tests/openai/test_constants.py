@@ -45,7 +45,11 @@ def test_namespace_exports_the_reference_types() -> None:
         "RealtimeAPIClientParameters",
         "ChatCompletionsAPIClientParameters",
         "ResponsesAPIClientParameters",
+        "ChatCompletionsAPIClient",
+        "ResponsesAPIClient",
         "create_realtime_api_client",
+        "create_chat_completions_api_client",
+        "create_responses_api_client",
     ):
         assert hasattr(OpenAI, name), name
     assert OpenAI.RealtimeAPIClientType.REALTIME == "realtime"
