@@ -250,6 +250,7 @@ async def test_voice_webhook_without_an_auth_token_does_not_check() -> None:
         ({"max_message_bytes": 10}, "max_message_bytes"),
         ({"max_streams": 0}, "max_streams"),
         ({"start_timeout_s": 0}, "start_timeout_s"),
+        ({"max_tags_per_socket": 0}, "max_tags_per_socket"),
         ({"public_url": "voice.example.com"}, "public_url"),
         ({"stream_url": "https://h/twilio"}, "stream_url"),
     ],

@@ -226,3 +226,13 @@ def test_audio_dropped_by_a_clear_leaves_no_gap_in_chunk_or_timestamp() -> None:
     assert json.loads(core.data_to_send()[0])["stop"]["mediaInfo"]["bytesSent"] == 320
     with pytest.raises(RuntimeError, match="clear: no outbound stream with tag 'a'"):
         core.clear("a")
+
+
+def test_streams_beyond_the_limit_are_refused() -> None:
+    core = VoxEngineMediaSocket(max_streams=2)
+    assert isinstance(core.receive(start(0, "ULAW", tag="a")), WsMediaStart)
+    assert isinstance(core.receive(start(1, "ULAW", tag="b")), WsMediaStart)
+    refused = core.receive(start(2, "ULAW", tag="c"))
+    assert isinstance(refused, ProtocolError) and refused.close_code == 1008
+    with pytest.raises(ValueError, match="max_streams"):
+        VoxEngineMediaSocket(max_streams=0)

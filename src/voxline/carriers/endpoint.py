@@ -60,7 +60,8 @@ class CarrierConfig:
     (default: ``From`` and ``To``). ``start_timeout_s``: a socket that sends no ``start`` in this
     time is closed with 1008 (None: wait forever). ``max_streams``: sockets over this are refused
     with 503 before the upgrade. ``chunk_ms`` / ``mark_interval_ms``: outbound message size and
-    Twilio mark spacing (see the cores).
+    Twilio mark spacing (see the cores). ``max_tags_per_socket``: VoxEngine-format streams running
+    at once on one socket (a ``start`` beyond it closes the socket with 1008).
     """
 
     token: str | None = None
@@ -77,6 +78,7 @@ class CarrierConfig:
     chunk_ms: int = 20
     mark_interval_ms: int = 100
     heartbeat_s: float | None = None
+    max_tags_per_socket: int = 16
 
     def __post_init__(self) -> None:
         for name in ("token", "twilio_auth_token"):
@@ -91,6 +93,8 @@ class CarrierConfig:
             raise ValueError(f"max_message_bytes must be an int >= 1024, got {self.max_message_bytes!r}")
         if self.max_streams is not None and (not isinstance(self.max_streams, int) or self.max_streams < 1):
             raise ValueError(f"max_streams must be an int >= 1 or None, got {self.max_streams!r}")
+        if not isinstance(self.max_tags_per_socket, int) or self.max_tags_per_socket < 1:
+            raise ValueError(f"max_tags_per_socket must be an int >= 1, got {self.max_tags_per_socket!r}")
         if self.start_timeout_s is not None and not self.start_timeout_s > 0:
             raise ValueError(f"start_timeout_s must be > 0 or None, got {self.start_timeout_s!r}")
         if self.public_url is not None and urlsplit(self.public_url).scheme not in ("http", "https"):
@@ -589,7 +593,9 @@ class CarrierEndpoints:
         if not isinstance(accepted, web.WebSocketResponse):
             return accepted
         ws = accepted
-        core = VoxEngineMediaSocket(chunk_ms=self.config.chunk_ms)
+        core = VoxEngineMediaSocket(
+            chunk_ms=self.config.chunk_ms, max_streams=self.config.max_tags_per_socket
+        )
         sock = _VoxSocket(ws, core, _Writer(ws, core.next_outgoing, name="wsmedia-writer"))
         slog = _SocketLog("voxengine", request.remote, self.stats)
         deadline = self._start_deadline()

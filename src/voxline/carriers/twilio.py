@@ -56,6 +56,7 @@ TWILIO_FORMAT = PCMU_8K
 
 _MULAW_BYTES_PER_MS = 8
 _CLEARED_MEMORY = 4096  # cleared mark names remembered; echoes come within seconds, this is ample
+_PENDING_MEMORY = 4096  # unechoed marks kept (400 s at 100 ms); a peer that never echoes stays bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +380,9 @@ class TwilioMediaStream:
             name = f"{self._mark_prefix}{self._mark_counter}"
         pending = _PendingMark(name, self.sent_ms, self._last_source_ms)
         self._pending.append(pending)
+        if len(self._pending) > _PENDING_MEMORY:
+            self._pending.popleft()  # a later echo acknowledges its audio anyway
+            self.stats["marks_forgotten"] += 1
         self._marked_bytes = self._sent_bytes
         body = json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
         self._outbox.append((body, pending))

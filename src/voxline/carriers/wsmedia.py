@@ -38,6 +38,7 @@ from typing import Any
 
 from ..audio import PCM16_8K, PCM16_16K, PCMA_8K, PCMU_8K, AudioFormat
 from ._base import (
+    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
     BadMessage,
@@ -152,13 +153,17 @@ class VoxEngineMediaSocket:
     """One WebSocket carrying VoxEngine-format media streams (any number of tags), our side.
 
     ``chunk_ms``: outbound audio is cut into media messages of this many ms; 0 sends each
-    ``send_audio`` call as one message.
+    ``send_audio`` call as one message. ``max_streams``: inbound streams running at once on the
+    socket; a ``start`` beyond it is a protocol error (close 1008).
     """
 
-    def __init__(self, *, chunk_ms: int = 20) -> None:
+    def __init__(self, *, chunk_ms: int = 20, max_streams: int = 16) -> None:
         if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or chunk_ms < 0:
             raise ValueError(f"chunk_ms must be an int >= 0, got {chunk_ms!r}")
+        if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
+            raise ValueError(f"max_streams must be an int >= 1, got {max_streams!r}")
         self.chunk_ms = chunk_ms
+        self.max_streams = max_streams
         self.stats = Stats()
         self._inbound: dict[str | None, _Inbound] = {}
         self._outbound: dict[str | None, _Outbound] = {}
@@ -231,6 +236,8 @@ class VoxEngineMediaSocket:
         tag = _tag(message, body, "start")
         if tag in self._inbound:
             raise BadMessage(f"second start for tag {tag!r} without a stop", CLOSE_PROTOCOL_ERROR)
+        if len(self._inbound) >= self.max_streams:
+            raise BadMessage(f"more than {self.max_streams} streams at once", CLOSE_POLICY_VIOLATION)
         media_format = get_object(body, "mediaFormat", "start", required=False)
         encoding = get_str(media_format, "encoding", "start.mediaFormat", DEFAULT_ENCODING)
         rate = media_format.get("sampleRate")
