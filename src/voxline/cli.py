@@ -35,21 +35,44 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> None:
-        await runtime.start()
-        print(
-            f"voxline {__version__}: running {config.scenario}"
-            + (f", SIP {config.sip}" if config.sip else "")
-            + (f", HTTP {config.http}" if config.http else ""),
-            flush=True,
-        )
-        await runtime.serve_forever()
+        from .local.server import configure_runtime
+
+        backend = await configure_runtime(runtime, rules=args.rules, announce=lambda m: print(m, flush=True))
+        try:
+            await runtime.start()
+            print(
+                f"voxline {__version__}: running {config.scenario}"
+                + (f", SIP {config.sip}" if config.sip else "")
+                + (f", HTTP {config.http}" if config.http else ""),
+                flush=True,
+            )
+            await runtime.serve_forever()
+        finally:
+            if backend is not None:
+                await backend.close()
 
     try:
         asyncio.run(main())
     except OSError as exc:
         print(f"voxline run: cannot listen: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, RuntimeError) as exc:  # a bad rules file (file:line), espeak-ng or a package missing
+        print(f"voxline run: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        out=Path(args.out),
+        scenario=Path(args.scenario) if args.scenario else None,
+        rules=Path(args.rules) if args.rules else None,
+    )
+    return run_demo(options)
 
 
 def _twiml(args: argparse.Namespace) -> int:
@@ -90,7 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--token", help="token carrier media connections must present")
     run.add_argument("--twilio-auth-token", help="Twilio auth token: validates X-Twilio-Signature")
     run.add_argument("--public-url", help="base URL as Twilio sees this server (for signatures)")
+    run.add_argument(
+        "--rules",
+        help="agent rules (.yaml) or responder (.py) of the offline backend used without OPENAI_API_KEY",
+    )
     run.set_defaults(func=_run)
+
+    demo = sub.add_parser("demo", help="call the example agent and show the conversation (no key needed)")
+    demo.add_argument("--out", default="voxline-demo", help="where the recording and trace go (voxline-demo)")
+    demo.add_argument("--scenario", help="scenario to call (default: examples/inbound_agent.py)")
+    demo.add_argument("--rules", help="agent rules (.yaml) or responder (.py) for the offline backend")
+    demo.set_defaults(func=_demo)
 
     twiml = sub.add_parser("twiml", help="print the TwiML that connects a Twilio call to voxline")
     twiml.add_argument("--stream-url", required=True, help="wss://host/twilio (voxline's Twilio endpoint)")
