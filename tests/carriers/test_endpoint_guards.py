@@ -170,6 +170,18 @@ async def test_twilio_stream_accepts_a_valid_signature_instead_of_the_token(
     await good
 
 
+async def test_media_endpoint_is_closed_when_only_a_twilio_auth_token_is_configured(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(twilio_auth_token="authtok")
+    with pytest.raises(InvalidStatus) as refused:
+        await raw_session(server.ws_url("/media"), [])
+    assert refused.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as guessed:
+        await raw_session(server.ws_url("/media", token="authtok"), [])
+    assert guessed.value.response.status_code == 403
+
+
 async def test_streams_over_the_limit_are_refused_with_503(make_server: ServerFactory) -> None:
     server = await make_server(max_streams=1)
     good = asyncio.create_task(healthy(server))

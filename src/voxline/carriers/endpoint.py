@@ -136,8 +136,6 @@ class _Writer:
         except Exception:
             log.exception("carrier media writer failed; the socket's output stops")
         finally:
-            while self._pop() is not None:
-                pass
             self._idle.set()
 
     async def drain(self, timeout: float) -> None:
@@ -387,9 +385,10 @@ class CarrierEndpoints:
 
     def _refuse(self, request: web.Request, *, twilio: bool) -> web.Response | None:
         cfg = self.config
+        if cfg.token is None and cfg.twilio_auth_token is None:
+            return self._over_limit()  # nothing configured: open (warned at construction)
+        # From here a credential is required; /media with only a Twilio auth token admits nobody.
         auth_token = cfg.twilio_auth_token if twilio else None
-        if cfg.token is None and auth_token is None:
-            return self._over_limit()
         presented = request.query.get("token")
         header = request.headers.get("Authorization", "")
         if presented is None and header[:7].lower() == "bearer ":

@@ -192,7 +192,6 @@ class CarrierStream:
         queue.put_nowait(frame)
 
     def _deliver_dtmf(self, digit: str) -> None:
-        self.stats["dtmf"] += 1
         if self.on_dtmf is not None:
             try:
                 self.on_dtmf(digit)
