@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--twilio-auth-token", help="Twilio auth token: validates X-Twilio-Signature")
     run.add_argument("--public-url", help="base URL as Twilio sees this server (for signatures)")
     run.add_argument(
+        "--start-session",
+        action="count",
+        default=0,
+        help="start a session without a call (outbound scenarios)",
+    )
+    run.add_argument(
         "--rules",
         help="agent rules (.yaml) or responder (.py) of the offline backend used without OPENAI_API_KEY",
     )

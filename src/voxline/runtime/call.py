@@ -41,7 +41,8 @@ class CallState(StrEnum):
 class CallLeg(Protocol):
     """What a transport gives a :class:`Call`. The leg calls back into the call's ``_leg_*`` methods."""
 
-    media_format: AudioFormat
+    @property
+    def media_format(self) -> AudioFormat: ...
 
     def attach(self, call: Call) -> None: ...
     def answer(self, headers: Mapping[str, str] | None) -> None: ...
@@ -236,6 +237,9 @@ class Call(MediaUnit):
     def _leg_connected(self) -> None:
         if self._state in (CallState.ALERTING, CallState.PROGRESSING):
             self._state = CallState.CONNECTED
+            if self._leg.media_format != self.media_format:  # an outbound call's answer chose the codec
+                self.media_format = self._leg.media_format
+                self._adapter = FormatAdapter(self.media_format)
             self._emit(CallEvents.Connected)
 
     def _leg_disconnected(self, reason: str = "", initiator: str = "remote") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._tasks import background
@@ -30,13 +30,17 @@ class SipLeg:
 
     def __init__(self, leg: SipCallLeg, clock: MediaClock | None = None) -> None:
         self.sip = leg
-        self.media_format: AudioFormat = PCMA_8K if leg.codec == "PCMA" else PCMU_8K
         self._call: Call | None = None
         self._clock = clock
         # (position in the RTP queue's cumulative timeline where this audio ends, source end_ms)
         self._unacked: deque[tuple[int, int]] = deque()
         self._queued_ms = 0
         self._subscription: ClockSubscription | None = None
+
+    @property
+    def media_format(self) -> AudioFormat:
+        # Known from the offer for inbound calls; for outbound ones the answer may change it.
+        return PCMA_8K if self.sip.codec == "PCMA" else PCMU_8K
 
     def attach(self, call: Call) -> None:
         self._call = call
@@ -152,3 +156,53 @@ class CarrierLeg:
 
     def send_digits(self, digits: str) -> None:
         raise RuntimeError(f"{self.stream.kind} media streams cannot send DTMF")
+
+
+class OutboundSipLeg(SipLeg):
+    """The leg of ``VoxEngine.call_sip``: the Call exists at once, the INVITE goes out in the background
+    (the RTP socket must be opened first); commands given before then are applied when it is sent."""
+
+    def __init__(self, placing: Awaitable[SipCallLeg], clock: MediaClock | None = None) -> None:
+        self._placing = placing
+        self._pending_hangup = False
+        self.sip = None  # type: ignore[assignment]
+        self._call = None
+        self._clock = clock
+        self._unacked = deque()
+        self._queued_ms = 0
+        self._subscription = None
+
+    @property
+    def media_format(self) -> AudioFormat:
+        return PCMU_8K if self.sip is None else super().media_format
+
+    def attach(self, call: Call) -> None:
+        self._call = call
+
+        def failed(exc: BaseException) -> None:
+            call._leg_failed(getattr(exc, "status", None) or 500, f"call could not be placed: {exc}")
+
+        background(self._place(call), name="call-sip", on_error=failed)
+
+    async def _place(self, call: Call) -> None:
+        self.sip = await self._placing
+        super().attach(call)
+        if self._pending_hangup:
+            self.sip.hangup()
+
+    def answer(self, headers: Mapping[str, str] | None) -> None:
+        raise RuntimeError("an outbound call is answered by the callee, not by the scenario")
+
+    def hangup(self, headers: Mapping[str, str] | None) -> None:
+        if self.sip is None:
+            self._pending_hangup = True
+        else:
+            super().hangup(headers)
+
+    def send_audio(self, data: bytes, end_ms: int) -> None:
+        if self.sip is not None:
+            super().send_audio(data, end_ms)
+
+    def clear_audio(self) -> None:
+        if self.sip is not None:
+            super().clear_audio()

@@ -247,6 +247,13 @@ class Runtime:
         )
         self._start_session(call)
 
+    def start_session(self) -> Session:
+        """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""
+        session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
+        self.sessions.add(session)
+        session.start()
+        return session
+
     def _start_session(self, call: Call) -> Session:
         session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
         self.sessions.add(session)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from .call import Call
 from .context import current_session
+from .legs import OutboundSipLeg
 from .session import Session
 
 
@@ -32,6 +35,41 @@ class _VoxEngine:
 
     def get_secret_value(self, name: str) -> str:
         return _session().get_secret_value(name)
+
+    def call_sip(
+        self,
+        uri: str,
+        caller_id: str | None = None,
+        display_name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth_user: str | None = None,
+        password: str | None = None,
+    ) -> Call:
+        """``VoxEngine.callSIP``: place a call; returns the Call at once. ``CallEvents.Connected`` when
+        the callee answers, ``CallEvents.Failed`` (with the SIP code) when it doesn't. Digest
+        authentication answers a 401/407 with ``auth_user``/``password``."""
+        session = _session()
+        endpoint = getattr(session.services, "sip", None)
+        if endpoint is None:
+            raise RuntimeError("call_sip needs the runtime's SIP endpoint: run with --sip")
+        if not isinstance(uri, str) or not uri.startswith(("sip:", "sips:")):
+            raise ValueError(f"uri must be a sip: URI, not {uri!r}")
+        if (auth_user is None) != (password is None):
+            raise ValueError("auth_user and password go together")
+        auth = (auth_user, password) if auth_user is not None and password is not None else None
+        placing = endpoint.call(
+            uri, caller_id=caller_id, display_name=display_name, headers=dict(headers or {}), auth=auth
+        )
+        call = Call(
+            OutboundSipLeg(placing),
+            caller_id=caller_id or "",
+            destination=uri,
+            display_name=display_name or "",
+            headers=dict(headers or {}),
+            outbound=True,
+        )
+        session.adopt(call)
+        return call
 
     def send_media_between(self, unit1: Any, unit2: Any) -> None:
         from ..media import send_media_between
