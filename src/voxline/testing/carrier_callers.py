@@ -19,6 +19,7 @@ import heapq
 import itertools
 import json
 import random
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class _Caller:
+class _Caller(ABC):
     """Connection, pacing and linger logic shared by both callers."""
 
     def __init__(
@@ -218,29 +219,30 @@ class _Caller:
         finally:
             self._closed_by_server = True
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _on_message(self, message: dict[str, Any]) -> None: ...
 
-    def _idle(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def _idle(self) -> bool: ...
 
+    @abstractmethod
     def _tick(self, now_ms: float) -> list[dict[str, Any]]:
         """Messages to send at this tick (mark echoes); also advances playback."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _frames(self, index: int, now_ms: float) -> list[dict[str, Any]]:
         """Messages carrying the caller's audio for tick ``index`` (empty when all is sent)."""
-        raise NotImplementedError
 
-    def _opening(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def _opening(self) -> list[dict[str, Any]]: ...
 
-    def _closing(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def _closing(self) -> list[dict[str, Any]]: ...
 
     @property
+    @abstractmethod
     def _audio_ticks(self) -> int:
-        raise NotImplementedError
+        """Ticks that carry the caller's audio."""
 
     async def run(self) -> None:
         """Connect, stream the audio at real-time pacing, linger for replies, end the stream and
