@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import math
 import os
@@ -378,8 +379,7 @@ class SipClient(asyncio.DatagramProtocol):
         self.port = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
 
     def _via(self) -> str:
@@ -508,7 +508,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 caller.connected_ns = time.monotonic_ns()
                 caller.active = True
         except Exception as exc:
-            caller.errors.append(f"join: {exc!r}")
+            import traceback
+
+            caller.errors.append(f"join: {exc!r} {traceback.format_exc(limit=-2)}")
             caller.done = True
 
     joins = [loop.create_task(join(c)) for c in callers]
@@ -578,6 +580,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A load generator, not the system under test: no collector pauses in the middle of a step.
+    gc.disable()
     result = asyncio.run(run(args))
     with open(args.out, "w") as f:
         json.dump(result, f)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import gc
 import json
 import math
 import os
@@ -35,7 +36,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 
 from voxline.testing import FakeRealtimeServer, ScriptedResponse
-from voxline.testing.realtime.engine import ScriptedEngine
+from voxline.testing.realtime.engine import ResponseRequest
+from voxline.testing.realtime_server import RealtimeConnection
 from voxline.testing.schema import ClientEventValidator, SchemaProblem, default_validator
 
 CALL_TAG = re.compile(r"bench-call:(\S+)")
@@ -173,11 +175,42 @@ def tone_pcm(ms: int, rate: int = 24000, freq: float = 440.0, amplitude: int = 1
     )
 
 
+class ToneEngine:
+    """Answers every response with the same tone, rendered once per output rate (the stock path would
+    design a resampling filter and resample the answer for every response)."""
+
+    def __init__(self, answer_ms: int) -> None:
+        self.answers = {
+            rate: ScriptedResponse(text="Bench answer.", audio=tone_pcm(answer_ms, rate), audio_rate=rate)
+            for rate in (8000, 16000, 24000)
+        }
+
+    def respond(self, request: ResponseRequest) -> ScriptedResponse:
+        fmt = request.session.get("audio", {}).get("output", {}).get("format", {})
+        rate = 8000 if fmt.get("type") in ("audio/pcmu", "audio/pcma") else int(fmt.get("rate", 24000))
+        return self.answers.get(rate, self.answers[24000])
+
+
+class _Sessions(list[RealtimeConnection]):
+    """``server.sessions``: swaps each new session's record lists for ones that keep no audio events."""
+
+    def append(self, connection: RealtimeConnection) -> None:
+        connection.core.received = _Dropping()  # type: ignore[assignment]
+        connection.core.sent = _Dropping()  # type: ignore[assignment]
+        super().append(connection)
+
+
+class _Dropping(list[dict[str, Any]]):
+    def append(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind not in ("input_audio_buffer.append", "response.output_audio.delta"):
+            super().append(event)
+
+
 class BenchRealtimeServer(FakeRealtimeServer):
     def __init__(self, answer_ms: int, port: int = 0, reuse_port: bool = False) -> None:
-        answer = ScriptedResponse(text="Bench answer.", audio=tone_pcm(answer_ms), chunk_ms=200)
         super().__init__(
-            engine=ScriptedEngine(default=answer),
+            engine=ToneEngine(answer_ms),
             detector=PeakDetector(),
             validator=LeanValidator(default_validator()),
             port=port,
@@ -186,6 +219,7 @@ class BenchRealtimeServer(FakeRealtimeServer):
         self.received = _Received()  # type: ignore[assignment]
         self.sent = _Sent()  # type: ignore[assignment]
         self.records: list[CallRecord] = []
+        self.sessions = _Sessions()
 
     async def start(self) -> None:
         self._server = await serve(
@@ -226,6 +260,10 @@ async def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = BenchRealtimeServer(args.answer_ms, args.port, args.reuse_port)
     await server.start()
+    # A load generator, not the system under test: no collector pauses in the middle of a step.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     if args.port_file:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:

@@ -1,4 +1,4 @@
-"""Render a bench JSON report as markdown (``python bench/render.py bench/results/latest.json``)."""
+"""Render a bench JSON report as markdown: ``python bench/render.py bench/results/latest.json``."""
 
 from __future__ import annotations
 
@@ -6,25 +6,249 @@ import json
 import sys
 from typing import Any
 
+Step = dict[str, Any]
+
+
+def _step(entry: dict[str, Any] | None, n: int | None) -> Step | None:
+    if entry is None or n is None:
+        return None
+    return next((s for s in entry["steps"] if s["n"] == n), None)
+
+
+def _capacity_step(entry: dict[str, Any] | None) -> Step | None:
+    return _step(entry, entry["capacity_realtime"]) if entry else None
+
+
+def _pair(d: dict[str, Any], a: str = "p50", b: str = "p99") -> str:
+    if not d.get("n"):
+        return "–"
+    return f"{d[a]:g} / {d[b]:g}"
+
+
+def _ratio(a: float | None, b: float | None, digits: int = 1) -> str:
+    if not a or not b:
+        return "–"
+    return f"{a / b:.{digits}f}×"
+
+
+def _num(x: Any, fmt: str = "g") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def _cores(s: Step) -> str:
+    c = s["cpu_cores"]
+    return f"{c['sut']:.2f} / {c['fake']:.2f} / {c['callers']:.2f} / {c.get('other', 0):.2f}"
+
+
+def comparison(report: dict[str, Any]) -> list[str]:
+    by = {e["name"]: e for e in report["configs"]}
+    ref = int(report["args"].get("reference_n", 25))
+    vg, v24, pc = by.get("voxline-twilio-g711"), by.get("voxline-twilio-pcm24k"), by.get("pipecat-twilio")
+    cols = [vg, v24, pc]
+    at = [_step(e, ref) for e in cols]
+    cap = [_capacity_step(e) for e in cols]
+
+    def cell(steps: list[Step | None], f: Any) -> list[str]:
+        return [f(s) if s is not None else "–" for s in steps]
+
+    def row(name: str, cells: list[str], ratio: str) -> str:
+        return f"| {name} | " + " | ".join(cells) + f" | {ratio} |"
+
+    def get(s: Step | None, *keys: str) -> Any:
+        v: Any = s
+        for k in keys:
+            if v is None:
+                return None
+            v = v.get(k)
+        return v
+
+    lines = [
+        f"| Twilio callers (μ-law 8 kHz) | voxline, G.711 pass-through | voxline, 24 kHz PCM | Pipecat "
+        f"{report['machine'].get('pipecat', '')} | Pipecat ÷ voxline G.711 |",
+        "|---|---|---|---|---|",
+    ]
+    caps = [e["capacity_realtime"] if e else None for e in cols]
+    lines.append(
+        row(
+            "calls carried in real time on this 2-core VM (largest N tried with ≤ 0.1 % frames late, every "
+            "utterance answered)",
+            [_num(c) for c in caps],
+            _ratio(caps[2], caps[0], 2),
+        )
+    )
+    lines.append(
+        row(
+            "… CPU of the bridge process at that N (cores)",
+            cell(cap, lambda s: f"{s['cpu_cores']['sut']:.2f}"),
+            "",
+        )
+    )
+    cpc = [get(s, "calls_per_core_by_cpu") for s in cap]
+    lines.append(
+        row(
+            "calls per core by CPU cost at that N (N ÷ cores used)",
+            [_num(c) for c in cpc],
+            _ratio(cpc[2], cpc[0], 2),
+        )
+    )
+    strict = [e["capacity"] if e else None for e in cols]
+    lines.append(
+        row(
+            "largest N with p99 added latency ≤ 5 ms both ways and no late frame",
+            [_num(c) if c else "none" for c in strict],
+            "",
+        )
+    )
+    lines.append(f"| **at N = {ref} calls (all three)** | | | | |")
+    cpu = [get(s, "cpu_s_per_call_minute") for s in at]
+    lines.append(
+        row(
+            "CPU seconds per call-minute (bridge process)",
+            [_num(c, ".3f") for c in cpu],
+            _ratio(cpu[2], cpu[0]),
+        )
+    )
+    up = [get(s, "up_ms") for s in at]
+    lines.append(
+        row(
+            "added latency caller → model, p50 / p99 (ms)",
+            [_pair(u) if u else "–" for u in up],
+            _ratio(get(at[2], "up_ms", "p50"), get(at[0], "up_ms", "p50")),
+        )
+    )
+    down = [get(s, "down_ms") for s in at]
+    lines.append(
+        row(
+            "added latency model → caller (first audio), p50 / p99 (ms)",
+            [_pair(d) if d else "–" for d in down],
+            _ratio(get(at[2], "down_ms", "p50"), get(at[0], "down_ms", "p50")),
+        )
+    )
+    barge = [get(s, "barge_ms") for s in at]
+    lines.append(
+        row(
+            "barge-in: `speech_started` sent → Twilio `clear` received, p50 / p99 (ms)",
+            [_pair(b) if b else "–" for b in barge],
+            _ratio(get(at[2], "barge_ms", "p50"), get(at[0], "barge_ms", "p50")),
+        )
+    )
+    mem = [get(s, "mb_per_call") for s in at]
+    lines.append(
+        row("memory per call (RSS growth ÷ N, MB)", [_num(m, ".3f") for m in mem], _ratio(mem[2], mem[0]))
+    )
+    lines.append(
+        row(
+            "outbound frame lateness p99 / gap p99 (ms)",
+            cell(at, lambda s: f"{_num(s['lateness_p99_ms'])} / {_num(s['gap_p99_ms'])}"),
+            "",
+        )
+    )
+    lines.append(
+        row(
+            "late frames (> 40 ms behind schedule) / frames",
+            cell(at, lambda s: f"{s['late_frames']} / {s['outbound_frames']}"),
+            "",
+        )
+    )
+    lines.append(row("CPU cores: bridge / fake server / callers / rest of the machine", cell(at, _cores), ""))
+    return lines
+
+
+def steps_table(entry: dict[str, Any]) -> list[str]:
+    lines = [
+        f"#### {entry['label']}",
+        "",
+        "| N | up p50/p99 | down p50/p99 | barge p50/p99 | late / frames | lateness p99 | gap p99 | "
+        "CPU s/call-min | calls/core | MB/call | GC gen2 max | cores bridge/fake/callers/rest | real time | ≤ 5 ms |",
+        "|" + "---|" * 14,
+    ]
+    for s in entry["steps"]:
+        gc = s.get("gc") or {}
+        lines.append(
+            f"| {s['n']} | {_pair(s['up_ms'])} | {_pair(s['down_ms'])} | {_pair(s['barge_ms'])} "
+            f"| {s['late_frames']} / {s['outbound_frames']} | {_num(s['lateness_p99_ms'])} | {_num(s['gap_p99_ms'])} "
+            f"| {_num(s['cpu_s_per_call_minute'], '.3f')} | {_num(s['calls_per_core_by_cpu'])} | {s['mb_per_call']:.3f} "
+            f"| {_num(gc.get('gen2_max_ms'))} | {_cores(s)} | {'yes' if s['keeps_up'] else 'no'} "
+            f"| {'yes' if s['holds'] else 'no'} |"
+        )
+    lines.append("")
+    return lines
+
+
+def sip_table(report: dict[str, Any]) -> list[str]:
+    by = {e["name"]: e for e in report["configs"]}
+    entries = [by.get("voxline-rtp-g711"), by.get("voxline-rtp-pcm24k")]
+    if not any(entries):
+        return []
+    ref = int(report["args"].get("reference_n", 25))
+    lines = [
+        "| SIP/RTP callers (PCMU) | voxline, G.711 pass-through | voxline, 24 kHz PCM |",
+        "|---|---|---|",
+        "| calls carried in real time (largest N tried) | "
+        + " | ".join(_num(e["capacity_realtime"]) if e else "–" for e in entries)
+        + " |",
+    ]
+    caps = [_capacity_step(e) for e in entries]
+    lines.append(
+        "| calls per core by CPU cost at that N | "
+        + " | ".join(_num(s["calls_per_core_by_cpu"]) if s else "–" for s in caps)
+        + " |"
+    )
+    at = [_step(e, ref) for e in entries]
+    for name, key in (
+        ("caller → model p50 / p99 (ms)", "up_ms"),
+        ("model → caller p50 / p99 (ms)", "down_ms"),
+        ("barge-in `speech_started` → RTP audio stops, p50 / p99 (ms)", "barge_ms"),
+    ):
+        lines.append(f"| {name}, N = {ref} | " + " | ".join(_pair(s[key]) if s else "–" for s in at) + " |")
+    lines.append(
+        f"| CPU s per call-minute, N = {ref} | "
+        + " | ".join(_num(s["cpu_s_per_call_minute"], ".3f") if s else "–" for s in at)
+        + " |"
+    )
+    lines.append(
+        f"| lost packets / late frames, N = {ref} | "
+        + " | ".join(f"{s['lost_packets']} / {s['late_frames']}" if s else "–" for s in at)
+        + " |"
+    )
+    return lines
+
+
+def profile_section(report: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for entry in report["configs"]:
+        prof = entry.get("profile")
+        if not prof or not prof.get("top"):
+            continue
+        top = [t for t in prof["top"] if "function" in t]
+        samples = next((t["samples"] for t in prof["top"] if "samples" in t), 0)
+        lines += [
+            f"#### Profile: {entry['label']}, N = {prof['n']} ({samples} samples)",
+            "",
+            "| self % | total % | function |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {t['self_pct']} | {t['total_pct']} | `{t['function']}` |" for t in top[:20]]
+        lines.append("")
+    return lines
+
 
 def render(report: dict[str, Any]) -> str:
-    lines = ["# bench report", "", "```", json.dumps(report["machine"]), "```", ""]
+    m = report["machine"]
+    lines = [
+        "# voxline benchmark report",
+        "",
+        f"Run {m['date_utc']} UTC, voxline {m['voxline_commit']}, Python {m['python']}, {m['cores']} × {m['cpu']}, "
+        f"Linux {m['kernel']}, Pipecat {m.get('pipecat') or '–'}.",
+        "",
+    ]
+    lines += comparison(report)
+    lines.append("")
+    lines += sip_table(report)
+    lines += ["", "### Every step", ""]
     for entry in report["configs"]:
-        lines.append(f"## {entry['label']} — capacity {entry['capacity']}")
-        lines.append("")
-        lines.append(
-            "| N | up p50/p99 ms | down p50/p99 ms | barge p50/p99 ms | late/frames | gap p99 | CPU s/call-min | calls/core (CPU) | MB/call | cores sut/fake/callers | holds |"
-        )
-        lines.append("|" + "---|" * 11)
-        for r in entry["steps"]:
-            c = r["cpu_cores"]
-            lines.append(
-                f"| {r['n']} | {r['up_ms'].get('p50')}/{r['up_ms'].get('p99')} | {r['down_ms'].get('p50')}/{r['down_ms'].get('p99')} "
-                f"| {r['barge_ms'].get('p50')}/{r['barge_ms'].get('p99')} | {r['late_frames']}/{r['outbound_frames']} | {r['gap_p99_ms']} "
-                f"| {r['cpu_s_per_call_minute']} | {r['calls_per_core_by_cpu']} | {r['mb_per_call']} "
-                f"| {c['sut']}/{c['fake']}/{c['callers']} | {r['holds']} |"
-            )
-        lines.append("")
+        lines += steps_table(entry)
+    lines += profile_section(report)
     return "\n".join(lines) + "\n"
 
 

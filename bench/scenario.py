@@ -7,11 +7,38 @@ sets ``audio/pcm`` at 24 kHz both ways, so voxline transcodes μ-law <-> 24 kHz 
 The instructions carry the caller's name so the fake server can tell the calls apart.
 """
 
+import gc
+import json
 import os
+import sys
+import time
 
 from voxline import AppEvents, CallEvents, OpenAI, VoxEngine
 
 AUDIO = os.environ.get("BENCH_AUDIO", "g711")
+
+
+def _watch_gc(path: str) -> None:
+    """Record the garbage collector's pauses (the bench reports them; the scenario runs per call, the
+    hook is installed once per process)."""
+    pauses: list[tuple[int, float]] = []
+    started = [0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter_ns()
+        else:
+            pauses.append((info["generation"], (time.perf_counter_ns() - started[0]) / 1e6))
+            if len(pauses) % 100 == 0 or info["generation"] >= 1:
+                with open(path, "w") as f:
+                    json.dump(pauses, f)
+
+    gc.callbacks.append(callback)
+
+
+if os.environ.get("BENCH_GC_OUT") and not getattr(sys, "_bench_gc_watched", False):
+    sys._bench_gc_watched = True
+    _watch_gc(os.environ["BENCH_GC_OUT"])
 PCM24K = {"type": "audio/pcm", "rate": 24000}
 
 

@@ -1,0 +1,28 @@
+# Benchmarks (see docs/benchmarks.md). Results: bench/results/ (raw JSON + report.md).
+PYTHON ?= .venv/bin/python
+PIPECAT_VENV ?= bench/.venv-pipecat
+PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+PIPECAT_VERSION ?= 1.14.0
+
+.PHONY: bench bench-quick bench-voxline bench-setup
+
+# Pipecat in its own virtualenv (it pins its own websockets, numpy ... versions).
+$(PIPECAT_VENV)/bin/python:
+	$(PIPECAT_PYTHON) -m venv $(PIPECAT_VENV)
+	$(PIPECAT_VENV)/bin/pip install -q "pipecat-ai[websocket,openai]==$(PIPECAT_VERSION)" "uvicorn>=0.30"
+
+bench-setup: $(PIPECAT_VENV)/bin/python
+	$(PYTHON) -m pip install -q py-spy
+
+# The full run: capacity search for voxline (G.711 and 24 kHz, Twilio and SIP/RTP callers) and Pipecat,
+# profile of voxline at capacity, report in bench/results/report.md. About 30 minutes on 2 cores.
+bench: bench-setup
+	$(PYTHON) bench/run.py --profile $(BENCH_ARGS)
+
+# A few minutes: two N values per configuration, short steps.
+bench-quick: bench-setup
+	$(PYTHON) bench/run.py --steps 25,100 --pipecat-steps 10,25 --duration 8 --warmup 2 --keep-going $(BENCH_ARGS)
+
+# voxline only (no Pipecat virtualenv needed).
+bench-voxline:
+	$(PYTHON) bench/run.py --only voxline-twilio-g711,voxline-twilio-pcm24k,voxline-rtp-g711,voxline-rtp-pcm24k $(BENCH_ARGS)
