@@ -90,6 +90,17 @@ def parse_espeak_wav(data: bytes) -> bytes:
     raise SynthesisError("espeak-ng WAV stream has no data chunk")
 
 
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill espeak-ng and reap it. Its stdout must be drained: a full, unread pipe keeps the
+    transport paused and ``wait()`` would never return."""
+    if proc.returncode is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    await proc.communicate()
+
+
 class Synthesizer:
     """Text in, PCM16 mono out, through espeak-ng.
 
@@ -231,13 +242,10 @@ class Synthesizer:
         try:
             wav, stderr = await asyncio.wait_for(proc.communicate(key.encode("utf-8")), self.timeout_s)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
+            await _kill(proc)
             raise SynthesisError(f"espeak-ng took longer than {self.timeout_s} s") from exc
         except BaseException:
-            if proc.returncode is None:  # cancelled: do not leave the process behind
-                proc.kill()
-                await proc.wait()
+            await _kill(proc)  # cancelled: do not leave the process (or its pipes) behind
             raise
         if proc.returncode != 0:
             raise self._failure(proc.returncode, stderr)
