@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import require_module, require_tool
 from voxline import OpenAI
 from voxline.eventtarget import Event
-from voxline.local.responder import RulesError
+from voxline.local.responder import RulesError, load_responder
 from voxline.local.server import (
     LOCAL_API_KEY,
     LocalRealtimeBackend,
@@ -323,6 +323,28 @@ async def test_the_runtime_uses_the_backend_only_without_a_key(caller_voice: Syn
         assert without.secrets.get("OPENAI_API_KEY") == LOCAL_API_KEY
         assert said == [f"no OPENAI_API_KEY: using the embedded offline backend at {backend.ws_url}"]
         assert backend.ws_url.startswith("ws://127.0.0.1:")
+    finally:
+        await backend.close()
+
+
+async def test_a_runtime_backend_drops_its_protocol_records(caller_voice: Synthesizer) -> None:
+    responder = await asyncio.to_thread(load_responder, default_rules_path())
+    backend = await LocalRealtimeBackend(responder, keep_history=False).start(preload_rates=())
+    try:
+        clock = VirtualMediaClock()
+        client, _call, _ = await connect(backend, clock)
+        connection = backend.server.sessions[0]
+        for _ in range(10):  # the line's silence is appended
+            clock.advance(20)
+            await asyncio.sleep(0)
+        await connection.wait_for("input_audio_buffer.append")
+        backend.trim_history()
+        assert not connection.core.received and not backend.server.sent and not connection.input_audio
+        assert backend.server.sessions == [connection]  # still open: kept
+        client.close()
+        await connection.wait_closed()
+        backend.trim_history()
+        assert backend.server.sessions == []
     finally:
         await backend.close()
 

@@ -15,6 +15,8 @@ the speech parts are :mod:`voxline.local.engine` (webrtcvad, pocketsphinx, the r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -57,7 +59,9 @@ class LocalRealtimeBackend:
     :class:`~voxline.local.responder.ModuleResponder` or anything with ``vocabulary`` and
     ``async respond(conversation)``). ``pace``: how fast response audio streams relative to real
     time (OpenAI also streams faster than it plays; a response still streaming is what a caller's
-    barge-in cancels). ``vad_aggressiveness``: webrtcvad's mode 0..3.
+    barge-in cancels). ``vad_aggressiveness``: webrtcvad's mode 0..3. ``keep_history``: keep every
+    event and all input audio for inspection (``backend.server.received``, ``sent``, ``sessions``), as
+    tests want; a long-running runtime passes False and these records are dropped every few seconds.
     """
 
     def __init__(
@@ -71,8 +75,12 @@ class LocalRealtimeBackend:
         pace: float | None = 2.0,
         vad_aggressiveness: int = 2,
         recognizers: int = 2,
+        keep_history: bool = True,
     ) -> None:
         self.responder = responder
+        self.keep_history = keep_history
+        self._trimmer: asyncio.Task[None] | None = None
+        self.trim_interval_s = 5.0
         self.engine = LocalEngine(responder, voice=voice, rate_wpm=rate_wpm, recognizers=recognizers)
         self.detector = WebrtcSpeechDetector(vad_aggressiveness)
         self.server = FakeRealtimeServer(
@@ -90,12 +98,38 @@ class LocalRealtimeBackend:
         await self.server.start()
         for rate in preload_rates:
             await self.engine.preload(rate)
+        if not self.keep_history:
+            self._trimmer = asyncio.create_task(self._trim_history(), name="voxline-local-trim")
         log.info("embedded offline Realtime backend at %s", self.ws_url)
         return self
 
     async def close(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trimmer
+            self._trimmer = None
         await self.server.close()
         self.engine.close()
+
+    async def _trim_history(self) -> None:
+        while True:
+            await asyncio.sleep(self.trim_interval_s)
+            self.trim_history()
+
+    def trim_history(self) -> None:
+        """Drop the protocol server's records (every event, all input audio, ended sessions): a
+        runtime answering calls for days must not keep them. Conversations themselves stay."""
+        server = self.server
+        server.received.clear()
+        server.sent.clear()
+        server.rejections.clear()
+        server.truncations.clear()
+        server.sessions[:] = [c for c in server.sessions if not c.finished.done()]
+        for connection in server.sessions:
+            connection.core.received.clear()
+            connection.core.sent.clear()
+            connection.core.input_audio.clear()
 
     async def __aenter__(self) -> LocalRealtimeBackend:
         return self
@@ -168,6 +202,7 @@ async def configure_runtime(
     """
     if runtime.secrets.get("OPENAI_API_KEY"):
         return None
+    options.setdefault("keep_history", False)
     backend = await start_local_backend(rules, **options)
     runtime.realtime_base_url = backend.base_url
     runtime.secrets = _SecretsWithDefaults(runtime.secrets, {"OPENAI_API_KEY": LOCAL_API_KEY})
