@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
-from tests.sip.peers import free_udp_port, run_peer, scenario, sipp_argv
-from tests.sip.test_baresip_peer import baresip_argv, baresip_config, best_correlation, recording
+from tests.sip.peers import (
+    baresip_argv,
+    baresip_config,
+    best_correlation,
+    free_udp_port,
+    recording,
+    run_peer,
+    scenario,
+    sipp_argv,
+)
 from voxline import CallEvents
 from voxline.audio.g711 import ulaw_encode
 from voxline.audio.tone import tone
@@ -51,7 +59,8 @@ async def test_twenty_concurrent_sipp_calls_all_reach_the_model(
     tmp_path: Path, fake_openai: FakeRealtimeServer
 ) -> None:
     sipp = require_tool("sipp")
-    (tmp_path / "prompt.ulaw").write_bytes(ulaw_encode(tone(440, 1000, 8000, 0.3)))
+    prompt = ulaw_encode(b"".join(tone(f, 250, 8000, 0.3) for f in (440.0, 550.0, 660.0, 770.0)))
+    (tmp_path / "prompt.ulaw").write_bytes(prompt)
     runtime = await start(fake_openai)
     try:
         assert runtime.sip is not None
@@ -68,7 +77,9 @@ async def test_twenty_concurrent_sipp_calls_all_reach_the_model(
     finally:
         await runtime.shutdown(grace_s=0)
     assert len(fake_openai.sessions) == 20
-    assert all(len(c.input_audio) >= 8000 for c in fake_openai.sessions)
+    # Each call's audio reached its own model session, byte for byte to the end of the prompt (what
+    # the caller said before the scenario had bridged the call is not the model's).
+    assert all(prompt[-2000:] in c.input_audio for c in fake_openai.sessions)
     assert not runtime.sessions
     fake_openai.assert_no_violations()
 

@@ -6,6 +6,11 @@ import asyncio
 import socket
 from pathlib import Path
 
+import numpy as np
+
+from voxline.audio.tone import tone
+from voxline.audio.wav import read_wav, write_wav
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "sip"
 
 
@@ -75,3 +80,69 @@ def sipp_uas_argv(sipp: str, scenario_file: Path, port: int, timeout_s: int = 8)
     return [sipp, "-sf", str(scenario_file), "-p", str(port), "-i", "127.0.0.1", "-mi", "127.0.0.1",
             "-mp", str(free_udp_port()), "-m", "1", "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_err"]  # fmt: skip
+
+
+# What we send: three tones of 150 ms; what baresip sends: a 300 Hz tone after 400 ms of silence.
+OUR_SIGNAL = b"".join(tone(f, 150, 8000, 0.4) for f in (500.0, 1100.0, 1700.0))
+THEIR_TONE = tone(300.0, 600, 8000, 0.4)
+
+
+def best_correlation(reference: bytes, recording: bytes) -> float:
+    """Pearson correlation of ``reference`` with the best-aligned window of ``recording`` (PCM16)."""
+    ref = np.frombuffer(reference, "<i2").astype(np.float64)
+    rec = np.frombuffer(recording, "<i2").astype(np.float64)
+    if len(rec) < len(ref):
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(len(rec) + len(ref))))
+    xcorr = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(ref, n)), n)[: len(rec) - len(ref) + 1]
+    lag = int(np.argmax(xcorr))
+    window = rec[lag : lag + len(ref)]
+    return float(np.corrcoef(ref, window)[0, 1])
+
+
+def baresip_config(tmp: Path, wav_ms: int) -> tuple[Path, Path, int]:
+    """A baresip config dir: plays in.wav (their tone, then silence), records to rec/."""
+    cfg = tmp / "baresip"
+    rec = tmp / "rec"
+    cfg.mkdir()
+    rec.mkdir()
+    silence_ms = wav_ms - 400 - 600
+    pcm = bytes(2 * 8 * 400) + THEIR_TONE + bytes(2 * 8 * silence_ms)
+    write_wav(tmp / "in.wav", pcm, 8000)
+    port = free_udp_port()
+    (cfg / "config").write_text(
+        "\n".join(
+            [
+                f"sip_listen 127.0.0.1:{port}",
+                "audio_player aubridge,nil",
+                "audio_alert aubridge,nil",
+                f"audio_source aufile,{tmp / 'in.wav'}",
+                "module_path /usr/lib/baresip/modules",
+                "module stdio.so",
+                "module g711.so",
+                "module aufile.so",
+                "module aubridge.so",
+                "module sndfile.so",
+                "module_app account.so",
+                "module_app menu.so",
+                f"snd_path {rec}",
+                "",
+            ]
+        )
+    )
+    (cfg / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU\n")
+    return cfg, rec, port
+
+
+def baresip_argv(baresip: str, cfg: Path, target_port: int, quit_after_s: int) -> list[str]:
+    # -n 127.0.0.1: otherwise baresip advertises the host's external address in its SDP.
+    return [baresip, "-n", "127.0.0.1", "-f", str(cfg), "-e", f"/dial sip:agent@127.0.0.1:{target_port}",
+            "-t", str(quit_after_s)]  # fmt: skip
+
+
+def recording(rec: Path) -> bytes:
+    files = sorted(rec.glob("dump-*-dec.wav"))
+    assert files, f"baresip recorded nothing in {rec}"
+    wav = read_wav(files[0])
+    assert wav.rate == 8000 and wav.channels == 1
+    return wav.pcm
