@@ -12,8 +12,8 @@ Three modes:
 Audio is PCM16 mono at 8, 16, 24 or 48 kHz; it is resampled to the decoder's 16 kHz.
 Streaming: :meth:`Recognizer.start`, :meth:`Recognizer.feed` (any chunk size, typically 20 ms;
 returns a partial hypothesis when it changed), :meth:`Recognizer.finish` (the final one). Partial
-hypotheses come from the live decoding pass; by default the final one comes from a second pass
-over the whole utterance (``final_pass``), which is much more accurate on short utterances.
+hypotheses come from the live decoding pass; in the grammar modes the final one comes from a second
+pass over the whole utterance (``final_pass``), which is more accurate on short utterances.
 
 Cost (measured on the machine named in docs/local-backend.md): grammar modes ~0.01-0.02 s of CPU
 per second of audio, free form ~0.2 s per second; creating a recogniser loads the acoustic model
@@ -103,7 +103,7 @@ class Recognizer:
         phrases: Sequence[str] = (),
         slots: Mapping[str, Slot] | None = None,
         partial_interval_ms: int = 200,
-        final_pass: bool = True,
+        final_pass: bool | None = None,
         noise_floor: float = 16.0,
         max_utterance_ms: int = 60_000,
         model_kwargs: Mapping[str, Any] | None = None,
@@ -135,7 +135,9 @@ class Recognizer:
                 raise ValueError(f"the JSGF grammar was rejected by pocketsphinx: {exc}") from exc
             self._decoder.activate_search(_SEARCH)
         self._resampler = Resampler(input_rate, DECODER_RATE) if input_rate != DECODER_RATE else None
-        self.final_pass = final_pass
+        # The second pass pays off in grammar modes (cheap, much more accurate on short utterances);
+        # with the language model it costs 1-4x real time and changes nothing measurable.
+        self.final_pass = final_pass if final_pass is not None else mode is not RecognitionMode.FREE_FORM
         self.noise_floor = noise_floor
         self._noise = np.random.default_rng(0)
         self._max_utterance_bytes = max_utterance_ms * DECODER_RATE * 2 // 1000
@@ -155,7 +157,7 @@ class Recognizer:
         sequence: bool = False,
         input_rate: int = DECODER_RATE,
         partial_interval_ms: int = 200,
-        final_pass: bool = True,
+        final_pass: bool | None = None,
     ) -> Recognizer:
         """Recognise one of ``phrases`` (``sequence=True``: one or more of them in a row)."""
         jsgf = build_jsgf(phrases, slots, sequence=sequence)
@@ -176,7 +178,7 @@ class Recognizer:
         *,
         input_rate: int = DECODER_RATE,
         partial_interval_ms: int = 200,
-        final_pass: bool = True,
+        final_pass: bool | None = None,
     ) -> Recognizer:
         """Recognise what a JSGF grammar (text, with a ``public`` rule) accepts."""
         return cls(
@@ -189,7 +191,7 @@ class Recognizer:
 
     @classmethod
     def free_form(
-        cls, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200, final_pass: bool = True
+        cls, *, input_rate: int = DECODER_RATE, partial_interval_ms: int = 200, final_pass: bool = False
     ) -> Recognizer:
         """Recognise any English with the bundled en-us language model (slow, approximate)."""
         return cls(
