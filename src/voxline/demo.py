@@ -428,7 +428,8 @@ def _report(watch: _Watch, summary: dict[str, Any], local: bool, elapsed: float)
     watch.view.plain(f"conversation summary:                {out / 'conversation.json'}")
     median = f"{statistics.median(latencies) / 1000:.2f} s" if latencies else "n/a"
     line = (
-        f"voxline demo: {len(watch.turns)} turns on the {summary['backend']} backend, "
+        f"voxline demo: {len(watch.turns)} turn{'' if len(watch.turns) == 1 else 's'} "
+        f"on the {summary['backend']} backend, "
         f"{understood}/{len(watch.turns)} understood, median latency {median}, {elapsed:.1f} s"
     )
     problems = list(watch.errors)
