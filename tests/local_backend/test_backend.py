@@ -49,7 +49,7 @@ def caller_voice() -> Synthesizer:
 
 @pytest.fixture
 async def backend(caller_voice: Synthesizer) -> AsyncIterator[LocalRealtimeBackend]:
-    backend = await start_local_backend()
+    backend = await start_local_backend(pace=None)  # replies stream at once: tests need not wait
     try:
         yield backend
     finally:
