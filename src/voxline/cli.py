@@ -56,8 +56,10 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"voxline run: cannot listen: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, RuntimeError) as exc:  # a bad rules file (file:line), espeak-ng or a package missing
-        print(f"voxline run: {exc}", file=sys.stderr)
+    except (ValueError, RuntimeError, SyntaxError) as exc:  # bad rules (file:line), espeak-ng/package missing
+        from .local.server import setup_error_message
+
+        print(f"voxline run: {setup_error_message(exc)}", file=sys.stderr)
         return 2
     return 0
 

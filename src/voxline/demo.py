@@ -451,8 +451,10 @@ def run_demo(options: DemoOptions, *, stream: TextIO | None = None, env: dict[st
     os.environ["VOXLINE_TRACE_DIR"] = str(options.out)  # where the runtime's Realtime traces go
     try:
         watch, summary = asyncio.run(_demo(options, view, env))
-    except (DemoError, ValueError) as exc:  # ValueError: a bad rules file (names file and line), settings
-        view.plain(f"voxline demo: {exc}", "error")
+    except (DemoError, ValueError, SyntaxError) as exc:  # a bad rules file or responder: file and line
+        from .local.server import setup_error_message
+
+        view.plain(f"voxline demo: {setup_error_message(exc)}", "error")
         return 1
     except Exception as exc:  # a clear line for the terminal; the traceback in the log
         log.debug("demo failed", exc_info=exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from voxline.local.server import (
     LocalRealtimeBackend,
     configure_runtime,
     default_rules_path,
+    setup_error_message,
     start_local_backend,
 )
 from voxline.local.tts import Synthesizer
@@ -296,11 +298,35 @@ async def test_a_bad_rules_file_is_named_with_its_line(tmp_path: Path, caller_vo
         "off",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2, (out, err)
     assert f"{rules}:7:" in err.decode()
+
+
+async def test_a_responder_module_with_a_syntax_error_is_named_with_its_line(
+    tmp_path: Path, caller_voice: Synthesizer
+) -> None:
+    responder = tmp_path / "agent.py"
+    responder.write_text("PHRASES = ['hello']\n\ndef respond(conversation)\n    return 'Hi'\n")
+    with pytest.raises(SyntaxError) as caught:
+        await start_local_backend(rules=responder)
+    assert setup_error_message(caught.value).startswith(f"{responder}:3: syntax error")
+    demo = await asyncio.create_subprocess_exec(
+        str(ROOT / ".venv" / "bin" / "voxline"),
+        "demo",
+        "--rules",
+        str(responder),
+        "--out",
+        str(tmp_path / "out"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    out, err = await asyncio.wait_for(demo.communicate(), 30)
+    assert demo.returncode == 1, (out, err)
+    assert f"voxline demo: {responder}:3: syntax error" in out.decode()
 
 
 async def test_the_runtime_uses_the_backend_only_without_a_key(caller_voice: Synthesizer) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "LocalRealtimeBackend",
     "configure_runtime",
     "default_rules_path",
+    "setup_error_message",
     "start_local_backend",
 ]
 
@@ -170,6 +171,13 @@ async def start_local_backend(
     except BaseException:
         await backend.close()
         raise
+
+
+def setup_error_message(exc: BaseException) -> str:
+    """One line for a backend that cannot start: a bad rules file or responder names its file and line."""
+    if isinstance(exc, SyntaxError):
+        return f"{exc.filename}:{exc.lineno}: syntax error in the responder: {exc.msg}"
+    return str(exc)
 
 
 class _SecretsWithDefaults(Secrets):
