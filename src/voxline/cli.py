@@ -40,13 +40,15 @@ def _run(args: argparse.Namespace) -> int:
         backend = await configure_runtime(runtime, rules=args.rules, announce=lambda m: print(m, flush=True))
         try:
             await runtime.start()
+            serving = asyncio.ensure_future(runtime.serve_forever())
+            await asyncio.sleep(0)  # its SIGTERM handler is in place before we say we are running
             print(
                 f"voxline {__version__}: running {config.scenario}"
                 + (f", SIP {config.sip}" if config.sip else "")
                 + (f", HTTP {config.http}" if config.http else ""),
                 flush=True,
             )
-            await runtime.serve_forever()
+            await serving
         finally:
             if backend is not None:
                 await backend.close()
