@@ -15,9 +15,9 @@ returns a partial hypothesis when it changed), :meth:`Recognizer.finish` (the fi
 hypotheses come from the live decoding pass; in the grammar modes the final one comes from a second
 pass over the whole utterance (``final_pass``), which is more accurate on short utterances.
 
-Cost (measured on the machine named in docs/local-backend.md): grammar modes ~0.01-0.02 s of CPU
-per second of audio, free form ~0.2 s per second; creating a recogniser loads the acoustic model
-(~0.5 s). A Recognizer is not thread-safe; :class:`AsyncRecognizer` runs all decoding of one
+Cost (measured on the machine named in docs/local-backend.md): grammar modes 0.03-0.17 s of CPU
+per second of audio (both passes), free form 0.3-0.6 s per second; creating a recogniser loads the
+acoustic model (0.3-0.7 s). A Recognizer is not thread-safe; :class:`AsyncRecognizer` runs all decoding of one
 recogniser in one worker thread so the event loop only waits for results.
 """
 

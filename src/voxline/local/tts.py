@@ -9,8 +9,8 @@ with :class:`voxline.audio.transcode.Transcoder`.
 Agents repeat themselves (greetings, "sorry, I did not catch that"), so results are kept in a
 small LRU cache keyed by the text.
 
-Cost (measured, see docs/local-backend.md): about 10 ms of CPU per second of speech plus ~5 ms to
-start the process.
+Cost (measured, see docs/local-backend.md): about 10 ms per second of speech, about 20 ms for a
+single word (mostly starting the process).
 """
 
 from __future__ import annotations
