@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import require_module, require_tool
 from voxline import OpenAI
+from voxline.audio import PCM16_24K, PCMA_8K, PCMU_8K, AudioFormat
 from voxline.eventtarget import Event
 from voxline.local.responder import RulesError, load_responder
 from voxline.local.server import (
@@ -105,14 +106,14 @@ VOICE_TURN = [
 
 
 async def connect(
-    backend: LocalRealtimeBackend, clock: VirtualMediaClock
+    backend: LocalRealtimeBackend, clock: VirtualMediaClock, media_format: AudioFormat = PCMU_8K
 ) -> tuple[OpenAI.RealtimeAPIClient, LoopbackCall, Recorded]:
     client = await OpenAI.create_realtime_api_client(
         api_key=LOCAL_API_KEY, base_url=backend.base_url, media_clock=clock
     )
     recorded = Recorded(client, VOICE_TURN)
     client.session_update(TRANSCRIBE)
-    call = LoopbackCall(clock)  # a G.711 phone line that sends silence between words
+    call = LoopbackCall(clock, media_format=media_format)  # a line that sends silence between words
     call.answer()
     send_media_between(call, client)
     connection = await backend.server.wait_for_session()
@@ -129,11 +130,23 @@ async def speak(clock: VirtualMediaClock, call: LoopbackCall, voice: Synthesizer
         await asyncio.sleep(0)
 
 
+@pytest.mark.parametrize(
+    ("media_format", "session_format", "bytes_per_ms"),
+    [
+        (PCMU_8K, {"type": "audio/pcmu"}, 8),
+        (PCMA_8K, {"type": "audio/pcma"}, 8),
+        (PCM16_24K, {"type": "audio/pcm", "rate": 24000}, 48),
+    ],
+)
 async def test_voice_turn_events_in_openai_order_with_transcript_and_spoken_reply(
-    backend: LocalRealtimeBackend, caller_voice: Synthesizer
+    backend: LocalRealtimeBackend,
+    caller_voice: Synthesizer,
+    media_format: AudioFormat,
+    session_format: dict[str, Any],
+    bytes_per_ms: int,
 ) -> None:
     clock = VirtualMediaClock()
-    client, call, recorded = await connect(backend, clock)
+    client, call, recorded = await connect(backend, clock, media_format)
     await speak(clock, call, caller_voice, "what are your opening hours")
     done = (await recorded.wait("response.done"))[0]
     await recorded.wait("conversation.item.input_audio_transcription.completed")
@@ -160,11 +173,11 @@ async def test_voice_turn_events_in_openai_order_with_transcript_and_spoken_repl
     said = (await recorded.wait("response.output_audio_transcript.done"))[0]["transcript"]
     assert said.startswith("We are open from nine in the morning to six in the evening")
     assert done["response"]["status"] == "completed"
-    # The reply is speech in the session's format: G.711 for a G.711 call, a few seconds of it.
+    # The reply is speech in the session's format (the call's: G.711 or 24 kHz PCM), seconds of it.
     connection = backend.server.sessions[0]
-    assert connection.session["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+    assert connection.session["audio"]["output"]["format"] == session_format
     item_id = done["response"]["output"][0]["id"]
-    assert len(connection.item_audio(item_id)) > 8000 * 3
+    assert len(connection.item_audio(item_id)) > bytes_per_ms * 3000
     backend.server.assert_no_violations()
     client.close()
 
