@@ -6,7 +6,9 @@
 - :mod:`voxline.local.vad`: :class:`~voxline.local.vad.VoiceActivityDetector`, webrtcvad with
   OpenAI ``server_vad`` turn rules (sans-I/O).
 - :mod:`voxline.local.responder`: the scripted "brain" (YAML rules or a Python ``respond``).
+- :mod:`voxline.local.chat_responder`: a "brain" backed by a Chat Completions endpoint.
 - :mod:`voxline.local.grammar`: text normalisation and JSGF building shared by the above.
+- ``python -m voxline.local.measure``: what these parts cost on this machine.
 
 Submodules are imported on demand: pocketsphinx, webrtcvad and PyYAML are optional
 (``pip install 'voxline[local]'``) and espeak-ng is a system package.
