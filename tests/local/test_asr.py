@@ -137,6 +137,10 @@ def test_free_form_mode_hears_words(speech: Speech) -> None:
 def test_unknown_word_is_named() -> None:
     with pytest.raises(ValueError, match="voxlinezz"):
         Recognizer.from_phrases(["hello voxlinezz"])
+    # Phrases are normalised, grammars are taken as written: the dictionary is lower case.
+    assert Recognizer.from_phrases(["Hello World!"]).grammar is not None
+    with pytest.raises(ValueError, match=r"Hello, World .*lower case"):
+        Recognizer.from_grammar("#JSGF V1.0;\ngrammar g;\npublic <a> = Hello World;\n")
 
 
 def test_bad_arguments_are_named() -> None:

@@ -217,7 +217,7 @@ class Recognizer:
         if unknown:
             raise ValueError(
                 f"words not in the pronunciation dictionary: {', '.join(unknown)} "
-                "(use other words, or spell numbers as digits words)"
+                "(it is lower case; spell numbers as words, or use a digits slot)"
             )
 
     # -- streaming --------------------------------------------------------------------------------

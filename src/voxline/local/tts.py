@@ -265,4 +265,7 @@ class Synthesizer:
         return self._encode(self.synthesize(text), fmt)
 
     async def synthesize_as_async(self, text: str, fmt: AudioFormat) -> bytes:
-        return self._encode(await self.synthesize_async(text), fmt)
+        pcm = await self.synthesize_async(text)
+        if fmt == self.output_format:
+            return pcm
+        return await asyncio.get_running_loop().run_in_executor(None, self._encode, pcm, fmt)
