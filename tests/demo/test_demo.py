@@ -167,3 +167,19 @@ def test_the_recording_holds_each_voice_on_its_own_channel_saying_the_expected_w
     margin = np.zeros(2400, dtype="<i2").tobytes()
     decoded = [decoder.recognize(margin + agent[s:e].tobytes() + margin).text for s, e in agent_turns]
     assert decoded == expected
+
+
+def test_without_espeak_ng_the_demo_says_which_package_to_install(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env["PATH"] = str(tmp_path)  # no espeak-ng on it
+    proc = subprocess.run(
+        [sys.executable, "-m", "voxline.cli", "demo", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert "espeak-ng was not found" in proc.stdout
+    assert "apt-get install espeak-ng" in proc.stdout
