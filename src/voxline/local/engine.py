@@ -41,7 +41,6 @@ __all__ = ["LocalEngine", "LocalEventValidator", "WebrtcSpeechDetector"]
 log = logging.getLogger("voxline.local")
 
 _WEBRTC_RATES = (8000, 16000, 32000, 48000)
-_MARGIN_MS = 300
 _WARMUP_TEXT = "Hello, I would like to know when you are open today."
 
 
@@ -144,11 +143,8 @@ class _RecognizerPool:
 
     async def recognize(self, pcm: bytes, rate: int) -> str:
         recognizer = await self._acquire(rate)
-        # The VAD cuts a turn close to the last voiced frame; the decoder misreads a word that ends
-        # right at the edge of its input (measured: "four" -> "eight"), so give it quiet margins.
-        margin = bytes(rate * 2 * _MARGIN_MS // 1000)
         try:
-            hypothesis = await recognizer.recognize(margin + pcm + margin)
+            hypothesis = await recognizer.recognize(pcm)
         finally:
             await self._release(rate, recognizer)
         return hypothesis.text
@@ -202,7 +198,7 @@ class LocalEngine:
         return self._synthesizers[rate]
 
     def _warmup_speech(self, rate: int) -> bytes:
-        silence = bytes(rate * 2 * _MARGIN_MS // 1000)
+        silence = bytes(rate * 2 * 300 // 1000)
         return silence + self._synthesizer(rate).synthesize(_WARMUP_TEXT) + silence
 
     # -- input transcription -------------------------------------------------------------------------
