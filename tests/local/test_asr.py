@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 import pytest
@@ -185,3 +186,37 @@ async def test_async_recognizer_decodes_off_the_loop(speech: Speech) -> None:
 async def test_async_create_rejects_a_non_recognizer() -> None:
     with pytest.raises(TypeError, match="Recognizer"):
         await AsyncRecognizer.create(lambda: "nope")
+
+
+async def test_async_recognizer_in_a_worker_process(speech: Speech) -> None:
+    rec = await AsyncRecognizer.in_process(Recognizer.from_phrases, PHRASES, slots=SLOTS, input_rate=8000)
+    try:
+        assert rec.pid is not None and rec.pid != os.getpid()
+        audio = phone_line(speech, "check my order four two one nine")
+        hyp = await rec.recognize(audio)
+        assert (hyp.text, hyp.phrase, hyp.slots) == (
+            "check my order four two one nine",
+            "check my order {order_id}",
+            {"order_id": "4219"},
+        )
+        await rec.start()
+        for i in range(0, len(audio), 3200):  # 200 ms batches
+            await rec.feed(audio[i : i + 3200])
+        assert (await rec.finish()).text == "check my order four two one nine"
+        # A caller that gives up mid-call does not leave the next call a stale reply.
+        cancelled = asyncio.create_task(rec.recognize(phone_line(speech, "goodbye")))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert (await rec.recognize(phone_line(speech, "when are you open"))).text == "when are you open"
+    finally:
+        await rec.aclose()
+    assert rec._worker is not None and rec._worker.proc.returncode == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await rec.recognize(b"")
+
+
+async def test_worker_process_raises_the_factory_error() -> None:
+    with pytest.raises(ValueError, match="voxlinezz"):
+        await AsyncRecognizer.in_process(Recognizer.from_phrases, ["hello voxlinezz"])

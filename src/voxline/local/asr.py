@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import pickle
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -322,20 +324,88 @@ class Recognizer:
         return self.finish()
 
 
-class AsyncRecognizer:
-    """A :class:`Recognizer` driven from asyncio: decoding runs in one dedicated worker thread.
+class _WorkerProcess:
+    """A recogniser in a child process (``voxline.local._asr_worker``), one request at a time."""
 
-    Feed audio in batches (e.g. every 100-200 ms of the stream, or the whole utterance when the VAD
-    says it ended); each call is one hop to the worker, so the loop is never blocked by decoding.
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def start(cls) -> _WorkerProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "voxline.local._asr_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def _exchange(self, payload: bytes) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        async with self._lock:
+            self.proc.stdin.write(len(payload).to_bytes(4, "big") + payload)
+            await self.proc.stdin.drain()
+            try:
+                header = await self.proc.stdout.readexactly(4)
+                body = await self.proc.stdout.readexactly(int.from_bytes(header, "big"))
+            except asyncio.IncompleteReadError:
+                raise RuntimeError(
+                    f"the recogniser process ended (exit code {self.proc.returncode}); see its stderr"
+                ) from None
+        ok, value = pickle.loads(body)
+        if not ok:
+            raise value
+        return value
+
+    async def call(self, method: str, *args: Any) -> Any:
+        if self.proc.returncode is not None:
+            raise RuntimeError("the recogniser process is closed")
+        # Shielded: a cancelled caller must not leave a half-read reply in the pipe.
+        return await asyncio.shield(self._exchange(pickle.dumps((method, args))))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()  # the worker exits at end of input
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        self.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class AsyncRecognizer:
+    """A :class:`Recognizer` driven from asyncio, off the event loop.
+
+    Two ways to run it:
+
+    - :meth:`create`: in one dedicated worker **thread**. pocketsphinx keeps the GIL while it decodes,
+      so the loop still stalls while one long call runs: measured up to ~0.15 s for a 2-3 s utterance
+      in the grammar modes (the whole-utterance final pass is one call) and ~0.1-0.2 s in free form
+      (its end-of-utterance search), more for longer audio. Fine for tests and light use.
+    - :meth:`in_process`: in one dedicated worker **process** (``python -m voxline.local._asr_worker``):
+      the loop never waits for the decoder. Costs a Python process (about 1 s to start, ~100 MB) per
+      recogniser; the factory and its arguments must be picklable (``Recognizer.from_phrases`` with
+      plain lists and :class:`Slot` values are).
+
+    Feed audio in batches (e.g. every 100-200 ms of the stream), or the whole utterance when the VAD
+    says it ended; each call is one hop to the worker.
     """
 
-    def __init__(self, recognizer: Recognizer) -> None:
+    def __init__(self, recognizer: Recognizer | None, *, _worker: _WorkerProcess | None = None) -> None:
         self.recognizer = recognizer
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-asr")
+        self._worker = _worker
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-asr") if _worker is None else None
+        )
 
     @classmethod
     async def create(cls, factory: Any, /, *args: Any, **kwargs: Any) -> AsyncRecognizer:
-        """Build the recogniser off the loop (loading the model takes ~0.5 s).
+        """Build the recogniser off the loop (loading the model takes ~0.5 s); decode in a thread.
 
         ``await AsyncRecognizer.create(Recognizer.from_phrases, phrases, input_rate=8000)``
         """
@@ -345,24 +415,57 @@ class AsyncRecognizer:
             raise TypeError(f"factory must return a Recognizer, got {type(recognizer).__name__}")
         return cls(recognizer)
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    @classmethod
+    async def in_process(cls, factory: Any, /, *args: Any, **kwargs: Any) -> AsyncRecognizer:
+        """Build the recogniser in a new worker process and decode there.
+
+        ``await AsyncRecognizer.in_process(Recognizer.from_phrases, phrases, input_rate=8000)``.
+        Errors of the factory (a bad phrase, an unknown word) are raised here as they are.
+        """
+        worker = await _WorkerProcess.start()
+        try:
+            await worker.call("__create__", factory, args, kwargs)
+        except BaseException:
+            await worker.aclose()
+            raise
+        return cls(None, _worker=worker)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process id (``in_process``), else None."""
+        return self._worker.proc.pid if self._worker is not None else None
+
+    async def _run(self, method: str, *args: Any) -> Any:
+        if self._worker is not None:
+            return await self._worker.call(method, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, getattr(self.recognizer, method), *args
+        )
 
     async def start(self) -> None:
-        await self._run(self.recognizer.start)
+        await self._run("start")
 
     async def feed(self, pcm: bytes) -> Hypothesis | None:
-        result: Hypothesis | None = await self._run(self.recognizer.feed, pcm)
+        result: Hypothesis | None = await self._run("feed", pcm)
         return result
 
     async def finish(self) -> Hypothesis:
-        result: Hypothesis = await self._run(self.recognizer.finish)
+        result: Hypothesis = await self._run("finish")
         return result
 
     async def recognize(self, pcm: bytes) -> Hypothesis:
-        result: Hypothesis = await self._run(self.recognizer.recognize, pcm)
+        result: Hypothesis = await self._run("recognize", pcm)
         return result
 
     def close(self) -> None:
-        """Release the worker thread (pending work finishes first)."""
-        self._executor.shutdown(wait=False)
+        """Release the worker thread or process (pending work finishes first, in the background)."""
+        if self._worker is not None:
+            self._worker.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, and wait until a worker process has exited."""
+        self.close()
+        if self._worker is not None:
+            await self._worker.aclose()
