@@ -23,13 +23,16 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxline.runtime.session import Secrets
 from voxline.testing.realtime_server import FakeRealtimeServer
 
 from .engine import LocalEngine, LocalEventValidator, WebrtcSpeechDetector
 from .responder import Responder, load_responder
+
+if TYPE_CHECKING:
+    from voxline.runtime.server import Runtime
 
 __all__ = [
     "LOCAL_API_KEY",
@@ -194,7 +197,7 @@ class _SecretsWithDefaults(Secrets):
 
 
 async def configure_runtime(
-    runtime: Any,
+    runtime: Runtime,
     *,
     rules: str | os.PathLike[str] | Responder | None = None,
     announce: Callable[[str], None] | None = None,
