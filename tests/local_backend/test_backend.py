@@ -214,6 +214,23 @@ async def test_function_call_round_trip_and_follow_up(
     client.close()
 
 
+async def test_recognition_in_worker_processes_hears_the_same(caller_voice: Synthesizer) -> None:
+    backend = await start_local_backend(pace=None, recognition="process")
+    try:
+        clock = VirtualMediaClock()
+        client, call, recorded = await connect(backend, clock)
+        await speak(clock, call, caller_voice, "check my order 1 2 3 4")
+        heard = await recorded.wait("conversation.item.input_audio_transcription.completed")
+        assert heard[0]["transcript"] == "check my order one two three four"
+        items = [e["item"] for e in await recorded.wait("response.output_item.done", count=2)]
+        assert items[-1]["name"] == "check_order" and json.loads(items[-1]["arguments"]) == {
+            "order_id": "1234"
+        }
+        client.close()
+    finally:
+        await backend.close()
+
+
 async def test_speech_during_a_response_cancels_it_and_the_unheard_part_is_truncated(
     caller_voice: Synthesizer,
 ) -> None:

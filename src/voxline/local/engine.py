@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Literal
 
 from voxline.audio import AudioFormat
 from voxline.testing.realtime.engine import (
@@ -33,6 +35,7 @@ from voxline.testing.realtime.engine import (
 from voxline.testing.schema import ClientEventValidator, SchemaProblem, format_param
 
 from .asr import AsyncRecognizer, Recognizer
+from .grammar import Slot
 from .responder import Responder
 from .tts import Synthesizer
 
@@ -154,12 +157,79 @@ class _RecognizerPool:
             recognizer.close()
 
 
+# -- recognition in worker processes -----------------------------------------------------------------
+# pocketsphinx holds the GIL while it decodes, so a decoding thread still pauses the event loop (see
+# docs/demo.md). In a worker process it cannot: these functions run there (spawned, so they must be
+# importable module-level functions).
+_worker_state: dict[str, Any] = {}
+
+
+def _worker_start(phrases: tuple[str, ...] | None, slots: dict[str, Slot], warmup: dict[int, bytes]) -> None:
+    _worker_state.update(phrases=phrases, slots=slots, warmup=warmup, recognizers={})
+
+
+def _worker_recognize(pcm: bytes, rate: int) -> str:
+    recognizers: dict[int, Recognizer] = _worker_state["recognizers"]
+    recognizer = recognizers.get(rate)
+    if recognizer is None:
+        phrases = _worker_state["phrases"]
+        if phrases:
+            recognizer = Recognizer.from_phrases(phrases, slots=_worker_state["slots"], input_rate=rate)
+        else:
+            recognizer = Recognizer.free_form(input_rate=rate)
+        recognizer.recognize(_worker_state["warmup"][rate])  # the cold decoder's first utterance
+        recognizers[rate] = recognizer
+    return recognizer.recognize(pcm).text
+
+
+class _ProcessRecognizers:
+    """Recognition in up to ``size`` spawned worker processes, each with its own recognisers."""
+
+    def __init__(self, responder: Responder, size: int, warmup: Callable[[int], bytes]) -> None:
+        self._responder = responder
+        self._size = size
+        self._warmup = warmup
+        self._executor: ProcessPoolExecutor | None = None
+        self._starting = asyncio.Lock()
+
+    async def _pool(self) -> ProcessPoolExecutor:
+        async with self._starting:
+            if self._executor is None:
+                vocabulary = self._responder.vocabulary
+                phrases = tuple(vocabulary.phrases) if vocabulary is not None and vocabulary.phrases else None
+                slots = dict(vocabulary.slots) if vocabulary is not None else {}
+                warmup = {rate: await asyncio.to_thread(self._warmup, rate) for rate in (8000, 24000)}
+                self._executor = ProcessPoolExecutor(
+                    self._size,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_start,
+                    initargs=(phrases, slots, warmup),
+                )
+            return self._executor
+
+    async def preload(self, rate: int) -> None:
+        await self.recognize(b"", rate)
+
+    async def recognize(self, pcm: bytes, rate: int) -> str:
+        executor = await self._pool()
+        text: str = await asyncio.get_running_loop().run_in_executor(executor, _worker_recognize, pcm, rate)
+        return text
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
 class LocalEngine:
     """Response engine and transcriber of the offline backend (see the module docstring).
 
     ``responder``: what to say (:func:`voxline.local.responder.load_responder`). ``voice``: the
-    espeak-ng voice. ``recognizers``: recognisers per input rate (concurrent turns). Transcripts are
-    kept for the last ``max_transcripts`` user items (older turns are not recognised again).
+    espeak-ng voice. ``recognizers``: recognisers per input rate (concurrent turns). ``recognition``:
+    ``"thread"`` decodes in worker threads (pocketsphinx then briefly pauses the event loop),
+    ``"process"`` in spawned worker processes (needs the usual ``if __name__ == "__main__"`` guard in
+    a script that starts the backend). Transcripts are kept for the last ``max_transcripts`` user
+    items (older turns are not recognised again).
     """
 
     def __init__(
@@ -169,6 +239,7 @@ class LocalEngine:
         voice: str = "en-us",
         rate_wpm: int = 165,
         recognizers: int = 2,
+        recognition: Literal["thread", "process"] = "thread",
         max_transcripts: int = 512,
         synthesizer_factory: Any = Synthesizer,
     ) -> None:
@@ -182,7 +253,13 @@ class LocalEngine:
         # and the dict is never written while worker threads read it.
         for rate in (8000, 24000):
             self._synthesizers[rate] = synthesizer_factory(voice, rate_wpm, output_rate=rate)
-        self._pool = _RecognizerPool(responder, recognizers, self._warmup_speech)
+        if recognition not in ("thread", "process"):
+            raise ValueError(f"recognition must be 'thread' or 'process', got {recognition!r}")
+        self._pool: _RecognizerPool | _ProcessRecognizers = (
+            _RecognizerPool(responder, recognizers, self._warmup_speech)
+            if recognition == "thread"
+            else _ProcessRecognizers(responder, recognizers, self._warmup_speech)
+        )
         self._transcripts: OrderedDict[str, asyncio.Future[str]] = OrderedDict()
         self._max_transcripts = max_transcripts
         self.turns = 0

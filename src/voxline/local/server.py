@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from voxline.runtime.session import Secrets
 from voxline.testing.realtime_server import FakeRealtimeServer
@@ -63,9 +63,11 @@ class LocalRealtimeBackend:
     :class:`~voxline.local.responder.ModuleResponder` or anything with ``vocabulary`` and
     ``async respond(conversation)``). ``pace``: how fast response audio streams relative to real
     time (OpenAI also streams faster than it plays; a response still streaming is what a caller's
-    barge-in cancels). ``vad_aggressiveness``: webrtcvad's mode 0..3. ``keep_history``: keep every
-    event and all input audio for inspection (``backend.server.received``, ``sent``, ``sessions``), as
-    tests want; a long-running runtime passes False and these records are dropped every few seconds.
+    barge-in cancels). ``vad_aggressiveness``: webrtcvad's mode 0..3. ``recognition``: decode in
+    worker ``"thread"``s or ``"process"``es (see :class:`~voxline.local.engine.LocalEngine`).
+    ``keep_history``: keep every event and all input audio for inspection (``backend.server.received``,
+    ``sent``, ``sessions``), as tests want; a long-running runtime passes False and these records are
+    dropped every few seconds.
     """
 
     def __init__(
@@ -79,13 +81,16 @@ class LocalRealtimeBackend:
         pace: float | None = 2.0,
         vad_aggressiveness: int = 2,
         recognizers: int = 2,
+        recognition: Literal["thread", "process"] = "thread",
         keep_history: bool = True,
     ) -> None:
         self.responder = responder
         self.keep_history = keep_history
         self._trimmer: asyncio.Task[None] | None = None
         self.trim_interval_s = 5.0
-        self.engine = LocalEngine(responder, voice=voice, rate_wpm=rate_wpm, recognizers=recognizers)
+        self.engine = LocalEngine(
+            responder, voice=voice, rate_wpm=rate_wpm, recognizers=recognizers, recognition=recognition
+        )
         self.detector = WebrtcSpeechDetector(vad_aggressiveness)
         self.server = FakeRealtimeServer(
             engine=self.engine,
@@ -214,6 +219,7 @@ async def configure_runtime(
     if runtime.secrets.get("OPENAI_API_KEY"):
         return None
     options.setdefault("keep_history", False)
+    options.setdefault("recognition", "process")  # the runtime's calls never wait on a decoder's GIL
     backend = await start_local_backend(rules, **options)
     runtime.realtime_base_url = backend.base_url
     runtime.secrets = _SecretsWithDefaults(runtime.secrets, {"OPENAI_API_KEY": LOCAL_API_KEY})
