@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -165,6 +166,8 @@ _worker_state: dict[str, Any] = {}
 
 
 def _worker_start(phrases: tuple[str, ...] | None, slots: dict[str, Slot], warmup: dict[int, bytes]) -> None:
+    # Ctrl+C in a terminal reaches the whole process group; the parent shuts the workers down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_state.update(phrases=phrases, slots=slots, warmup=warmup, recognizers={})
 
 
