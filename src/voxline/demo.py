@@ -130,7 +130,6 @@ class _Watch:
     responses_active: int = 0
     function_call_pending: bool = False
     errors: list[str] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def replies(self) -> list[str]:
         return self.turns[-1].replies if self.turns else self.greeting
@@ -182,7 +181,6 @@ class _Watch:
         def on_event(event: Event) -> None:
             data = event.data if isinstance(event.data, dict) else {}
             handler(data)
-            self.changed.set()
 
         return on_event
 
@@ -237,7 +235,6 @@ class _Ear:
         self.last_voiced = 0.0
         self.voiced_since_mark: float | None = None
         self._mark = 0.0
-        self.changed = asyncio.Event()
 
     def on_audio(self, frame: Frame) -> None:
         samples = np.frombuffer(self._decode(frame.data), dtype="<i2")
@@ -246,7 +243,6 @@ class _Ear:
             self.last_voiced = now
             if self.voiced_since_mark is None and now >= self._mark:
                 self.voiced_since_mark = now
-                self.changed.set()
 
     def mark(self) -> None:
         self._mark = time.monotonic()
@@ -294,19 +290,16 @@ def _preflight(local: bool) -> None:
         raise DemoError(str(exc)) from None
     if local:
         missing = []
-        for module, package in (("pocketsphinx", "pocketsphinx"), ("webrtcvad", "webrtcvad-wheels")):
+        for module, package in (
+            ("pocketsphinx", "pocketsphinx"),
+            ("webrtcvad", "webrtcvad-wheels"),
+            ("yaml", "pyyaml"),
+            ("jsonschema", "jsonschema"),
+        ):
             try:
                 __import__(module)
             except ImportError:
                 missing.append(package)
-        try:
-            __import__("yaml")
-        except ImportError:
-            missing.append("pyyaml")
-        try:
-            __import__("jsonschema")
-        except ImportError:
-            missing.append("jsonschema")
         if missing:
             raise DemoError(
                 f"the offline backend needs {', '.join(missing)}: pip install 'voxline[local]' "
