@@ -223,9 +223,25 @@ async def test_recognition_in_worker_processes_hears_the_same(caller_voice: Synt
         heard = await recorded.wait("conversation.item.input_audio_transcription.completed")
         assert heard[0]["transcript"] == "check my order one two three four"
         items = [e["item"] for e in await recorded.wait("response.output_item.done", count=2)]
-        assert items[-1]["name"] == "check_order" and json.loads(items[-1]["arguments"]) == {
-            "order_id": "1234"
-        }
+        assert (items[-1]["name"], json.loads(items[-1]["arguments"])) == (
+            "check_order",
+            {"order_id": "1234"},
+        )
+        await recorded.wait("response.done")
+        # A worker that dies costs its turn only: the next turn gets a new worker.
+        executor = backend.engine._pool._executor  # type: ignore[union-attr]
+        for process in list(executor._processes.values()):
+            process.kill()
+        await speak(clock, call, caller_voice, "goodbye")
+        failed = await backend.server.wait_for_sent(
+            "conversation.item.input_audio_transcription.failed", timeout=15
+        )
+        assert failed[0]["error"]["code"] == "audio_unintelligible"
+        await speak(clock, call, caller_voice, "goodbye")
+        heard = await recorded.wait(
+            "conversation.item.input_audio_transcription.completed", count=2, timeout=30
+        )
+        assert heard[1]["transcript"] == "goodbye"
         client.close()
     finally:
         await backend.close()

@@ -23,6 +23,7 @@ import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
 
 from voxline.audio import AudioFormat
@@ -215,7 +216,16 @@ class _ProcessRecognizers:
 
     async def recognize(self, pcm: bytes, rate: int) -> str:
         executor = await self._pool()
-        text: str = await asyncio.get_running_loop().run_in_executor(executor, _worker_recognize, pcm, rate)
+        try:
+            text: str = await asyncio.get_running_loop().run_in_executor(
+                executor, _worker_recognize, pcm, rate
+            )
+        except BrokenProcessPool:
+            # A worker died (killed, crashed in the decoder): this turn fails, the next gets new workers.
+            if self._executor is executor:
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+            raise
         return text
 
     def close(self) -> None:
