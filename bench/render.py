@@ -42,17 +42,19 @@ def _cores(s: Step) -> str:
 
 def comparison(report: dict[str, Any]) -> list[str]:
     by = {e["name"]: e for e in report["configs"]}
-    ref = int(report["args"].get("reference_n", 25))
-    vg, v24, pc = by.get("voxline-twilio-g711"), by.get("voxline-twilio-pcm24k"), by.get("pipecat-twilio")
-    cols = [vg, v24, pc]
+    ref = int(report["args"].get("reference_n", 10))
+    vg, v24, pc, bare = (
+        by.get("voxline-twilio-g711"),
+        by.get("voxline-twilio-pcm24k"),
+        by.get("pipecat-twilio"),
+        by.get("passthrough-twilio"),
+    )
+    cols = [vg, v24, pc, bare]
     at = [_step(e, ref) for e in cols]
     cap = [_capacity_step(e) for e in cols]
 
     def cell(steps: list[Step | None], f: Any) -> list[str]:
         return [f(s) if s is not None else "–" for s in steps]
-
-    def row(name: str, cells: list[str], ratio: str) -> str:
-        return f"| {name} | " + " | ".join(cells) + f" | {ratio} |"
 
     def get(s: Step | None, *keys: str) -> Any:
         v: Any = s
@@ -62,33 +64,48 @@ def comparison(report: dict[str, Any]) -> list[str]:
             v = v.get(k)
         return v
 
+    def row(name: str, cells: list[str], values: list[Any] | None = None, digits: int = 1) -> str:
+        ratios = ["", ""]
+        if values is not None:
+            ratios = [_ratio(values[2], values[0], digits), _ratio(values[0], values[3], digits)]
+        return f"| {name} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |"
+
     lines = [
-        f"| Twilio callers (μ-law 8 kHz) | voxline, G.711 pass-through | voxline, 24 kHz PCM | Pipecat "
-        f"{report['machine'].get('pipecat', '')} | Pipecat ÷ voxline G.711 |",
-        "|---|---|---|---|---|",
+        "| Twilio callers (μ-law 8 kHz) | voxline, G.711 pass-through | voxline, 24 kHz PCM | Pipecat "
+        f"{report['machine'].get('pipecat', '')} | bare pass-through (control) | Pipecat ÷ voxline G.711 "
+        "| voxline G.711 ÷ bare |",
+        "|---|---|---|---|---|---|---|",
     ]
     caps = [e["capacity_realtime"] if e else None for e in cols]
     lines.append(
         row(
-            "calls carried in real time on this 2-core VM (largest N tried with ≤ 0.1 % frames late, every "
-            "utterance answered)",
+            "calls carried in real time on this 2-core VM, with the callers and the fake server on it "
+            "(largest N tried: ≤ 0.1 % frames late, every utterance answered)",
             [_num(c) for c in caps],
-            _ratio(caps[2], caps[0], 2),
+            caps,
+            2,
         )
     )
     lines.append(
         row(
             "… CPU of the bridge process at that N (cores)",
             cell(cap, lambda s: f"{s['cpu_cores']['sut']:.2f}"),
-            "",
         )
     )
     cpc = [get(s, "calls_per_core_by_cpu") for s in cap]
     lines.append(
         row(
-            "calls per core by CPU cost at that N (N ÷ cores used)",
-            [_num(c) for c in cpc],
-            _ratio(cpc[2], cpc[0], 2),
+            "calls per core by CPU cost at that N (N ÷ cores the bridge used)", [_num(c) for c in cpc], cpc, 2
+        )
+    )
+    last = [e["steps"][-1] if e and e["steps"] else None for e in cols]
+    lpc = [get(s, "calls_per_core_by_cpu") for s in last]
+    lines.append(
+        row(
+            "calls per core by CPU cost at the busiest step (N)",
+            cell(last, lambda s: f"{_num(s['calls_per_core_by_cpu'])} (N = {s['n']})"),
+            lpc,
+            2,
         )
     )
     strict = [e["capacity"] if e else None for e in cols]
@@ -96,61 +113,33 @@ def comparison(report: dict[str, Any]) -> list[str]:
         row(
             "largest N with p99 added latency ≤ 5 ms both ways and no late frame",
             [_num(c) if c else "none" for c in strict],
-            "",
         )
     )
-    lines.append(f"| **at N = {ref} calls (all three)** | | | | |")
+    lines.append(f"| **at N = {ref} calls (all four)** | | | | | | |")
     cpu = [get(s, "cpu_s_per_call_minute") for s in at]
-    lines.append(
-        row(
-            "CPU seconds per call-minute (bridge process)",
-            [_num(c, ".3f") for c in cpu],
-            _ratio(cpu[2], cpu[0]),
-        )
-    )
-    up = [get(s, "up_ms") for s in at]
-    lines.append(
-        row(
-            "added latency caller → model, p50 / p99 (ms)",
-            [_pair(u) if u else "–" for u in up],
-            _ratio(get(at[2], "up_ms", "p50"), get(at[0], "up_ms", "p50")),
-        )
-    )
-    down = [get(s, "down_ms") for s in at]
-    lines.append(
-        row(
-            "added latency model → caller (first audio), p50 / p99 (ms)",
-            [_pair(d) if d else "–" for d in down],
-            _ratio(get(at[2], "down_ms", "p50"), get(at[0], "down_ms", "p50")),
-        )
-    )
-    barge = [get(s, "barge_ms") for s in at]
-    lines.append(
-        row(
-            "barge-in: `speech_started` sent → Twilio `clear` received, p50 / p99 (ms)",
-            [_pair(b) if b else "–" for b in barge],
-            _ratio(get(at[2], "barge_ms", "p50"), get(at[0], "barge_ms", "p50")),
-        )
-    )
+    lines.append(row("CPU seconds per call-minute (bridge process)", [_num(c, ".3f") for c in cpu], cpu))
+    for name, key in (
+        ("added latency caller → model, p50 / p99 (ms)", "up_ms"),
+        ("added latency model → caller (first audio), p50 / p99 (ms)", "down_ms"),
+        ("barge-in: `speech_started` sent → Twilio `clear` received, p50 / p99 (ms)", "barge_ms"),
+    ):
+        values = [get(s, key) for s in at]
+        lines.append(row(name, [_pair(v) if v else "–" for v in values], [get(s, key, "p50") for s in at]))
     mem = [get(s, "mb_per_call") for s in at]
-    lines.append(
-        row("memory per call (RSS growth ÷ N, MB)", [_num(m, ".3f") for m in mem], _ratio(mem[2], mem[0]))
-    )
+    lines.append(row("memory per call (RSS growth ÷ N, MB)", [_num(m, ".3f") for m in mem], mem))
     lines.append(
         row(
             "outbound frame lateness p99 / gap p99 (ms)",
             cell(at, lambda s: f"{_num(s['lateness_p99_ms'])} / {_num(s['gap_p99_ms'])}"),
-            "",
         )
     )
     lines.append(
         row(
-            "late frames (> 40 ms behind schedule) / frames",
+            "late frames (> 40 ms behind schedule) / media messages",
             cell(at, lambda s: f"{s['late_frames']} / {s['outbound_frames']}"),
-            "",
         )
     )
-    lines.append(row("CPU cores: bridge / fake server / callers / rest of the machine", cell(at, _cores), ""))
+    lines.append(row("CPU cores: bridge / fake server / callers / rest of the machine", cell(at, _cores)))
     return lines
 
 
@@ -214,6 +203,32 @@ def sip_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def gc_table(report: dict[str, Any]) -> list[str]:
+    by = {e["name"]: e for e in report["configs"]}
+    shipped, frozen = by.get("voxline-twilio-g711"), by.get("voxline-twilio-g711-gcfreeze")
+    if not shipped or not frozen:
+        return []
+    lines = [
+        "| N | as shipped: up p99 / down p99 / barge p99 (ms) | late frames | full GCs in window (max ms) "
+        "| with gc.freeze(): up p99 / down p99 / barge p99 (ms) | late frames | full GCs in window (max ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cells(s: Step | None) -> str:
+        if s is None:
+            return "– | – | –"
+        w = (s.get("gc") or {}).get("in_window") or {}
+        return (
+            f"{s['up_ms'].get('p99')} / {s['down_ms'].get('p99')} / {s['barge_ms'].get('p99')} "
+            f"| {s['late_frames']} / {s['outbound_frames']} | {w.get('gen2', '–')} ({w.get('max_ms', '–')})"
+        )
+
+    for n in sorted({s["n"] for s in shipped["steps"]} | {s["n"] for s in frozen["steps"]}):
+        lines.append(f"| {n} | {cells(_step(shipped, n))} | {cells(_step(frozen, n))} |")
+    lines.append("")
+    return lines
+
+
 def profile_section(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for entry in report["configs"]:
@@ -245,6 +260,9 @@ def render(report: dict[str, Any]) -> str:
     lines += comparison(report)
     lines.append("")
     lines += sip_table(report)
+    gc = gc_table(report)
+    if gc:
+        lines += ["", "### Garbage collector experiment (Twilio, G.711)", ""] + gc
     lines += ["", "### Every step", ""]
     for entry in report["configs"]:
         lines += steps_table(entry)

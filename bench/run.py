@@ -113,6 +113,7 @@ class Config:
     audio: str  # g711 | pcm24k
     steps: list[int]
     label: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,8 +163,11 @@ def run_step(
     for fake in fakes:
         wait_port(fake_port, fake)
     http_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
+    # The bridge one real-time priority above its load generators: they cannot starve it.
+    sut_priority = _niced(args.nice, args.rt + 1 if args.rt else 0)
     env = dict(os.environ, OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/", OPENAI_API_KEY="sk-bench")
     env["BENCH_AUDIO"] = cfg.audio
+    env.update(cfg.env)
     env["BENCH_GC_OUT"] = str(workdir / f"{tag}-gc.json")
     if cfg.bridge == "voxline":
         voxline = str(Path(PY).parent / "voxline")
@@ -176,15 +180,14 @@ def run_step(
             "--max-calls",
             str(max(n * 2, 100)),
         ]
-        sut = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=_niced(args.nice, args.rt)
-        )
+        sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
+    elif cfg.bridge == "passthrough":
+        cmd = [PY, str(BENCH / "passthrough_bridge.py"), "--port", str(http_port)]
+        sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
     else:
         cmd = [str(PIPECAT_PY), str(BENCH / "pipecat_bridge.py"), "--port", str(http_port)]
         cmd += ["--realtime-url", f"ws://127.0.0.1:{fake_port}/v1/realtime?model=gpt-realtime"]
-        sut = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=_niced(args.nice, args.rt)
-        )
+        sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
     try:
         wait_port(http_port, sut, timeout=60)
         time.sleep(1.0)
@@ -195,11 +198,7 @@ def run_step(
         measure = start + int((ramp + args.warmup) * 1e9)
         end = measure + int(args.duration * 1e9)
         if cfg.kind == "twilio":
-            target = (
-                f"ws://127.0.0.1:{http_port}/twilio"
-                if cfg.bridge == "voxline"
-                else f"ws://127.0.0.1:{http_port}/ws"
-            )
+            target = f"ws://127.0.0.1:{http_port}" + ("/ws" if cfg.bridge == "pipecat" else "/twilio")
         else:
             target = f"127.0.0.1:{sip_port}"
         callers = []
@@ -236,7 +235,15 @@ def run_step(
                     str(int(args.duration) - 1),
                 ]
                 cmd += ["-f", "raw", "-o", str(spy_out), "-r", "250", "--nonblocking"]
-                spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                # Above the bench's processes, or the sampler itself starves on a busy machine.
+                spies.append(
+                    subprocess.Popen(
+                        cmd,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        preexec_fn=_niced(args.nice, args.rt + 10 if args.rt else 0),
+                    )
+                )
         rss_peak = rss0
         while time.monotonic_ns() < end - 300_000_000:
             time.sleep(0.5)
@@ -258,12 +265,21 @@ def run_step(
     gc_file = workdir / f"{tag}-gc.json"
     if gc_file.exists():
         pauses = json.loads(gc_file.read_text())
+        times_file = Path(str(gc_file) + ".t")
+        times = json.loads(times_file.read_text()) if times_file.exists() else []
+        inside = [p for p, t in zip(pauses, times, strict=False) if measure <= t <= end]
         full = [ms for gen, ms in pauses if gen == 2]
         r["gc"] = {
             "collections": len(pauses),
             "gen2": len(full),
             "gen2_max_ms": round(max(full), 1) if full else None,
             "max_ms": round(max((ms for _, ms in pauses), default=0.0), 1),
+            # Collections during the measured window (gen 1 and 2 are recorded; gen 0 mostly not).
+            "in_window": {
+                "gen2": sum(1 for gen, _ in inside if gen == 2),
+                "max_ms": round(max((ms for _, ms in inside), default=0.0), 1),
+                "over_5ms": sum(1 for _, ms in inside if ms > 5),
+            },
         }
     return r
 
@@ -416,8 +432,8 @@ def keeps_up(r: dict[str, Any]) -> bool:
     up, down = r["up_ms"], r["down_ms"]
     return bool(
         r["connected"] == r["n"]
-        and up.get("n", 0) >= 0.98 * max(1, r["onsets"])
-        and down.get("n", 0) >= 0.98 * max(1, r["answers"])
+        and up.get("n", 0) >= r["onsets"] - max(1, 0.02 * r["onsets"])
+        and down.get("n", 0) >= r["answers"] - max(1, 0.02 * r["answers"])
         and r["late_frames"] <= LATE_FRACTION * r["outbound_frames"]
         and r["error_count"] == 0
     )
@@ -455,9 +471,29 @@ def configs(args: argparse.Namespace) -> list[Config]:
             "voxline-rtp-pcm24k", "voxline", "rtp", "pcm24k", steps, "voxline, SIP/RTP callers, 24 kHz PCM"
         ),
         Config("pipecat-twilio", "pipecat", "twilio", "pcm24k", pc_steps, "Pipecat, Twilio callers"),
+        Config(
+            "passthrough-twilio",
+            "passthrough",
+            "twilio",
+            "g711",
+            steps,
+            "bare pass-through bridge (control), Twilio callers, μ-law straight through",
+        ),
+        # An experiment beside the as-shipped runs: the scenario freezes the start-up heap (gc.freeze()).
+        Config(
+            "voxline-twilio-g711-gcfreeze",
+            "voxline",
+            "twilio",
+            "g711",
+            steps,
+            "voxline, Twilio callers, G.711, experiment: gc.freeze() after start-up",
+            {"BENCH_GC_FREEZE": "1"},
+        ),
     ]
-    wanted = set(args.only.split(",")) if args.only else None
-    return [c for c in out if wanted is None or c.name in wanted]
+    if args.only:
+        wanted = set(args.only.split(","))
+        return [c for c in out if c.name in wanted]
+    return [c for c in out if not c.name.endswith("-gcfreeze")]  # the experiment runs when named
 
 
 def machine() -> dict[str, Any]:
@@ -492,9 +528,9 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--steps", default="25,50,75,100,125,150,200,250,300", help="N values for voxline")
-    parser.add_argument("--pipecat-steps", default="10,25,35,50,75", help="N values for Pipecat")
-    parser.add_argument("--reference-n", type=int, default=25, help="the N the comparison table is taken at")
+    parser.add_argument("--steps", default="10,25,50,75,100,125,150,200,250,300", help="N values for voxline")
+    parser.add_argument("--pipecat-steps", default="5,10,15,20,25,35,50", help="N values for Pipecat")
+    parser.add_argument("--reference-n", type=int, default=10, help="the N the comparison table is taken at")
     parser.add_argument("--only", help="comma-separated config names")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per step")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the ramp before measuring")
@@ -555,9 +591,10 @@ def main() -> None:
             strict_ok = strict_ok and r["holds"]
             if strict_ok:
                 entry["capacity"] = n
-            if r["keeps_up"] and failures == 0:
+            if r["keeps_up"]:
                 entry["capacity_realtime"] = n
-            if not r["keeps_up"]:
+                failures = 0
+            else:
                 # Two failing steps in a row end the search (one may be noise on a shared machine).
                 failures += 1
                 if failures >= 2 and not args.keep_going:

@@ -22,23 +22,33 @@ def _watch_gc(path: str) -> None:
     """Record the garbage collector's pauses (the bench reports them; the scenario runs per call, the
     hook is installed once per process)."""
     pauses: list[tuple[int, float]] = []
+    when: list[int] = []
     started = [0]
 
     def callback(phase: str, info: dict) -> None:
         if phase == "start":
-            started[0] = time.perf_counter_ns()
+            started[0] = time.monotonic_ns()
         else:
-            pauses.append((info["generation"], (time.perf_counter_ns() - started[0]) / 1e6))
+            pauses.append((info["generation"], (time.monotonic_ns() - started[0]) / 1e6))
+            when.append(started[0])
             if len(pauses) % 100 == 0 or info["generation"] >= 1:
                 with open(path, "w") as f:
                     json.dump(pauses, f)
+                with open(path + ".t", "w") as f:
+                    json.dump(when, f)
 
     gc.callbacks.append(callback)
 
 
-if os.environ.get("BENCH_GC_OUT") and not getattr(sys, "_bench_gc_watched", False):
+if not getattr(sys, "_bench_gc_watched", False):
     sys._bench_gc_watched = True
-    _watch_gc(os.environ["BENCH_GC_OUT"])
+    if os.environ.get("BENCH_GC_OUT"):
+        _watch_gc(os.environ["BENCH_GC_OUT"])
+    if os.environ.get("BENCH_GC_FREEZE") == "1":
+        # An experiment, not what voxline does: move everything alive after start-up (modules, the
+        # runtime) out of the collector's reach, so full collections only walk the calls' objects.
+        gc.collect()
+        gc.freeze()
 PCM24K = {"type": "audio/pcm", "rate": 24000}
 
 
