@@ -195,8 +195,8 @@ class _Sessions(list[RealtimeConnection]):
     """``server.sessions``: swaps each new session's record lists for ones that keep no audio events."""
 
     def append(self, connection: RealtimeConnection) -> None:
-        connection.core.received = _Dropping()  # type: ignore[assignment]
-        connection.core.sent = _Dropping()  # type: ignore[assignment]
+        connection.core.received = _Dropping()
+        connection.core.sent = _Dropping()
         super().append(connection)
 
 

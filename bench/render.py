@@ -148,15 +148,17 @@ def steps_table(entry: dict[str, Any]) -> list[str]:
         f"#### {entry['label']}",
         "",
         "| N | up p50/p99 | down p50/p99 | barge p50/p99 | late / frames | lateness p99 | gap p99 | "
-        "CPU s/call-min | calls/core | MB/call | GC gen2 max | cores bridge/fake/callers/rest | real time | ≤ 5 ms |",
+        "CPU s/call-min | calls/core | MB/call | GC gen2 max | cores bridge/fake/callers/rest "
+        "| real time | ≤ 5 ms |",
         "|" + "---|" * 14,
     ]
     for s in entry["steps"]:
         gc = s.get("gc") or {}
         lines.append(
             f"| {s['n']} | {_pair(s['up_ms'])} | {_pair(s['down_ms'])} | {_pair(s['barge_ms'])} "
-            f"| {s['late_frames']} / {s['outbound_frames']} | {_num(s['lateness_p99_ms'])} | {_num(s['gap_p99_ms'])} "
-            f"| {_num(s['cpu_s_per_call_minute'], '.3f')} | {_num(s['calls_per_core_by_cpu'])} | {s['mb_per_call']:.3f} "
+            f"| {s['late_frames']} / {s['outbound_frames']} | {_num(s['lateness_p99_ms'])} "
+            f"| {_num(s['gap_p99_ms'])} | {_num(s['cpu_s_per_call_minute'], '.3f')} "
+            f"| {_num(s['calls_per_core_by_cpu'])} | {s['mb_per_call']:.3f} "
             f"| {_num(gc.get('gen2_max_ms'))} | {_cores(s)} | {'yes' if s['keeps_up'] else 'no'} "
             f"| {'yes' if s['holds'] else 'no'} |"
         )
@@ -210,7 +212,8 @@ def gc_table(report: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "| N | as shipped: up p99 / down p99 / barge p99 (ms) | late frames | full GCs in window (max ms) "
-        "| with gc.freeze(): up p99 / down p99 / barge p99 (ms) | late frames | full GCs in window (max ms) |",
+        "| with gc.freeze(): up p99 / down p99 / barge p99 (ms) | late frames "
+        "| full GCs in window (max ms) |",
         "|---|---|---|---|---|---|---|",
     ]
 
@@ -253,7 +256,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# voxline benchmark report",
         "",
-        f"Run {m['date_utc']} UTC, voxline {m['voxline_commit']}, Python {m['python']}, {m['cores']} × {m['cpu']}, "
+        f"Run {m['date_utc']} UTC, voxline {m['voxline_commit']}, Python {m['python']}, "
+        f"{m['cores']} × {m['cpu']}, "
         f"Linux {m['kernel']}, Pipecat {m.get('pipecat') or '–'}.",
         "",
     ]
@@ -262,7 +266,7 @@ def render(report: dict[str, Any]) -> str:
     lines += sip_table(report)
     gc = gc_table(report)
     if gc:
-        lines += ["", "### Garbage collector experiment (Twilio, G.711)", ""] + gc
+        lines += ["", "### Garbage collector experiment (Twilio, G.711)", "", *gc]
     lines += ["", "### Every step", ""]
     for entry in report["configs"]:
         lines += steps_table(entry)

@@ -148,7 +148,7 @@ def _niced(nice: int, rt: int = 0) -> Any:
 
 
 def run_step(
-    cfg: Config, n: int, args: argparse.Namespace, workdir: Path, profile: bool = False
+    cfg: Config, n: int, args: argparse.Namespace, workdir: Path, profile: bool | str = False
 ) -> dict[str, Any]:
     tag = f"{cfg.name}-n{n}"
     fake_port = free_port()
@@ -221,9 +221,9 @@ def run_step(
         t0 = time.monotonic()
         spies = []
         if profile:
-            targets = {"sut": sut.pid} if profile is True else {"sut": sut.pid, "fake": fakes[0].pid}
-            if profile == "all":
-                targets["callers"] = callers[0].pid
+            targets = {"sut": sut.pid}
+            if profile == "all":  # --debug-profile: the load generators too
+                targets.update(fake=fakes[0].pid, callers=callers[0].pid)
             for what, pid in targets.items():
                 spy_out = workdir / f"{tag}-profile-{what}.txt"
                 cmd = [
@@ -301,8 +301,8 @@ def analyse(
         return measure <= t <= end
 
     seen: dict[str, dict[str, Any]] = {}
-    for fake in fakes:
-        for call in fake["calls"]:
+    for report in fakes:
+        for call in report["calls"]:
             if call["call"]:
                 seen[call["call"]] = call
     up: list[int] = []
@@ -657,7 +657,7 @@ def top_functions(path: Path, limit: int = 25) -> list[dict[str, Any]]:
         {"function": name, "total_pct": round(100 * c / samples, 1)}
         for name, c in total.most_common(limit + 10)
     ]
-    return top + [{"samples": samples, "idle_samples": idle, "by_total": by_total}]
+    return [*top, {"samples": samples, "idle_samples": idle, "by_total": by_total}]
 
 
 def _function(frame: str) -> str:
