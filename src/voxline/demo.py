@@ -42,7 +42,7 @@ log = logging.getLogger("voxline.demo")
 DEFAULT_LINES = ("what are your opening hours", "check my order 1 2 3 4", "goodbye")
 CALLER_VOICE = "en-us+m3"
 LEVEL_VOICED = 500.0  # mean |sample| of a 20 ms frame above which the caller hears the agent speak
-ANSWER_QUIET_MS = 700  # the agent has finished when it has been quiet this long (and is not replying)
+ANSWER_QUIET_MS = 600  # the agent has finished when it has been quiet this long (and is not replying)
 
 
 class DemoError(RuntimeError):
@@ -347,7 +347,7 @@ async def _demo(options: DemoOptions, view: _View, env: dict[str, str]) -> tuple
         assert runtime.sip is not None
         target = f"sip:agent@127.0.0.1:{runtime.sip.port}"
         view.line("note", "runtime", f"{scenario.name} answers SIP on 127.0.0.1:{runtime.sip.port}")
-        voice = Synthesizer(CALLER_VOICE, 155, output_rate=8000)
+        voice = Synthesizer(CALLER_VOICE, 170, output_rate=8000)
         leg = await caller.call(target, caller_id="demo-caller", display_name="voxline demo")
         await asyncio.wait_for(leg.wait_connected(), 10)
         fmt = leg.audio_format or PCMU_8K

@@ -250,7 +250,7 @@ class LocalEngine:
         responder: Responder,
         *,
         voice: str = "en-us",
-        rate_wpm: int = 165,
+        rate_wpm: int = 180,
         recognizers: int = 2,
         recognition: Literal["thread", "process"] = "thread",
         max_transcripts: int = 512,

@@ -77,7 +77,7 @@ class LocalRealtimeBackend:
         host: str = "127.0.0.1",
         port: int = 0,
         voice: str = "en-us",
-        rate_wpm: int = 165,
+        rate_wpm: int = 180,
         pace: float | None = 2.0,
         vad_aggressiveness: int = 2,
         recognizers: int = 2,
