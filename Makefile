@@ -1,7 +1,7 @@
 # Benchmarks (see docs/benchmarks.md). Results: bench/results/ (raw JSON + report.md).
 PYTHON ?= .venv/bin/python
 PIPECAT_VENV ?= bench/.venv-pipecat
-PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 PIPECAT_VERSION ?= 1.14.0
 
 .PHONY: bench bench-quick bench-voxline bench-setup
