@@ -405,7 +405,10 @@ def summary(values: list[float]) -> dict[str, Any]:
         return {"n": 0}
     return {
         "n": len(values),
+        "min": round(min(values), 2),
+        "p10": round(percentile(values, 10) or 0, 2),
         "p50": round(percentile(values, 50) or 0, 2),
+        "p90": round(percentile(values, 90) or 0, 2),
         "p99": round(percentile(values, 99) or 0, 2),
         "max": round(max(values), 2),
     }
