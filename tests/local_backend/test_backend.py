@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -229,9 +230,11 @@ async def test_recognition_in_worker_processes_hears_the_same(caller_voice: Synt
         )
         await recorded.wait("response.done")
         # A worker that dies costs its turn only: the next turn gets a new worker.
-        executor = backend.engine._pool._executor  # type: ignore[union-attr]
-        for process in list(executor._processes.values()):
-            process.kill()
+        pids = [r.pid for r in backend.engine._pool._all]
+        assert pids and all(pid is not None for pid in pids)
+        for pid in pids:
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
         await speak(clock, call, caller_voice, "goodbye")
         failed = await backend.server.wait_for_sent(
             "conversation.item.input_audio_transcription.failed", timeout=15

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
 
 from voxline.audio import AudioFormat
@@ -37,7 +33,6 @@ from voxline.testing.realtime.engine import (
 from voxline.testing.schema import ClientEventValidator, SchemaProblem, format_param
 
 from .asr import AsyncRecognizer, Recognizer
-from .grammar import Slot
 from .responder import Responder
 from .tts import Synthesizer
 
@@ -91,30 +86,46 @@ class WebrtcSpeechDetector:
 
 
 class _RecognizerPool:
-    """Recognisers per input rate, created off the loop on first use and reused turn after turn.
+    """Recognisers per input rate, created on first use and reused turn after turn.
 
-    One recogniser decodes one utterance at a time (each has its own worker thread); concurrent turns
-    of several calls get more recognisers, up to ``size`` per rate.
+    One recogniser decodes one utterance at a time; concurrent turns of several calls get more
+    recognisers, up to ``size`` per rate. ``in_process``: each recogniser decodes in its own worker
+    process (:meth:`AsyncRecognizer.in_process`: pocketsphinx holds the GIL, so a decoding thread
+    pauses the event loop); otherwise in a worker thread. A recogniser that fails (its process
+    died) is dropped and replaced at the next turn.
     """
 
-    def __init__(self, responder: Responder, size: int, warmup: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, responder: Responder, size: int, warmup: Callable[[int], bytes], *, in_process: bool
+    ) -> None:
         self._responder = responder
         self._warmup = warmup
         self._size = size
+        self._in_process = in_process
         self._idle: dict[int, list[AsyncRecognizer]] = {}
         self._count: dict[int, int] = {}
         self._freed = asyncio.Condition()
         self._all: list[AsyncRecognizer] = []
 
-    def _factory(self, rate: int) -> Recognizer:
+    async def _create(self, rate: int) -> AsyncRecognizer:
         vocabulary = self._responder.vocabulary
+        make = AsyncRecognizer.in_process if self._in_process else AsyncRecognizer.create
         if vocabulary is None or not vocabulary.phrases:
-            recognizer = Recognizer.free_form(input_rate=rate)
+            recognizer = await make(Recognizer.free_form, input_rate=rate)
         else:
-            recognizer = Recognizer.from_phrases(vocabulary.phrases, slots=vocabulary.slots, input_rate=rate)
+            recognizer = await make(
+                Recognizer.from_phrases,
+                list(vocabulary.phrases),
+                slots=dict(vocabulary.slots),
+                input_rate=rate,
+            )
         # A fresh decoder starts from a default cepstral mean and misreads its first utterance
         # (measured: "one two three four" -> "one eight two three"); one utterance of speech settles it.
-        recognizer.recognize(self._warmup(rate))
+        try:
+            await recognizer.recognize(await asyncio.to_thread(self._warmup, rate))
+        except BaseException:
+            recognizer.close()
+            raise
         return recognizer
 
     async def preload(self, rate: int) -> None:
@@ -132,11 +143,9 @@ class _RecognizerPool:
                     break
                 await self._freed.wait()
         try:
-            recognizer = await AsyncRecognizer.create(self._factory, rate)
+            recognizer = await self._create(rate)
         except BaseException:
-            async with self._freed:
-                self._count[rate] -= 1
-                self._freed.notify()
+            await self._drop(rate, None)
             raise
         self._all.append(recognizer)
         return recognizer
@@ -146,92 +155,27 @@ class _RecognizerPool:
             self._idle.setdefault(rate, []).append(recognizer)
             self._freed.notify()
 
+    async def _drop(self, rate: int, recognizer: AsyncRecognizer | None) -> None:
+        if recognizer is not None:
+            recognizer.close()
+            self._all.remove(recognizer)
+        async with self._freed:
+            self._count[rate] -= 1
+            self._freed.notify()
+
     async def recognize(self, pcm: bytes, rate: int) -> str:
         recognizer = await self._acquire(rate)
         try:
             hypothesis = await recognizer.recognize(pcm)
-        finally:
-            await self._release(rate, recognizer)
+        except Exception:
+            await self._drop(rate, recognizer)  # e.g. its worker process died: this turn fails only
+            raise
+        await self._release(rate, recognizer)
         return hypothesis.text
 
     def close(self) -> None:
         for recognizer in self._all:
             recognizer.close()
-
-
-# -- recognition in worker processes -----------------------------------------------------------------
-# pocketsphinx holds the GIL while it decodes, so a decoding thread still pauses the event loop (see
-# docs/demo.md). In a worker process it cannot: these functions run there (spawned, so they must be
-# importable module-level functions).
-_worker_state: dict[str, Any] = {}
-
-
-def _worker_start(phrases: tuple[str, ...] | None, slots: dict[str, Slot], warmup: dict[int, bytes]) -> None:
-    # Ctrl+C in a terminal reaches the whole process group; the parent shuts the workers down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_state.update(phrases=phrases, slots=slots, warmup=warmup, recognizers={})
-
-
-def _worker_recognize(pcm: bytes, rate: int) -> str:
-    recognizers: dict[int, Recognizer] = _worker_state["recognizers"]
-    recognizer = recognizers.get(rate)
-    if recognizer is None:
-        phrases = _worker_state["phrases"]
-        if phrases:
-            recognizer = Recognizer.from_phrases(phrases, slots=_worker_state["slots"], input_rate=rate)
-        else:
-            recognizer = Recognizer.free_form(input_rate=rate)
-        recognizer.recognize(_worker_state["warmup"][rate])  # the cold decoder's first utterance
-        recognizers[rate] = recognizer
-    return recognizer.recognize(pcm).text
-
-
-class _ProcessRecognizers:
-    """Recognition in up to ``size`` spawned worker processes, each with its own recognisers."""
-
-    def __init__(self, responder: Responder, size: int, warmup: Callable[[int], bytes]) -> None:
-        self._responder = responder
-        self._size = size
-        self._warmup = warmup
-        self._executor: ProcessPoolExecutor | None = None
-        self._starting = asyncio.Lock()
-
-    async def _pool(self) -> ProcessPoolExecutor:
-        async with self._starting:
-            if self._executor is None:
-                vocabulary = self._responder.vocabulary
-                phrases = tuple(vocabulary.phrases) if vocabulary is not None and vocabulary.phrases else None
-                slots = dict(vocabulary.slots) if vocabulary is not None else {}
-                warmup = {rate: await asyncio.to_thread(self._warmup, rate) for rate in (8000, 24000)}
-                self._executor = ProcessPoolExecutor(
-                    self._size,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_worker_start,
-                    initargs=(phrases, slots, warmup),
-                )
-            return self._executor
-
-    async def preload(self, rate: int) -> None:
-        await self.recognize(b"", rate)
-
-    async def recognize(self, pcm: bytes, rate: int) -> str:
-        executor = await self._pool()
-        try:
-            text: str = await asyncio.get_running_loop().run_in_executor(
-                executor, _worker_recognize, pcm, rate
-            )
-        except BrokenProcessPool:
-            # A worker died (killed, crashed in the decoder): this turn fails, the next gets new workers.
-            if self._executor is executor:
-                executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
-            raise
-        return text
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
 
 
 class LocalEngine:
@@ -240,9 +184,8 @@ class LocalEngine:
     ``responder``: what to say (:func:`voxline.local.responder.load_responder`). ``voice``: the
     espeak-ng voice. ``recognizers``: recognisers per input rate (concurrent turns). ``recognition``:
     ``"thread"`` decodes in worker threads (pocketsphinx then briefly pauses the event loop),
-    ``"process"`` in spawned worker processes (needs the usual ``if __name__ == "__main__"`` guard in
-    a script that starts the backend). Transcripts are kept for the last ``max_transcripts`` user
-    items (older turns are not recognised again).
+    ``"process"`` in worker processes (about 1 s to start and ~100 MB each). Transcripts are kept
+    for the last ``max_transcripts`` user items (older turns are not recognised again).
     """
 
     def __init__(
@@ -268,10 +211,8 @@ class LocalEngine:
             self._synthesizers[rate] = synthesizer_factory(voice, rate_wpm, output_rate=rate)
         if recognition not in ("thread", "process"):
             raise ValueError(f"recognition must be 'thread' or 'process', got {recognition!r}")
-        self._pool: _RecognizerPool | _ProcessRecognizers = (
-            _RecognizerPool(responder, recognizers, self._warmup_speech)
-            if recognition == "thread"
-            else _ProcessRecognizers(responder, recognizers, self._warmup_speech)
+        self._pool = _RecognizerPool(
+            responder, recognizers, self._warmup_speech, in_process=recognition == "process"
         )
         self._transcripts: OrderedDict[str, asyncio.Future[str]] = OrderedDict()
         self._max_transcripts = max_transcripts
