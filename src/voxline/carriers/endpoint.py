@@ -35,7 +35,15 @@ from ._base import (
     Stats,
 )
 from .stream import CarrierStream, OnStream
-from .twilio import TwilioDtmf, TwilioMark, TwilioMedia, TwilioMediaStream, TwilioStart, TwilioStop
+from .twilio import (
+    TwilioDtmf,
+    TwilioMark,
+    TwilioMedia,
+    TwilioMediaStream,
+    TwilioStart,
+    TwilioState,
+    TwilioStop,
+)
 from .twiml import SIGNATURE_HEADER, connect_stream_twiml, validate_signature
 from .wsmedia import VoxEngineMediaSocket, WsMediaMedia, WsMediaStart, WsMediaStop
 
@@ -200,8 +208,12 @@ class TwilioCarrierStream(CarrierStream):
         self._tail_seen_ms = -1
         self._tail_period_s = max(core.mark_interval_ms, 20) / 1000
 
+    def _ended(self) -> bool:
+        # After Twilio's `stop` the socket is still open for a moment; the stream is over already.
+        return self._closed.is_set() or self._core.state is not TwilioState.STARTED
+
     def send_audio(self, data: bytes, *, source_ms: int | None = None) -> None:
-        if self._closed.is_set():
+        if self._ended():
             self.stats["audio_dropped_after_close"] += 1
             return
         self._core.send_audio(data, source_ms)
@@ -214,7 +226,7 @@ class TwilioCarrierStream(CarrierStream):
         # The last audio of an utterance needs a mark too, or it is never acknowledged. One timer per
         # mark interval at most: if no audio came for a whole interval, mark what is unmarked.
         self._tail_timer = None
-        if self._closed.is_set() or not self._core.unmarked_ms:
+        if self._ended() or not self._core.unmarked_ms:
             return
         if self._core.sent_ms == self._tail_seen_ms:
             self._core.mark_pending()
@@ -225,14 +237,14 @@ class TwilioCarrierStream(CarrierStream):
 
     def mark(self, name: str | None = None) -> str | None:
         """Send a mark now (its echo acknowledges all audio before it); None after close."""
-        if self._closed.is_set():
+        if self._ended():
             return None
         name = self._core.mark(name)
         self._writer.kick()
         return name
 
     def clear(self) -> None:
-        if self._closed.is_set():
+        if self._ended():
             return
         self._core.clear()
         self._writer.kick()
