@@ -42,12 +42,13 @@ def _run(args: argparse.Namespace) -> int:
             await runtime.start()
             serving = asyncio.ensure_future(runtime.serve_forever())
             await asyncio.sleep(0)  # its SIGTERM handler is in place before we say we are running
-            print(
-                f"voxline {__version__}: running {config.scenario}"
-                + (f", SIP {config.sip}" if config.sip else "")
-                + (f", HTTP {config.http}" if config.http else ""),
-                flush=True,
-            )
+            sip_host = (config.sip or "").rpartition(":")[0]
+            http_host = (config.http or "").rpartition(":")[0]
+            sip = f", SIP {sip_host}:{runtime.sip.port}" if runtime.sip else ""
+            http = f", HTTP {http_host}:{runtime.http_port}" if config.http else ""
+            print(f"voxline {__version__}: running {config.scenario}{sip}{http}", flush=True)
+            for _ in range(args.start_session):
+                runtime.start_session()
             await serving
         finally:
             if backend is not None:
