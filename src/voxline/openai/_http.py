@@ -375,9 +375,21 @@ class StreamingHTTPClient(EventTarget):
         """Handle one SSE event; True when the request is finished (terminal event seen)."""
         raise NotImplementedError
 
+    #: How an API's stream ends normally ("[DONE]", the terminal response event).
+    _stream_end: ClassVar[str] = "its end"
+
     def _on_stream_end(self, handle: RequestHandle, truncated: bool) -> None:
-        """The body ended without a terminal event."""
-        raise NotImplementedError
+        """The body ended without a terminal event: the request failed on the network."""
+        self._fail(
+            handle,
+            error_payload(
+                status=200,
+                message=f"the stream ended before {self._stream_end}"
+                + (" in the middle of an event" if truncated else ""),
+                code="stream_interrupted",
+                type="network_error",
+            ),
+        )
 
     def _on_json_body(self, handle: RequestHandle, body: Any) -> None:
         """A 2xx answer that is not an event stream (a provider that ignored ``stream: true``)."""

@@ -757,6 +757,7 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
     """OpenAI Chat Completions over HTTP + SSE, VoxEngine's ``OpenAI.ChatCompletionsAPIClient``."""
 
     _kind = "chat-completions"
+    _stream_end = "[DONE]"
     _path = "chat/completions"
     _error_event = E.ChatCompletionsAPIError.value
     _connector_event = E.ConnectorInformation.value
@@ -884,18 +885,6 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
         self._commit(handle, completion)
         self._complete(handle, completion)
         self._emit(handle, E.Content.value, completion)
-
-    def _on_stream_end(self, handle: RequestHandle, truncated: bool) -> None:
-        self._fail(
-            handle,
-            error_payload(
-                status=200,
-                message="the stream ended before [DONE]"
-                + (" in the middle of an event" if truncated else ""),
-                code="stream_interrupted",
-                type="network_error",
-            ),
-        )
 
     def _on_json_body(self, handle: RequestHandle, body: Any) -> None:
         if isinstance(body, dict) and body.get("error"):

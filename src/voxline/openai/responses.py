@@ -134,6 +134,7 @@ class ResponsesAPIClient(StreamingHTTPClient):
     """OpenAI Responses over HTTP + SSE, VoxEngine's ``OpenAI.ResponsesAPIClient``."""
 
     _kind = "responses"
+    _stream_end = "the response completed"
     _path = "responses"
     _error_event = R.ResponsesAPIError.value
     _connector_event = R.ConnectorInformation.value
@@ -229,18 +230,6 @@ class ResponsesAPIClient(StreamingHTTPClient):
         if self._context is not None and event_type in _CHAINABLE:
             self._context.completed(state.body, state.new_items, response)
         self._complete(handle, response)
-
-    def _on_stream_end(self, handle: RequestHandle, truncated: bool) -> None:
-        self._fail(
-            handle,
-            error_payload(
-                status=200,
-                message="the stream ended before the response completed"
-                + (" in the middle of an event" if truncated else ""),
-                code="stream_interrupted",
-                type="network_error",
-            ),
-        )
 
     def _on_json_body(self, handle: RequestHandle, body: Any) -> None:
         if isinstance(body, dict) and body.get("error"):
