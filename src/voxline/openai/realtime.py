@@ -130,7 +130,6 @@ class RealtimeAPIClient(MediaUnit):
         self._input_adapter = FormatAdapter(PCM16_24K)
         self._playout: Playout | None = None
         self._negotiated: dict[str, AudioFormat] = {}
-        self._media_tag: str | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
