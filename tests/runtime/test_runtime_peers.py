@@ -135,3 +135,29 @@ async def test_sigterm_drains_and_exits(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     code = await asyncio.wait_for(proc.wait(), 10)
     assert code == 0, await proc.stdout.read()
+
+
+async def test_calls_beyond_max_calls_get_503_and_the_running_call_goes_on(
+    tmp_path: Path, fake_openai: FakeRealtimeServer
+) -> None:
+    sipp = require_tool("sipp")
+    (tmp_path / "prompt.ulaw").write_bytes(ulaw_encode(tone(440, 500, 8000, 0.3)))
+    runtime = await start(fake_openai, max_calls=1)
+    try:
+        assert runtime.sip is not None
+        target = f"127.0.0.1:{runtime.sip.port}"
+        first = scenario(tmp_path, "uac_stream.xml", ULAW_FILE=str(tmp_path / "prompt.ulaw"), PAUSE_MS="2500")
+        running = asyncio.create_task(run_peer(sipp_argv(sipp, first, target, "-s", "agent"), tmp_path))
+        await fake_openai.wait_for_session(timeout=10)
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        second = scenario(
+            second_dir, "uac_stream.xml", ULAW_FILE=str(tmp_path / "prompt.ulaw"), PAUSE_MS="100"
+        )
+        code, out = await run_peer(sipp_argv(sipp, second, target, "-s", "agent", "-p", "5074"), second_dir)
+        assert code != 0 and "SIP/2.0 503" in out, out
+        first_code, first_out = await running
+        assert first_code == 0, first_out
+    finally:
+        await runtime.shutdown(grace_s=0)
+    assert len(fake_openai.sessions) == 1
