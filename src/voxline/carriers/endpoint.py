@@ -166,6 +166,17 @@ class _SocketLog:
         self._seen: set[str] = set()
         self._stats = stats
 
+    def protocol_error(self, event: ProtocolError) -> None:
+        self.once("protocol_errors", logging.WARNING, f"closing with {event.close_code}: {event.reason}")
+
+    def ignored(self, event: Ignored) -> None:
+        self.once(
+            "ignored_events",
+            logging.INFO,
+            f"ignored {event.event!r}: {event.reason} (logged once, counted)",
+            reason=f"ignored:{event.event}",
+        )
+
     def once(self, counter: str, level: int, message: str, reason: str | None = None) -> None:
         self._stats[counter] += 1
         key = reason or counter
@@ -579,16 +590,11 @@ class CarrierEndpoints:
                     break
                 elif isinstance(event, ProtocolError):
                     code, reason = event.close_code, event.reason
-                    slog.once("protocol_errors", logging.WARNING, f"closing with {code}: {reason}")
+                    slog.protocol_error(event)
                     await ws.close(code=code, message=_close_message(reason))
                     break
                 elif isinstance(event, Ignored):
-                    slog.once(
-                        "ignored_events",
-                        logging.INFO,
-                        f"ignored {event.event!r}: {event.reason} (logged once, counted)",
-                        reason=f"ignored:{event.event}",
-                    )
+                    slog.ignored(event)
         finally:
             writer.stop()
             if not ws.closed:
@@ -647,16 +653,11 @@ class CarrierEndpoints:
                         stream._finish(CLOSE_NORMAL, "stop")
                 elif isinstance(event, ProtocolError):
                     code, reason = event.close_code, event.reason
-                    slog.once("protocol_errors", logging.WARNING, f"closing with {code}: {reason}")
+                    slog.protocol_error(event)
                     await ws.close(code=code, message=_close_message(reason))
                     break
                 elif isinstance(event, Ignored):
-                    slog.once(
-                        "ignored_events",
-                        logging.INFO,
-                        f"ignored {event.event!r}: {event.reason} (logged once, counted)",
-                        reason=f"ignored:{event.event}",
-                    )
+                    slog.ignored(event)
         finally:
             sock.writer.stop()
             if not ws.closed:
