@@ -4,6 +4,13 @@ Tick ``n`` happens at ``t0 + n * 20 ms``. Deadlines are computed from ``n``, nev
 sleeps, so the schedule does not drift however late single ticks run. Subscribers get the tick's
 time in integer milliseconds on the clock's timeline.
 
+A subscriber may ask for a *phase*: its ticks happen at ``n * 20 + phase_ms``. A playout that starts
+a talkspurt sends its first frame at once and takes the phase of that moment, so model audio is not
+held back until the next multiple of 20 ms; every later frame still leaves exactly 20 ms after the
+previous one. Within one instant subscribers run by ``order`` (lower first), then by subscription:
+sources (playouts, order 0) before the senders they feed (RTP, order 1) before whatever watches
+what was sent (order 2), so a frame produced in a tick leaves in the same tick.
+
 ``AsyncioMediaClock`` keeps at most one ``loop.call_at`` handle pending for ALL its subscribers (no
 task or timer per frame per playout) and idles while nobody is subscribed. ``VirtualMediaClock``
 runs ticks deterministically for tests.
@@ -12,6 +19,7 @@ runs ticks deterministically for tests.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import logging
 import weakref
@@ -31,21 +39,35 @@ TickCallback = Callable[[int], None]
 class ClockSubscription:
     """The handle ``subscribe`` returns; pass it to ``unsubscribe``."""
 
-    __slots__ = ("active", "callback")
+    __slots__ = ("active", "callback", "order", "phase_ms")
 
-    def __init__(self, callback: TickCallback) -> None:
+    def __init__(self, callback: TickCallback, phase_ms: int = 0, order: int = 0) -> None:
         self.callback = callback
+        self.phase_ms = phase_ms
+        self.order = order
         self.active = True
 
     def __repr__(self) -> str:
         state = "active" if self.active else "cancelled"
-        return f"<ClockSubscription {state} {self.callback!r}>"
+        return f"<ClockSubscription {state} phase {self.phase_ms} ms {self.callback!r}>"
+
+
+class _Phase:
+    """The subscribers ticking at ``n * tick_ms + offset``; ``next_n`` is their next tick number."""
+
+    __slots__ = ("next_n", "offset", "snapshot", "subscriptions")
+
+    def __init__(self, offset: int, next_n: int) -> None:
+        self.offset = offset
+        self.next_n = next_n
+        self.subscriptions: list[ClockSubscription] = []
+        self.snapshot: tuple[ClockSubscription, ...] = ()
 
 
 class MediaClock(ABC):
-    """Drives subscribers on one absolute 20 ms schedule.
+    """Drives subscribers on one absolute 20 ms schedule (per phase).
 
-    A subscriber added during a tick is first called on the next tick; one removed during a tick is
+    A subscriber added during a tick is first called on a later tick; one removed during a tick is
     not called again, not even later in that tick. A subscriber that raises is logged with its
     traceback and unsubscribed; the clock and the other subscribers go on.
     """
@@ -53,15 +75,25 @@ class MediaClock(ABC):
     tick_ms: int = FRAME_MS
 
     def __init__(self) -> None:
-        self._subscriptions: list[ClockSubscription] = []
-        self._snapshot: tuple[ClockSubscription, ...] = ()
+        self._phases: dict[int, _Phase] = {}
+        self._count = 0
 
-    def subscribe(self, callback: TickCallback) -> ClockSubscription:
+    def subscribe(self, callback: TickCallback, *, phase_ms: int = 0, order: int = 0) -> ClockSubscription:
+        """Call ``callback(tick_time_ms)`` at every ``n * 20 + phase_ms`` from now on, ``order`` first."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        subscription = ClockSubscription(callback)
-        self._subscriptions.append(subscription)
-        self._snapshot = tuple(self._subscriptions)
+        if isinstance(phase_ms, bool) or not isinstance(phase_ms, int) or not 0 <= phase_ms < self.tick_ms:
+            raise ValueError(f"phase_ms must be an int in [0, {self.tick_ms}), got {phase_ms!r}")
+        if isinstance(order, bool) or not isinstance(order, int):
+            raise TypeError(f"order must be an int, not {type(order).__name__}")
+        subscription = ClockSubscription(callback, phase_ms, order)
+        phase = self._phases.get(phase_ms)
+        if phase is None:
+            phase = self._phases[phase_ms] = _Phase(phase_ms, self._first_tick(phase_ms))
+        subs = phase.subscriptions
+        subs.insert(bisect.bisect_right(subs, order, key=_order), subscription)
+        phase.snapshot = tuple(subs)
+        self._count += 1
         self._subscribers_changed()
         return subscription
 
@@ -70,26 +102,42 @@ class MediaClock(ABC):
         if not handle.active:
             return
         handle.active = False
+        phase = self._phases.get(handle.phase_ms)
+        if phase is None:
+            return
         try:
-            self._subscriptions.remove(handle)
+            phase.subscriptions.remove(handle)
         except ValueError:
             return
-        self._snapshot = tuple(self._subscriptions)
+        self._count -= 1
+        if phase.subscriptions:
+            phase.snapshot = tuple(phase.subscriptions)
+        else:
+            phase.snapshot = ()
+            del self._phases[handle.phase_ms]
+            self._phase_idle(phase)
         self._subscribers_changed()
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscriptions)
+        return self._count
 
     @abstractmethod
     def now_ms(self) -> int:
         """The current time on the clock's timeline, in milliseconds."""
 
+    @abstractmethod
+    def _first_tick(self, phase_ms: int) -> int:
+        """The tick number at which a newly active phase starts."""
+
     def _subscribers_changed(self) -> None:  # noqa: B027 - optional hook
         """Start or idle the timer (asyncio)."""
 
-    def _run_tick(self, tick_time_ms: int) -> None:
-        for subscription in self._snapshot:
+    def _phase_idle(self, phase: _Phase) -> None:  # noqa: B027 - optional hook
+        """The last subscriber of ``phase`` left."""
+
+    def _run_phase(self, phase: _Phase, tick_time_ms: int) -> None:
+        for subscription in phase.snapshot:
             if not subscription.active:
                 continue
             try:
@@ -99,16 +147,22 @@ class MediaClock(ABC):
                 self.unsubscribe(subscription)
 
 
+def _order(subscription: ClockSubscription) -> int:
+    return subscription.order
+
+
 class VirtualMediaClock(MediaClock):
     """A clock that moves only when told: ``advance(ms)`` runs every tick due in that span, in order.
 
-    Ticks happen at ``start_ms + n * 20`` for n >= 1, whether or not anybody is subscribed.
-    ``call_at`` runs one-off callbacks at a virtual time (tests use it to interleave pushes,
-    clears and acknowledgements between ticks).
+    Ticks of phase 0 happen at ``start_ms + n * 20`` for n >= 1, whether or not anybody is subscribed
+    (``ticks`` counts them); other phases tick while they have subscribers, first strictly after the
+    moment they were subscribed. ``call_at`` runs one-off callbacks at a virtual time (tests use it to
+    interleave pushes, clears and acknowledgements between ticks).
     """
 
     def __init__(self, start_ms: int = 0) -> None:
         super().__init__()
+        self._start = start_ms
         self._now = start_ms
         self._next_tick = start_ms + self.tick_ms
         self._timers: list[tuple[int, int, Callable[[], None]]] = []
@@ -117,6 +171,12 @@ class VirtualMediaClock(MediaClock):
 
     def now_ms(self) -> int:
         return self._now
+
+    def _first_tick(self, phase_ms: int) -> int:
+        return (self._now - self._start - phase_ms) // self.tick_ms + 1
+
+    def _phase_time(self, phase: _Phase) -> int:
+        return self._start + phase.next_n * self.tick_ms + phase.offset
 
     def call_at(self, time_ms: int, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the clock reaches ``time_ms`` (after that instant's tick, if any)."""
@@ -131,7 +191,15 @@ class VirtualMediaClock(MediaClock):
             raise ValueError(f"ms must be >= 0, got {ms}")
         target = self._now + ms
         while True:
-            tick_due = self._next_tick if self._next_tick <= target else None
+            tick_due = self._next_tick
+            phased: _Phase | None = None
+            for phase in self._phases.values():
+                if phase.offset:
+                    when = self._phase_time(phase)
+                    if when < tick_due:
+                        tick_due, phased = when, phase
+            if tick_due > target:
+                tick_due, phased = None, None
             timer_due = self._timers[0][0] if self._timers and self._timers[0][0] <= target else None
             if tick_due is None and timer_due is None:
                 break
@@ -142,16 +210,22 @@ class VirtualMediaClock(MediaClock):
                 continue
             assert tick_due is not None
             self._now = tick_due
+            if phased is not None:
+                phased.next_n += 1
+                self._run_phase(phased, tick_due)
+                continue
             self._next_tick += self.tick_ms
             self.ticks += 1
-            self._run_tick(tick_due)
+            grid = self._phases.get(0)
+            if grid is not None:
+                self._run_phase(grid, tick_due)
         self._now = target
 
     def advance_to(self, time_ms: int) -> None:
         self.advance(time_ms - self._now)
 
     def run_ticks(self, n: int) -> None:
-        """Run exactly ``n`` more ticks; the clock stops on the last one."""
+        """Run exactly ``n`` more ticks of phase 0; the clock stops on the last one."""
         if n > 0:
             self.advance_to(self._next_tick + (n - 1) * self.tick_ms)
 
@@ -172,10 +246,11 @@ class AsyncioMediaClock(MediaClock):
 
     Use ``AsyncioMediaClock.for_loop()`` to get the one clock shared by every playout of the running
     loop. While somebody is subscribed, exactly one ``loop.call_at`` handle is pending, for the next
-    due tick. When the loop is late, due ticks run back to back to catch up (``late_ticks`` counts
-    ticks run more than half a tick late); after a stall longer than ``max_catch_up`` ticks the
-    older ticks are skipped (``skipped_ticks``) rather than sending a burst of audio.
-    The schedule restarts on the same grid after idling.
+    due tick of any phase. When the loop is late, due ticks run back to back (in time order across
+    phases) to catch up (``late_ticks`` counts ticks run more than half a tick late); after a stall
+    longer than ``max_catch_up`` ticks the older ticks of a phase are skipped (``skipped_ticks``)
+    rather than sending a burst of audio. A phase restarts on its own grid after idling, at the
+    first tick not in the past.
     """
 
     def __init__(
@@ -191,8 +266,9 @@ class AsyncioMediaClock(MediaClock):
         )
         self.max_catch_up = max_catch_up
         self._t0_ms = round(self._loop.time() * 1000)
-        self._next_n = 1
         self._handle: asyncio.TimerHandle | None = None
+        self._handle_time: int | None = None
+        self._resume: dict[int, int] = {}  # next tick number of each phase that idled
         self._in_timer = False
         self.ticks = 0
         self.late_ticks = 0
@@ -217,54 +293,80 @@ class AsyncioMediaClock(MediaClock):
     def now_ms(self) -> int:
         return round(self._loop.time() * 1000) - self._t0_ms
 
-    def _tick_time(self, n: int) -> int:
-        return n * self.tick_ms
+    def _first_tick(self, phase_ms: int) -> int:
+        # The first tick of the phase's grid that is not in the past, and never one already run.
+        first = -(-(self.now_ms() - phase_ms) // self.tick_ms)
+        return max(first, self._resume.get(phase_ms, 0 if phase_ms else 1))
+
+    def _phase_idle(self, phase: _Phase) -> None:
+        self._resume[phase.offset] = phase.next_n
+
+    def _phase_time(self, phase: _Phase) -> int:
+        return phase.next_n * self.tick_ms + phase.offset
+
+    def _next_due(self) -> int | None:
+        phases = self._phases
+        if not phases:
+            return None
+        return min(self._phase_time(phase) for phase in phases.values())
 
     def _subscribers_changed(self) -> None:
         if self._in_timer:
             return  # _on_timer reschedules (or idles) when its ticks are done
-        if self._subscriptions and self._handle is None:
-            # Resume on the same grid: the first tick not in the past.
-            now = self.now_ms()
-            self._next_n = max(self._next_n, -(-now // self.tick_ms))
-            self._schedule()
-        elif not self._subscriptions and self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._reschedule()
 
-    def _schedule(self) -> None:
-        when = (self._t0_ms + self._tick_time(self._next_n)) / 1000
-        self._handle = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._handle = None
-        now = self.now_ms()
-        # The last tick number that is due; the loop may wake a hair early, so allow 1 ms.
-        due = (now + 1) // self.tick_ms
-        if due - self._next_n + 1 > self.max_catch_up:
-            skip = due - self._next_n + 1 - self.max_catch_up
-            self.skipped_ticks += skip
-            self._next_n += skip
-        self._in_timer = True
-        try:
-            while self._next_n <= due and self._subscriptions:
-                tick_time = self._tick_time(self._next_n)
-                if now - tick_time > self.tick_ms // 2:
-                    self.late_ticks += 1
-                self._next_n += 1
-                self.ticks += 1
-                self._run_tick(tick_time)
-        finally:
-            self._in_timer = False
-        if self._subscriptions and self._handle is None:
-            self._schedule()
-
-    def close(self) -> None:
-        """Cancel the pending timer and drop every subscriber."""
-        for subscription in self._subscriptions:
-            subscription.active = False
-        self._subscriptions.clear()
-        self._snapshot = ()
+    def _reschedule(self) -> None:
+        due = self._next_due()
+        if due == self._handle_time:
+            return
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._handle_time = due
+        if due is not None:
+            self._handle = self._loop.call_at((self._t0_ms + due) / 1000, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        self._handle_time = None
+        now = self.now_ms()
+        tick_ms = self.tick_ms
+        for phase in self._phases.values():
+            # The last tick number that is due; the loop may wake a hair early, so allow 1 ms.
+            due = (now + 1 - phase.offset) // tick_ms
+            behind = due - phase.next_n + 1
+            if behind > self.max_catch_up:
+                skip = behind - self.max_catch_up
+                self.skipped_ticks += skip
+                phase.next_n += skip
+        self._in_timer = True
+        try:
+            while True:
+                phase = None
+                when = now + 2
+                for candidate in self._phases.values():
+                    t = self._phase_time(candidate)
+                    if t < when:
+                        phase, when = candidate, t
+                if phase is None:
+                    break
+                if now - when > tick_ms // 2:
+                    self.late_ticks += 1
+                phase.next_n += 1
+                self.ticks += 1
+                self._run_phase(phase, when)
+        finally:
+            self._in_timer = False
+        self._reschedule()
+
+    def close(self) -> None:
+        """Cancel the pending timer and drop every subscriber."""
+        for phase in self._phases.values():
+            for subscription in phase.subscriptions:
+                subscription.active = False
+        self._phases.clear()
+        self._count = 0
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._handle_time = None
