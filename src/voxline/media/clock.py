@@ -191,15 +191,14 @@ class VirtualMediaClock(MediaClock):
             raise ValueError(f"ms must be >= 0, got {ms}")
         target = self._now + ms
         while True:
-            tick_due = self._next_tick
+            earliest = self._next_tick
             phased: _Phase | None = None
             for phase in self._phases.values():
                 if phase.offset:
                     when = self._phase_time(phase)
-                    if when < tick_due:
-                        tick_due, phased = when, phase
-            if tick_due > target:
-                tick_due, phased = None, None
+                    if when < earliest:
+                        earliest, phased = when, phase
+            tick_due = earliest if earliest <= target else None
             timer_due = self._timers[0][0] if self._timers and self._timers[0][0] <= target else None
             if tick_due is None and timer_due is None:
                 break
@@ -342,19 +341,19 @@ class AsyncioMediaClock(MediaClock):
         self._in_timer = True
         try:
             while True:
-                phase = None
+                earliest: _Phase | None = None
                 when = now + 2
                 for candidate in self._phases.values():
                     t = self._phase_time(candidate)
                     if t < when:
-                        phase, when = candidate, t
-                if phase is None:
+                        earliest, when = candidate, t
+                if earliest is None:
                     break
                 if now - when > tick_ms // 2:
                     self.late_ticks += 1
-                phase.next_n += 1
+                earliest.next_n += 1
                 self.ticks += 1
-                self._run_phase(phase, when)
+                self._run_phase(earliest, when)
         finally:
             self._in_timer = False
         self._reschedule()
