@@ -86,7 +86,7 @@ def test_records_what_it_hears_with_arrival_times() -> None:
     call.answer()
     source.push(tone(500, 100, 24000), "a")
     clock.advance(200)
-    assert [r.time_ms for r in call.received] == [20, 40, 60, 80, 100]
+    assert [r.time_ms for r in call.received] == [0, 20, 40, 60, 80]
     assert all(r.source is source for r in call.received)
     assert call.played_ms(source) == 100
     heard = call.heard_audio(PCM16_24K)
@@ -134,12 +134,12 @@ def test_clear_drops_pending_audio_and_cuts_the_frame_playing() -> None:
     source.send_media_to(call)
     call.answer()
     source.push(b"\x42" * 8 * 1000, "a")
-    clock.advance(250)  # 12 frames arrived; playing since 120, the frame started at 240 is playing
+    clock.advance(250)  # 13 frames arrived (0..240); playing since 100, for 150 ms
     cleared = source.clear()
-    assert [(c.item_id, c.heard_ms) for c in cleared] == [("a", 120)]
-    assert call.played_ms(source) == 130
+    assert [(c.item_id, c.heard_ms) for c in cleared] == [("a", 140)]
+    assert call.played_ms(source) == 150
     clock.advance(1000)
-    assert call.played_ms(source) == 130
+    assert call.played_ms(source) == 150
 
 
 def test_hangup_disconnects_and_releases_the_call() -> None:
@@ -185,4 +185,4 @@ def test_model_stream_started_and_ended_as_heard_by_the_call() -> None:
     clock.advance(1000)
     client.push(b"\x42" * 8 * 600, "a")  # 600 ms at t=1000
     clock.advance(3000)
-    assert client.events == [("started", 1020, None), ("ended", 2620, 600)]
+    assert client.events == [("started", 1000, None), ("ended", 2600, 600)]

@@ -251,16 +251,17 @@ def make_playout() -> tuple[VirtualMediaClock, PlayoutBuffer, Playout, Recorder]
     return clock, buffer, playout, rec
 
 
-def test_playout_paces_one_frame_per_tick_and_idles() -> None:
+def test_playout_starts_at_once_paces_one_frame_per_tick_and_idles() -> None:
     clock, buffer, playout, rec = make_playout()
     clock.advance(100)
     assert clock.subscriber_count == 0  # nothing to play: not subscribed
     buffer.push(ulaw(500), "A")
+    assert [t for t, _ in rec.frames] == [100]  # the first frame leaves inside push
     assert clock.subscriber_count == 1
     clock.advance(2000)
-    assert [t for t, _ in rec.frames] == list(range(120, 601, 20))
+    assert [t for t, _ in rec.frames] == list(range(100, 581, 20))
     assert [f.timestamp_ms for _, f in rec.frames] == list(range(0, 481, 20))
-    assert rec.events == [(120, "started", None), (1620, "ended", 500)]
+    assert rec.events == [(100, "started", None), (1600, "ended", 500)]
     assert clock.subscriber_count == 0
     assert not playout.playing
 
@@ -269,26 +270,26 @@ def test_audio_within_the_silence_window_continues_the_stream() -> None:
     clock, buffer, _, rec = make_playout()
     buffer.push(ulaw(200), "A")
     clock.advance(700)  # 200 ms played by t=200, then 500 ms of silence
-    buffer.push(ulaw(200), "B")
+    buffer.push(ulaw(200), "B")  # B starts at once: 700..900
     clock.advance(1500)
-    assert rec.events == [(20, "started", None), (1920, "ended", 400)]
+    assert rec.events == [(0, "started", None), (1900, "ended", 400)]
     buffer.push(ulaw(100), "C")  # after the stream ended: a new one starts
     clock.advance(2000)
-    assert rec.events[2:] == [(2220, "started", None), (3320, "ended", 100)]
+    assert rec.events[2:] == [(2200, "started", None), (3300, "ended", 100)]
 
 
 def test_clear_silences_the_next_tick() -> None:
     clock, buffer, playout, rec = make_playout()
     buffer.push(ulaw(1000), "A")
-    clock.advance(250)  # ticks 20..240: 12 frames
+    clock.advance(250)  # frames at 0 (inside push) and ticks 20..240: 13 frames
     cleared = playout.clear()
-    assert cleared == [ClearedItem("A", 0, heard_ms=240, received_ms=1000, still_streaming=True)]
+    assert cleared == [ClearedItem("A", 0, heard_ms=260, received_ms=1000, still_streaming=True)]
     count = len(rec.frames)
     clock.advance(20)
     assert len(rec.frames) == count  # the next tick delivers nothing of the cleared stream
     clock.advance(2000)
     assert len(rec.frames) == count
-    assert rec.events == [(20, "started", None), (1260, "ended", 240)]
+    assert rec.events == [(0, "started", None), (1260, "ended", 260)]
 
 
 def test_failing_callbacks_do_not_stop_the_playout(caplog: pytest.LogCaptureFixture) -> None:
@@ -316,7 +317,7 @@ def test_close_stops_the_playout() -> None:
     clock.advance(100)
     playout.close()
     clock.advance(100)
-    assert len(rec.frames) == 5 and clock.subscriber_count == 0
+    assert len(rec.frames) == 6 and clock.subscriber_count == 0  # 0, 20, ..., 100
     buffer.push(ulaw(100), "B")
     assert clock.subscriber_count == 0
     Playout(buffer, clock, rec.deliver)  # the buffer can be driven again
@@ -333,5 +334,30 @@ def test_pacing_does_not_drift_over_ten_minutes() -> None:
     stamps = [f.timestamp_ms for _, f in rec.frames]
     assert len(stamps) == 30_000
     assert stamps == list(range(0, 600_000, 20))  # frame timestamps exactly 20 ms apart
-    assert [t for t, _ in rec.frames] == list(range(20, 600_001, 20))  # one frame per tick, no gap
+    assert [t for t, _ in rec.frames] == list(range(0, 600_000, 20))  # one frame per tick, no gap
     assert buffer.buffered_ms == 0
+
+
+def test_a_talkspurt_starts_off_the_grid_and_keeps_its_own_phase() -> None:
+    clock, buffer, _, rec = make_playout()
+    clock.advance(107)
+    buffer.push(ulaw(100), "A")
+    clock.advance(200)
+    assert [t for t, _ in rec.frames] == [107, 127, 147, 167, 187]  # 20 ms apart, from the push
+    # A later answer, after the first ran dry but within the silence window: at once, new phase.
+    clock.advance_to(333)
+    buffer.push(ulaw(60), "B")
+    clock.advance(100)
+    assert [t for t, _ in rec.frames][5:] == [333, 353, 373]
+    assert rec.events == [(107, "started", None)]  # one stream: B came within 1 s of A's end
+
+
+def test_audio_pushed_while_a_frame_plays_waits_for_its_tick() -> None:
+    clock, buffer, _, rec = make_playout()
+    clock.advance(5)
+    buffer.push(ulaw(20), "A")  # delivered at 5, plays until 25
+    clock.advance(10)
+    buffer.push(ulaw(40), "A")  # arrives at 15: not early, not a new phase
+    clock.advance(100)
+    assert [t for t, _ in rec.frames] == [5, 25, 45]
+    assert [f.timestamp_ms for _, f in rec.frames] == [0, 20, 40]

@@ -164,17 +164,17 @@ async def test_clear_silences_at_once_and_truncates_to_what_was_emitted(server: 
     client.add_event_listener(Ev.ResponseDone, done)
     deltas = await play_response(client, connection, done, 1)
     item_id = deltas[0]["item_id"]
-    clock.advance(740)  # 37 frames delivered
+    clock.advance(740)  # 38 frames delivered: at once (t=0), then on the ticks 20..740
     client.clear_media_buffer()
     frames_before = len(call.received)
     clock.advance(200)
-    assert len(call.received) == frames_before == 37  # nothing more of the cleared stream
+    assert len(call.received) == frames_before == 38  # nothing more of the cleared stream
     truncate = (await connection.wait_for("conversation.item.truncate"))[0]
     assert truncate == {
         "type": "conversation.item.truncate",
         "item_id": item_id,
         "content_index": 0,
-        "audio_end_ms": 740,
+        "audio_end_ms": 760,
     }
     await connection.wait_for_sent("conversation.item.truncated")
     server.assert_no_violations()

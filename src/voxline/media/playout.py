@@ -2,8 +2,9 @@
 
 ``PlayoutBuffer`` is sans-I/O: model audio goes in with ``push(data, item_id)``, 20 ms frames come
 out with ``pop_frame()``, ``clear()`` drops everything unplayed at once and says, per assistant item
-that the clear cut, how much of it the caller really heard. ``Playout`` pops one frame per tick of a
-``MediaClock`` and hands it to a ``deliver`` callable (normally ``MediaUnit._deliver``).
+that the clear cut, how much of it the caller really heard. ``Playout`` hands one frame every 20 ms
+to a ``deliver`` callable (normally ``MediaUnit._deliver``): the first frame of a talkspurt at once,
+the rest on ticks of a ``MediaClock`` in that moment's phase.
 
 How "heard" is computed (the truncation algorithm)
 --------------------------------------------------
@@ -337,7 +338,13 @@ class PlayoutBuffer:
 
 
 class Playout:
-    """Pops one frame of ``buffer`` per tick of ``clock`` and passes it to ``deliver``.
+    """Delivers ``buffer`` to ``deliver`` one 20 ms frame at a time, paced by ``clock``.
+
+    A talkspurt -- audio arriving while nothing is playing -- starts at once: its first frame is
+    delivered from inside ``push``, and the playout ticks on the clock phase of that moment
+    (``MediaClock.subscribe(phase_ms=...)``), so every later frame leaves exactly 20 ms after the one
+    before it. Model audio is never held back waiting for a shared 20 ms grid. Each frame counts as
+    emitted (and, without an acknowledging sink, heard) when it is delivered, as before.
 
     It is subscribed to the clock only while it has audio or is inside the 1 s silence window after a
     stream. ``on_started()`` runs before the first frame of a stream that starts after idle;
@@ -367,7 +374,7 @@ class Playout:
         self._subscription: ClockSubscription | None = None
         self._playing = False
         self._stream_ms = 0
-        self._audio_end = 0  # tick time at which the last delivered frame finished
+        self._audio_end = clock.now_ms()  # when the last delivered frame finishes playing
         self._closed = False
         buffer._wakeup = self._wake
         if buffer._tail > buffer._emitted:
@@ -385,12 +392,23 @@ class Playout:
         self.buffer.end_item(item_id, content_index)
 
     def clear(self) -> list[ClearedItem]:
-        """``buffer.clear()``: the next tick delivers nothing of the cleared audio."""
+        """``buffer.clear()``: nothing of the cleared audio is delivered after this."""
         return self.buffer.clear()
 
     def _wake(self) -> None:
-        if self._subscription is None and not self._closed:
-            self._subscription = self.clock.subscribe(self._on_tick)
+        """Audio arrived. If the previous frame has finished playing, a talkspurt starts now."""
+        if self._closed:
+            return
+        now = self.clock.now_ms()
+        if self._subscription is not None and now < self._audio_end:
+            return  # a frame is playing: the next tick delivers in time
+        phase = now % self.clock.tick_ms
+        subscription = self._subscription
+        if subscription is None or subscription.phase_ms != phase:
+            if subscription is not None:
+                self.clock.unsubscribe(subscription)
+            self._subscription = self.clock.subscribe(self._on_tick, phase_ms=phase)
+        self._on_tick(now)
 
     def _idle(self) -> None:
         if self._subscription is not None:
@@ -398,6 +416,8 @@ class Playout:
             self._subscription = None
 
     def _on_tick(self, tick_ms: int) -> None:
+        if tick_ms < self._audio_end:
+            return  # the frame delivered at the start of the talkspurt is still playing
         frame = self.buffer.pop_frame()
         if frame is not None:
             if not self._playing:
