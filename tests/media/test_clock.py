@@ -249,3 +249,58 @@ def test_the_per_loop_clock_does_not_keep_its_loop_alive() -> None:
     assert ref() is None
     with pytest.raises(RuntimeError, match="no longer exists"):
         clock.now_ms()
+
+
+def test_virtual_clock_phases_tick_on_their_own_grid_in_time_order() -> None:
+    clock = VirtualMediaClock()
+    events: list[tuple[str, int]] = []
+    clock.subscribe(lambda t: events.append(("grid", t)))
+    clock.advance(13)
+    phase7 = clock.subscribe(lambda t: events.append(("p7", t)), phase_ms=7)  # first tick at 27
+    clock.advance(50)
+    assert events == [("grid", 20), ("p7", 27), ("grid", 40), ("p7", 47), ("grid", 60)]
+    clock.unsubscribe(phase7)
+    clock.advance(40)
+    assert events[-2:] == [("grid", 80), ("grid", 100)]
+    with pytest.raises(ValueError, match="phase_ms"):
+        clock.subscribe(lambda t: None, phase_ms=20)
+    with pytest.raises(TypeError, match="order"):
+        clock.subscribe(lambda t: None, order="1")  # type: ignore[arg-type]
+
+
+def test_subscribers_of_one_instant_run_by_order_then_by_subscription() -> None:
+    clock = VirtualMediaClock()
+    calls: list[str] = []
+    clock.subscribe(lambda t: calls.append("watcher"), order=2)
+    clock.subscribe(lambda t: calls.append("sender"), order=1)
+    clock.subscribe(lambda t: calls.append("source-a"))
+    clock.subscribe(lambda t: calls.append("source-b"))
+    clock.advance(20)
+    assert calls == ["source-a", "source-b", "sender", "watcher"]
+
+
+def test_asyncio_clock_one_timer_across_phases_each_on_its_own_grid() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    times: dict[int, list[int]] = {0: [], 5: [], 13: []}
+    for phase, got in times.items():
+        clock.subscribe(got.append, phase_ms=phase)
+    for _ in range(30):
+        loop.fire_next(lateness=0.0005)
+        assert len(loop.live()) == 1  # never more than one pending timer
+    assert times[0][:3] == [20, 40, 60]
+    assert times[5][:3] == [5, 25, 45]
+    assert times[13][:3] == [13, 33, 53]
+    for got in times.values():
+        assert all(b - a == 20 for a, b in itertools.pairwise(got))
+    assert clock.late_ticks == 0 and loop.scheduled == 32  # 20, then 5 (earlier), then one per tick
+
+
+def test_asyncio_clock_late_wakeup_runs_due_ticks_of_all_phases_in_time_order() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    order: list[int] = []
+    clock.subscribe(order.append, phase_ms=0)
+    clock.subscribe(order.append, phase_ms=10)
+    loop.fire_next(lateness=0.045)  # due at 10; runs at 55: 10, 20, 30, 40, 50 are all due
+    assert order == [10, 20, 30, 40, 50]

@@ -219,6 +219,33 @@ async def test_commands_are_sent_in_call_order(server: FakeRealtimeServer) -> No
     client.close()
 
 
+async def test_commands_keep_call_order_when_the_socket_pushes_back(server: FakeRealtimeServer) -> None:
+    """A paused socket (flow control) queues commands; while any is queued, later ones queue too."""
+    client = await connect(server)
+    connection = await server.wait_for_session()
+    ws = client._ws
+    assert ws is not None
+
+    def item(i: int) -> dict[str, object]:
+        return {"item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": str(i)}]}}
+
+    client.conversation_item_create(item(0))  # written at once: nothing queued, not paused
+    assert not client._outbox
+    ws.paused = True  # as the transport's pause_writing() sets it when its buffer is full
+    for i in range(1, 4):
+        client.conversation_item_create(item(i))
+    assert len(client._outbox) == 3
+    ws.paused = False
+    for i in range(4, 10):
+        client.conversation_item_create(item(i))  # behind the queued ones, not around them
+    assert len(client._outbox) == 9
+    received = await connection.wait_for("conversation.item.create", count=10)
+    assert [e["item"]["content"][0]["text"] for e in received] == [str(i) for i in range(10)]
+    assert not client._outbox
+    server.assert_no_violations()
+    client.close()
+
+
 async def test_a_text_turn_and_a_function_call_round_trip(server: FakeRealtimeServer) -> None:
     server.script(
         ScriptedResponse(function_calls=[FunctionCall("check_order", '{"order_id":"42"}', call_id="call_1")]),
