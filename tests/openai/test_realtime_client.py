@@ -227,7 +227,8 @@ async def test_commands_keep_call_order_when_the_socket_pushes_back(server: Fake
     assert ws is not None
 
     def item(i: int) -> dict[str, object]:
-        return {"item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": str(i)}]}}
+        content = [{"type": "input_text", "text": str(i)}]
+        return {"item": {"type": "message", "role": "user", "content": content}}
 
     client.conversation_item_create(item(0))  # written at once: nothing queued, not paused
     assert not client._outbox
