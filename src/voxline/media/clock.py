@@ -53,13 +53,13 @@ class ClockSubscription:
 
 
 class _Phase:
-    """The subscribers ticking at ``n * tick_ms + offset``; ``next_n`` is their next tick number."""
+    """The subscribers ticking at ``n * tick_ms + offset``; ``next_time`` is their next tick's time."""
 
-    __slots__ = ("next_n", "offset", "snapshot", "subscriptions")
+    __slots__ = ("next_time", "offset", "snapshot", "subscriptions")
 
-    def __init__(self, offset: int, next_n: int) -> None:
+    def __init__(self, offset: int, next_time: int) -> None:
         self.offset = offset
-        self.next_n = next_n
+        self.next_time = next_time
         self.subscriptions: list[ClockSubscription] = []
         self.snapshot: tuple[ClockSubscription, ...] = ()
 
@@ -128,7 +128,7 @@ class MediaClock(ABC):
 
     @abstractmethod
     def _first_tick(self, phase_ms: int) -> int:
-        """The tick number at which a newly active phase starts."""
+        """The time of the first tick of a newly active phase."""
 
     def _subscribers_changed(self) -> None:  # noqa: B027 - optional hook
         """Start or idle the timer (asyncio)."""
@@ -173,10 +173,8 @@ class VirtualMediaClock(MediaClock):
         return self._now
 
     def _first_tick(self, phase_ms: int) -> int:
-        return (self._now - self._start - phase_ms) // self.tick_ms + 1
-
-    def _phase_time(self, phase: _Phase) -> int:
-        return self._start + phase.next_n * self.tick_ms + phase.offset
+        n = (self._now - self._start - phase_ms) // self.tick_ms + 1
+        return self._start + n * self.tick_ms + phase_ms
 
     def call_at(self, time_ms: int, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the clock reaches ``time_ms`` (after that instant's tick, if any)."""
@@ -195,7 +193,7 @@ class VirtualMediaClock(MediaClock):
             phased: _Phase | None = None
             for phase in self._phases.values():
                 if phase.offset:
-                    when = self._phase_time(phase)
+                    when = phase.next_time
                     if when < earliest:
                         earliest, phased = when, phase
             tick_due = earliest if earliest <= target else None
@@ -210,7 +208,7 @@ class VirtualMediaClock(MediaClock):
             assert tick_due is not None
             self._now = tick_due
             if phased is not None:
-                phased.next_n += 1
+                phased.next_time += self.tick_ms
                 self._run_phase(phased, tick_due)
                 continue
             self._next_tick += self.tick_ms
@@ -267,7 +265,7 @@ class AsyncioMediaClock(MediaClock):
         self._t0_ms = round(self._loop.time() * 1000)
         self._handle: asyncio.TimerHandle | None = None
         self._handle_time: int | None = None
-        self._resume: dict[int, int] = {}  # next tick number of each phase that idled
+        self._resume: dict[int, int] = {}  # next tick time of each phase that idled
         self._in_timer = False
         self.ticks = 0
         self.late_ticks = 0
@@ -294,20 +292,17 @@ class AsyncioMediaClock(MediaClock):
 
     def _first_tick(self, phase_ms: int) -> int:
         # The first tick of the phase's grid that is not in the past, and never one already run.
-        first = -(-(self.now_ms() - phase_ms) // self.tick_ms)
-        return max(first, self._resume.get(phase_ms, 0 if phase_ms else 1))
+        first = -(-(self.now_ms() - phase_ms) // self.tick_ms) * self.tick_ms + phase_ms
+        return max(first, self._resume.get(phase_ms, phase_ms or self.tick_ms))
 
     def _phase_idle(self, phase: _Phase) -> None:
-        self._resume[phase.offset] = phase.next_n
-
-    def _phase_time(self, phase: _Phase) -> int:
-        return phase.next_n * self.tick_ms + phase.offset
+        self._resume[phase.offset] = phase.next_time
 
     def _next_due(self) -> int | None:
         phases = self._phases
         if not phases:
             return None
-        return min(self._phase_time(phase) for phase in phases.values())
+        return min(phase.next_time for phase in phases.values())
 
     def _subscribers_changed(self) -> None:
         if self._in_timer:
@@ -331,27 +326,26 @@ class AsyncioMediaClock(MediaClock):
         now = self.now_ms()
         tick_ms = self.tick_ms
         for phase in self._phases.values():
-            # The last tick number that is due; the loop may wake a hair early, so allow 1 ms.
-            due = (now + 1 - phase.offset) // tick_ms
-            behind = due - phase.next_n + 1
+            # The last tick that is due; the loop may wake a hair early, so allow 1 ms.
+            due = (now + 1 - phase.offset) // tick_ms * tick_ms + phase.offset
+            behind = (due - phase.next_time) // tick_ms + 1
             if behind > self.max_catch_up:
                 skip = behind - self.max_catch_up
                 self.skipped_ticks += skip
-                phase.next_n += skip
+                phase.next_time += skip * tick_ms
         self._in_timer = True
         try:
             while True:
                 earliest: _Phase | None = None
                 when = now + 2
                 for candidate in self._phases.values():
-                    t = self._phase_time(candidate)
-                    if t < when:
-                        earliest, when = candidate, t
+                    if candidate.next_time < when:
+                        earliest, when = candidate, candidate.next_time
                 if earliest is None:
                     break
                 if now - when > tick_ms // 2:
                     self.late_ticks += 1
-                earliest.next_n += 1
+                earliest.next_time += tick_ms
                 self.ticks += 1
                 self._run_phase(earliest, when)
         finally:
