@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 
 from voxline.audio import Frame
-from voxline.rtp import DtmfDigit
+from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
+from voxline.rtp import DtmfDigit, RtpPacket
 from voxline.sip import CallDisconnected, CallFailed, CallProgress, SipCallLeg, SipEndpoint
 
 
@@ -106,21 +108,8 @@ async def test_reject_with_chosen_code() -> None:
         assert isinstance(ended, CallFailed) and (ended.status, ended.reason) == (486, "Busy Here")
 
 
-class ManualClock:
-    """The application's own media clock: the endpoint only adds and removes its senders."""
-
-    def __init__(self) -> None:
-        self.members: set[object] = set()
-
-    def add(self, member: object) -> None:
-        self.members.add(member)
-
-    def discard(self, member: object) -> None:
-        self.members.discard(member)
-
-
-async def test_an_external_clock_drives_the_rtp_senders() -> None:
-    clock = ManualClock()
+async def test_the_endpoint_clock_drives_the_rtp_senders() -> None:
+    clock = VirtualMediaClock()
     heard: list[Frame] = []
     legs: list[SipCallLeg] = []
 
@@ -131,24 +120,103 @@ async def test_an_external_clock_drives_the_rtp_senders() -> None:
 
     async with (
         SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
-        SipEndpoint(
-            "127.0.0.1",
-            0,
-            rtp_clock=clock,
-        ) as uac,
+        SipEndpoint("127.0.0.1", 0, clock=clock) as uac,
     ):
         caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
         await asyncio.wait_for(caller.wait_connected(), 3)
-        assert clock.members == {caller.rtp}
+        assert caller.clock is clock and caller.rtp is not None and caller.rtp.started
+        assert clock.subscriber_count == 1  # the call's RTP sender, subscribed when it connected
         caller.send_audio(b"\x31" * 480)
-        assert caller.rtp is not None
-        for n in range(3):  # three ticks of the application's clock: three packets, nothing else
-            caller.rtp.tick(1000.0 + 20 * n)
+        await asyncio.sleep(0.1)
+        assert heard == []  # the clock has not ticked: nothing was sent
+        clock.run_ticks(3)  # three ticks of the endpoint's clock: three packets, nothing else
         await asyncio.sleep(0.1)
         assert [f.data for f in heard] == [b"\x31" * 160] * 3
         caller.hangup()
         await asyncio.wait_for(legs[0].wait_ended(), 3)
-        assert clock.members == set()
+        assert clock.subscriber_count == 0  # unsubscribed when the call's media closed
+        assert caller.rtp.closed and not caller.rtp.started
+
+
+async def test_audio_sent_from_a_tick_of_the_loop_clock_leaves_in_that_tick() -> None:
+    # A playout delivers a frame to the call on a tick of the loop's shared clock (order 0); the
+    # call's RTP sender is on the same clock (order 1), so the packet carrying the frame is the one
+    # sent in that very tick, not in a tick of a second clock up to 20 ms later.
+    clock = AsyncioMediaClock.for_loop()
+    legs: list[SipCallLeg] = []
+
+    async def on_call(leg: SipCallLeg) -> None:
+        legs.append(leg)
+        await leg.answer()
+
+    async with (
+        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
+        SipEndpoint("127.0.0.1", 0) as uac,
+    ):
+        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
+        await asyncio.wait_for(caller.wait_connected(), 3)
+        assert caller.clock is clock and legs[0].clock is clock
+        assert caller.rtp is not None and legs[0].rtp is not None
+        session, callee_rtp = caller.rtp.session, legs[0].rtp
+
+        # What the callee's socket gets, with the clock time it arrived at.
+        arrived: list[tuple[int, RtpPacket]] = []
+        deliver = callee_rtp.datagram_received
+
+        def spy(data: bytes, addr: tuple[Any, ...]) -> None:
+            arrived.append((clock.now_ms(), RtpPacket.parse(data)))
+            deliver(data, addr)
+
+        callee_rtp.datagram_received = spy  # type: ignore[method-assign]
+
+        # What the caller's sender hands to its socket, by the tick it does so in.
+        ticks: list[int] = []
+        handed: list[tuple[int, RtpPacket]] = []
+        data_to_send = session.data_to_send
+
+        def handed_over() -> list[tuple[bytes, tuple[str, int]]]:
+            out = data_to_send()
+            handed.extend((ticks[-1], RtpPacket.parse(data)) for data, _ in out)
+            return out
+
+        session.data_to_send = handed_over  # type: ignore[method-assign]
+
+        enqueued: list[tuple[int, int]] = []  # (tick, sent_ms seen right after the sender's tick)
+
+        def playout(tick_ms: int) -> None:  # order 0, like a playout
+            ticks.append(tick_ms)
+            if len(ticks) == 5:
+                caller.send_audio(b"\x31" * 160)
+
+        def watcher(tick_ms: int) -> None:  # order 2, like SipLeg._check_sent
+            if len(ticks) == 5:
+                enqueued.append((tick_ms, caller.sent_ms))
+
+        subscriptions = [clock.subscribe(watcher, order=2), clock.subscribe(playout, order=0)]
+        for _ in range(100):
+            if any(p.payload == b"\x31" * 160 for _, p in arrived) and len(ticks) > 8:
+                break
+            await asyncio.sleep(0.02)
+        for subscription in subscriptions:
+            clock.unsubscribe(subscription)
+
+        tick = ticks[4]
+        assert enqueued == [(tick, 20)]  # the frame had left the socket by the end of its tick
+        sent = [(t, p) for t, p in handed if p.payload == b"\x31" * 160]
+        assert [t for t, _ in sent] == [tick]  # handed to the socket in the tick it was enqueued in
+        got = [p for _, p in arrived if p.payload == b"\x31" * 160]
+        assert [(p.sequence, p.timestamp, p.marker) for p in got] == [
+            (sent[0][1].sequence, sent[0][1].timestamp, True)
+        ]
+        # The packets before and after it are the previous and the next tick's (one per tick).
+        before = [p for t, p in handed if t == tick - 20]
+        after = [p for t, p in handed if t == tick + 20]
+        assert [p.sequence for p in before] == [(got[0].sequence - 1) & 0xFFFF]
+        assert [p.sequence for p in after] == [(got[0].sequence + 1) & 0xFFFF]
+        arrival = next(t for t, p in arrived if p.payload == b"\x31" * 160)
+        assert arrival >= tick
+        caller.hangup()
+        await asyncio.wait_for(legs[0].wait_ended(), 3)
 
 
 def _ipv6_loopback() -> bool:

@@ -1,41 +1,44 @@
-"""asyncio I/O for RTP: a UDP socket per session and one shared 20 ms clock for many senders."""
+"""asyncio I/O for RTP: a UDP socket per session, sending on the ticks of the shared media clock."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from ..audio import FRAME_MS
+from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
 from .session import RtpEvent, RtpSession
 
-__all__ = ["MediaClock", "RtpClock", "RtpEndpoint", "Tickable"]
+__all__ = ["RtpEndpoint"]
 
 log = logging.getLogger("voxline.rtp")
 
 
-class Tickable(Protocol):
-    def tick(self, now_ms: float) -> None: ...
-
-
-class MediaClock(Protocol):
-    """What drives senders: ``RtpClock``, or the application's own shared 20 ms clock."""
-
-    def add(self, member: Tickable) -> None: ...
-
-    def discard(self, member: Tickable) -> None: ...
-
-
 class RtpEndpoint(asyncio.DatagramProtocol):
-    """A UDP socket bound for one ``RtpSession``. ``tick(now_ms)`` sends what is due; received audio,
-    DTMF and timeouts go to ``on_event``. ``now_ms`` is the event loop's clock in milliseconds."""
+    """A UDP socket bound for one ``RtpSession``, on the timeline of a ``MediaClock``.
 
-    def __init__(self, session: RtpSession, on_event: Callable[[RtpEvent], Any] | None = None) -> None:
+    ``start()`` subscribes ``tick`` to the clock (``order`` 1: after the playouts of the same instant,
+    so a frame a playout delivers in a tick leaves in that tick); ``stop()`` and ``close()``
+    unsubscribe. Received datagrams are stamped with ``clock.now_ms()`` and ticks get the clock's tick
+    time, so the session's schedule, reorder buffer, DTMF expiry and inactivity timer all run on the
+    clock's timeline. Received audio, DTMF and timeouts go to ``on_event``.
+    """
+
+    clock_order = 1
+    """The subscriber order of RTP senders: sources (order 0) before them, watchers (order 2) after."""
+
+    def __init__(
+        self,
+        session: RtpSession,
+        on_event: Callable[[RtpEvent], Any] | None = None,
+        clock: MediaClock | None = None,
+    ) -> None:
         self.session = session
         self.on_event = on_event
+        self.clock = clock if clock is not None else AsyncioMediaClock.for_loop()
         self._transport: asyncio.DatagramTransport | None = None
-        self._loop = asyncio.get_running_loop()
+        self._subscription: ClockSubscription | None = None
 
     @classmethod
     async def create(
@@ -44,10 +47,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         host: str = "127.0.0.1",
         port: int = 0,
         on_event: Callable[[RtpEvent], Any] | None = None,
+        *,
+        clock: MediaClock | None = None,
     ) -> RtpEndpoint:
         loop = asyncio.get_running_loop()
+        clock = clock if clock is not None else AsyncioMediaClock.for_loop()
         _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(session, on_event), local_addr=(host, port)
+            lambda: cls(session, on_event, clock), local_addr=(host, port)
         )
         return protocol
 
@@ -61,26 +67,49 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def closed(self) -> bool:
         return self._transport is None or self._transport.is_closing()
 
-    def now_ms(self) -> float:
-        return self._loop.time() * 1000.0
+    @property
+    def started(self) -> bool:
+        """Subscribed to the clock: sending on its ticks."""
+        return self._subscription is not None
+
+    def now_ms(self) -> int:
+        """The current time on the clock's timeline (what the session's timers count in)."""
+        return self.clock.now_ms()
+
+    def start(self) -> None:
+        """Send on every tick of the clock from now on. Idempotent; nothing once closed."""
+        if self._subscription is None and not self.closed:
+            self._subscription = self.clock.subscribe(self.tick, order=self.clock_order)
+
+    def stop(self) -> None:
+        """Stop sending (the socket stays open and keeps receiving). Idempotent."""
+        if self._subscription is not None:
+            self.clock.unsubscribe(self._subscription)
+            self._subscription = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop()
+
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.session.receive(data, (addr[0], addr[1]), self.now_ms())
+        self.session.receive(data, (addr[0], addr[1]), self.clock.now_ms())
         self._dispatch()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: keep the socket, the call decides.
         log.debug("RTP socket error: %s", exc)
 
-    def tick(self, now_ms: float) -> None:
-        if self._transport is None or self._transport.is_closing():
+    def tick(self, now_ms: int) -> None:
+        """Send every packet due at ``now_ms`` (a tick time of the clock) and run the session's timers."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self.stop()
             return
         self.session.tick(now_ms)
         for data, addr in self.session.data_to_send():
-            self._transport.sendto(data, addr)
+            transport.sendto(data, addr)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -94,59 +123,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 log.exception("RTP event handler raised")
 
     def close(self) -> None:
+        self.stop()
         if self._transport is not None:
             self._transport.close()
-
-
-class RtpClock:
-    """One task ticking many senders on an absolute 20 ms schedule (``t0 + n*20 ms``, no drift).
-
-    Use one per process (or pass your own clock's ticks to ``RtpEndpoint.tick``)."""
-
-    def __init__(self, interval_ms: int = FRAME_MS) -> None:
-        self.interval_ms = interval_ms
-        self._members: set[Tickable] = set()
-        self._task: asyncio.Task[None] | None = None
-        self.late_ticks = 0
-
-    def add(self, member: Tickable) -> None:
-        self._members.add(member)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def discard(self, member: Tickable) -> None:
-        self._members.discard(member)
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.interval_ms / 1000.0
-        start = loop.time()
-        n = 0
-        while self._members:
-            now = loop.time()
-            for member in tuple(self._members):
-                try:
-                    member.tick(now * 1000.0)
-                except Exception:
-                    log.exception("RTP clock member raised")
-            n += 1
-            target = start + n * interval
-            now = loop.time()
-            if now > target + interval:
-                self.late_ticks += 1
-                n = int((now - start) / interval) + 1
-                target = start + n * interval
-            await asyncio.sleep(max(0.0, target - now))
-
-    async def stop(self) -> None:
-        self._members.clear()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None

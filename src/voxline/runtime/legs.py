@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .._tasks import background
 from ..audio import PCMA_8K, PCMU_8K, AudioFormat
 from ..carriers.stream import CarrierStream
-from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
-from ..rtp import DtmfDigit
+from ..media.clock import ClockSubscription, MediaClock
+from ..rtp import DtmfDigit, RtpEndpoint
 from ..sip.endpoint import SipCallLeg
 from ..sip.events import CallConnected, CallDisconnected, CallFailed, DtmfInfo
 
@@ -24,14 +24,16 @@ log = logging.getLogger("voxline.call")
 
 class SipLeg:
     """A SIP dialog with its RTP stream. Playout reports come from the RTP sender's real send position:
-    audio counts as played once its last packet has left the socket."""
+    audio counts as played once its last packet has left the socket. The send position is read on
+    the RTP sender's own clock (the SIP endpoint's) just after the sender's tick (order 2 after its
+    order 1), so audio that leaves in a tick is acknowledged in that same tick."""
 
     reports_playout = True
 
-    def __init__(self, leg: SipCallLeg, clock: MediaClock | None = None) -> None:
+    def __init__(self, leg: SipCallLeg) -> None:
         self.sip = leg
         self._call: Call | None = None
-        self._clock = clock
+        self._clock: MediaClock | None = None  # the clock _check_sent is subscribed to
         # (position in the RTP queue's cumulative timeline where this audio ends, source end_ms)
         self._unacked: deque[tuple[int, int]] = deque()
         self._queued_ms = 0
@@ -83,9 +85,8 @@ class SipLeg:
         self._queued_ms += len(data) // self.media_format.bytes_per_ms
         self._unacked.append((self._queued_ms, end_ms))
         if self._subscription is None:
-            clock = self._clock or AsyncioMediaClock.for_loop()
-            self._clock = clock
-            self._subscription = clock.subscribe(self._check_sent)
+            self._clock = self.sip.clock
+            self._subscription = self._clock.subscribe(self._check_sent, order=RtpEndpoint.clock_order + 1)
 
     def _check_sent(self, _tick_ms: int) -> None:
         sent = self.sip.sent_ms
@@ -101,6 +102,7 @@ class SipLeg:
         if self._subscription is not None and self._clock is not None:
             self._clock.unsubscribe(self._subscription)
         self._subscription = None
+        self._clock = None
 
     def clear_audio(self) -> None:
         self._check_sent(0)
@@ -162,12 +164,12 @@ class OutboundSipLeg(SipLeg):
     """The leg of ``VoxEngine.call_sip``: the Call exists at once, the INVITE goes out in the background
     (the RTP socket must be opened first); commands given before then are applied when it is sent."""
 
-    def __init__(self, placing: Awaitable[SipCallLeg], clock: MediaClock | None = None) -> None:
+    def __init__(self, placing: Awaitable[SipCallLeg]) -> None:
         self._placing = placing
         self._pending_hangup = False
         self.sip = None  # type: ignore[assignment]
         self._call = None
-        self._clock = clock
+        self._clock = None
         self._unacked = deque()
         self._queued_ms = 0
         self._subscription = None

@@ -25,6 +25,7 @@ from aiohttp import web
 from .._tasks import background
 from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
 from ..carriers.stream import CarrierStream
+from ..media.clock import AsyncioMediaClock
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
 from .call import Call
@@ -147,6 +148,8 @@ class Runtime:
                 max_calls=cfg.max_calls,
                 rtp_host=cfg.rtp_host,
                 rtp_inactivity_timeout_ms=cfg.rtp_timeout_s * 1000 if cfg.rtp_timeout_s else None,
+                # RTP goes out on the clock of the playouts that feed it, right after them.
+                clock=AsyncioMediaClock.for_loop(),
                 on_incoming_call=self._on_sip_call,
             )
             await self.sip.start()

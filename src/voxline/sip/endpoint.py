@@ -3,7 +3,8 @@
 ``SipEndpoint`` listens (default 0.0.0.0:5060), feeds every datagram / framed stream message to the
 core and writes what the core returns. All SIP timers of all calls are served by ONE ``call_at``
 handle, re-armed to ``core.next_deadline()`` after every interaction. Each call is a ``SipCallLeg``
-with its own RTP socket; RTP sending is paced by a shared ``RtpClock``.
+with its own RTP socket; RTP is sent on the ticks of the endpoint's media clock (by default the loop's
+shared ``AsyncioMediaClock``, the one that paces the playouts feeding the calls).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ipaddress import ip_address
 from typing import Any, Literal
 
 from ..audio import PCMA_8K, PCMU_8K, AudioFormat, Frame
-from ..rtp import DtmfDigit, MediaClock, RtpClock, RtpEndpoint, RtpSession, RtpTimeout
+from ..media.clock import AsyncioMediaClock, MediaClock
+from ..rtp import DtmfDigit, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
 from .core import CallStateError, SipConfig, UserAgentCore
 from .events import (
@@ -116,6 +118,11 @@ class SipCallLeg:
         return PCMU_8K if self.media.codec.name == "PCMU" else PCMA_8K
 
     @property
+    def clock(self) -> MediaClock:
+        """The media clock the call's RTP is sent on (the endpoint's)."""
+        return self._endpoint.clock
+
+    @property
     def sent_ms(self) -> int:
         """Milliseconds of queued audio that have actually left the RTP socket."""
         return self.rtp.session.sent_ms if self.rtp else 0
@@ -210,9 +217,9 @@ class SipCallLeg:
             remote_addr=self._media_addr(media),
             dtmf_payload_type=media.dtmf_payload_type if media else ep.config.dtmf_payload_type,
             inactivity_timeout_ms=ep.rtp_inactivity_timeout_ms,
-            now_ms=asyncio.get_running_loop().time() * 1000.0,
+            now_ms=ep.clock.now_ms(),
         )
-        self.rtp = await RtpEndpoint.create(session, ep.rtp_host, 0, self._on_rtp_event)
+        self.rtp = await RtpEndpoint.create(session, ep.rtp_host, 0, self._on_rtp_event, clock=ep.clock)
 
     @staticmethod
     def _media_addr(media: NegotiatedMedia | None) -> Address | None:
@@ -253,7 +260,7 @@ class SipCallLeg:
             self.state = "connected"
             self._apply_media(event.media)
             if self.rtp is not None:
-                self._endpoint.rtp_clock.add(self.rtp)
+                self.rtp.start()
             if not self._connected.done():
                 self._connected.set_result(None)
         elif isinstance(event, CallReinvite):
@@ -276,7 +283,6 @@ class SipCallLeg:
 
     def _close_media(self) -> None:
         if self.rtp is not None:
-            self._endpoint.rtp_clock.discard(self.rtp)
             self.rtp.close()
 
 
@@ -297,6 +303,8 @@ class SipEndpoint:
     Inbound calls go to ``on_incoming_call(leg)`` (sync or async) or, without one, to ``accept()``.
     Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message,
     ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
+    Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
+    playouts), from when the call connects until its media closes.
     """
 
     def __init__(
@@ -309,7 +317,7 @@ class SipEndpoint:
         max_calls: int = 100,
         rtp_host: str | None = None,
         rtp_inactivity_timeout_ms: float | None = 30_000,
-        rtp_clock: MediaClock | None = None,
+        clock: MediaClock | None = None,
         config: SipConfig | None = None,
         on_incoming_call: Callable[[SipCallLeg], Any] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -327,12 +335,7 @@ class SipEndpoint:
         self.advertise_host = advertise_host
         self.rtp_host = rtp_host or host
         self.rtp_inactivity_timeout_ms = rtp_inactivity_timeout_ms
-        self.rtp_clock: MediaClock
-        self._own_clock: RtpClock | None = None
-        if rtp_clock is None:
-            self._own_clock = self.rtp_clock = RtpClock()
-        else:
-            self.rtp_clock = rtp_clock
+        self._clock = clock
         self.on_incoming_call = on_incoming_call
         self.max_message_bytes = max_message_bytes
         self.core: UserAgentCore | None = None
@@ -397,14 +400,19 @@ class SipEndpoint:
         self._tcp_writers.clear()
         for task in list(self._tasks):
             task.cancel()
-        if self._own_clock is not None:
-            await self._own_clock.stop()
 
     async def __aenter__(self) -> SipEndpoint:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def clock(self) -> MediaClock:
+        """The media clock RTP is sent on; default the running loop's shared clock."""
+        if self._clock is None:
+            self._clock = AsyncioMediaClock.for_loop()
+        return self._clock
 
     @property
     def stats(self) -> dict[str, int]:
