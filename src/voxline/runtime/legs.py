@@ -93,9 +93,13 @@ class SipLeg:
         last: int | None = None
         while self._unacked and self._unacked[0][0] <= sent:
             last = self._unacked.popleft()[1]
-        if last is not None and self._call is not None:
-            self._call._leg_played(last)
-        if not self._unacked:
+        if last is not None:
+            if self._call is not None:
+                self._call._leg_played(last)
+        elif not self._unacked:
+            # Idle after a tick with nothing to report, not on the tick that reported the last
+            # audio: while a stream goes on its next frame comes in the next tick, and subscribing
+            # again from inside that tick would only report it a tick later.
             self._stop_acks()
 
     def _stop_acks(self) -> None:
