@@ -74,7 +74,7 @@ async def test_two_tagged_streams_on_one_socket_echo_separately(make_server: Ser
     assert all(s.stopped for s in caller.server_streams.values())
 
 
-async def test_clear_for_one_tag_drops_its_unsent_audio_only(make_server: ServerFactory) -> None:
+async def test_clear_for_one_tag_drops_its_audio_only(make_server: ServerFactory) -> None:
     async def bridge(stream: CarrierStream) -> None:
         if stream.tag == "a":
             stream.send_audio(b"\xff" * 8000)  # 1 s queued ...
@@ -94,7 +94,9 @@ async def test_clear_for_one_tag_drops_its_unsent_audio_only(make_server: Server
     await caller.run()
     assert caller.errors == []
     assert caller.clears == {"a": 1}
-    assert caller.received("a") == b"\x7f" * 800
+    assert caller.received("a") == b"\xff" * 8000 + b"\x7f" * 800
+    # The clear reached the caller after the second and before the 100 ms: it dropped (nearly) all of it.
+    assert caller.server_streams["a"].playback.cleared_bytes >= 8000 - 160
     assert caller.received("b") == b"\xd5" * 1600
 
 

@@ -111,24 +111,62 @@ class CarrierConfig:
             raise ValueError(f"stream_url must be a ws(s) URL, got {self.stream_url!r}")
 
 
-class _Writer:
-    """The one task per socket that writes what its core queues, in order.
+# Write directly while the socket's kernel-side backlog is below this; above it the task waits.
+_DIRECT_WRITE_LIMIT = 64 * 1024
 
-    Commands (``send_audio``, ``clear``) come from synchronous code; they queue in the core and
-    wake this task, so no task or timer is created per frame.
+
+def _text_frame(text: str) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame, as a server sends it (RFC 6455 section 5.2)."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 0x10000:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+class _Writer:
+    """Writes what its core queues, in order.
+
+    Commands (``send_audio``, ``clear``) come from synchronous code and ``kick`` the writer. When the
+    writer task is idle, the socket is not compressing and its transport's buffer is small, the
+    frames are written at once (what aiohttp's ``send_str`` does when it need not wait), sparing a
+    task wake-up per frame per call; otherwise the one task per socket writes them with flow control.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, pop: Callable[[], str | None], name: str) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        pop: Callable[[], str | None],
+        name: str,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
         self._ws = ws
         self._pop = pop
+        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
 
     def kick(self) -> None:
+        if self._idle.is_set() and self._write_now():
+            return
         self._idle.clear()
         self._wake.set()
+
+    def _write_now(self) -> bool:
+        """Write queued frames straight to the transport; False leaves the rest to the task."""
+        transport = self._transport
+        if transport is None or self._ws.compress or self._ws.closed or transport.is_closing():
+            return False
+        while transport.get_write_buffer_size() < _DIRECT_WRITE_LIMIT:
+            text = self._pop()
+            if text is None:
+                return True
+            transport.write(_text_frame(text))
+        return False
 
     async def _run(self) -> None:
         try:
@@ -547,7 +585,7 @@ class CarrierEndpoints:
         ws = accepted
         cfg = self.config
         core = TwilioMediaStream(chunk_ms=cfg.chunk_ms, mark_interval_ms=cfg.mark_interval_ms)
-        writer = _Writer(ws, core.next_outgoing, name="twilio-writer")
+        writer = _Writer(ws, core.next_outgoing, "twilio-writer", request.transport)
         slog = _SocketLog("twilio", request.remote, self.stats)
         stream: TwilioCarrierStream | None = None
         deadline = self._start_deadline()
@@ -613,7 +651,7 @@ class CarrierEndpoints:
         core = VoxEngineMediaSocket(
             chunk_ms=self.config.chunk_ms, max_streams=self.config.max_tags_per_socket
         )
-        sock = _VoxSocket(ws, core, _Writer(ws, core.next_outgoing, name="wsmedia-writer"))
+        sock = _VoxSocket(ws, core, _Writer(ws, core.next_outgoing, "wsmedia-writer", request.transport))
         slog = _SocketLog("voxengine", request.remote, self.stats)
         deadline = self._start_deadline()
         code: int | None = None
