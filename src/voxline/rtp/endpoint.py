@@ -7,8 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..audio import FRAME_MS
 from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
-from .session import RtpEvent, RtpSession
+from .session import _MAX_CATCH_UP, RtpEvent, RtpSession
 
 __all__ = ["RtpEndpoint"]
 
@@ -23,6 +24,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     unsubscribe. Received datagrams are stamped with ``clock.now_ms()`` and ticks get the clock's tick
     time, so the session's schedule, reorder buffer, DTMF expiry and inactivity timer all run on the
     clock's timeline. Received audio, DTMF and timeouts go to ``on_event``.
+
+    After a stall the clock runs the missed ticks back to back. Up to 5 of them send their slots (a
+    burst of at most 5 packets, the session's catch-up limit); when more are due, the older ones are
+    passed over and the session's schedule jumps ahead on the newest instead of bursting.
     """
 
     clock_order = 1
@@ -39,6 +44,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.clock = clock if clock is not None else AsyncioMediaClock.for_loop()
         self._transport: asyncio.DatagramTransport | None = None
         self._subscription: ClockSubscription | None = None
+        self._skip_until: int | None = None  # the tick a catch-up after a long stall resumes on
 
     @classmethod
     async def create(
@@ -106,6 +112,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             self.stop()
+            return
+        if self._skip_until is not None:
+            if now_ms < self._skip_until:
+                return
+            self._skip_until = None
+        behind = (self.clock.now_ms() - now_ms) // FRAME_MS  # due ticks after this one
+        if behind >= _MAX_CATCH_UP:
+            self._skip_until = now_ms + behind * FRAME_MS
             return
         self.session.tick(now_ms)
         for data, addr in self.session.data_to_send():
