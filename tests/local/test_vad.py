@@ -201,3 +201,25 @@ def test_all_frame_sizes_work(speech: Speech, frame_ms: int) -> None:
     assert [type(e) for e in events] == [SpeechStarted, SpeechStopped]
     assert abs(events[0].speech_start_ms - 1000) <= TOLERANCE_MS  # type: ignore[union-attr]
     assert abs(events[1].speech_end_ms - (1000 + duration_ms(pcm, 16000))) <= TOLERANCE_MS  # type: ignore[union-attr]
+
+
+def test_each_session_adapts_to_its_own_line_noise() -> None:
+    """webrtcvad learns the noise it hears: the backend gives every session its own detector."""
+    from voxline.local.engine import WebrtcSpeechDetector
+    from voxline.testing.realtime.engine import session_detector
+
+    noise = np.random.default_rng(1).normal(0.0, 100.0, 8000 * 4).astype("<i2").tobytes()
+
+    def decisions(detector: WebrtcSpeechDetector, audio: bytes) -> list[float]:
+        return [detector.speech_probability(audio[i : i + 160], 8000) for i in range(0, len(audio), 160)]
+
+    shared = WebrtcSpeechDetector()
+    first = session_detector(shared)
+    assert isinstance(first, WebrtcSpeechDetector)
+    decisions(first, noise[: 8000 * 2 * 3])  # three seconds: it has learnt this line's noise
+    tail = noise[8000 * 2 * 3 :]
+    assert sum(decisions(first, tail)) == 0
+    second = session_detector(shared)  # a call starting now, on a line with the same noise
+    assert second is not first
+    assert isinstance(second, WebrtcSpeechDetector)
+    assert decisions(second, tail) == decisions(WebrtcSpeechDetector(), tail)  # untouched by the first

@@ -49,9 +49,10 @@ class WebrtcSpeechDetector:
 
     ``aggressiveness`` 0..3 (3 rejects the most noise). 24 kHz frames are averaged down to 8 kHz
     (three samples to one: a crude low-pass, enough for a voice/no-voice decision) because webrtcvad
-    takes 8/16/32/48 kHz only. One detector serves every session of a server, so webrtcvad's
-    adaptive noise estimate is shared between concurrent calls; it is warmed up on construction so
-    the first frames of the first call are judged like any others.
+    takes 8/16/32/48 kHz only. webrtcvad adapts a noise estimate to what it hears, so every session
+    gets its own through ``for_session()`` (one call's line noise never sways another call's
+    decisions); each is warmed up on construction so a call's first frames are judged like any
+    others.
     """
 
     frame_ms = 10
@@ -68,11 +69,16 @@ class WebrtcSpeechDetector:
         import numpy as np
 
         self._np = np
+        self.aggressiveness = aggressiveness
         self._vad = webrtcvad.Vad(aggressiveness)
         # webrtcvad's noise model starts from defaults and calls the first frames of anything speech.
         quiet = np.random.default_rng(0).normal(0.0, 16.0, 80 * 20).astype("<i2").tobytes()
         for i in range(20):
             self._vad.is_speech(quiet[i * 160 : (i + 1) * 160], 8000)
+
+    def for_session(self) -> WebrtcSpeechDetector:
+        """A fresh detector, with its own noise estimate, for one session."""
+        return WebrtcSpeechDetector(self.aggressiveness)
 
     def speech_probability(self, frame: bytes, rate: int) -> float:
         if rate in _WEBRTC_RATES:

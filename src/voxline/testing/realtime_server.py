@@ -37,7 +37,8 @@ Scripting and inspection: ``script()``, ``script_transcription()``, ``received``
 
 Extension points (for a real engine, e.g. an offline speech backend reusing this server): pass
 ``detector=`` (:class:`~voxline.testing.realtime.engine.SpeechDetector`, per-frame speech probability;
-the server keeps the turn logic), ``engine=`` (:class:`~voxline.testing.realtime.engine.ResponseEngine`,
+the server keeps the turn logic; a detector with state gives each session its own copy through
+``for_session()``), ``engine=`` (:class:`~voxline.testing.realtime.engine.ResponseEngine`,
 ``respond(request) -> ScriptedResponse`` or an awaitable of it: message text, PCM16 audio at any rate —
 converted to the session's output format — and function calls) and ``transcriber=``
 (:class:`~voxline.testing.realtime.engine.Transcriber`, for
@@ -85,6 +86,7 @@ from .realtime.engine import (
     ScriptedTranscriber,
     SpeechDetector,
     Transcriber,
+    session_detector,
 )
 from .schema import ClientEventValidator, default_validator
 
@@ -620,7 +622,7 @@ class FakeRealtimeServer:
             model=model,
             now=time.time(),
             engine=self.engine,
-            detector=self.detector,
+            detector=session_detector(self.detector),
             transcriber=self.transcriber,
             validator=self.validator,
             instructions=self.instructions,

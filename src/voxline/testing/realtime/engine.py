@@ -41,6 +41,7 @@ __all__ = [
     "SpeechDetector",
     "Transcriber",
     "TranscriptionRequest",
+    "session_detector",
     "speech_like_audio",
 ]
 
@@ -58,13 +59,24 @@ def speech_like_audio(text: str, rate: int = 24000) -> bytes:
 
 @runtime_checkable
 class SpeechDetector(Protocol):
-    """Voice activity of one frame. ``frame_ms`` is the frame length the detector wants."""
+    """Voice activity of one frame. ``frame_ms`` is the frame length the detector wants.
+
+    A detector that adapts to what it hears (a noise estimate) also has ``for_session()``, returning
+    a fresh detector for one session, so that one call's line noise never changes another call's
+    decisions; the server calls it for every session (see :func:`session_detector`).
+    """
 
     frame_ms: int
 
     def speech_probability(self, frame: bytes, rate: int) -> float:
         """How likely ``frame`` (PCM16 mono, ``frame_ms`` long at ``rate``) is speech, 0.0 to 1.0."""
         ...
+
+
+def session_detector(detector: SpeechDetector) -> SpeechDetector:
+    """The detector one session uses: its own ``for_session()`` copy if it has state, else the shared one."""
+    for_session = getattr(detector, "for_session", None)
+    return for_session() if callable(for_session) else detector
 
 
 class EnergySpeechDetector:
