@@ -448,7 +448,7 @@ class RealtimeSessionCore:
         except Exception:
             # A fault in the fake itself: answer like OpenAI's own server errors and keep the session;
             # tests see it in ``internal_errors`` (and the log), never as a silent hang.
-            log.exception("fake Realtime server failed on %s", event["type"])
+            log.exception("Realtime session core failed on %s", event["type"])
             self.internal_errors.append(f"{event['type']}: {traceback.format_exc(limit=3)}")
             self._emit(
                 error_event(
@@ -961,7 +961,7 @@ class RealtimeSessionCore:
     def _resolved(self, kind: str, key: str, result: Any) -> None:
         if isinstance(result, BaseException):
             # A plug-in failed: the client gets the protocol's failure event; tests see internal_errors.
-            log.error("fake Realtime server %s engine failed", kind, exc_info=result)
+            log.error("Realtime session %s engine failed", kind, exc_info=result)
             self.internal_errors.append(f"{kind} engine failed: {result!r}")
         if kind == "transcription":
             if isinstance(result, BaseException):
