@@ -149,8 +149,12 @@ def test_the_recording_holds_each_voice_on_its_own_channel_saying_the_expected_w
     assert len(caller_turns) == len(LINES)
     for start, end in caller_turns:
         assert np.abs(agent[start:end].astype(np.int32)).mean() < VOICED / 4
+    # Decoded with 0.6 s of quiet around each turn, like the agent's below: cut tight at the file's
+    # 20 ms frames, a turn decoded differently depending on where that grid fell in it (the short
+    # "goodbye" came out as "what are" for some alignments of the caller's audio in the file).
+    margin = np.zeros(4800, dtype="<i2").tobytes()
     phrases = Recognizer.from_phrases(LINES, input_rate=8000)
-    assert [phrases.recognize(caller[s:e].tobytes()).text for s, e in caller_turns] == [
+    assert [phrases.recognize(margin + caller[s:e].tobytes() + margin).text for s, e in caller_turns] == [
         " ".join(sentences(line)) for line in LINES
     ]
 
@@ -169,7 +173,6 @@ def test_the_recording_holds_each_voice_on_its_own_channel_saying_the_expected_w
         " ".join(s.replace("voxy", "foxy") for text in turn for s in sentences(text)) for turn in AGENT_TURNS
     ]
     decoder = Recognizer.from_phrases(expected, input_rate=8000)
-    margin = np.zeros(4800, dtype="<i2").tobytes()
     decoded = [decoder.recognize(margin + agent[s:e].tobytes() + margin).text for s, e in agent_turns]
     assert decoded == expected
 
