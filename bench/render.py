@@ -143,12 +143,17 @@ def comparison(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _share(s: Step) -> str:
+    share = s.get("sut_system_share")  # absent in runs before it was recorded
+    return f" ({share:.0%})" if share is not None else ""
+
+
 def steps_table(entry: dict[str, Any]) -> list[str]:
     lines = [
         f"#### {entry['label']}",
         "",
         "| N | up p50/p99 | down p50/p99 | barge p50/p99 | late / frames | lateness p99 | gap p99 | "
-        "CPU s/call-min | calls/core | MB/call | GC gen2 max | cores bridge/fake/callers/rest "
+        "CPU s/call-min (kernel share) | calls/core | MB/call | GC gen2 max | cores bridge/fake/callers/rest "
         "| caller lag | real time | ≤ 5 ms |",
         "|" + "---|" * 15,
     ]
@@ -157,7 +162,7 @@ def steps_table(entry: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {s['n']} | {_pair(s['up_ms'])} | {_pair(s['down_ms'])} | {_pair(s['barge_ms'])} "
             f"| {s['late_frames']} / {s['outbound_frames']} | {_num(s['lateness_p99_ms'])} "
-            f"| {_num(s['gap_p99_ms'])} | {_num(s['cpu_s_per_call_minute'], '.3f')} "
+            f"| {_num(s['gap_p99_ms'])} | {_num(s['cpu_s_per_call_minute'], '.3f')}{_share(s)} "
             f"| {_num(s['calls_per_core_by_cpu'])} | {s['mb_per_call']:.3f} "
             f"| {_num(gc.get('gen2_max_ms'))} | {_cores(s)} | {s['caller_late_ticks']} "
             f"| {'yes' if s['keeps_up'] else 'no'} "

@@ -42,11 +42,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (its threads included), from /proc/<pid>/stat."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (its threads included), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process."""
+    return sum(cpu_times(pid))
 
 
 def machine_busy_seconds() -> float:
@@ -218,6 +223,7 @@ def run_step(
         pids = {"sut": [sut.pid], "fake": [f.pid for f in fakes], "callers": [c.pid for c in callers]}
         cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
         cpu0["machine"] = machine_busy_seconds()
+        cpu0["sut_system"] = cpu_times(sut.pid)[1]
         t0 = time.monotonic()
         spies = []
         if profile:
@@ -250,6 +256,7 @@ def run_step(
             rss_peak = max(rss_peak, rss_mb(sut.pid))
         cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
         cpu1["machine"] = machine_busy_seconds()
+        cpu1["sut_system"] = cpu_times(sut.pid)[1]
         window = time.monotonic() - t0
         for c in callers:
             c.wait(timeout=60)
@@ -353,6 +360,8 @@ def analyse(
             frames_sent += caller["frames_sent"]
             appended_ms += fake["appended_ms"]
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+    # The kernel's share of the bridge's CPU (socket system calls): what no Python change removes.
+    sut_system = cpu.pop("sut_system")
     # Everything else the machine ran meanwhile (other users' jobs, the kernel's softirq work ...).
     cpu["other"] = max(0.0, cpu.pop("machine") - cpu["sut"] - cpu["fake"] - cpu["callers"])
     call_minutes = n * window / 60
@@ -371,6 +380,7 @@ def analyse(
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_cores": {k: round(v / window, 3) for k, v in cpu.items()},
         "cpu_s_per_call_minute": round(cpu["sut"] / call_minutes, 4) if call_minutes else None,
+        "sut_system_share": round(sut_system / cpu["sut"], 3) if cpu["sut"] else None,
         "calls_per_core_by_cpu": round(n * window / cpu["sut"], 1) if cpu["sut"] else None,
         "rss_mb": {"idle": round(rss0, 1), "peak": round(rss_peak, 1)},
         "mb_per_call": round((rss_peak - rss0) / n, 3),
