@@ -14,40 +14,7 @@ import pytest
 
 from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
 
-
-class FakeLoop:
-    """Just enough of an event loop for the clock: a virtual time() and call_at()."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.pending: list[asyncio.TimerHandle] = []
-        self.scheduled = 0
-
-    def time(self) -> float:
-        return self.now
-
-    def get_debug(self) -> bool:
-        return False
-
-    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        pass
-
-    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
-        handle = asyncio.TimerHandle(when, callback, (), self)  # type: ignore[arg-type]
-        self.pending.append(handle)
-        self.scheduled += 1
-        return handle
-
-    def live(self) -> list[asyncio.TimerHandle]:
-        self.pending = [h for h in self.pending if not h.cancelled()]
-        return self.pending
-
-    def fire_next(self, lateness: float = 0.0) -> None:
-        """Run the pending timer, ``lateness`` seconds after its deadline."""
-        (handle,) = self.live()
-        self.pending.remove(handle)
-        self.now = max(self.now, handle.when() + lateness)
-        handle._run()
+from .helpers import FakeLoop
 
 
 def test_virtual_clock_ticks_every_20_ms_without_drift_for_10_minutes() -> None:

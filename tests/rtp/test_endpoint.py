@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,6 +12,8 @@ from voxline.audio import FRAME_MS
 from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
 from voxline.rtp import RtpEndpoint, RtpPacket, RtpSession, RtpTimeout, build_packet
 from voxline.rtp.session import RtpEvent
+
+from ..media.helpers import FakeLoop
 
 SILENCE = b"\xff" * 160  # one 20 ms PCMU frame of silence
 SPEECH = b"\x31" * 160
@@ -128,59 +130,31 @@ async def test_start_is_idempotent_and_a_closed_endpoint_does_not_subscribe(peer
     assert clock.subscriber_count == 0 and not endpoint.started
 
 
-class StallingLoop:
-    """The time and timers of an event loop, for the clock only: the test decides how late it runs."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.pending: list[asyncio.TimerHandle] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def get_debug(self) -> bool:
-        return False
-
-    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        pass
-
-    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
-        handle = asyncio.TimerHandle(when, callback, (), self)  # type: ignore[arg-type]
-        self.pending.append(handle)
-        return handle
-
-    def fire(self, late_s: float = 0.0) -> None:
-        (handle,) = [h for h in self.pending if not h.cancelled()]
-        self.pending = []
-        self.now = handle.when() + late_s
-        handle._run()
-
-
 async def test_after_a_stall_at_most_5_slots_go_out_at_once_then_the_schedule_jumps(
     peer: socket.socket,
 ) -> None:
-    loop = StallingLoop()
+    loop = FakeLoop()
     clock = AsyncioMediaClock(loop)
     endpoint, _ = await open_endpoint(clock, peer)
     endpoint.start()
-    loop.fire()  # tick 20
+    loop.fire_next()  # tick 20
     (first,) = received(peer)
 
-    loop.fire(late_s=0.080)  # the loop was 80 ms late: ticks 40..120 run back to back
+    loop.fire_next(lateness=0.080)  # the loop was 80 ms late: ticks 40..120 run back to back
     burst = received(peer)
     assert [p.sequence - first.sequence for p in burst] == [1, 2, 3, 4, 5]
     assert [p.timestamp - first.timestamp for p in burst] == [160, 320, 480, 640, 800]
 
-    loop.fire(late_s=0.100)  # 100 ms late: 6 ticks due (140..240), more than 5 slots
+    loop.fire_next(lateness=0.100)  # 100 ms late: 6 ticks due (140..240), more than 5 slots
     (jumped,) = received(peer)  # no burst: one packet, timestamps keep real time
     assert jumped.sequence - first.sequence == 6
     assert jumped.timestamp - first.timestamp == 11 * 160  # the slot of tick 240
     assert jumped.marker
     assert endpoint.session.stats["skipped_slots"] == 5
 
-    loop.fire(late_s=1.0)  # a one-second stall: the clock runs its last 10 ticks; RTP sends one
+    loop.fire_next(lateness=1.0)  # a one-second stall: the clock runs its last 10 ticks; RTP sends one
     (resumed,) = received(peer)
     assert resumed.timestamp - first.timestamp == 62 * 160  # the slot of tick 1260
-    loop.fire()
+    loop.fire_next()
     assert [p.timestamp - first.timestamp for p in received(peer)] == [63 * 160]  # on the grid again
     endpoint.close()
