@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from voxline.media.clock import VirtualMediaClock
 from voxline.runtime.legs import SipLeg
-from voxline.sip import SipCallLeg, SipEndpoint
+
+from ..sip.loopback import loopback_call
 
 SPEECH = b"\x31" * 160
 
@@ -31,18 +31,7 @@ class FakeCall:
 
 async def test_audio_is_acknowledged_in_the_tick_it_leaves_in() -> None:
     clock = VirtualMediaClock()
-    legs: list[SipCallLeg] = []
-
-    async def on_call(leg: SipCallLeg) -> None:
-        legs.append(leg)
-        await leg.answer()
-
-    async with (
-        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
-        SipEndpoint("127.0.0.1", 0, clock=clock) as uac,
-    ):
-        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
-        await asyncio.wait_for(caller.wait_connected(), 3)
+    async with loopback_call(clock=clock) as (caller, _):
         call = FakeCall(clock)
         leg = SipLeg(caller)
         leg.attach(call)  # type: ignore[arg-type]
@@ -61,5 +50,3 @@ async def test_audio_is_acknowledged_in_the_tick_it_leaves_in() -> None:
         assert call.played == [(60, 40), (80, 60), (140, 80)]
         assert caller.sent_ms == 80
         assert clock.subscriber_count == 2  # the playout and the RTP sender: reporting idles
-        caller.hangup()
-        await asyncio.wait_for(legs[0].wait_ended(), 3)

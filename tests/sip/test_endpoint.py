@@ -13,6 +13,8 @@ from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
 from voxline.rtp import DtmfDigit, RtpPacket
 from voxline.sip import CallDisconnected, CallFailed, CallProgress, SipCallLeg, SipEndpoint
 
+from .loopback import loopback_call
+
 
 async def test_call_over_tcp_with_audio_and_dtmf_both_ways() -> None:
     heard: list[Frame] = []
@@ -53,18 +55,7 @@ async def test_call_over_tcp_with_audio_and_dtmf_both_ways() -> None:
 
 
 async def test_clear_drops_queued_audio_and_sent_ms_counts_only_what_left() -> None:
-    legs: list[SipCallLeg] = []
-
-    async def on_call(leg: SipCallLeg) -> None:
-        legs.append(leg)
-        await leg.answer()
-
-    async with (
-        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
-        SipEndpoint("127.0.0.1", 0) as uac,
-    ):
-        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
-        await asyncio.wait_for(caller.wait_connected(), 3)
+    async with loopback_call() as (caller, _):
         caller.send_audio(b"\x31" * 8000)  # 1 s
         while caller.sent_ms < 200:
             await asyncio.sleep(0.01)
@@ -73,8 +64,6 @@ async def test_clear_drops_queued_audio_and_sent_ms_counts_only_what_left() -> N
         assert dropped + sent == 1000 and caller.queued_ms == 0
         await asyncio.sleep(0.1)
         assert caller.sent_ms == sent  # nothing more of it left after the clear
-        caller.hangup()
-        await asyncio.wait_for(legs[0].wait_ended(), 3)
 
 
 async def test_outbound_hangup_while_ringing_cancels() -> None:
@@ -111,19 +100,11 @@ async def test_reject_with_chosen_code() -> None:
 async def test_the_endpoint_clock_drives_the_rtp_senders() -> None:
     clock = VirtualMediaClock()
     heard: list[Frame] = []
-    legs: list[SipCallLeg] = []
 
-    async def on_call(leg: SipCallLeg) -> None:
-        legs.append(leg)
-        leg.on_audio = heard.append
-        await leg.answer()
+    def listen(callee: SipCallLeg) -> None:
+        callee.on_audio = heard.append
 
-    async with (
-        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
-        SipEndpoint("127.0.0.1", 0, clock=clock) as uac,
-    ):
-        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
-        await asyncio.wait_for(caller.wait_connected(), 3)
+    async with loopback_call(clock=clock, prepare=listen) as (caller, callee):
         assert caller.clock is clock and caller.rtp is not None and caller.rtp.started
         assert clock.subscriber_count == 1  # the call's RTP sender, subscribed when it connected
         caller.send_audio(b"\x31" * 480)
@@ -133,7 +114,7 @@ async def test_the_endpoint_clock_drives_the_rtp_senders() -> None:
         await asyncio.sleep(0.1)
         assert [f.data for f in heard] == [b"\x31" * 160] * 3
         caller.hangup()
-        await asyncio.wait_for(legs[0].wait_ended(), 3)
+        await asyncio.wait_for(callee.wait_ended(), 3)
         assert clock.subscriber_count == 0  # unsubscribed when the call's media closed
         assert caller.rtp.closed and not caller.rtp.started
 
@@ -143,21 +124,10 @@ async def test_audio_sent_from_a_tick_of_the_loop_clock_leaves_in_that_tick() ->
     # call's RTP sender is on the same clock (order 1), so the packet carrying the frame is the one
     # sent in that very tick, not in a tick of a second clock up to 20 ms later.
     clock = AsyncioMediaClock.for_loop()
-    legs: list[SipCallLeg] = []
-
-    async def on_call(leg: SipCallLeg) -> None:
-        legs.append(leg)
-        await leg.answer()
-
-    async with (
-        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
-        SipEndpoint("127.0.0.1", 0) as uac,
-    ):
-        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
-        await asyncio.wait_for(caller.wait_connected(), 3)
-        assert caller.clock is clock and legs[0].clock is clock
-        assert caller.rtp is not None and legs[0].rtp is not None
-        session, callee_rtp = caller.rtp.session, legs[0].rtp
+    async with loopback_call() as (caller, callee):
+        assert caller.clock is clock and callee.clock is clock
+        assert caller.rtp is not None and callee.rtp is not None
+        session, callee_rtp = caller.rtp.session, callee.rtp
 
         # What the callee's socket gets, with the clock time it arrived at.
         arrived: list[tuple[int, RtpPacket]] = []
@@ -215,8 +185,6 @@ async def test_audio_sent_from_a_tick_of_the_loop_clock_leaves_in_that_tick() ->
         assert [p.sequence for p in after] == [(got[0].sequence + 1) & 0xFFFF]
         arrival = next(t for t, p in arrived if p.payload == b"\x31" * 160)
         assert arrival >= tick
-        caller.hangup()
-        await asyncio.wait_for(legs[0].wait_ended(), 3)
 
 
 def _ipv6_loopback() -> bool:
