@@ -13,7 +13,6 @@ import itertools
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import timeit
 import warnings
@@ -22,6 +21,7 @@ from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
+from host import cpu_model
 
 from voxline.audio import PCM16_24K, PCMU_8K
 from voxline.audio.g711 import ulaw_decode, ulaw_encode
@@ -42,17 +42,6 @@ def load_audioop() -> ModuleType | None:
         except ImportError:  # Python >= 3.13
             return None
     return audioop
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def test_signal(rate: int, seconds: float) -> bytes:

@@ -20,10 +20,11 @@ import argparse
 import asyncio
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
+
+from host import cpu_model
 
 from voxline.audio import PCM16_24K, PCMU_8K, AudioFormat, Frame
 from voxline.media import MediaUnit
@@ -50,17 +51,6 @@ class Stream(MediaUnit):
         self.media_format = fmt
         self.buffer = PlayoutBuffer(fmt)
         self.playout = Playout(self.buffer, clock, self._deliver)
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def delta(fmt: AudioFormat, ms: int) -> bytes:
