@@ -548,10 +548,14 @@ class CarrierEndpoints:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _receive(
-        self, ws: web.WebSocketResponse, deadline: float | None
-    ) -> tuple[WSMsgType, str] | None:
-        """The next message as (type, text); None if the start deadline passed."""
+    async def _next_text(
+        self, ws: web.WebSocketResponse, deadline: float | None, slog: _SocketLog
+    ) -> str | tuple[int | None, str]:
+        """The next text message, or why the socket is over: (close code, reason).
+
+        ``deadline`` (loop time) bounds the wait for a start message; when it passes the socket is
+        closed with 1008.
+        """
         timeout = None
         if deadline is not None:
             # aiohttp treats a timeout of 0 as "none", hence the floor.
@@ -559,8 +563,13 @@ class CarrierEndpoints:
         try:
             msg = await ws.receive(timeout=timeout)
         except TimeoutError:
-            return None
-        return msg.type, msg.data if msg.type is WSMsgType.TEXT else ""
+            reason = "no start message in time"
+            slog.once("start_timeouts", logging.WARNING, f"closing with 1008: {reason}")
+            await ws.close(code=CLOSE_POLICY_VIOLATION, message=_close_message(reason))
+            return CLOSE_POLICY_VIOLATION, reason
+        if msg.type is not WSMsgType.TEXT:
+            return await self._ended(ws, msg.type, slog)
+        return str(msg.data)
 
     async def _ended(
         self, ws: web.WebSocketResponse, kind: WSMsgType, slog: _SocketLog
@@ -593,15 +602,9 @@ class CarrierEndpoints:
         reason = ""
         try:
             while True:
-                received = await self._receive(ws, deadline if stream is None else None)
-                if received is None:
-                    code, reason = CLOSE_POLICY_VIOLATION, "no start message in time"
-                    slog.once("start_timeouts", logging.WARNING, f"closing with 1008: {reason}")
-                    await ws.close(code=code, message=_close_message(reason))
-                    break
-                kind, text = received
-                if kind is not WSMsgType.TEXT:
-                    code, reason = await self._ended(ws, kind, slog)
+                text = await self._next_text(ws, deadline if stream is None else None, slog)
+                if not isinstance(text, str):
+                    code, reason = text
                     break
                 event = core.receive(text)
                 if isinstance(event, TwilioMedia):
@@ -658,15 +661,9 @@ class CarrierEndpoints:
         reason = ""
         try:
             while True:
-                received = await self._receive(ws, deadline)
-                if received is None:
-                    code, reason = CLOSE_POLICY_VIOLATION, "no start message in time"
-                    slog.once("start_timeouts", logging.WARNING, f"closing with 1008: {reason}")
-                    await ws.close(code=code, message=_close_message(reason))
-                    break
-                kind, text = received
-                if kind is not WSMsgType.TEXT:
-                    code, reason = await self._ended(ws, kind, slog)
+                text = await self._next_text(ws, deadline, slog)
+                if not isinstance(text, str):
+                    code, reason = text
                     break
                 event = core.receive(text)
                 if isinstance(event, WsMediaMedia):
