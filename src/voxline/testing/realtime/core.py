@@ -1051,6 +1051,26 @@ class RealtimeSessionCore:
             ],
         }
 
+    def _open_item(
+        self, run: _Run, item: dict[str, Any], response_id: str, output_index: int
+    ) -> Iterator[dict[str, Any]]:
+        """Start an output item: into the response (and the conversation), with OpenAI's two events."""
+        run.open_item = item
+        run.response["output"].append(item)
+        previous = self._insert_assistant_item(run, item)
+        yield {
+            "type": "response.output_item.added",
+            "response_id": response_id,
+            "output_index": output_index,
+            "item": copy.deepcopy(item),
+        }
+        if run.in_conversation:
+            yield {
+                "type": "conversation.item.added",
+                "previous_item_id": previous,
+                "item": copy.deepcopy(item),
+            }
+
     def _insert_assistant_item(self, run: _Run, item: dict[str, Any]) -> str | None:
         previous = self.items[-1]["id"] if self.items else None
         if run.in_conversation:
@@ -1074,23 +1094,9 @@ class RealtimeSessionCore:
                 "role": "assistant",
                 "content": [],
             }
-            run.open_item = item
             run.said = ""
             run.audio = bytearray()
-            run.response["output"].append(item)
-            previous = self._insert_assistant_item(run, item)
-            yield {
-                "type": "response.output_item.added",
-                "response_id": response_id,
-                "output_index": output_index,
-                "item": copy.deepcopy(item),
-            }
-            if run.in_conversation:
-                yield {
-                    "type": "conversation.item.added",
-                    "previous_item_id": previous,
-                    "item": copy.deepcopy(item),
-                }
+            yield from self._open_item(run, item, response_id, output_index)
             ids = {
                 "response_id": response_id,
                 "item_id": item_id,
@@ -1218,22 +1224,8 @@ class RealtimeSessionCore:
             "call_id": call.call_id or new_id("call")[:21],
             "arguments": "",
         }
-        run.open_item = item
         run.open_part = None
-        run.response["output"].append(item)
-        previous = self._insert_assistant_item(run, item)
-        yield {
-            "type": "response.output_item.added",
-            "response_id": response_id,
-            "output_index": output_index,
-            "item": copy.deepcopy(item),
-        }
-        if run.in_conversation:
-            yield {
-                "type": "conversation.item.added",
-                "previous_item_id": previous,
-                "item": copy.deepcopy(item),
-            }
+        yield from self._open_item(run, item, response_id, output_index)
         ids = {"response_id": response_id, "item_id": item["id"], "output_index": output_index}
         arguments = call.arguments
         for start in range(0, len(arguments), 12):
