@@ -20,9 +20,11 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, web, web_ws
+from aiohttp.web_request import BaseRequest
 
 from .._tasks import background
 from ._base import (
@@ -126,6 +128,51 @@ def _text_frame(text: str) -> bytes:
     return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
+# aiohttp's queue between its frame parser and ``receive()`` (aiohttp >= 3.10; else no shortcut).
+_AiohttpQueue: Any = web_ws.__dict__.get("WebSocketDataQueue", object)
+
+
+class _DirectQueue(_AiohttpQueue):  # type: ignore[misc]
+    """aiohttp's message queue with a shortcut: while nothing is queued, a text message goes to
+    ``handler`` from inside the parser's ``data_received``, sparing a future and a task wake-up per
+    message. ``handler`` returns False to queue the message after all (what needs ``await``); from
+    then on messages queue until the task has read them all, so order is kept."""
+
+    handler: Callable[[str], bool] | None = None
+    queued = 0  # text messages queued and not yet read by the task
+
+    def feed_data(self, data: Any, size: int) -> None:
+        if data.type is WSMsgType.TEXT:
+            handler = self.handler
+            if handler is not None and self.queued == 0 and handler(data.data):
+                return
+            self.queued += 1
+        super().feed_data(data, size)
+
+
+class _CarrierSocket(web.WebSocketResponse):
+    """A WebSocketResponse whose reader queue is a ``_DirectQueue`` when this aiohttp allows it."""
+
+    def _post_start(self, request: BaseRequest, protocol: str | None, writer: Any) -> None:
+        if _AiohttpQueue is object or web_ws.__dict__.get("WebSocketDataQueue") is not _AiohttpQueue:
+            super()._post_start(request, protocol, writer)
+            return
+        # _post_start builds the queue from this module global; nothing else runs meanwhile (no await).
+        setattr(web_ws, "WebSocketDataQueue", _DirectQueue)  # noqa: B010
+        try:
+            super()._post_start(request, protocol, writer)
+        finally:
+            setattr(web_ws, "WebSocketDataQueue", _AiohttpQueue)  # noqa: B010
+
+    def direct(self, handler: Callable[[str], bool]) -> _DirectQueue | None:
+        """Hand text messages to ``handler`` from the parser; returns the queue, None if unsupported."""
+        queue = getattr(self, "_reader", None)
+        if not isinstance(queue, _DirectQueue):
+            return None
+        queue.handler = handler
+        return queue
+
+
 class _Writer:
     """Writes what its core queues, in order.
 
@@ -200,7 +247,7 @@ class _SocketLog:
     _MAX_REASONS = 64  # a peer inventing event names must not grow this without bound
 
     def __init__(self, kind: str, remote: str | None, stats: Stats) -> None:
-        self._prefix = f"{kind} media socket from {remote or '?'}"
+        self.prefix = f"{kind} media socket from {remote or '?'}"
         self._seen: set[str] = set()
         self._stats = stats
 
@@ -220,7 +267,7 @@ class _SocketLog:
         key = reason or counter
         if key not in self._seen and len(self._seen) < self._MAX_REASONS:
             self._seen.add(key)
-            log.log(level, "%s: %s", self._prefix, message)
+            log.log(level, "%s: %s", self.prefix, message)
 
 
 def _close_message(reason: str) -> bytes:
@@ -522,20 +569,16 @@ class CarrierEndpoints:
 
     # -- media sockets -----------------------------------------------------------------------------
 
-    async def _accept(self, request: web.Request, twilio: bool) -> web.WebSocketResponse | web.Response:
+    async def _accept(self, request: web.Request, twilio: bool) -> _CarrierSocket | web.Response:
         refusal = self._refuse(request, twilio=twilio)
         if refusal is not None:
             return refusal
         cfg = self.config
-        ws = web.WebSocketResponse(max_msg_size=cfg.max_message_bytes, heartbeat=cfg.heartbeat_s)
+        ws = _CarrierSocket(max_msg_size=cfg.max_message_bytes, heartbeat=cfg.heartbeat_s)
         await ws.prepare(request)
         self._sockets.add(ws)
         self.stats["sockets"] += 1
         return ws
-
-    def _start_deadline(self) -> float | None:
-        timeout = self.config.start_timeout_s
-        return None if timeout is None else asyncio.get_running_loop().time() + timeout
 
     def _spawn(self, stream: CarrierStream) -> None:
         def failed(exc: BaseException) -> None:
@@ -548,28 +591,75 @@ class CarrierEndpoints:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _next_text(
-        self, ws: web.WebSocketResponse, deadline: float | None, slog: _SocketLog
-    ) -> str | tuple[int | None, str]:
-        """The next text message, or why the socket is over: (close code, reason).
+    async def _serve(
+        self,
+        ws: _CarrierSocket,
+        writer: _Writer,
+        parse: Callable[[str], Any],
+        apply: Callable[[Any], bool],
+        started: Callable[[], bool],
+        slog: _SocketLog,
+    ) -> tuple[int | None, str]:
+        """Run one media socket until it is over; returns (close code, reason).
 
-        ``deadline`` (loop time) bounds the wait for a start message; when it passes the socket is
-        closed with 1008.
+        ``parse`` is the core's ``receive``; ``apply(event)`` handles an event and returns True, or
+        False for one that ends the socket (a protocol error, Twilio's ``stop``), which is handled
+        here. Text messages are parsed and applied straight from aiohttp's parser when possible
+        (see ``_DirectQueue``); what needs ``await`` is left to this task, in order. A socket whose
+        stream has not ``started()`` when the start deadline passes is closed with 1008.
         """
+        stashed: list[Any] = []  # the event of the one message the direct path left queued
+
+        def direct(text: str) -> bool:
+            try:
+                event = parse(text)
+                if apply(event):
+                    return True
+            except Exception:
+                log.exception("%s: handling a message failed; closing with 1011", slog.prefix)
+                event = ProtocolError("internal error", CLOSE_INTERNAL_ERROR)
+            stashed.append(event)
+            return False
+
+        queue = ws.direct(direct)
+        timeout = self.config.start_timeout_s
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while True:
+            msg = await self._receive(ws, None if started() else deadline)
+            if msg is None:
+                if started():
+                    continue  # the start came through the direct path meanwhile
+                reason = "no start message in time"
+                slog.once("start_timeouts", logging.WARNING, f"closing with 1008: {reason}")
+                await ws.close(code=CLOSE_POLICY_VIOLATION, message=_close_message(reason))
+                return CLOSE_POLICY_VIOLATION, reason
+            if msg.type is not WSMsgType.TEXT:
+                return await self._ended(ws, msg.type, slog)
+            if queue is not None:
+                queue.queued -= 1
+            event = stashed.pop() if stashed else parse(str(msg.data))
+            if apply(event):
+                continue
+            if isinstance(event, ProtocolError):
+                slog.protocol_error(event)
+                await ws.close(code=event.close_code, message=_close_message(event.reason))
+                return event.close_code, event.reason
+            # Twilio's stop: what was queued before it still goes out.
+            await writer.drain(timeout=0.5)
+            await ws.close(code=CLOSE_NORMAL, message=b"stop")
+            return CLOSE_NORMAL, "stop"
+
+    @staticmethod
+    async def _receive(ws: web.WebSocketResponse, deadline: float | None) -> Any:
+        """The next message aiohttp hands the task, or None once ``deadline`` (loop time) passes."""
         timeout = None
         if deadline is not None:
             # aiohttp treats a timeout of 0 as "none", hence the floor.
             timeout = max(0.001, deadline - asyncio.get_running_loop().time())
         try:
-            msg = await ws.receive(timeout=timeout)
+            return await ws.receive(timeout=timeout)
         except TimeoutError:
-            reason = "no start message in time"
-            slog.once("start_timeouts", logging.WARNING, f"closing with 1008: {reason}")
-            await ws.close(code=CLOSE_POLICY_VIOLATION, message=_close_message(reason))
-            return CLOSE_POLICY_VIOLATION, reason
-        if msg.type is not WSMsgType.TEXT:
-            return await self._ended(ws, msg.type, slog)
-        return str(msg.data)
+            return None
 
     async def _ended(
         self, ws: web.WebSocketResponse, kind: WSMsgType, slog: _SocketLog
@@ -597,45 +687,36 @@ class CarrierEndpoints:
         writer = _Writer(ws, core.next_outgoing, "twilio-writer", request.transport)
         slog = _SocketLog("twilio", request.remote, self.stats)
         stream: TwilioCarrierStream | None = None
-        deadline = self._start_deadline()
+
+        def apply(event: Any) -> bool:
+            nonlocal stream
+            if isinstance(event, TwilioMedia):
+                if stream is not None and event.track in ("inbound", "inbound_track"):
+                    stream._deliver_payload(event.payload, event.timestamp_ms)
+                else:
+                    slog.once("media_other_track", logging.INFO, f"ignoring media of track {event.track!r}")
+            elif isinstance(event, TwilioMark):
+                if stream is not None and event.acknowledged_ms is not None:
+                    stream._acknowledge(event.acknowledged_ms, event.source_ms)
+            elif isinstance(event, TwilioStart):
+                stream = TwilioCarrierStream(ws, core, writer, event, request.remote)
+                self.stats["streams"] += 1
+                self._spawn(stream)
+            elif isinstance(event, TwilioDtmf):
+                if stream is not None:
+                    stream._deliver_dtmf(event.digit)
+            elif isinstance(event, TwilioStop | ProtocolError):
+                return False
+            elif isinstance(event, Ignored):
+                slog.ignored(event)
+            return True
+
         code: int | None = None
         reason = ""
         try:
-            while True:
-                text = await self._next_text(ws, deadline if stream is None else None, slog)
-                if not isinstance(text, str):
-                    code, reason = text
-                    break
-                event = core.receive(text)
-                if isinstance(event, TwilioMedia):
-                    if stream is not None and event.track in ("inbound", "inbound_track"):
-                        stream._deliver_payload(event.payload, event.timestamp_ms)
-                    else:
-                        slog.once(
-                            "media_other_track", logging.INFO, f"ignoring media of track {event.track!r}"
-                        )
-                elif isinstance(event, TwilioMark):
-                    if stream is not None and event.acknowledged_ms is not None:
-                        stream._acknowledge(event.acknowledged_ms, event.source_ms)
-                elif isinstance(event, TwilioStart):
-                    stream = TwilioCarrierStream(ws, core, writer, event, request.remote)
-                    self.stats["streams"] += 1
-                    self._spawn(stream)
-                elif isinstance(event, TwilioDtmf):
-                    if stream is not None:
-                        stream._deliver_dtmf(event.digit)
-                elif isinstance(event, TwilioStop):
-                    code, reason = CLOSE_NORMAL, "stop"
-                    await writer.drain(timeout=0.5)
-                    await ws.close(code=code, message=b"stop")
-                    break
-                elif isinstance(event, ProtocolError):
-                    code, reason = event.close_code, event.reason
-                    slog.protocol_error(event)
-                    await ws.close(code=code, message=_close_message(reason))
-                    break
-                elif isinstance(event, Ignored):
-                    slog.ignored(event)
+            code, reason = await self._serve(
+                ws, writer, core.receive, apply, lambda: stream is not None, slog
+            )
         finally:
             writer.stop()
             if not ws.closed:
@@ -656,43 +737,40 @@ class CarrierEndpoints:
         )
         sock = _VoxSocket(ws, core, _Writer(ws, core.next_outgoing, "wsmedia-writer", request.transport))
         slog = _SocketLog("voxengine", request.remote, self.stats)
-        deadline = self._start_deadline()
+        started = False
+
+        def apply(event: Any) -> bool:
+            nonlocal started
+            if isinstance(event, WsMediaMedia):
+                stream = sock.streams.get(event.tag)
+                if stream is not None:
+                    stream._deliver_payload(event.payload, event.timestamp_ms)
+                else:
+                    slog.once(
+                        "media_closed_stream", logging.INFO, f"dropping media of closed tag {event.tag!r}"
+                    )
+            elif isinstance(event, WsMediaStart):
+                started = True
+                stream = VoxEngineCarrierStream(sock, event, request.remote)
+                sock.streams[event.tag] = stream
+                self.stats["streams"] += 1
+                self._spawn(stream)
+            elif isinstance(event, WsMediaStop):
+                stopped = sock.streams.pop(event.tag, None)
+                if stopped is not None:
+                    core.stop_stream(event.tag)
+                    sock.writer.kick()
+                    stopped._finish(CLOSE_NORMAL, "stop")
+            elif isinstance(event, ProtocolError):
+                return False
+            elif isinstance(event, Ignored):
+                slog.ignored(event)
+            return True
+
         code: int | None = None
         reason = ""
         try:
-            while True:
-                text = await self._next_text(ws, deadline, slog)
-                if not isinstance(text, str):
-                    code, reason = text
-                    break
-                event = core.receive(text)
-                if isinstance(event, WsMediaMedia):
-                    stream = sock.streams.get(event.tag)
-                    if stream is not None:
-                        stream._deliver_payload(event.payload, event.timestamp_ms)
-                    else:
-                        slog.once(
-                            "media_closed_stream", logging.INFO, f"dropping media of closed tag {event.tag!r}"
-                        )
-                elif isinstance(event, WsMediaStart):
-                    deadline = None
-                    stream = VoxEngineCarrierStream(sock, event, request.remote)
-                    sock.streams[event.tag] = stream
-                    self.stats["streams"] += 1
-                    self._spawn(stream)
-                elif isinstance(event, WsMediaStop):
-                    stream = sock.streams.pop(event.tag, None)
-                    if stream is not None:
-                        core.stop_stream(event.tag)
-                        sock.writer.kick()
-                        stream._finish(CLOSE_NORMAL, "stop")
-                elif isinstance(event, ProtocolError):
-                    code, reason = event.close_code, event.reason
-                    slog.protocol_error(event)
-                    await ws.close(code=code, message=_close_message(reason))
-                    break
-                elif isinstance(event, Ignored):
-                    slog.ignored(event)
+            code, reason = await self._serve(ws, sock.writer, core.receive, apply, lambda: started, slog)
         finally:
             sock.writer.stop()
             if not ws.closed:

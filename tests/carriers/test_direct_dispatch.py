@@ -1,0 +1,134 @@
+"""Carrier text messages are handled inside aiohttp's parser callback (no task wake-up per message),
+in the order they came, with what needs ``await`` (Twilio's stop, a protocol error) left to the
+socket's task. Real aiohttp server, real WebSocket client, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from voxline.carriers import CarrierStream
+from voxline.carriers.endpoint import TwilioCarrierStream
+
+from .conftest import ServerFactory
+
+SID = "MZ" + "2" * 32
+CONNECTED = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+START = json.dumps({"event": "start", "sequenceNumber": "1", "start": {"streamSid": SID, "callSid": "CA2"}})
+STOP = json.dumps({"event": "stop", "streamSid": SID, "stop": {"callSid": "CA2"}})
+
+
+def media(byte: int) -> str:
+    payload = base64.b64encode(bytes([byte]) * 160).decode()
+    return json.dumps({"event": "media", "streamSid": SID, "media": {"track": "inbound", "payload": payload}})
+
+
+def burst(ws: ClientConnection, messages: list[str]) -> None:
+    """Write ``messages`` in one write, so the server parses them in one ``data_received``."""
+    for message in messages:
+        ws.protocol.send_text(message.encode())
+    ws.transport.write(b"".join(ws.protocol.data_to_send()))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, asyncio.Task[Any] | None]] = []
+        self.streams: list[CarrierStream] = []
+
+    async def __call__(self, stream: CarrierStream) -> None:
+        self.streams.append(stream)
+        stream.on_audio = lambda frame: self.frames.append((frame.data[0], asyncio.current_task()))
+        await stream.wait_closed()
+
+
+async def read_until_closed(ws: ClientConnection) -> None:
+    try:
+        async for _ in ws:
+            pass
+    except Exception:
+        pass
+
+
+async def test_media_is_handled_inside_the_parser_callback_not_by_a_task(make_server: ServerFactory) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.05)  # on_stream sets on_audio (frames before it are handed over by its task)
+        for byte in (1, 2, 3):
+            await ws.send(media(byte))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+    # Code run from a protocol callback has no current task; the fallback path would run in the
+    # socket handler's task.
+    assert [data for data, _ in bridge.frames] == [1, 2, 3]
+    assert [task for _, task in bridge.frames] == [None, None, None]
+
+
+async def test_messages_after_one_left_to_the_task_wait_for_it(make_server: ServerFactory) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.05)
+        # `stop` needs the task (drain, then close); the media behind it must not overtake it.
+        burst(ws, [media(1), media(2), STOP, media(3)])
+        await read_until_closed(ws)
+        assert ws.close_code == 1000
+    assert [data for data, _ in bridge.frames] == [1, 2]
+    stream = bridge.streams[0]
+    assert stream.close_code == 1000 and stream.close_reason == "stop"
+
+
+async def test_a_protocol_error_in_a_burst_closes_before_later_media(make_server: ServerFactory) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.05)
+        burst(ws, [media(1), "not json", media(2)])
+        await read_until_closed(ws)
+        assert ws.close_code == 1007
+    assert [data for data, _ in bridge.frames] == [1]
+
+
+async def test_a_start_handled_in_the_callback_cancels_the_start_deadline(make_server: ServerFactory) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge, start_timeout_s=0.2)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.5)  # well past the deadline: the socket's task was waiting with it
+        await ws.send(media(7))
+        await asyncio.sleep(0.05)
+        assert not bridge.streams[0].is_closed
+    assert [data for data, _ in bridge.frames] == [7]
+
+
+async def test_a_failure_in_the_callback_closes_that_socket_with_1011(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: TwilioCarrierStream, payload: bytes, timestamp_ms: int) -> None:
+        if payload[0] == 9:
+            raise RuntimeError("bug")
+
+    monkeypatch.setattr(TwilioCarrierStream, "_deliver_payload", broken)
+    server = await make_server(Recorder())
+    with caplog.at_level(logging.ERROR, logger="voxline.carriers"):
+        async with connect(server.ws_url("/twilio")) as ws:
+            await ws.send(CONNECTED)
+            await ws.send(START)
+            await ws.send(media(1))
+            await ws.send(media(9))
+            await read_until_closed(ws)
+            assert ws.close_code == 1011
+    assert "handling a message failed" in caplog.text
