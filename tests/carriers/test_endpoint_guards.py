@@ -263,6 +263,8 @@ async def test_voice_webhook_without_an_auth_token_does_not_check() -> None:
         ({"max_streams": 0}, "max_streams"),
         ({"start_timeout_s": 0}, "start_timeout_s"),
         ({"max_tags_per_socket": 0}, "max_tags_per_socket"),
+        ({"twilio_batch_ms": 50}, "twilio_batch_ms"),
+        ({"twilio_batch_ms": 0}, "twilio_batch_ms"),
         ({"public_url": "voice.example.com"}, "public_url"),
         ({"stream_url": "https://h/twilio"}, "stream_url"),
     ],

@@ -152,6 +152,20 @@ def test_a_mark_follows_every_interval_of_audio_with_generated_names() -> None:
     assert json.loads(core.data_to_send()[0])["mark"]["name"] == "vx-3"
 
 
+def test_a_large_send_is_cut_where_its_marks_go() -> None:
+    # A 120 ms batch then a 100 ms one, marks every 100 ms: each mark sits exactly at its interval,
+    # so an echo acknowledges exactly that much, however the audio was handed over.
+    core = started(chunk_ms=100, mark_interval_ms=100)
+    core.send_audio(b"\x01" * 960, source_ms=620)
+    core.send_audio(b"\x02" * 800, source_ms=720)
+    sent = [json.loads(t) for t in core.data_to_send()]
+    shape = [len(base64.b64decode(m["media"]["payload"])) if "media" in m else m["event"] for m in sent]
+    assert shape == [800, "mark", 160, 640, "mark", 160]
+    assert core.unmarked_ms == 20
+    assert core.receive(mark_echo(2, "vx-1")) == TwilioMark("vx-1", 100, 600)
+    assert core.receive(mark_echo(3, "vx-2")) == TwilioMark("vx-2", 200, 700)
+
+
 def test_mark_echoes_advance_the_acknowledged_position() -> None:
     core = started(mark_interval_ms=100)
     core.send_audio(b"\xff" * 160 * 5, source_ms=1100)

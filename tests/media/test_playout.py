@@ -361,3 +361,67 @@ def test_audio_pushed_while_a_frame_plays_waits_for_its_tick() -> None:
     clock.advance(100)
     assert [t for t, _ in rec.frames] == [5, 25, 45]
     assert [f.timestamp_ms for _, f in rec.frames] == [0, 20, 40]
+
+
+# -- batches (sinks that buffer and pace by themselves) ---------------------------------------------
+
+
+def test_pop_frame_takes_several_whole_frames_and_pads_only_the_first() -> None:
+    buffer = PlayoutBuffer(PCMU_8K)
+    buffer.push(ulaw(30, 0x01) + ulaw(40, 0x02), "A")  # 70 ms in two pushes
+    frame = buffer.pop_frame(5)
+    assert frame is not None and frame.timestamp_ms == 0
+    assert frame.data == ulaw(30, 0x01) + ulaw(30, 0x02)  # 3 whole frames, the 10 ms rest stays queued
+    assert buffer.emitted_ms == 60 and buffer.buffered_ms == 10
+    frame = buffer.pop_frame(5)  # only a partial frame left: it is the one due, padded
+    assert frame is not None and frame.data == ulaw(10, 0x02) + b"\xff" * 80
+    assert buffer.emitted_ms == 80 and buffer.pop_frame(5) is None
+
+
+def make_batched(batch_ms: int) -> tuple[VirtualMediaClock, PlayoutBuffer, Playout, Recorder]:
+    clock, buffer, playout, rec = make_playout()
+    playout.batch_ms = batch_ms
+    return clock, buffer, playout, rec
+
+
+def test_batches_leave_each_when_the_one_before_has_played() -> None:
+    clock, buffer, _, rec = make_batched(100)
+    clock.advance(7)
+    buffer.push(ulaw(450), "A")
+    clock.advance(2000)
+    assert [t for t, _ in rec.frames] == [7, 107, 207, 307, 407, 447]  # the first inside push
+    assert [f.timestamp_ms for _, f in rec.frames] == [0, 100, 200, 300, 400, 440]
+    # The last 50 ms: its two whole frames, then the 10 ms rest padded when it is due.
+    assert [len(f.data) for _, f in rec.frames] == [800, 800, 800, 800, 320, 160]
+    assert rec.events == [(7, "started", None), (1467, "ended", 460)]
+
+
+def test_a_batch_is_what_whole_frames_allow_and_the_rest_follows_in_time() -> None:
+    clock, buffer, _, rec = make_batched(100)
+    buffer.push(ulaw(50), "A")  # a model delta that is not a whole number of frames
+    assert [(t, len(f.data)) for t, f in rec.frames] == [(0, 320)]  # 40 ms now, the 10 ms rest waits
+    clock.advance(20)
+    buffer.push(ulaw(200), "A")  # the rest of the delta arrives before the 40 ms have played
+    clock.advance(40)
+    # At 40 the first batch has played: the next one leaves, contiguous and unpadded.
+    assert [(t, f.timestamp_ms, len(f.data)) for t, f in rec.frames] == [(0, 0, 320), (40, 40, 800)]
+    assert b"\xff" not in b"".join(f.data for _, f in rec.frames)
+
+
+def test_after_a_clear_new_audio_starts_at_once_whatever_the_batch() -> None:
+    clock, buffer, playout, rec = make_batched(100)
+    buffer.push(ulaw(1000), "A")
+    clock.advance(130)  # batches at 0 and 100; the second plays until 200
+    playout.clear()
+    clock.advance(10)
+    buffer.push(ulaw(100), "B")  # the sinks dropped what they held: B need not wait for 200
+    assert [t for t, _ in rec.frames] == [0, 100, 140]
+
+
+def test_batch_ms_must_be_a_positive_multiple_of_20() -> None:
+    _, _, playout, _ = make_playout()
+    for bad in (0, 30, -20, 1.5, True):
+        with pytest.raises(ValueError, match="batch_ms"):
+            playout.batch_ms = bad  # type: ignore[assignment]
+    playout.batch_ms = 60
+    assert playout.batch_ms == 60

@@ -27,15 +27,17 @@ async def fake_openai() -> AsyncIterator[FakeRealtimeServer]:
         yield server
 
 
-@pytest.fixture
-async def runtime(fake_openai: FakeRealtimeServer) -> AsyncIterator[Runtime]:
+@pytest.fixture(params=[20, 100], ids=["marks-20ms", "marks-100ms"])
+async def runtime(request: pytest.FixtureRequest, fake_openai: FakeRealtimeServer) -> AsyncIterator[Runtime]:
+    """Model audio goes out in 100 ms batches (the default) with marks every 20 ms or every 100 ms
+    (the default)."""
     config = RuntimeConfig.load(
         {
             "scenario": str(EXAMPLE),
             "sip": "off",
             "http": "127.0.0.1:0",
             "token": "test-token",
-            "mark_interval_ms": 20,
+            "mark_interval_ms": request.param,
             "idle_session_s": 0.2,
         },
         env={},
@@ -75,9 +77,14 @@ async def test_barge_in_clears_twilio_and_truncates_to_the_acknowledged_playout(
     assert caller.errors == []
     assert caller.clears >= 1
     heard_ms = played_at_clear[0]  # what the caller's playback had played when the clear arrived
-    # Acknowledgements trail playback by the mark interval plus Twilio's echo delay and jitter.
-    assert heard_ms - 60 <= truncate["audio_end_ms"] <= heard_ms + 20
+    # Acknowledgements trail playback by the mark interval plus Twilio's echo delay (20 ± 10 ms).
+    interval = runtime.config.mark_interval_ms
+    assert heard_ms - interval - 40 <= truncate["audio_end_ms"] <= heard_ms + 20
     assert 1000 <= truncate["audio_end_ms"] <= 2200
+    # One media message per mark interval at most, each within one 100 ms batch.
+    received_ms = len(caller.playback.received) // 8
+    assert received_ms >= heard_ms
+    assert received_ms / interval <= caller.media_received <= received_ms / interval + 5
     # Nothing of the cleared greeting was sent after the clear: the caller got at most what it played
     # plus what was in flight, and far less than the 3 s greeting.
     assert caller.playback.cleared_bytes > 0

@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web, web_ws
 from aiohttp.web_request import BaseRequest
 
 from .._tasks import background
+from ..audio import FRAME_MS
 from ._base import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
@@ -69,9 +70,13 @@ class CarrierConfig:
     ``twiml_parameters``: maps the webhook's form fields to the stream's custom parameters
     (default: ``From`` and ``To``). ``start_timeout_s``: a socket that sends no ``start`` in this
     time is closed with 1008 (None: wait forever). ``max_streams``: sockets over this are refused
-    with 503 before the upgrade. ``chunk_ms`` / ``mark_interval_ms``: outbound message size and
-    Twilio mark spacing (see the cores). ``max_tags_per_socket``: VoxEngine-format streams running
-    at once on one socket (a ``start`` beyond it closes the socket with 1008).
+    with 503 before the upgrade. ``chunk_ms``: outbound message size of VoxEngine-format sockets.
+    ``twilio_batch_ms``: model audio goes to Twilio in media messages of up to this many ms (a
+    multiple of 20), each sent when the one before it has finished playing: Twilio's player buffers
+    and paces it, marks report what was played, ``clear`` drops the rest; 20 sends one message per 20
+    ms frame. ``mark_interval_ms``: Twilio mark spacing (see ``voxline.carriers.twilio``).
+    ``max_tags_per_socket``: VoxEngine-format streams running at once on one socket (a ``start``
+    beyond it closes the socket with 1008).
     """
 
     token: str | None = None
@@ -86,6 +91,7 @@ class CarrierConfig:
     max_streams: int | None = None
     start_timeout_s: float | None = 10.0
     chunk_ms: int = 20
+    twilio_batch_ms: int = 100
     mark_interval_ms: int = 100
     heartbeat_s: float | None = None
     max_tags_per_socket: int = 16
@@ -103,6 +109,9 @@ class CarrierConfig:
             raise ValueError(f"max_message_bytes must be an int >= 1024, got {self.max_message_bytes!r}")
         if self.max_streams is not None and (not isinstance(self.max_streams, int) or self.max_streams < 1):
             raise ValueError(f"max_streams must be an int >= 1 or None, got {self.max_streams!r}")
+        batch = self.twilio_batch_ms
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < FRAME_MS or batch % FRAME_MS:
+            raise ValueError(f"twilio_batch_ms must be a positive multiple of {FRAME_MS}, got {batch!r}")
         if not isinstance(self.max_tags_per_socket, int) or self.max_tags_per_socket < 1:
             raise ValueError(f"max_tags_per_socket must be an int >= 1, got {self.max_tags_per_socket!r}")
         if self.start_timeout_s is not None and not self.start_timeout_s > 0:
@@ -683,7 +692,7 @@ class CarrierEndpoints:
             return accepted
         ws = accepted
         cfg = self.config
-        core = TwilioMediaStream(chunk_ms=cfg.chunk_ms, mark_interval_ms=cfg.mark_interval_ms)
+        core = TwilioMediaStream(chunk_ms=cfg.twilio_batch_ms, mark_interval_ms=cfg.mark_interval_ms)
         writer = _Writer(ws, core.next_outgoing, "twilio-writer", request.transport)
         slog = _SocketLog("twilio", request.remote, self.stats)
         stream: TwilioCarrierStream | None = None
@@ -700,6 +709,7 @@ class CarrierEndpoints:
                     stream._acknowledge(event.acknowledged_ms, event.source_ms)
             elif isinstance(event, TwilioStart):
                 stream = TwilioCarrierStream(ws, core, writer, event, request.remote)
+                stream.playout_batch_ms = cfg.twilio_batch_ms
                 self.stats["streams"] += 1
                 self._spawn(stream)
             elif isinstance(event, TwilioDtmf):

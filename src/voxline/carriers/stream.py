@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
-from ..audio import AudioFormat, Frame
+from ..audio import FRAME_MS, AudioFormat, Frame
 from ._base import Reframer, Stats
 
 __all__ = ["AckCallback", "CarrierKind", "CarrierStream", "OnStream"]
@@ -50,6 +50,8 @@ class CarrierStream:
     """
 
     kind: CarrierKind
+    #: Outbound audio this stream takes per piece from a paced source (see ``Playout.batch_ms``).
+    playout_batch_ms = FRAME_MS
 
     def __init__(
         self,

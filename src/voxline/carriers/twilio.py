@@ -144,10 +144,10 @@ class _PendingMark:
 class TwilioMediaStream:
     """One Media Streams WebSocket, our side.
 
-    ``chunk_ms``: outbound audio is cut into media messages of this many ms (20 ms = 160 bytes);
-    0 sends each ``send_audio`` call as one message. ``mark_interval_ms``: a mark follows the
-    chunk that brings the unmarked audio to this length; 0 disables automatic marks
-    (``mark`` / ``mark_pending`` still work).
+    ``chunk_ms``: outbound audio is cut into media messages of at most this many ms (20 ms = 160
+    bytes); 0 sends each ``send_audio`` call as one message. ``mark_interval_ms``: a mark follows
+    every this many ms of audio (a message that would cross the point is cut there); 0 disables
+    automatic marks (``mark`` / ``mark_pending`` still work).
     """
 
     def __init__(self, *, chunk_ms: int = 20, mark_interval_ms: int = 100, mark_prefix: str = "vx-") -> None:
@@ -362,15 +362,22 @@ class TwilioMediaStream:
         view = memoryview(data)
         prefix = '{"event":"media","streamSid":' + self._sid_json + ',"media":{"payload":"'
         interval = self.mark_interval_ms * _MULAW_BYTES_PER_MS
-        for start in range(0, size, step):
-            chunk = view[start : start + step]
+        start = 0
+        while start < size:
+            end = min(start + step, size)
+            if interval:
+                # A message ends where the next automatic mark goes, so acknowledgements keep the
+                # precision of mark_interval_ms however much audio one call sends.
+                end = min(end, start + self._marked_bytes + interval - self._sent_bytes)
+            chunk = view[start:end]
             self._outbox.append((prefix + encode_payload(chunk) + '"}}', None))
-            self._sent_bytes += len(chunk)
+            self._sent_bytes += end - start
             self.stats["media_out"] += 1
             if source_ms is not None:
-                self._last_source_ms = source_ms - (size - start - len(chunk)) // _MULAW_BYTES_PER_MS
+                self._last_source_ms = source_ms - (size - end) // _MULAW_BYTES_PER_MS
             if interval and self._sent_bytes - self._marked_bytes >= interval:
                 self.mark()
+            start = end
 
     def mark(self, name: str | None = None) -> str:
         """Send a mark now; its echo acknowledges everything sent before it. Returns its name."""

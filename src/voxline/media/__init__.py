@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from voxline.audio import AudioFormat, Frame
+from voxline.audio import FRAME_MS, AudioFormat, Frame
 from voxline.audio.transcode import Transcoder
 from voxline.eventtarget import EventTarget
 
@@ -137,6 +137,10 @@ class MediaUnit(EventTarget):
     #: True for sinks that call ``source._playout_acknowledged`` for what they really played
     #: (a carrier that echoes marks, an RTP sender). Sources then trust only those reports.
     reports_playout: bool = False
+    #: How much paced audio this sink takes per delivery (ms, a multiple of 20). More than 20 only
+    #: for sinks whose far end buffers, plays at its own pace and reports what it played (Twilio):
+    #: fewer, larger messages, the same timing.
+    playout_batch_ms: int = FRAME_MS
 
     def __init__(self) -> None:
         super().__init__()
@@ -213,6 +217,11 @@ class MediaUnit(EventTarget):
     def _sinks_report_playout(self) -> bool:
         """Whether some sink reports what it really played (see ``reports_playout``)."""
         return any(sink.reports_playout for sink in self._sinks)
+
+    @property
+    def _sinks_batch_ms(self) -> int:
+        """The batch every sink accepts (see ``playout_batch_ms``): the smallest of theirs."""
+        return min((sink.playout_batch_ms for sink in self._sinks), default=FRAME_MS)
 
     # -- taps ---------------------------------------------------------------------------------------
 

@@ -189,35 +189,40 @@ class PlayoutBuffer:
 
     # -- output ---------------------------------------------------------------------------------------
 
-    def pop_frame(self) -> Frame | None:
-        """The next 20 ms frame (a final partial frame padded with silence), or None when empty."""
+    def pop_frame(self, frames: int = 1) -> Frame | None:
+        """The next 20 ms frame (a final partial frame padded with silence), or None when empty.
+
+        ``frames`` > 1 takes up to that many frames as one ``Frame``: the first as above, the rest
+        only while whole frames are queued (audio still arriving is never padded early).
+        """
         available = self._tail - self._emitted
         if available <= 0:
             return None
         fb = self._frame_bytes
+        take = fb * min(frames, available // fb) if available >= fb else fb
         chunks = self._chunks
         head = chunks[0]
         offset = self._head_offset
-        if len(head) - offset >= fb:
-            if offset == 0 and len(head) == fb:
-                data = head  # a frame-sized push goes out as the very same bytes object
+        if len(head) - offset >= take:
+            if offset == 0 and len(head) == take:
+                data = head  # a push of exactly this size goes out as the very same bytes object
                 chunks.popleft()
             else:
-                data = head[offset : offset + fb]
-                offset += fb
+                data = head[offset : offset + take]
+                offset += take
                 if offset == len(head):
                     chunks.popleft()
                     offset = 0
             self._head_offset = offset
         else:
-            data = self._gather(min(fb, available))
+            data = self._gather(min(take, available))
             if len(data) < fb:
                 # The stream ran dry mid-frame: pad, and move the tail past the padding so that
                 # audio pushed later starts on the next frame.
                 data += self._silence_frame[: fb - len(data)]
                 self._tail = self._emitted + fb
         frame = Frame(data, self.format, self._emitted // self._bpm)
-        self._emitted += fb
+        self._emitted += len(data)
         if not self.acknowledged:
             self._forget_heard(self._emitted)
         return frame
@@ -346,6 +351,11 @@ class Playout:
     before it. Model audio is never held back waiting for a shared 20 ms grid. Each frame counts as
     emitted (and, without an acknowledging sink, heard) when it is delivered, as before.
 
+    ``batch_ms`` (a multiple of 20, default 20) is how much audio one delivery may carry: a sink whose
+    far end buffers and paces by itself (Twilio's player) takes the audio of ``batch_ms`` at once,
+    each batch when the one before it has finished playing, so it gets a fifth of the messages at 100
+    ms. A batch is as long as the whole frames queued allow; the frame due now is never held back.
+
     It is subscribed to the clock only while it has audio or is inside the 1 s silence window after a
     stream. ``on_started()`` runs before the first frame of a stream that starts after idle;
     ``on_ended(duration_ms)`` runs once the stream has been silent for ``silence_ms`` (1 s, like
@@ -371,6 +381,7 @@ class Playout:
         self._on_started = on_started
         self._on_ended = on_ended
         self.silence_ms = silence_ms
+        self.batch_ms = FRAME_MS
         self._subscription: ClockSubscription | None = None
         self._playing = False
         self._stream_ms = 0
@@ -385,6 +396,16 @@ class Playout:
         """True from the first frame of a stream until ``on_ended``."""
         return self._playing
 
+    @property
+    def batch_ms(self) -> int:
+        return self._batch_frames * FRAME_MS
+
+    @batch_ms.setter
+    def batch_ms(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < FRAME_MS or value % FRAME_MS:
+            raise ValueError(f"batch_ms must be a positive multiple of {FRAME_MS}, got {value!r}")
+        self._batch_frames = value // FRAME_MS
+
     def push(self, data: bytes, item_id: str | None = None, content_index: int = 0) -> None:
         self.buffer.push(data, item_id, content_index)
 
@@ -392,7 +413,9 @@ class Playout:
         self.buffer.end_item(item_id, content_index)
 
     def clear(self) -> list[ClearedItem]:
-        """``buffer.clear()``: nothing of the cleared audio is delivered after this."""
+        """``buffer.clear()``: nothing of the cleared audio is delivered after this. The sinks drop
+        what they hold too (``MediaUnit._media_cleared``), so audio pushed next starts at once."""
+        self._audio_end = min(self._audio_end, self.clock.now_ms())
         return self.buffer.clear()
 
     def _wake(self) -> None:
@@ -418,15 +441,16 @@ class Playout:
     def _on_tick(self, tick_ms: int) -> None:
         if tick_ms < self._audio_end:
             return  # the frame delivered at the start of the talkspurt is still playing
-        frame = self.buffer.pop_frame()
+        frame = self.buffer.pop_frame(self._batch_frames)
         if frame is not None:
             if not self._playing:
                 self._playing = True
                 self._stream_ms = 0
                 if self._on_started is not None:
                     self._call(self._on_started)
-            self._stream_ms += FRAME_MS
-            self._audio_end = tick_ms + FRAME_MS
+            duration = len(frame.data) // self.buffer._frame_bytes * FRAME_MS
+            self._stream_ms += duration
+            self._audio_end = tick_ms + duration
             try:
                 self._deliver(frame)
             except Exception:

@@ -372,6 +372,7 @@ class RealtimeAPIClient(MediaUnit):
                 break
         if self._playout is not None:
             self._playout.buffer.acknowledged = self._sinks_report_playout
+            self._playout.batch_ms = self._sinks_batch_ms
 
     def _negotiate(self, direction: str, unit_format: AudioFormat | None) -> None:
         """Match the session's format to a connected unit, unless the scenario chose formats."""
@@ -406,6 +407,7 @@ class RealtimeAPIClient(MediaUnit):
             playout = self._playout = Playout(
                 buffer, clock, self._deliver, self._on_media_started, self._on_media_ended
             )
+            playout.batch_ms = self._sinks_batch_ms
         item_id = data.get("item_id")
         content_index = data.get("content_index", 0)
         playout.push(

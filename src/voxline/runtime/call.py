@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..audio import AudioFormat, Frame
+from ..audio import FRAME_MS, AudioFormat, Frame
 from ..eventtarget import Event
 from ..media import FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
@@ -84,6 +84,7 @@ class Call(MediaUnit):
         self._state = CallState.PROGRESSING if outbound else CallState.ALERTING
         self._adapter = FormatAdapter(leg.media_format)
         self.reports_playout = bool(getattr(leg, "reports_playout", False))
+        self.playout_batch_ms = int(getattr(leg, "playout_batch_ms", FRAME_MS))
         self._clock = clock
         self._heard: _Heard | None = None
         self._recorders: list[Recorder] = []

@@ -127,6 +127,7 @@ class CarrierLeg:
         self.stream = stream
         self.media_format = stream.media_format
         self.reports_playout = stream.kind == "twilio"
+        self.playout_batch_ms = stream.playout_batch_ms
         self._call: Call | None = None
 
     def attach(self, call: Call) -> None:

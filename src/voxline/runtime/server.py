@@ -64,8 +64,9 @@ class RuntimeConfig:
     public_url: str | None = None
     twilio_path: str = "/twilio"
     media_path: str = "/media"
-    mark_interval_ms: int = 100
-    trace: bool = False  # how often Twilio is asked to confirm playout (mark messages)
+    mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
+    twilio_batch_ms: int = 100  # model audio per Twilio media message (sent as the previous one ends)
+    trace: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -166,6 +167,7 @@ class Runtime:
                     media_path=cfg.media_path,
                     max_streams=cfg.max_calls,
                     mark_interval_ms=int(cfg.mark_interval_ms),
+                    twilio_batch_ms=int(cfg.twilio_batch_ms),
                 ),
             )
             app = web.Application()
