@@ -12,13 +12,16 @@ server's stamps):
 - ``onsets``: when it sent the frame where a tone starts;
 - ``heard``: when it received the first loud frame of an answer (after quiet, a gap or a ``clear``);
 - ``clears`` (Twilio ``clear``) and ``stops`` (RTP: the first quiet packet after loud ones);
-- outbound timing: per talkspurt the frames' due times are ``anchor + 20 ms * k``, with the anchor
-  the earliest the stream has shown (so a late first frame does not hide later ones); a frame's
-  lateness is how far after its due time it came; a frame more than ``LATE_MS`` late would have
-  underrun a 40 ms jitter buffer: a *late frame*. Gaps are the times between consecutive frames.
-  RTP streams are continuous (voxline sends silence between answers), so they are one talkspurt
-  (re-anchored on an SSRC change), with the RTP timestamp as the due position; lost packets are
-  sequence-number gaps. Twilio talkspurts end after a ``clear`` or 300 ms without media.
+- outbound timing, a frame's *lateness*; a frame more than ``LATE_MS`` late would have underrun a
+  40 ms jitter buffer: a *late frame*. Gaps are the times between consecutive frames.
+  - Twilio: like Twilio's player, which plays what it was sent back to back: lateness is how long
+    the player had run dry when a message came (0 while it still had audio). Messages of any length
+    (20 ms paced, 100 ms batches, whole answers at once) are judged alike. Talkspurts end after a
+    ``clear`` or 300 ms without media.
+  - RTP, played by timestamp: due times are ``anchor + timestamp``, with the anchor the earliest the
+    stream has shown (so a late first packet does not hide later ones); lateness is how far after
+    its due time a packet came. The streams are continuous (voxline sends silence between answers),
+    so they are one talkspurt (re-anchored on an SSRC change); lost packets are sequence-number gaps.
 
 A Twilio caller behaves like Twilio's player: it echoes each ``mark`` once the audio queued before it
 would have played, and echoes pending marks at once on ``clear``.
@@ -135,7 +138,6 @@ class Caller:
         # outbound timing
         self.last_arrival = 0
         self.anchor = 0
-        self.position_ms = 0.0
         self.loud = False
 
     def frame(self) -> tuple[bytes, bool]:
@@ -192,6 +194,18 @@ class TwilioCaller(Caller):
         self.marks: deque[tuple[int, str]] = deque()
         self.seq = 0
 
+    def underrun(self, stats: Stats, now: int) -> None:
+        """Outbound timing of a Twilio message: how long the player had run dry when it came."""
+        gap = now - self.last_arrival
+        self.last_arrival = now
+        if stats.in_window(now):
+            late_ms = max(0, now - self.play_end) / 1e6
+            stats.frames += 1
+            stats.lateness.add(late_ms)
+            stats.gap.add(gap / 1e6)
+            if late_ms > LATE_MS:
+                stats.late += 1
+
     async def open(self, url: str, stats: Stats) -> None:
         self.ws = ws = await connect(url, compression=None, max_queue=None, ping_interval=None)
         start = {
@@ -226,11 +240,10 @@ class TwilioCaller(Caller):
                     duration = len(payload) / 8
                     new_spurt = not self.last_arrival or now - self.last_arrival > SPURT_END_NS
                     if new_spurt:
-                        self.position_ms = 0.0
                         self.loud = False
+                        self.last_arrival = now
                     else:
-                        self.position_ms += duration
-                    self.timing(stats, now, self.position_ms, new_spurt)
+                        self.underrun(stats, now)
                     loud = is_loud(payload)
                     if loud and not self.loud:
                         self.heard.append(now)

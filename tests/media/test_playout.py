@@ -384,14 +384,16 @@ def make_batched(batch_ms: int) -> tuple[VirtualMediaClock, PlayoutBuffer, Playo
     return clock, buffer, playout, rec
 
 
-def test_batches_leave_each_when_the_one_before_has_played() -> None:
+def test_a_batch_leaves_as_soon_as_the_sink_holds_less_than_one_beyond_the_frame_playing() -> None:
     clock, buffer, _, rec = make_batched(100)
     clock.advance(7)
     buffer.push(ulaw(450), "A")
     clock.advance(2000)
-    assert [t for t, _ in rec.frames] == [7, 107, 207, 307, 407, 447]  # the first inside push
+    # The first inside push, the second a tick later (the sink then holds 80 ms beyond the frame
+    # playing), then one per 100 ms: the sink always has 80..180 ms in hand.
+    assert [t for t, _ in rec.frames] == [7, 27, 127, 227, 327, 447]
     assert [f.timestamp_ms for _, f in rec.frames] == [0, 100, 200, 300, 400, 440]
-    # The last 50 ms: its two whole frames, then the 10 ms rest padded when it is due.
+    # The last 50 ms: its two whole frames, then the 10 ms rest, padded, once it is due.
     assert [len(f.data) for _, f in rec.frames] == [800, 800, 800, 800, 320, 160]
     assert rec.events == [(7, "started", None), (1467, "ended", 460)]
 
@@ -403,19 +405,24 @@ def test_a_batch_is_what_whole_frames_allow_and_the_rest_follows_in_time() -> No
     clock.advance(20)
     buffer.push(ulaw(200), "A")  # the rest of the delta arrives before the 40 ms have played
     clock.advance(40)
-    # At 40 the first batch has played: the next one leaves, contiguous and unpadded.
-    assert [(t, f.timestamp_ms, len(f.data)) for t, f in rec.frames] == [(0, 0, 320), (40, 40, 800)]
+    # At 20 only 10 ms is queued beyond the frames delivered: a partial frame is not due, it waits.
+    # At 40 the first 40 ms have played: a batch leaves, contiguous and unpadded; at 60 the next.
+    assert [(t, f.timestamp_ms, len(f.data)) for t, f in rec.frames] == [
+        (0, 0, 320),
+        (40, 40, 800),
+        (60, 140, 800),
+    ]
     assert b"\xff" not in b"".join(f.data for _, f in rec.frames)
 
 
 def test_after_a_clear_new_audio_starts_at_once_whatever_the_batch() -> None:
     clock, buffer, playout, rec = make_batched(100)
     buffer.push(ulaw(1000), "A")
-    clock.advance(130)  # batches at 0 and 100; the second plays until 200
+    clock.advance(130)  # batches at 0, 20 and 120: the sink holds audio until 300
     playout.clear()
     clock.advance(10)
-    buffer.push(ulaw(100), "B")  # the sinks dropped what they held: B need not wait for 200
-    assert [t for t, _ in rec.frames] == [0, 100, 140]
+    buffer.push(ulaw(100), "B")  # the sinks dropped what they held: B need not wait
+    assert [t for t, _ in rec.frames] == [0, 20, 120, 140]
 
 
 def test_batch_ms_must_be_a_positive_multiple_of_20() -> None:

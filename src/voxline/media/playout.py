@@ -189,14 +189,15 @@ class PlayoutBuffer:
 
     # -- output ---------------------------------------------------------------------------------------
 
-    def pop_frame(self, frames: int = 1) -> Frame | None:
+    def pop_frame(self, frames: int = 1, *, pad: bool = True) -> Frame | None:
         """The next 20 ms frame (a final partial frame padded with silence), or None when empty.
 
         ``frames`` > 1 takes up to that many frames as one ``Frame``: the first as above, the rest
-        only while whole frames are queued (audio still arriving is never padded early).
+        only while whole frames are queued (audio still arriving is never padded early). With
+        ``pad=False`` a partial frame stays queued (None): it is not due yet, more may follow.
         """
         available = self._tail - self._emitted
-        if available <= 0:
+        if available <= 0 or (not pad and available < self._frame_bytes):
             return None
         fb = self._frame_bytes
         take = fb * min(frames, available // fb) if available >= fb else fb
@@ -351,10 +352,12 @@ class Playout:
     before it. Model audio is never held back waiting for a shared 20 ms grid. Each frame counts as
     emitted (and, without an acknowledging sink, heard) when it is delivered, as before.
 
-    ``batch_ms`` (a multiple of 20, default 20) is how much audio one delivery may carry: a sink whose
-    far end buffers and paces by itself (Twilio's player) takes the audio of ``batch_ms`` at once,
-    each batch when the one before it has finished playing, so it gets a fifth of the messages at 100
-    ms. A batch is as long as the whole frames queued allow; the frame due now is never held back.
+    ``batch_ms`` (a multiple of 20, default 20) is how much audio one delivery may carry, for a sink
+    whose far end buffers and plays at its own pace (Twilio's player): it gets the next batch as soon
+    as it holds less than ``batch_ms - 20`` ms beyond the frame playing, so it always has most of a
+    batch in hand (an event-loop stall shorter than that is not heard) and gets a fifth of the
+    messages at 100 ms. A batch is as long as the whole frames queued allow; the frame due now is
+    never held back. At 20 ms each frame leaves when the one before it has played.
 
     It is subscribed to the clock only while it has audio or is inside the 1 s silence window after a
     stream. ``on_started()`` runs before the first frame of a stream that starts after idle;
@@ -405,6 +408,7 @@ class Playout:
         if isinstance(value, bool) or not isinstance(value, int) or value < FRAME_MS or value % FRAME_MS:
             raise ValueError(f"batch_ms must be a positive multiple of {FRAME_MS}, got {value!r}")
         self._batch_frames = value // FRAME_MS
+        self._lead_ms = value - FRAME_MS
 
     def push(self, data: bytes, item_id: str | None = None, content_index: int = 0) -> None:
         self.buffer.push(data, item_id, content_index)
@@ -439,9 +443,10 @@ class Playout:
             self._subscription = None
 
     def _on_tick(self, tick_ms: int) -> None:
-        if tick_ms < self._audio_end:
-            return  # the frame delivered at the start of the talkspurt is still playing
-        frame = self.buffer.pop_frame(self._batch_frames)
+        if tick_ms < self._audio_end - self._lead_ms:
+            return  # the sink holds enough: the frame (or batch) delivered before is still playing
+        # Ahead of time (the sink still holds audio), a partial frame waits: more may arrive.
+        frame = self.buffer.pop_frame(self._batch_frames, pad=tick_ms >= self._audio_end)
         if frame is not None:
             if not self._playing:
                 self._playing = True
@@ -450,7 +455,7 @@ class Playout:
                     self._call(self._on_started)
             duration = len(frame.data) // self.buffer._frame_bytes * FRAME_MS
             self._stream_ms += duration
-            self._audio_end = tick_ms + duration
+            self._audio_end = max(self._audio_end, tick_ms) + duration  # after what the sink holds
             try:
                 self._deliver(frame)
             except Exception:
