@@ -268,10 +268,16 @@ def test_bad_input_is_a_protocol_error_with_a_reason(text: str, code: int, reaso
     assert core.stats["protocol_errors"] == 1
 
 
+TWILIO_SHAPED = {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": ""}
+
+
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
         ({"event": "media", "media": {"payload": "not base64!"}}, "not base64"),
+        # Shaped like Twilio's messages (string fields): the fast parse gives way to the full checks.
+        ({"event": "media", "media": {**TWILIO_SHAPED, "payload": "no!"}}, "not base64"),
+        ({"event": "media", "media": {**TWILIO_SHAPED, "chunk": "one"}}, "media.chunk"),
         ({"event": "media", "media": {}}, "media.payload must be a string"),
         ({"event": "media", "media": {"payload": "", "timestamp": "soon"}}, "media.timestamp"),
         ({"event": "mark", "mark": {}}, "mark.name"),

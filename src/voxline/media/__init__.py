@@ -345,7 +345,7 @@ class FormatAdapter:
         self._transcoders: dict[AudioFormat, Transcoder] = {}
 
     def convert(self, frame: Frame) -> bytes:
-        if frame.format == self.format:
+        if frame.format is self.format or frame.format == self.format:
             return frame.data
         transcoder = self._transcoders.get(frame.format)
         if transcoder is None:

@@ -352,7 +352,8 @@ class RealtimeAPIClient(MediaUnit):
         if self._closed:
             return
         fmt = self._core.input_format
-        if self._input_adapter.format != fmt:
+        adapter_format = self._input_adapter.format
+        if adapter_format is not fmt and adapter_format != fmt:
             self._input_adapter = FormatAdapter(fmt)
         data = self._input_adapter.convert(frame)
         if data:
