@@ -15,7 +15,7 @@ bench-setup: $(PIPECAT_VENV)/bin/python
 	$(PYTHON) -m pip install -q py-spy
 
 # The full run: capacity search for voxline (G.711 and 24 kHz, Twilio and SIP/RTP callers) and Pipecat,
-# profile of voxline at capacity, report in bench/results/report.md. About 30 minutes on 2 cores.
+# profile of voxline at capacity, report in bench/results/report.md. About 17 minutes on 2 cores.
 bench: bench-setup
 	$(PYTHON) bench/run.py --profile $(BENCH_ARGS)
 

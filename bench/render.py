@@ -135,7 +135,7 @@ def comparison(report: dict[str, Any]) -> list[str]:
     )
     lines.append(
         row(
-            "late frames (> 40 ms behind schedule) / media messages",
+            "late frames (the player ran dry > 40 ms) / media messages",
             cell(at, lambda s: f"{s['late_frames']} / {s['outbound_frames']}"),
         )
     )
