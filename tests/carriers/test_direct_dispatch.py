@@ -72,33 +72,30 @@ async def test_media_is_handled_inside_the_parser_callback_not_by_a_task(make_se
     assert [task for _, task in bridge.frames] == [None, None, None]
 
 
-async def test_messages_after_one_left_to_the_task_wait_for_it(make_server: ServerFactory) -> None:
-    bridge = Recorder()
-    server = await make_server(bridge)
-    async with connect(server.ws_url("/twilio")) as ws:
-        await ws.send(CONNECTED)
-        await ws.send(START)
-        await asyncio.sleep(0.05)
+@pytest.mark.parametrize(
+    ("messages", "code"),
+    [
         # `stop` needs the task (drain, then close); the media behind it must not overtake it.
-        burst(ws, [media(1), media(2), STOP, media(3)])
-        await read_until_closed(ws)
-        assert ws.close_code == 1000
-    assert [data for data, _ in bridge.frames] == [1, 2]
-    stream = bridge.streams[0]
-    assert stream.close_code == 1000 and stream.close_reason == "stop"
-
-
-async def test_a_protocol_error_in_a_burst_closes_before_later_media(make_server: ServerFactory) -> None:
+        ([media(1), media(2), STOP, media(3)], 1000),
+        # So does closing on a protocol error.
+        ([media(1), media(2), "not json", media(3)], 1007),
+    ],
+    ids=["stop", "protocol-error"],
+)
+async def test_messages_after_one_left_to_the_task_wait_for_it(
+    make_server: ServerFactory, messages: list[str], code: int
+) -> None:
     bridge = Recorder()
     server = await make_server(bridge)
     async with connect(server.ws_url("/twilio")) as ws:
         await ws.send(CONNECTED)
         await ws.send(START)
         await asyncio.sleep(0.05)
-        burst(ws, [media(1), "not json", media(2)])
+        burst(ws, messages)
         await read_until_closed(ws)
-        assert ws.close_code == 1007
-    assert [data for data, _ in bridge.frames] == [1]
+        assert ws.close_code == code
+    assert [data for data, _ in bridge.frames] == [1, 2]
+    assert bridge.streams[0].close_code == code
 
 
 async def test_a_start_handled_in_the_callback_cancels_the_start_deadline(make_server: ServerFactory) -> None:
