@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from voxline.carriers import CarrierStream
+from voxline.carriers import endpoint as carrier_endpoint
 from voxline.carriers.endpoint import TwilioCarrierStream
 
 from .conftest import ServerFactory
@@ -70,6 +71,25 @@ async def test_media_is_handled_inside_the_parser_callback_not_by_a_task(make_se
     # socket handler's task.
     assert [data for data, _ in bridge.frames] == [1, 2, 3]
     assert [task for _, task in bridge.frames] == [None, None, None]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "aiohttp-without-the-queue"])
+async def test_the_same_messages_reach_the_stream_with_or_without_the_direct_path(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    if not direct:  # what an aiohttp without WebSocketDataQueue gets: every message via receive()
+        monkeypatch.setattr(carrier_endpoint._CarrierSocket, "direct", lambda self, handler: None)
+    bridge = Recorder()
+    server = await make_server(bridge, start_timeout_s=0.2)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.3)  # past the start deadline: the stream has started, it stays
+        burst(ws, [media(1), media(2), STOP, media(3)])
+        await read_until_closed(ws)
+        assert ws.close_code == 1000
+    assert [data for data, _ in bridge.frames] == [1, 2]
+    assert all((task is None) is direct for _, task in bridge.frames)
 
 
 @pytest.mark.parametrize(

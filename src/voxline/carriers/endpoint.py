@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web, web_ws
-from aiohttp.web_request import BaseRequest
 
 from .._tasks import background
 from ..audio import FRAME_MS
@@ -150,26 +149,26 @@ class _DirectQueue(_AiohttpQueue):  # type: ignore[misc]
     handler: Callable[[str], bool] | None = None
     queued = 0  # text messages queued and not yet read by the task
 
-    def feed_data(self, data: Any, size: int) -> None:
+    def feed_data(self, data: Any, *args: Any) -> None:  # (message, size) in aiohttp 3.10-3.14
         if data.type is WSMsgType.TEXT:
             handler = self.handler
             if handler is not None and self.queued == 0 and handler(data.data):
                 return
             self.queued += 1
-        super().feed_data(data, size)
+        super().feed_data(data, *args)
 
 
 class _CarrierSocket(web.WebSocketResponse):
     """A WebSocketResponse whose reader queue is a ``_DirectQueue`` when this aiohttp allows it."""
 
-    def _post_start(self, request: BaseRequest, protocol: str | None, writer: Any) -> None:
+    def _post_start(self, *args: Any, **kwargs: Any) -> None:
         if _AiohttpQueue is object or web_ws.__dict__.get("WebSocketDataQueue") is not _AiohttpQueue:
-            super()._post_start(request, protocol, writer)
+            super()._post_start(*args, **kwargs)
             return
         # _post_start builds the queue from this module global; nothing else runs meanwhile (no await).
         setattr(web_ws, "WebSocketDataQueue", _DirectQueue)  # noqa: B010
         try:
-            super()._post_start(request, protocol, writer)
+            super()._post_start(*args, **kwargs)
         finally:
             setattr(web_ws, "WebSocketDataQueue", _AiohttpQueue)  # noqa: B010
 
