@@ -149,3 +149,29 @@ async def test_a_failure_in_the_callback_closes_that_socket_with_1011(
             await read_until_closed(ws)
             assert ws.close_code == 1011
     assert "handling a message failed" in caplog.text
+
+
+async def test_nothing_is_handled_while_the_task_closes_after_a_protocol_error(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge)
+    closing = asyncio.Event()
+    close = carrier_endpoint._CarrierSocket.close
+
+    async def slow_close(self: carrier_endpoint._CarrierSocket, **kwargs: Any) -> bool:
+        closing.set()
+        await asyncio.sleep(0.1)  # media arriving now must stay queued, not reach the stream
+        return await close(self, **kwargs)
+
+    monkeypatch.setattr(carrier_endpoint._CarrierSocket, "close", slow_close)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.05)
+        await ws.send("not json")
+        await asyncio.wait_for(closing.wait(), 1)
+        await ws.send(media(5))
+        await read_until_closed(ws)
+        assert ws.close_code == 1007
+    assert bridge.frames == []

@@ -71,9 +71,10 @@ class CarrierConfig:
     time is closed with 1008 (None: wait forever). ``max_streams``: sockets over this are refused
     with 503 before the upgrade. ``chunk_ms``: outbound message size of VoxEngine-format sockets.
     ``twilio_batch_ms``: model audio goes to Twilio in media messages of up to this many ms (a
-    multiple of 20), each sent when the one before it has finished playing: Twilio's player buffers
-    and paces it, marks report what was played, ``clear`` drops the rest; 20 sends one message per 20
-    ms frame. ``mark_interval_ms``: Twilio mark spacing (see ``voxline.carriers.twilio``).
+    multiple of 20), paced one batch ahead of Twilio's player, which buffers and plays them back to
+    back; marks report what was played, ``clear`` drops the rest; 20 sends one 20 ms message per
+    frame, each when the one before it has played. ``mark_interval_ms``: Twilio mark spacing (see
+    ``voxline.carriers.twilio``).
     ``max_tags_per_socket``: VoxEngine-format streams running at once on one socket (a ``start``
     beyond it closes the socket with 1008).
     """
@@ -643,10 +644,10 @@ class CarrierEndpoints:
                 return CLOSE_POLICY_VIOLATION, reason
             if msg.type is not WSMsgType.TEXT:
                 return await self._ended(ws, msg.type, slog)
-            if queue is not None:
-                queue.queued -= 1
             event = stashed.pop() if stashed else parse(str(msg.data))
             if apply(event):
+                if queue is not None:
+                    queue.queued -= 1  # only now: what comes during an await below stays queued
                 continue
             if isinstance(event, ProtocolError):
                 slog.protocol_error(event)
