@@ -36,11 +36,15 @@ def channels(path: Path) -> np.ndarray:
     return np.frombuffer(audio.pcm, dtype="<i2").reshape(-1, audio.channels).T
 
 
-def test_stereo_puts_caller_and_agent_on_time_aligned_channels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_ms", [20, 100])
+def test_stereo_puts_caller_and_agent_on_time_aligned_channels(tmp_path: Path, batch_ms: int) -> None:
+    """With 100 ms batches (what a Twilio call takes) the agent's audio arrives up to 80 ms before
+    it plays; it is placed by its timestamps all the same."""
     clock = VirtualMediaClock()
     voice = silence(300, PCMU_8K.__class__("pcm16", 8000)) + tone(440, 200, 8000, AMPLITUDE)
     call = LoopbackCall(clock, voice=voice)  # PCMU_8K
     agent = ModelSource(clock, PCM16_24K)
+    agent.playout.batch_ms = batch_ms
     send = call.send_media_to, agent.send_media_to
     send[0](agent)
     send[1](call)

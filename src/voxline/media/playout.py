@@ -344,7 +344,8 @@ class PlayoutBuffer:
 
 
 class Playout:
-    """Delivers ``buffer`` to ``deliver`` one 20 ms frame at a time, paced by ``clock``.
+    """Delivers ``buffer`` to ``deliver`` one 20 ms frame (or one ``batch_ms`` batch) at a time,
+    paced by ``clock``.
 
     A talkspurt -- audio arriving while nothing is playing -- starts at once: its first frame is
     delivered from inside ``push``, and the playout ticks on the clock phase of that moment
