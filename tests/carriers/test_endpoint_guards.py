@@ -265,6 +265,7 @@ async def test_voice_webhook_without_an_auth_token_does_not_check() -> None:
         ({"max_tags_per_socket": 0}, "max_tags_per_socket"),
         ({"twilio_batch_ms": 50}, "twilio_batch_ms"),
         ({"twilio_batch_ms": 0}, "twilio_batch_ms"),
+        ({"mark_interval_ms": -1}, "mark_interval_ms"),
         ({"public_url": "voice.example.com"}, "public_url"),
         ({"stream_url": "https://h/twilio"}, "stream_url"),
     ],

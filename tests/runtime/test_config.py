@@ -35,6 +35,10 @@ def test_listeners_can_be_turned_off_and_transports_chosen() -> None:
         ({"http": "1.2.3.4:99999"}, "http must be HOST:PORT"),
         ({"max_calls": 0}, "max_calls"),
         ({"colour": "red"}, "unknown settings: colour"),
+        ({"twilio_batch_ms": "fast"}, "twilio_batch_ms must be an integer"),
+        ({"mark_interval_ms": "100ms"}, "mark_interval_ms must be an integer"),
+        ({"mark_interval_ms": -20}, "mark_interval_ms must be an int >= 0"),
+        ({"twilio_batch_ms": 50}, "twilio_batch_ms must be a positive multiple of 20"),
     ],
 )
 def test_bad_settings_are_named(settings: dict[str, object], needle: str) -> None:

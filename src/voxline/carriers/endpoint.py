@@ -109,6 +109,9 @@ class CarrierConfig:
             raise ValueError(f"max_message_bytes must be an int >= 1024, got {self.max_message_bytes!r}")
         if self.max_streams is not None and (not isinstance(self.max_streams, int) or self.max_streams < 1):
             raise ValueError(f"max_streams must be an int >= 1 or None, got {self.max_streams!r}")
+        interval = self.mark_interval_ms
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+            raise ValueError(f"mark_interval_ms must be an int >= 0, got {interval!r}")
         batch = self.twilio_batch_ms
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < FRAME_MS or batch % FRAME_MS:
             raise ValueError(f"twilio_batch_ms must be a positive multiple of {FRAME_MS}, got {batch!r}")

@@ -104,6 +104,14 @@ class RuntimeConfig:
         if isinstance(self.trace, str):
             self.trace = self.trace.lower() in ("1", "true", "yes", "on")
         self.max_calls = int(self.max_calls)
+        for name in ("mark_interval_ms", "twilio_batch_ms"):
+            value = getattr(self, name)
+            try:
+                setattr(self, name, int(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be an integer, not {value!r}") from None
+        # Their ranges are the carrier endpoints' to check; check them now, not at the first call.
+        CarrierConfig(mark_interval_ms=self.mark_interval_ms, twilio_batch_ms=self.twilio_batch_ms)
         if self.max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, not {self.max_calls}")
         self.grace_s = float(self.grace_s)
@@ -166,8 +174,8 @@ class Runtime:
                     twilio_path=cfg.twilio_path,
                     media_path=cfg.media_path,
                     max_streams=cfg.max_calls,
-                    mark_interval_ms=int(cfg.mark_interval_ms),
-                    twilio_batch_ms=int(cfg.twilio_batch_ms),
+                    mark_interval_ms=cfg.mark_interval_ms,
+                    twilio_batch_ms=cfg.twilio_batch_ms,
                 ),
             )
             app = web.Application()
