@@ -164,10 +164,12 @@ class MediaUnit(EventTarget):
         if unit is self:
             raise ValueError("a media unit cannot send media to itself")
         params = SendMediaParameters.coerce(parameters)
-        if self._media_closed:
-            raise RuntimeError(f"{self!r} is closed and cannot send media")
-        if unit._media_closed:
-            raise RuntimeError(f"{unit!r} is closed and cannot receive media")
+        if self._media_closed or unit._media_closed:
+            # Like VoxEngine: media to or from a unit that has ended (a caller who hung up while the
+            # scenario was still setting up) is a harmless no-op.
+            closed = self if self._media_closed else unit
+            log.debug("%r -> %r: not connected, %r has ended", self, unit, closed)
+            return
         unit._check_source(self)
         previous = unit._source
         if previous is self:
@@ -228,7 +230,8 @@ class MediaUnit(EventTarget):
     def _add_tap(self, tap: MediaTap) -> None:
         """Let ``tap`` see every frame this unit emits, without routing (no stream is replaced)."""
         if self._media_closed:
-            raise RuntimeError(f"{self!r} is closed")
+            log.debug("%r has ended: %r sees nothing of it", self, tap)
+            return
         if tap not in self._taps:
             self._taps.append(tap)
             self._rebuild_outputs()

@@ -127,6 +127,8 @@ class Call(MediaUnit):
     # -- control ----------------------------------------------------------------------------------
 
     def answer(self, headers: Mapping[str, str] | None = None) -> None:
+        if self._ended("answer"):
+            return
         if self._state is not CallState.ALERTING:
             raise RuntimeError(f"cannot answer {self!r}: it is {self._state.value}")
         self._leg.answer(headers)
@@ -134,6 +136,8 @@ class Call(MediaUnit):
     def reject(self, code: int = 486, headers: Mapping[str, str] | None = None) -> None:
         if not isinstance(code, int) or not 400 <= code <= 699:
             raise ValueError(f"code must be a SIP failure status (400-699), not {code!r}")
+        if self._ended("reject"):
+            return
         if self._state is not CallState.ALERTING:
             raise RuntimeError(f"cannot reject {self!r}: it is {self._state.value}")
         self._leg.reject(code, headers)
@@ -151,6 +155,8 @@ class Call(MediaUnit):
     def send_digits(self, digits: str) -> None:
         if not isinstance(digits, str) or not digits or any(d not in "0123456789*#ABCDabcd" for d in digits):
             raise ValueError(f"digits must be DTMF characters 0-9 * # A-D, not {digits!r}")
+        if self._ended("send_digits"):
+            return
         self._leg.send_digits(digits.upper())
 
     # -- recording and playback -------------------------------------------------------------------
@@ -193,7 +199,8 @@ class Call(MediaUnit):
 
     def start_playback(self, source: str | os.PathLike[str], loop: bool = False) -> Player:
         """Play a WAV file to the caller. Like any new incoming stream it replaces what the call was
-        receiving; ``PlaybackFinished`` follows when it ends (never, with ``loop``)."""
+        receiving; ``PlaybackFinished`` follows when it ends (never, with ``loop``). On a call that
+        has ended the player is made but plays nothing."""
         self.stop_playback()
         player = Player.from_wav(self.clock, source, media_format=self.media_format, loop=loop)
         player.add_event_listener(
@@ -253,6 +260,14 @@ class Call(MediaUnit):
         self._emit(CallEvents.ToneReceived, tone=digit)
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _ended(self, operation: str) -> bool:
+        """True (after a debug line) when the call has ended: operations on it are no-ops, as in
+        VoxEngine, so a scenario still setting up when the caller hangs up needs no special case."""
+        if self._state is not CallState.ENDED:
+            return False
+        log.debug("%r: %s ignored, the call has ended", self, operation)
+        return True
 
     def _emit(self, name: StrEnum, **fields: Any) -> None:
         self._dispatch(Event(name=name, extra={"call": self, **fields}))
