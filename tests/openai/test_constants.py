@@ -9,6 +9,7 @@ import pytest
 
 from voxline import OpenAI
 from voxline.openai.events import (
+    ADDITIONS,
     ALL_EVENT_ENUMS,
     CHAT_COMPLETIONS_TYPES,
     REALTIME_SERVER_TYPES,
@@ -36,7 +37,9 @@ def test_every_reference_constant_exists_with_a_unique_value() -> None:
         prefix = "Events" if namespace == "Events" else namespace.removesuffix("Events")
         assert str(member) == f"OpenAI.{prefix}.{name}"
     assert len(set(values)) == 112
-    assert sum(len(list(e)) for e in ALL_EVENT_ENUMS) == 112
+    # Every other constant is one of voxline's documented additions.
+    assert {m for e in ALL_EVENT_ENUMS for m in e} - {str(v) for v in values} == set(ADDITIONS)
+    assert sum(len(list(e)) for e in ALL_EVENT_ENUMS) == 112 + len(ADDITIONS)
 
 
 def test_namespace_exports_the_reference_types() -> None:

@@ -10,10 +10,13 @@ from enum import StrEnum
 
 
 class Events(StrEnum):
-    """Media bridge events (shared by the three clients)."""
+    """Media bridge events (shared by the three clients), and voxline's own (see ``ADDITIONS``)."""
 
     WebSocketMediaStarted = "OpenAI.Events.WebSocketMediaStarted"
     WebSocketMediaEnded = "OpenAI.Events.WebSocketMediaEnded"
+    # voxline's: the Realtime server sent nothing for ``server_silence_timeout_s`` while the caller's
+    # audio went to it (a server that answers pings but has stopped working).
+    ModelSilent = "OpenAI.Events.ModelSilent"
 
 
 class RealtimeAPIClientType(StrEnum):
@@ -278,6 +281,9 @@ CHAT_COMPLETIONS_TYPES: dict[str, ChatCompletionsAPIEvents] = {
     "logprobs.refusal.delta": ChatCompletionsAPIEvents.LogProbsRefusalDelta,
     "logprobs.refusal.done": ChatCompletionsAPIEvents.LogProbsRefusalDone,
 }
+
+# Constants voxline adds beyond the reference's 112 (documented as additions).
+ADDITIONS: frozenset[StrEnum] = frozenset({Events.ModelSilent})
 
 ALL_EVENT_ENUMS: tuple[type[StrEnum], ...] = (
     Events,

@@ -51,6 +51,9 @@ class RealtimeAPIClientParameters(_ClientParametersBase):
     on_web_socket_close: Callable[[dict[str, Any]], Any] | None = None
     # voxline's own: truncate the assistant item to what the caller heard when its audio is cleared.
     auto_truncate: bool = True
+    # voxline's own: emit Events.ModelSilent when the server sends nothing this long (seconds) while
+    # the caller's audio goes to it; None turns it off.
+    server_silence_timeout_s: float | None = 30.0
 
 
 @dataclass(slots=True, repr=False)
@@ -126,6 +129,11 @@ def _check(p: _ClientParametersBase) -> None:
             raise ValueError(f"parameter 'type' must be one of {allowed}, not {p.type!r}") from None
         if p.on_web_socket_close is not None and not callable(p.on_web_socket_close):
             raise TypeError("parameter 'on_web_socket_close' must be callable")
+        timeout = p.server_silence_timeout_s
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"parameter 'server_silence_timeout_s' must be > 0 or None, not {timeout!r}")
     if (
         isinstance(p, ChatCompletionsAPIClientParameters | ResponsesAPIClientParameters)
         and p.project is not None

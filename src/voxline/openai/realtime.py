@@ -26,7 +26,9 @@ from websockets.protocol import State
 
 from .._tasks import background
 from ..audio import PCM16_24K, AudioFormat, Frame
+from ..errors import EndedError
 from ..eventtarget import Event
+from ..logs import redacting_logger
 from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.playout import Playout, PlayoutBuffer
@@ -39,6 +41,12 @@ from .realtime_protocol import ErrorClass, MessageKind, RealtimeProtocol, classi
 log = logging.getLogger("voxline.openai.realtime")
 
 OPEN_TIMEOUT_S = 15.0
+# Keepalive tuned for calls: a socket that stops answering is reported within about 10 s (a ping
+# every 4 s, 4 s for its pong, 2 s for the TCP close). websockets' defaults (20 + 20 + 10 s) left a
+# dead model behind a live caller for most of a minute.
+PING_INTERVAL_S = 4.0
+PING_TIMEOUT_S = 4.0
+CLOSE_TIMEOUT_S = 2.0
 
 
 class RealtimeAPIError(Exception):
@@ -51,7 +59,7 @@ class RealtimeAPIError(Exception):
         self.message = message
 
 
-class ClientClosedError(RuntimeError):
+class ClientClosedError(EndedError):
     """A command was sent on a client whose WebSocket is closed."""
 
 
@@ -131,6 +139,9 @@ class RealtimeAPIClient(MediaUnit):
         self._input_adapter = FormatAdapter(PCM16_24K)
         self._playout: Playout | None = None
         self._negotiated: dict[str, AudioFormat] = {}
+        self._closed_here = False  # close() was called: the close that follows is ours
+        self._last_heard = time.monotonic()  # when the server last sent anything
+        self._silent = False  # ModelSilent was reported for the current silence
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -152,7 +163,12 @@ class RealtimeAPIClient(MediaUnit):
                 compression=None,
                 max_size=None,
                 open_timeout=OPEN_TIMEOUT_S,
+                ping_interval=PING_INTERVAL_S,
+                ping_timeout=PING_TIMEOUT_S,
+                close_timeout=CLOSE_TIMEOUT_S,
                 user_agent_header=f"voxline/{__import__('voxline').__version__}",
+                # Its debug lines include the request headers: the key is masked at the source.
+                logger=redacting_logger("websockets.client"),
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -181,6 +197,7 @@ class RealtimeAPIClient(MediaUnit):
         if self._closed:
             return
         self._closed = True
+        self._closed_here = True
         self._stop_media()
         if self._ws is not None:
             background(self._close_socket(), name=f"voxline-realtime-close-{self._id}")
@@ -314,7 +331,10 @@ class RealtimeAPIClient(MediaUnit):
             await self._finish()
 
     def _handle_text(self, text: str) -> None:
-        message = self._core.receive(text, time.monotonic())
+        now = time.monotonic()
+        self._last_heard = now
+        self._silent = False
+        message = self._core.receive(text, now)
         if message.kind is MessageKind.INVALID:
             self._report_invalid(message.problem)
             if self._tracer is not None:
@@ -336,13 +356,9 @@ class RealtimeAPIClient(MediaUnit):
             cls = classify_error(message.data)
             level = logging.ERROR if cls is ErrorClass.FATAL else logging.WARNING
             error = message.data.get("error")
-            log.log(
-                level,
-                "Realtime client %s: %s server error %s",
-                self._id,
-                cls.value,
-                error.get("code") if isinstance(error, dict) else error,
-            )
+            code = error.get("code") if isinstance(error, dict) else error
+            reason = error.get("message") if isinstance(error, dict) else None
+            log.log(level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason)
         self._emit(message.name, message.data)
 
     # -- media ----------------------------------------------------------------------------------------
@@ -357,6 +373,11 @@ class RealtimeAPIClient(MediaUnit):
             self._input_adapter = FormatAdapter(fmt)
         data = self._input_adapter.convert(frame)
         if data:
+            timeout = self._params.server_silence_timeout_s
+            if timeout is not None and not self._silent:
+                silent_s = time.monotonic() - self._last_heard
+                if silent_s >= timeout:
+                    self._report_silence(silent_s)
             text = self._core.append_audio(data)
             self._write(text)
             if self._tracer is not None:
@@ -470,6 +491,17 @@ class RealtimeAPIClient(MediaUnit):
             self._playout.close()
         self.close_media()
 
+    def _report_silence(self, silent_s: float) -> None:
+        # Once per silence: the caller's audio goes in, nothing comes back. OpenAI is quiet while a
+        # line is quiet too, so this is the scenario's cue to act (or not), not an error.
+        self._silent = True
+        log.warning(
+            "Realtime client %s: the server has sent nothing for %.0f s while the caller's audio went to it",
+            self._id,
+            silent_s,
+        )
+        self._emit(Events.ModelSilent, {"silent_s": round(silent_s, 3)})
+
     def _report_invalid(self, problem: str) -> None:
         log.warning("Realtime client %s: ignored %s", self._id, problem)
         self._emit(RealtimeAPIEvents.WebSocketError, {"error": problem})
@@ -490,6 +522,14 @@ class RealtimeAPIClient(MediaUnit):
             self._outbox.clear()
         code = ws.close_code if ws.close_code is not None else 1006
         close_event = {"code": code, "reason": ws.close_reason or "", "was_clean": code != 1006}
+        if not self._closed_here and code != 1000:
+            # A refused key, an expired session, a dead socket: say so at the default verbosity.
+            log.warning(
+                "Realtime client %s: the connection closed: code %s%s",
+                self._id,
+                code,
+                f" ({ws.close_reason})" if ws.close_reason else "",
+            )
         if self._tracer is not None:
             self._tracer.record("in", "close", 0, close_event)
             self._tracer.close()
