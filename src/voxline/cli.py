@@ -4,40 +4,56 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
+from .logs import configure_logging
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runtime.server import Runtime, RuntimeConfig
+    from .runtime.server import ListenError, Runtime, RuntimeConfig
     from .runtime.session import ScenarioError
 
     flags = {
         "scenario": args.scenario,
+        "backend": args.backend,
         "sip": args.sip,
         "http": args.http,
+        "sip_allow": args.sip_allow,
         "max_calls": args.max_calls,
         "grace_s": args.grace,
         "secrets_file": args.secrets,
         "token": args.token,
         "twilio_auth_token": args.twilio_auth_token,
         "public_url": args.public_url,
+        "open_media": True if args.open_media else None,
         "rtp_host": args.rtp_host,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
+        if args.rules and config.backend != "local":
+            raise ValueError("--rules is for the embedded backend: add --backend local")
         runtime = Runtime(config)
+        if config.backend == "openai" and not runtime.secrets.get("OPENAI_API_KEY"):
+            raise ValueError(
+                "backend openai needs OPENAI_API_KEY (in the environment or the --secrets file); "
+                "--backend local runs the embedded offline backend instead"
+            )
+        runtime.check_scenario()
     except (ValueError, ScenarioError) as exc:
         print(f"voxline run: {exc}", file=sys.stderr)
         return 2
 
     async def main() -> None:
-        from .local.server import configure_runtime
+        backend = None
+        if config.backend == "local":
+            from .local.server import use_local_backend
 
-        backend = await configure_runtime(runtime, rules=args.rules, announce=lambda m: print(m, flush=True))
+            backend = await use_local_backend(
+                runtime, rules=args.rules, announce=lambda m: print(m, flush=True)
+            )
         try:
             await runtime.start()
             serving = asyncio.ensure_future(runtime.serve_forever())
@@ -56,10 +72,14 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except ListenError as exc:
+        print(f"voxline run: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"voxline run: cannot listen: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, RuntimeError, SyntaxError) as exc:  # bad rules (file:line), espeak-ng/package missing
+    except (ValueError, RuntimeError, SyntaxError, ImportError) as exc:
+        # A bad rules file (file:line), espeak-ng or a package of the [local] extra missing.
         from .local.server import setup_error_message
 
         print(f"voxline run: {setup_error_message(exc)}", file=sys.stderr)
@@ -76,6 +96,7 @@ def _demo(args: argparse.Namespace) -> int:
         out=Path(args.out),
         scenario=Path(args.scenario) if args.scenario else None,
         rules=Path(args.rules) if args.rules else None,
+        backend=args.backend,
     )
     return run_demo(options)
 
@@ -98,26 +119,61 @@ def _twiml(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxline", description="Voice-AI phone calls, bridged to OpenAI.")
-    parser.add_argument("--version", action="version", version=f"voxline {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name (``voxline -v run`` = ``voxline run -v``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbose" if top else "sub_verbose",
+        default=0 if top else argparse.SUPPRESS,
+        help="more logging (-v: calls, -vv: debug)",
+    )
+    return common
 
-    run = sub.add_parser("run", help="answer calls with a scenario file")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxline",
+        description="Voice-AI phone calls, bridged to OpenAI.",
+        parents=[_common_options(top=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"voxline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = [_common_options(top=False)]
+
+    run = sub.add_parser("run", help="answer calls with a scenario file", parents=common)
     run.add_argument("scenario", help="the scenario file (Python, VoxEngine-style)")
     run.add_argument(
-        "--sip", help="SIP listen address HOST:PORT for UDP and TCP (default 0.0.0.0:5060; 'off')"
+        "--backend",
+        choices=("openai", "local"),
+        help="where Realtime clients connect: OpenAI (default; needs OPENAI_API_KEY) or the embedded "
+        "offline backend (local)",
     )
-    run.add_argument("--http", help="HTTP listen address for carrier media (default 0.0.0.0:8080; 'off')")
+    run.add_argument(
+        "--sip",
+        help="SIP listen address HOST:PORT for UDP and TCP (default 127.0.0.1:5060; 'off')",
+    )
+    run.add_argument(
+        "--sip-allow",
+        metavar="CIDRS",
+        help="who may send INVITEs: comma-separated IPs/CIDRs, or 'any' (default: this machine only)",
+    )
+    run.add_argument("--http", help="HTTP listen address for carrier media (default 127.0.0.1:8080; 'off')")
     run.add_argument("--rtp-host", help="address RTP sockets bind to (default: the SIP host)")
-    run.add_argument("--max-calls", type=int, help="concurrent calls before SIP 503 / refused streams (100)")
-    run.add_argument("--grace", type=float, help="seconds running calls get to finish on SIGTERM (30)")
-    run.add_argument("--secrets", help="file of NAME=value lines for VoxEngine.get_secret_value")
+    run.add_argument("--max-calls", help="concurrent calls before SIP 503 / refused streams (100)")
+    run.add_argument("--grace", help="seconds running calls get to finish on SIGTERM (30)")
+    run.add_argument("--secrets", help="dotenv file of NAME=value lines for VoxEngine.get_secret_value")
     run.add_argument("--config", help="TOML file with a [run] table of these settings")
     run.add_argument("--token", help="token carrier media connections must present")
     run.add_argument("--twilio-auth-token", help="Twilio auth token: validates X-Twilio-Signature")
     run.add_argument("--public-url", help="base URL as Twilio sees this server (for signatures)")
+    run.add_argument(
+        "--open-media",
+        action="store_true",
+        help="accept media streams without a token on a non-loopback --http address (unsafe)",
+    )
     run.add_argument(
         "--start-session",
         action="count",
@@ -126,17 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--rules",
-        help="agent rules (.yaml) or responder (.py) of the offline backend used without OPENAI_API_KEY",
+        help="agent rules (.yaml) or responder (.py) of the embedded backend (--backend local)",
     )
     run.set_defaults(func=_run)
 
-    demo = sub.add_parser("demo", help="call the example agent and show the conversation (no key needed)")
+    demo = sub.add_parser(
+        "demo", help="call the example agent and show the conversation (no key needed)", parents=common
+    )
     demo.add_argument("--out", default="voxline-demo", help="where the recording and trace go (voxline-demo)")
     demo.add_argument("--scenario", help="scenario to call (default: examples/inbound_agent.py)")
+    demo.add_argument(
+        "--backend",
+        choices=("local", "openai"),
+        default="local",
+        help="the embedded offline backend (default) or OpenAI (needs OPENAI_API_KEY)",
+    )
     demo.add_argument("--rules", help="agent rules (.yaml) or responder (.py) for the offline backend")
     demo.set_defaults(func=_demo)
 
-    twiml = sub.add_parser("twiml", help="print the TwiML that connects a Twilio call to voxline")
+    twiml = sub.add_parser(
+        "twiml", help="print the TwiML that connects a Twilio call to voxline", parents=common
+    )
     twiml.add_argument("--stream-url", required=True, help="wss://host/twilio (voxline's Twilio endpoint)")
     twiml.add_argument("--param", action="append", help="NAME=VALUE custom parameter (repeatable)")
     twiml.set_defaults(func=_twiml)
@@ -145,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    verbosity: Any = args.verbose + getattr(args, "sub_verbose", 0)
+    configure_logging(verbosity)
     code: int = args.func(args)
     return code
 

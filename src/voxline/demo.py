@@ -2,8 +2,9 @@
 
 What happens (see docs/demo.md):
 
-1. The runtime starts on 127.0.0.1 with ``examples/inbound_agent.py``. Without ``OPENAI_API_KEY`` its
-   Realtime clients reach the embedded offline backend (:mod:`voxline.local.server`), with a key OpenAI.
+1. The runtime starts on 127.0.0.1 with ``examples/inbound_agent.py``. Its Realtime clients reach the
+   embedded offline backend (:mod:`voxline.local.server`), or OpenAI with ``backend="openai"``
+   (``voxline demo --backend openai``, with ``OPENAI_API_KEY``).
 2. A built-in SIP caller (:class:`voxline.sip.SipEndpoint`) calls the agent over real SIP/RTP on
    127.0.0.1, waits for the greeting, then says each prepared line (espeak-ng speech, G.711) once
    the agent has finished speaking -- detected from the audio it receives going quiet.
@@ -54,6 +55,7 @@ class DemoOptions:
     out: Path = Path("voxline-demo")
     scenario: Path | None = None
     rules: Path | None = None
+    backend: str = "local"  # "local": the embedded offline backend; "openai": needs OPENAI_API_KEY
     lines: Sequence[str] = DEFAULT_LINES
     turn_timeout_s: float = 20.0
     color: bool | None = None  # None: when stdout is a terminal
@@ -281,14 +283,23 @@ async def _agent_finished(watch: _Watch, ear: _Ear, timeout: float, what: str) -
 # -- the demo ----------------------------------------------------------------------------------------
 
 
-def _preflight(local: bool) -> None:
+def _preflight(options: DemoOptions, env: dict[str, str]) -> None:
     from .local.tts import EspeakNotFoundError, Synthesizer
 
+    if options.backend not in ("local", "openai"):
+        raise DemoError(f"backend must be 'local' or 'openai', not {options.backend!r}")
+    if options.backend == "openai":
+        if not env.get("OPENAI_API_KEY"):
+            raise DemoError(
+                "--backend openai needs OPENAI_API_KEY (the default, --backend local, needs none)"
+            )
+        if options.rules is not None:
+            raise DemoError("--rules is for the embedded backend (--backend local)")
     try:
         Synthesizer()
     except EspeakNotFoundError as exc:
         raise DemoError(str(exc)) from None
-    if local:
+    if options.backend == "local":
         missing = []
         for module, package in (
             ("pocketsphinx", "pocketsphinx"),
@@ -303,19 +314,17 @@ def _preflight(local: bool) -> None:
         if missing:
             raise DemoError(
                 f"the offline backend needs {', '.join(missing)}: pip install 'voxline[local]' "
-                "(or set OPENAI_API_KEY to use OpenAI)"
+                "(or --backend openai with OPENAI_API_KEY)"
             )
 
 
 async def _demo(options: DemoOptions, view: _View, env: dict[str, str]) -> tuple[_Watch, dict[str, Any]]:
-    from .local.server import configure_runtime
+    _preflight(options, env)
     from .local.tts import Synthesizer
     from .runtime.server import Runtime, RuntimeConfig
     from .runtime.session import Secrets
     from .sip.endpoint import SipEndpoint
 
-    local = not env.get("OPENAI_API_KEY")
-    _preflight(local)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("realtime-*.jsonl"):
@@ -334,11 +343,15 @@ async def _demo(options: DemoOptions, view: _View, env: dict[str, str]) -> tuple
     runtime = Runtime(config, Secrets(env=env))
     watch = _Watch(view, out)
     runtime.observers.append(watch.observe)
-    backend = await configure_runtime(
-        runtime, rules=options.rules, announce=lambda m: view.line("note", "backend", m)
-    )
-    if backend is None:
-        view.line("note", "backend", "OPENAI_API_KEY is set: the agent runs on OpenAI's Realtime API")
+    backend = None
+    if options.backend == "local":
+        from .local.server import use_local_backend
+
+        backend = await use_local_backend(
+            runtime, rules=options.rules, announce=lambda m: view.line("note", "backend", m)
+        )
+    else:
+        view.line("note", "backend", "--backend openai: the agent runs on OpenAI's Realtime API")
     caller = SipEndpoint("127.0.0.1", 0, transports=("udp",))
     summary: dict[str, Any] = {"backend": "embedded offline" if backend else "OpenAI"}
     try:
@@ -439,7 +452,7 @@ def run_demo(options: DemoOptions, *, stream: TextIO | None = None, env: dict[st
     env = dict(os.environ) if env is None else env
     t0 = time.monotonic()
     view = _View(stream, options.color, t0)
-    local = not env.get("OPENAI_API_KEY")
+    local = options.backend == "local"
     previous_trace_dir = os.environ.get("VOXLINE_TRACE_DIR")
     os.environ["VOXLINE_TRACE_DIR"] = str(options.out)  # where the runtime's Realtime traces go
     try:

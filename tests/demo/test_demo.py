@@ -94,7 +94,7 @@ def test_demo_exits_0_in_under_a_minute_with_a_summary(
     assert elapsed < 60, f"the demo took {elapsed:.1f} s"
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("voxline demo: 3 turns on the embedded offline backend, 3/3 understood"), last
-    assert "no OPENAI_API_KEY: using the embedded offline backend at ws://127.0.0.1:" in proc.stdout
+    assert "the embedded offline backend at ws://127.0.0.1:" in proc.stdout
     assert str(out / "recording.wav") in proc.stdout
     assert "\x1b[" not in proc.stdout  # not a terminal: no colours
     for shown in ('caller   "check my order 1 2 3 4"', "function check_order", "latency", "speech stopped"):

@@ -1,4 +1,4 @@
-"""``voxline demo`` with an OpenAI key: no embedded backend; the scenario's client goes where OpenAI
+"""``voxline demo --backend openai``: no embedded backend; the scenario's client goes where OpenAI
 would be (here the fake Realtime server, through ``OPENAI_BASE_URL``), and the call still runs."""
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ async def test_with_a_key_the_demo_talks_to_openai_not_the_embedded_backend(
         monkeypatch.setenv("OPENAI_BASE_URL", openai.base_url)
         env = {**os.environ, "OPENAI_API_KEY": "sk-demo-key"}
         shown = io.StringIO()
-        options = DemoOptions(out=tmp_path / "out", lines=("what are your opening hours",))
+        options = DemoOptions(out=tmp_path / "out", backend="openai", lines=("what are your opening hours",))
         # The demo runs its own event loop; the fake server answers on this one.
         code = await asyncio.to_thread(run_demo, options, stream=shown, env=env)
         output = shown.getvalue()
         assert code == 0, output
-        assert "OPENAI_API_KEY is set: the agent runs on OpenAI's Realtime API" in output
+        assert "--backend openai: the agent runs on OpenAI's Realtime API" in output
         assert "embedded offline backend" not in output
         assert output.strip().splitlines()[-1].startswith("voxline demo: 1 turn on the OpenAI backend")
         connection = openai.sessions[0]

@@ -339,6 +339,8 @@ async def test_a_bad_rules_file_is_named_with_its_line(tmp_path: Path, caller_vo
         str(ROOT / ".venv" / "bin" / "voxline"),
         "run",
         str(ROOT / "examples" / "inbound_agent.py"),
+        "--backend",
+        "local",
         "--rules",
         str(rules),
         "--sip",

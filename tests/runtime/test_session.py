@@ -157,3 +157,46 @@ def test_bad_secrets_file_names_file_and_line(tmp_path: Path) -> None:
     file.write_text("A=1\nnot a pair\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"secrets.env:2"):
         Secrets(file)
+
+
+def test_secrets_file_takes_dotenv_syntax(tmp_path: Path) -> None:
+    file = tmp_path / "secrets.env"
+    file.write_text(
+        "# the model\n"
+        "export OPENAI_API_KEY=sk-exported\n"
+        'DOUBLE="two words # not a comment"\n'
+        "SINGLE='costs $5 ${HOME}'\n"
+        "PLAIN=value # a comment\n"
+        "EMPTY=\n"
+        "\n"
+        'ESCAPED="line\\nbreak"\n',
+        encoding="utf-8",
+    )
+    secrets = Secrets(file, env={})
+    assert secrets.get("OPENAI_API_KEY") == "sk-exported"
+    assert secrets.get("DOUBLE") == "two words # not a comment"
+    assert secrets.get("PLAIN") == "value"
+    assert secrets.get("EMPTY") == ""
+    assert secrets.get("ESCAPED") == "line\nbreak"
+    assert secrets.get("SINGLE") == "costs $5 ${HOME}"  # taken literally, never expanded
+
+
+def test_a_name_without_a_value_is_named(tmp_path: Path) -> None:
+    file = tmp_path / "secrets.env"
+    file.write_text("A=1\nLONELY\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"secrets.env:2: LONELY has no value"):
+        Secrets(file)
+
+
+def test_the_start_up_check_runs_the_top_level_once_without_events(tmp_path: Path) -> None:
+    ok = write(
+        tmp_path,
+        "from voxline import AppEvents, VoxEngine\n"
+        "VoxEngine.add_event_listener(AppEvents.Started, lambda e: print('STARTED'))\n"
+        "VoxEngine.add_event_listener(AppEvents.Terminated, lambda e: print('TERMINATED'))\n",
+    )
+    Scenario(ok).check()  # no session event is delivered: nothing prints, nothing raises
+    bad = tmp_path / "bad.py"
+    bad.write_text("import json\n\nVALUE = json.loadz('{}')\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"bad.py:3: AttributeError: module 'json' has no attribute"):
+        Scenario(bad).check()

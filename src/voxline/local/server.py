@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,7 @@ __all__ = [
     "default_rules_path",
     "setup_error_message",
     "start_local_backend",
+    "use_local_backend",
 ]
 
 log = logging.getLogger("voxline.local")
@@ -188,17 +189,37 @@ def setup_error_message(exc: BaseException) -> str:
     return str(exc)
 
 
-class _SecretsWithDefaults(Secrets):
-    """The runtime's secrets, plus values used only when a secret is not set."""
+class _LocalSecrets(Secrets):
+    """The runtime's secrets, with the embedded backend's placeholder key as ``OPENAI_API_KEY``: a
+    real key, if one is set, never reaches the offline backend or the scenario."""
 
-    def __init__(self, inner: Secrets, defaults: Mapping[str, str]) -> None:
+    def __init__(self, inner: Secrets) -> None:
         super().__init__(env={})
         self._inner = inner
-        self._defaults = dict(defaults)
 
     def get(self, name: str) -> str | None:
-        value = self._inner.get(name)
-        return value if value is not None else self._defaults.get(name)
+        return LOCAL_API_KEY if name == "OPENAI_API_KEY" else self._inner.get(name)
+
+
+async def use_local_backend(
+    runtime: Runtime,
+    *,
+    rules: str | os.PathLike[str] | Responder | None = None,
+    announce: Callable[[str], None] | None = None,
+    **options: Any,
+) -> LocalRealtimeBackend:
+    """Start the embedded backend for ``runtime`` (``--backend local``): Realtime clients created
+    with no ``base_url`` connect to it and ``VoxEngine.get_secret_value("OPENAI_API_KEY")`` returns
+    a placeholder key. Close the backend after the runtime."""
+    options.setdefault("keep_history", False)
+    options.setdefault("recognition", "process")  # the runtime's calls never wait on a decoder's GIL
+    backend = await start_local_backend(rules, **options)
+    runtime.realtime_base_url = backend.base_url
+    runtime.secrets = _LocalSecrets(runtime.secrets)
+    log.info("embedded offline Realtime backend at %s", backend.ws_url)
+    if announce is not None:
+        announce(f"the embedded offline backend at {backend.ws_url} answers (--backend local)")
+    return backend
 
 
 async def configure_runtime(
@@ -208,23 +229,15 @@ async def configure_runtime(
     announce: Callable[[str], None] | None = None,
     **options: Any,
 ) -> LocalRealtimeBackend | None:
-    """Choose the Realtime backend for ``runtime`` (a :class:`voxline.runtime.server.Runtime`).
-
-    With ``OPENAI_API_KEY`` (environment or secrets file) nothing changes: scenarios reach OpenAI.
-    Without it, the embedded backend starts, Realtime clients created with no ``base_url`` connect
-    to it, and ``VoxEngine.get_secret_value("OPENAI_API_KEY")`` returns a placeholder key. The
-    choice is logged and passed to ``announce`` (e.g. ``print``). Returns the backend (close it
-    after the runtime) or None.
-    """
+    """Choose the Realtime backend for ``runtime`` from the key: with ``OPENAI_API_KEY``
+    (environment or secrets file) nothing changes and scenarios reach OpenAI; without it the
+    embedded backend starts (:func:`use_local_backend`). ``voxline run`` and ``voxline demo`` make
+    the choice explicit (``--backend``) instead. Returns the backend (close it after the runtime)
+    or None."""
     if runtime.secrets.get("OPENAI_API_KEY"):
         return None
-    options.setdefault("keep_history", False)
-    options.setdefault("recognition", "process")  # the runtime's calls never wait on a decoder's GIL
-    backend = await start_local_backend(rules, **options)
-    runtime.realtime_base_url = backend.base_url
-    runtime.secrets = _SecretsWithDefaults(runtime.secrets, {"OPENAI_API_KEY": LOCAL_API_KEY})
-    message = f"no OPENAI_API_KEY: using the embedded offline backend at {backend.ws_url}"
-    log.warning(message)
+    message = "no OPENAI_API_KEY: using the embedded offline backend"
+    backend = await use_local_backend(runtime, rules=rules, **options)
     if announce is not None:
-        announce(message)
+        announce(f"{message} at {backend.ws_url}")
     return backend

@@ -14,9 +14,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +39,113 @@ from .session import Scenario, Secrets, Session
 log = logging.getLogger("voxline.runtime")
 
 
+LOOPBACK_SOURCES = ("127.0.0.0/8", "::1")
+"""Who may send INVITEs by default: this machine only (``--sip-allow`` opens it)."""
+
+
 def parse_hostport(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
+    """``HOST:PORT`` (``[v6]:PORT``); the host an IP address or a name this machine resolves."""
+    host, sep, port = str(value).rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{name} must be HOST:PORT, not {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        ip_address(host)
+    except ValueError:
+        if all(part.isdigit() for part in host.split(".")):
+            raise ValueError(f"{name}: {host!r} is not a valid IPv4 address") from None
+        try:
+            socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ValueError(f"{name}: cannot resolve host {host!r}: {reason}") from None
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or a name) only ever means this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _integer(name: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer, not {value!r}") from None
+    if isinstance(value, float) and value != number:
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {number}")
+    return number
+
+
+def _number(name: str, value: Any, minimum: float | None = None, *, exclusive: bool = False) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    if minimum is not None and (number <= minimum if exclusive else number < minimum):
+        raise ValueError(f"{name} must be {'>' if exclusive else '>='} {minimum:g}, not {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+def parse_sources(value: Any, name: str = "sip_allow") -> tuple[str, ...] | None:
+    """An allowlist of IPs/CIDRs (comma-separated text or a list); ``any`` means no allowlist."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    entries = tuple(str(item).strip() for item in items if str(item).strip())
+    if [e.lower() for e in entries] == ["any"]:
+        return None
+    if not entries:
+        raise ValueError(f"{name} must list IP addresses or networks (CIDR), or be 'any'")
+    for entry in entries:
+        try:
+            ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{name}: {entry!r} is not an IP address or network (CIDR)") from None
+    return entries
 
 
 @dataclass
 class RuntimeConfig:
-    """Where to listen and the limits. Precedence: flags, then ``VOXLINE_*`` environment variables,
-    then the ``[run]`` table of a TOML config file, then these defaults."""
+    """Where to listen, who may call, the limits. Precedence: flags, then ``VOXLINE_*`` environment
+    variables, then the ``[run]`` table of a TOML config file, then these defaults.
+
+    The defaults are safe for a laptop: both listeners on 127.0.0.1, SIP INVITEs only from this
+    machine. A listener on another address needs access control: ``sip_allow`` (the trunk's or
+    PBX's addresses, or ``any``) for SIP, ``token`` or ``twilio_auth_token`` (or an explicit
+    ``open_media``) for the media WebSockets; without it ``voxline run`` refuses to start.
+    """
 
     scenario: str = ""
-    sip: str | None = "0.0.0.0:5060"
-    http: str | None = "0.0.0.0:8080"
+    backend: str = "openai"  # where Realtime clients without a base_url connect: OpenAI or "local"
+    sip: str | None = "127.0.0.1:5060"
+    http: str | None = "127.0.0.1:8080"
     sip_transports: tuple[str, ...] = ("udp", "tcp")
+    sip_allow: tuple[str, ...] | None = LOOPBACK_SOURCES
     rtp_host: str | None = None
     max_calls: int = 100
     grace_s: float = 30.0
@@ -62,6 +155,7 @@ class RuntimeConfig:
     token: str | None = None
     twilio_auth_token: str | None = None
     public_url: str | None = None
+    open_media: bool = False  # media WebSockets without a token on a non-loopback address
     twilio_path: str = "/twilio"
     media_path: str = "/media"
     mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
@@ -80,7 +174,10 @@ class RuntimeConfig:
                 data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ValueError(f"config file {config_file}: {exc}") from None
-            values.update(data.get("run", data))
+            table = data.get("run", data)
+            if not isinstance(table, dict):
+                raise ValueError(f"config file {config_file}: [run] must be a table")
+            values.update(table)
         names = {f.name for f in fields(cls)} - {"extra"}
         for name in names:
             key = f"VOXLINE_{name.upper()}"
@@ -95,31 +192,66 @@ class RuntimeConfig:
         return config
 
     def _normalize(self) -> None:
+        self.backend = str(self.backend).strip().lower()
+        if self.backend not in ("openai", "local"):
+            raise ValueError(f"backend must be 'openai' or 'local', not {self.backend!r}")
         for name in ("sip", "http"):
             value = getattr(self, name)
-            if isinstance(value, str) and value.lower() in ("", "off", "none", "no"):
+            if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "no"):
                 setattr(self, name, None)
             elif value is not None:
                 parse_hostport(str(value), name)
-        if isinstance(self.trace, str):
-            self.trace = self.trace.lower() in ("1", "true", "yes", "on")
-        self.max_calls = int(self.max_calls)
-        for name in ("mark_interval_ms", "twilio_batch_ms"):
-            value = getattr(self, name)
-            try:
-                setattr(self, name, int(value))
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be an integer, not {value!r}") from None
+        if self.sip is None and self.http is None:
+            raise ValueError("nothing to listen on: sip and http are both off")
+        self.trace = _flag("trace", self.trace)
+        self.open_media = _flag("open_media", self.open_media)
+        self.max_calls = _integer("max_calls", self.max_calls, 1)
+        self.mark_interval_ms = _integer("mark_interval_ms", self.mark_interval_ms)
+        self.twilio_batch_ms = _integer("twilio_batch_ms", self.twilio_batch_ms)
         # Their ranges are the carrier endpoints' to check; check them now, not at the first call.
         CarrierConfig(mark_interval_ms=self.mark_interval_ms, twilio_batch_ms=self.twilio_batch_ms)
-        if self.max_calls < 1:
-            raise ValueError(f"max_calls must be >= 1, not {self.max_calls}")
-        self.grace_s = float(self.grace_s)
-        self.idle_session_s = float(self.idle_session_s)
+        self.grace_s = _number("grace_s", self.grace_s, 0)
+        self.idle_session_s = _number("idle_session_s", self.idle_session_s, 0)
+        if self.rtp_timeout_s is not None and str(self.rtp_timeout_s).strip().lower() not in ("off", "none"):
+            self.rtp_timeout_s = _number("rtp_timeout_s", self.rtp_timeout_s, 0, exclusive=True)
+        else:
+            self.rtp_timeout_s = None
         if isinstance(self.sip_transports, str):
             self.sip_transports = tuple(t.strip() for t in self.sip_transports.split(",") if t.strip())
-        if self.rtp_timeout_s is not None:
-            self.rtp_timeout_s = float(self.rtp_timeout_s)
+        self.sip_transports = tuple(self.sip_transports)
+        if not self.sip_transports or any(t not in ("udp", "tcp") for t in self.sip_transports):
+            raise ValueError(f"sip_transports must be udp, tcp or both, not {self.sip_transports!r}")
+        self.sip_allow = parse_sources(self.sip_allow)
+        if self.rtp_host is not None:
+            parse_hostport(f"{self.rtp_host}:0", "rtp_host")
+        self._check_exposure()
+
+    def _check_exposure(self) -> None:
+        """A listener reachable from other machines needs access control (it starts paid sessions)."""
+        if self.sip is not None:
+            host, _ = parse_hostport(self.sip, "sip")
+            if not is_loopback(host) and self.sip_allow == LOOPBACK_SOURCES:
+                raise ValueError(
+                    f"sip: listening on {host} takes calls from the network, but only this machine may "
+                    "call (the default sip_allow): give --sip-allow with your trunk's or PBX's addresses "
+                    "(IPs or CIDRs), or --sip-allow any to take calls from anyone"
+                )
+        if self.http is not None:
+            host, _ = parse_hostport(self.http, "http")
+            secured = self.token is not None or self.twilio_auth_token is not None
+            if not is_loopback(host) and not secured and not self.open_media:
+                raise ValueError(
+                    f"http: listening on {host} lets anyone on the network open media streams (and model "
+                    "sessions): set --token (and/or --twilio-auth-token), or --open-media to allow it"
+                )
+
+
+class ListenError(OSError):
+    """A listener cannot be opened; the message names the setting and the address."""
+
+
+def _reason(exc: OSError) -> str:
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
 
 
 class Runtime:
@@ -146,6 +278,11 @@ class Runtime:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    def check_scenario(self) -> None:
+        """Run the scenario's top level once, now, so an ImportError or a missing name stops
+        ``voxline run`` at start-up instead of failing every call (raises ``ScenarioError``)."""
+        self.scenario.check(self.secrets)
+
     async def start(self) -> None:
         cfg = self.config
         if cfg.sip:
@@ -161,7 +298,13 @@ class Runtime:
                 clock=AsyncioMediaClock.for_loop(),
                 on_incoming_call=self._on_sip_call,
             )
-            await self.sip.start()
+            try:
+                await self.sip.start()
+            except OSError as exc:
+                transports = "+".join(cfg.sip_transports)
+                raise ListenError(
+                    f"cannot listen for SIP ({transports}) on {cfg.sip}: {_reason(exc)}"
+                ) from None
             log.info("SIP on %s:%d (%s)", host, self.sip.port, "+".join(cfg.sip_transports))
         if cfg.http:
             host, port = parse_hostport(cfg.http, "http")
@@ -184,7 +327,14 @@ class Runtime:
             self._http_runner = web.AppRunner(app, access_log=None)
             await self._http_runner.setup()
             site = web.TCPSite(self._http_runner, host, port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                await self._http_runner.cleanup()
+                self._http_runner = None
+                if self.sip is not None:
+                    await self.sip.close()
+                raise ListenError(f"cannot listen for HTTP on {cfg.http}: {_reason(exc)}") from None
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self.http_port = sockets[0].getsockname()[1] if sockets else port
@@ -305,4 +455,4 @@ class Runtime:
         self.sessions.discard(session)
 
 
-__all__ = ["CallDisconnected", "CallFailed", "Runtime", "RuntimeConfig"]
+__all__ = ["CallDisconnected", "CallFailed", "ListenError", "Runtime", "RuntimeConfig"]

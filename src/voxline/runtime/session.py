@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import itertools
 import logging
 import os
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any
 
+from dotenv.parser import parse_stream
+
 from .._tasks import background
+from ..errors import EndedError
 from ..eventtarget import Event, EventTarget
 from .context import Closable, current_session
 from .events import AppEvents
@@ -50,9 +55,33 @@ class Scenario:
         exec(self.code, scope)
         return scope
 
+    def check(self, secrets: Secrets | None = None) -> None:
+        """Run the top level once in a throwaway session (its listeners and resources are dropped,
+        no event is delivered): an ImportError or a NameError there raises ``ScenarioError`` with
+        the file and line, at start-up rather than at the first call. The top level of a scenario
+        should only import and register listeners, as in VoxEngine."""
+        session = Session(self, secrets)
+        token = current_session.set(session)
+        try:
+            self.execute()
+        except Exception as exc:
+            raise ScenarioError(self._describe(exc)) from None
+        finally:
+            current_session.reset(token)
+            session.discard()
+
+    def _describe(self, exc: BaseException) -> str:
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = [f for f in frames if f.filename == str(self.path)]
+        where = ours[-1] if ours else (frames[-1] if frames else None)
+        line = f"{where.filename}:{where.lineno}" if where is not None else str(self.path)
+        return f"{line}: {type(exc).__name__}: {exc}"
+
 
 class Secrets:
-    """``VoxEngine.get_secret_value``: the environment, then an optional file of ``NAME=value`` lines."""
+    """``VoxEngine.get_secret_value``: the environment, then an optional secrets file in dotenv
+    syntax (``NAME=value``, ``export NAME=value``, single or double quotes, ``#`` comments; values
+    are taken literally, ``${VAR}`` is not expanded)."""
 
     def __init__(
         self, file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
@@ -64,19 +93,22 @@ class Secrets:
 
     @staticmethod
     def _parse(path: Path) -> dict[str, str]:
-        values: dict[str, str] = {}
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ScenarioError(f"cannot read secrets file {path}: {exc.strerror or exc}") from None
-        for number, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, value = line.partition("=")
-            if not sep or not name.strip():
-                raise ScenarioError(f"{path}:{number}: expected NAME=value")
-            values[name.strip()] = value.strip().strip("'\"")
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ScenarioError(f"cannot read secrets file {path}: {reason}") from None
+        values: dict[str, str] = {}
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                raise ScenarioError(f"{path}:{binding.original.line}: expected NAME=value")
+            if binding.key is None:
+                continue  # a comment or a blank line
+            if binding.value is None:
+                raise ScenarioError(
+                    f"{path}:{binding.original.line}: {binding.key} has no value (NAME=value)"
+                )
+            values[binding.key] = binding.value
         return values
 
     def get(self, name: str) -> str | None:
@@ -168,8 +200,24 @@ class Session(EventTarget):
 
     def _listener_failed(self, name: str, exc: BaseException) -> None:
         # An unhandled error in the scenario's own handler ends its session (VoxEngine semantics).
-        log.error("%s: scenario handler for %s raised; terminating the session", self.id, name, exc_info=exc)
+        if isinstance(exc, EndedError):
+            # The handler met something that has ended (its caller hung up, its session ended
+            # meanwhile): a normal early hang-up, not a bug worth a traceback.
+            level = logging.DEBUG if self._terminating else logging.INFO
+            log.log(level, "%s: handler for %s stopped: %s", self.id, name, exc)
+        else:
+            log.error(
+                "%s: scenario handler for %s raised; terminating the session", self.id, name, exc_info=exc
+            )
         self.terminate()
+
+    def discard(self) -> None:
+        """Drop the session without delivering any event: close what it adopted, forget listeners."""
+        self._terminating = True
+        for resource in reversed(self._resources):
+            _close_quietly(resource)
+        self._resources.clear()
+        self._release_listeners()
 
     def get_secret_value(self, name: str) -> str:
         value = self.secrets.get(name)
