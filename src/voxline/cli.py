@@ -41,8 +41,12 @@ def _run(args: argparse.Namespace) -> int:
                 "backend openai needs OPENAI_API_KEY (in the environment or the --secrets file); "
                 "--backend local runs the embedded offline backend instead"
             )
+        if config.backend == "local":
+            from .local import require_packages
+
+            require_packages()
         runtime.check_scenario()
-    except (ValueError, ScenarioError) as exc:
+    except (ValueError, ScenarioError, ImportError) as exc:
         print(f"voxline run: {exc}", file=sys.stderr)
         return 2
 

@@ -300,17 +300,9 @@ def _preflight(options: DemoOptions, env: dict[str, str]) -> None:
     except EspeakNotFoundError as exc:
         raise DemoError(str(exc)) from None
     if options.backend == "local":
-        missing = []
-        for module, package in (
-            ("pocketsphinx", "pocketsphinx"),
-            ("webrtcvad", "webrtcvad-wheels"),
-            ("yaml", "pyyaml"),
-            ("jsonschema", "jsonschema"),
-        ):
-            try:
-                __import__(module)
-            except ImportError:
-                missing.append(package)
+        from .local import missing_packages
+
+        missing = missing_packages()
         if missing:
             raise DemoError(
                 f"the offline backend needs {', '.join(missing)}: pip install 'voxline[local]' "

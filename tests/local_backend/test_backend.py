@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import signal
 import textwrap
 from collections.abc import AsyncIterator
@@ -336,7 +337,9 @@ async def test_a_bad_rules_file_is_named_with_its_line(tmp_path: Path, caller_vo
     assert "colour" in str(caught.value)
     # The CLI says the same and exits 2, before taking any call.
     proc = await asyncio.create_subprocess_exec(
-        str(ROOT / ".venv" / "bin" / "voxline"),
+        sys.executable,
+        "-m",
+        "voxline",
         "run",
         str(ROOT / "examples" / "inbound_agent.py"),
         "--backend",
@@ -365,7 +368,9 @@ async def test_a_responder_module_with_a_syntax_error_is_named_with_its_line(
         await start_local_backend(rules=responder)
     assert setup_error_message(caught.value).startswith(f"{responder}:3: syntax error")
     demo = await asyncio.create_subprocess_exec(
-        str(ROOT / ".venv" / "bin" / "voxline"),
+        sys.executable,
+        "-m",
+        "voxline",
         "demo",
         "--rules",
         str(responder),

@@ -13,3 +13,32 @@
 Submodules are imported on demand: pocketsphinx, webrtcvad and PyYAML are optional
 (``pip install 'voxline[local]'``) and espeak-ng is a system package.
 """
+
+from __future__ import annotations
+
+import importlib.util
+
+__all__ = ["missing_packages", "require_packages"]
+
+# Module -> the PyPI distribution of the 'voxline[local]' extra that provides it.
+_PACKAGES = {
+    "pocketsphinx": "pocketsphinx",
+    "webrtcvad": "webrtcvad-wheels",
+    "yaml": "pyyaml",
+    "jsonschema": "jsonschema",
+}
+
+
+def missing_packages() -> list[str]:
+    """The distributions of the ``voxline[local]`` extra that are not installed (checked without
+    importing them)."""
+    return [package for module, package in _PACKAGES.items() if importlib.util.find_spec(module) is None]
+
+
+def require_packages() -> None:
+    """Raise one ImportError naming the extra and what is missing, before anything is started."""
+    missing = missing_packages()
+    if missing:
+        raise ImportError(
+            f"the embedded offline backend needs {', '.join(missing)}: pip install 'voxline[local]'"
+        )
