@@ -16,9 +16,12 @@ per concept:
 - :mod:`.engine` -- the pluggable brain: :class:`ResponseEngine`, :class:`SpeechDetector`,
   :class:`Transcriber`, and the scripted and energy-based defaults.
 - :mod:`.validation` -- :class:`EventValidator`, what the core asks of a client-event validator.
+- :mod:`.records` -- the server-wide records and waiting on them.
 
-:mod:`.schema` (:class:`ClientEventValidator`, OpenAI's official schemas) needs ``jsonschema``; its
-names are loaded from here on first use, so importing the package or its sans-I/O modules does not.
+Two modules need more than the standard library and numpy: :mod:`.server` (:class:`RealtimeServer`,
+the asyncio WebSocket I/O, on ``websockets``) and :mod:`.schema` (:class:`ClientEventValidator`,
+OpenAI's official schemas, on ``jsonschema``). Their names are loaded from here on first use, so
+importing the package or its sans-I/O modules needs neither.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ from .engine import (
     TranscriptionRequest,
 )
 from .events import Abort, Close, PendingWork, RawFrame
+from .records import HandshakeRejection
 from .validation import EventValidator, SchemaProblem
 
 if TYPE_CHECKING:
     from .schema import ClientEventValidator, default_validator
+    from .server import RealtimeConnection, RealtimeServer
 
 __all__ = [
     "Abort",
@@ -54,8 +59,11 @@ __all__ = [
     "EnergySpeechDetector",
     "EventValidator",
     "FunctionCall",
+    "HandshakeRejection",
     "PendingWork",
     "RawFrame",
+    "RealtimeConnection",
+    "RealtimeServer",
     "RealtimeSessionCore",
     "ResponseEngine",
     "ResponseRequest",
@@ -72,6 +80,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "RealtimeConnection": ".server",
+    "RealtimeServer": ".server",
     "ClientEventValidator": ".schema",
     "default_validator": ".schema",
 }
