@@ -111,7 +111,7 @@ def test_schema_loads_from_an_installed_layout(tmp_path: Path) -> None:
 
 
 def test_import_without_jsonschema_names_the_extra() -> None:
-    code = "import sys; sys.modules['jsonschema'] = None\nimport voxline.testing"
+    code = "import sys; sys.modules['jsonschema'] = None\nfrom voxline.testing import FakeRealtimeServer"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "ImportError" in result.stderr
