@@ -8,8 +8,10 @@
 - :mod:`voxline.local.responder`: the scripted "brain" (YAML rules or a Python ``respond``).
 - :mod:`voxline.local.chat_responder`: a "brain" backed by a Chat Completions endpoint.
 - :mod:`voxline.local.grammar`: text normalisation and JSGF building shared by the above.
+- :mod:`voxline.local.engine`, :mod:`voxline.local.server`: the embedded offline backend, these
+  parts plugged into the Realtime protocol server of :mod:`voxline.realtime_server`.
 - ``python -m voxline.local.measure``: what these parts cost on this machine.
 
-Submodules are imported on demand: pocketsphinx, webrtcvad and PyYAML are optional
+Submodules are imported on demand: pocketsphinx, webrtcvad, PyYAML and jsonschema are optional
 (``pip install 'voxline[local]'``) and espeak-ng is a system package.
 """
