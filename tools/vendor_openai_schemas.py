@@ -7,8 +7,9 @@ Usage::
 
 Reads OpenAI's official OpenAPI document (https://github.com/openai/openai-openapi, ``openapi.json``),
 takes every ``components.schemas`` entry named ``RealtimeClientEvent*`` plus everything they reference,
-transitively, and writes them verbatim to ``src/voxline/testing/schemas/realtime_client_events.json``
-under a header that records where they came from. ``voxline.testing.schema`` loads that file.
+transitively, and writes them verbatim to
+``src/voxline/realtime_server/schemas/realtime_client_events.json`` under a header that records where
+they came from. ``voxline.realtime_server.schema`` loads that file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ROOT_PREFIX = "RealtimeClientEvent"
 REF_PREFIX = "#/components/schemas/"
 DOCUMENT_ID = "urn:voxline:openai:realtime-client-events"
 DEFAULT_OUT = (
-    Path(__file__).resolve().parent.parent / "src/voxline/testing/schemas/realtime_client_events.json"
+    Path(__file__).resolve().parent.parent / "src/voxline/realtime_server/schemas/realtime_client_events.json"
 )
 
 

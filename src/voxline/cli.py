@@ -42,9 +42,11 @@ def _run(args: argparse.Namespace) -> int:
                 "--backend local runs the embedded offline backend instead"
             )
         if config.backend == "local":
-            from .local import require_packages
+            from .local.server import LocalBackendUnavailableError, missing_local_modules
 
-            require_packages()
+            missing = missing_local_modules()
+            if missing:
+                raise LocalBackendUnavailableError(missing)
         runtime.check_scenario()
     except (ValueError, ScenarioError, ImportError) as exc:
         print(f"voxline run: {exc}", file=sys.stderr)

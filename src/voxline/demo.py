@@ -300,13 +300,12 @@ def _preflight(options: DemoOptions, env: dict[str, str]) -> None:
     except EspeakNotFoundError as exc:
         raise DemoError(str(exc)) from None
     if options.backend == "local":
-        from .local import missing_packages
+        from .local.server import LocalBackendUnavailableError, missing_local_modules
 
-        missing = missing_packages()
+        missing = missing_local_modules()
         if missing:
             raise DemoError(
-                f"the offline backend needs {', '.join(missing)}: pip install 'voxline[local]' "
-                "(or --backend openai with OPENAI_API_KEY)"
+                f"{LocalBackendUnavailableError(missing)} (or --backend openai with OPENAI_API_KEY)"
             )
 
 

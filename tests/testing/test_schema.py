@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "openai-spec" / "openapi.json"
 EXAMPLES = ROOT.parent / "shared" / "openai-spec" / "event-examples.json"
 TOOL = ROOT / "tools" / "vendor_openai_schemas.py"
-VENDORED = ROOT / "src" / "voxline" / "testing" / "schemas" / "realtime_client_events.json"
+VENDORED = ROOT / "src" / "voxline" / "realtime_server" / "schemas" / "realtime_client_events.json"
 
 
 def validate(event: Any) -> list[SchemaProblem]:
@@ -97,7 +97,7 @@ def test_schema_loads_from_an_installed_layout(tmp_path: Path) -> None:
         text=True,
     )
     assert build.returncode == 0, build.stderr[-2000:]
-    assert (tmp_path / "voxline/testing/schemas/realtime_client_events.json").exists()
+    assert (tmp_path / "voxline/realtime_server/schemas/realtime_client_events.json").exists()
     code = (
         "import voxline.testing, voxline.testing.schema as s\n"
         f"assert voxline.testing.__file__.startswith({str(tmp_path)!r}), voxline.testing.__file__\n"
@@ -111,7 +111,7 @@ def test_schema_loads_from_an_installed_layout(tmp_path: Path) -> None:
 
 
 def test_import_without_jsonschema_names_the_extra() -> None:
-    code = "import sys; sys.modules['jsonschema'] = None\nimport voxline.testing"
+    code = "import sys; sys.modules['jsonschema'] = None\nfrom voxline.testing import FakeRealtimeServer"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "ImportError" in result.stderr

@@ -1,7 +1,8 @@
 """The offline backend's plug-ins for the Realtime protocol server: VAD, ASR + responder + TTS, checks.
 
 The protocol itself (session, conversation, turn logic, interruption, truncation, event order, errors)
-is :class:`voxline.testing.FakeRealtimeServer`'s; this module gives it a real brain:
+is :mod:`voxline.realtime_server`'s (the server the testing fake also runs); this module gives it a
+real brain, through the protocols of :mod:`voxline.realtime_server.engine`:
 
 - :class:`WebrtcSpeechDetector` -- per-frame speech decisions from webrtcvad (the server keeps the
   ``server_vad`` turn rules: threshold, prefix padding, silence duration).
@@ -23,14 +24,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from voxline.audio import AudioFormat
-from voxline.testing.realtime.engine import (
+from voxline.realtime_server.engine import (
     FunctionCall,
     ResponseRequest,
     Say,
     ScriptedResponse,
     TranscriptionRequest,
 )
-from voxline.testing.schema import ClientEventValidator, SchemaProblem, format_param
+from voxline.realtime_server.schema import ClientEventValidator
+from voxline.realtime_server.validation import SchemaProblem, format_param
 
 from .asr import AsyncRecognizer, Recognizer
 from .responder import Responder
@@ -45,7 +47,7 @@ _WARMUP_TEXT = "Hello, I would like to know when you are open today."
 
 
 class WebrtcSpeechDetector:
-    """webrtcvad as the server's :class:`~voxline.testing.realtime.engine.SpeechDetector` (10 ms frames).
+    """webrtcvad as the server's :class:`~voxline.realtime_server.engine.SpeechDetector` (10 ms frames).
 
     ``aggressiveness`` 0..3 (3 rejects the most noise). 24 kHz frames are averaged down to 8 kHz
     (three samples to one: a crude low-pass, enough for a voice/no-voice decision) because webrtcvad

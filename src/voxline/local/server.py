@@ -2,43 +2,55 @@
 
 Scenarios keep their unchanged client: ``OpenAI.create_realtime_api_client(...)`` connects here when
 the runtime chooses the embedded backend (no ``OPENAI_API_KEY``). Protocol behaviour (events, turn
-detection, interruption, truncation, function calls, errors) is :class:`voxline.testing.FakeRealtimeServer`;
-the speech parts are :mod:`voxline.local.engine` (webrtcvad, pocketsphinx, the responder, espeak-ng).
+detection, interruption, truncation, function calls, errors) is
+:class:`voxline.realtime_server.RealtimeServer` (the server ``voxline.testing.FakeRealtimeServer`` also
+runs); the speech parts are :mod:`voxline.local.engine` (webrtcvad, pocketsphinx, the responder,
+espeak-ng).
+
+It needs the ``voxline[local]`` extra (pocketsphinx, webrtcvad-wheels, PyYAML for rules files,
+jsonschema) and the espeak-ng program. Without one of those Python packages, starting the backend
+raises :class:`LocalBackendUnavailableError`, one line naming the missing modules and the extra;
+this module itself imports without them.
 
 .. code-block:: python
 
     async with await start_local_backend(rules="agent_rules.yaml") as backend:
         client = await OpenAI.create_realtime_api_client(api_key=LOCAL_API_KEY, base_url=backend.base_url)
 
-:func:`configure_runtime` makes that choice for ``voxline run`` and ``voxline demo``.
+:func:`use_local_backend` wires it into ``voxline run --backend local`` and ``voxline demo``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from voxline.realtime_server.server import RealtimeServer
 from voxline.runtime.session import Secrets
-from voxline.testing.realtime_server import FakeRealtimeServer
 
-from .engine import LocalEngine, LocalEventValidator, WebrtcSpeechDetector
 from .responder import Responder, load_responder
 
 if TYPE_CHECKING:
     from voxline.runtime.server import Runtime
 
+    from .engine import LocalEngine, WebrtcSpeechDetector
+
 __all__ = [
     "LOCAL_API_KEY",
+    "LOCAL_EXTRA_MODULES",
+    "LocalBackendUnavailableError",
     "LocalRealtimeBackend",
     "configure_runtime",
     "default_rules_path",
+    "missing_local_modules",
     "setup_error_message",
     "start_local_backend",
     "use_local_backend",
@@ -50,6 +62,61 @@ log = logging.getLogger("voxline.local")
 LOCAL_API_KEY = "sk-voxline-local"
 
 LOCAL_INSTRUCTIONS = "Offline voxline agent: replies come from the rules file, not from a language model."
+
+
+# The Python modules of the 'voxline[local]' extra, each with the distribution that installs it.
+LOCAL_EXTRA_MODULES: dict[str, str] = {
+    "pocketsphinx": "pocketsphinx",
+    "webrtcvad": "webrtcvad-wheels",
+    "yaml": "PyYAML",
+    "jsonschema": "jsonschema",
+}
+# What the backend needs whatever the responder; PyYAML only for a rules file.
+_BACKEND_MODULES = ("pocketsphinx", "webrtcvad", "jsonschema")
+
+
+class LocalBackendUnavailableError(ImportError, RuntimeError):
+    """A Python package of the ``voxline[local]`` extra is missing: the embedded backend cannot start.
+
+    ``missing``: the module names (``pocketsphinx``, ``webrtcvad``, ``yaml``, ``jsonschema``). An
+    ImportError, and a RuntimeError like the backend's other setup failures.
+    """
+
+    def __init__(self, missing: Iterable[str]) -> None:
+        order = list(LOCAL_EXTRA_MODULES)
+        self.missing = tuple(sorted(missing, key=lambda m: order.index(m) if m in order else len(order)))
+        shown = ", ".join(_module_and_package(module) for module in self.missing)
+        super().__init__(
+            "the embedded offline backend needs the 'voxline[local]' extra; "
+            f"missing Python modules: {shown}. Install it with: pip install 'voxline[local]'",
+            name=self.missing[0] if self.missing else None,
+        )
+
+
+def _module_and_package(module: str) -> str:
+    package = LOCAL_EXTRA_MODULES.get(module, module)
+    return module if package == module else f"{module} (package {package})"
+
+
+def missing_local_modules(modules: Iterable[str] = LOCAL_EXTRA_MODULES) -> list[str]:
+    """Which of ``modules`` (default: the whole ``voxline[local]`` extra) cannot be imported."""
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def _require(modules: Iterable[str]) -> None:
+    missing = missing_local_modules(modules)
+    if missing:
+        raise LocalBackendUnavailableError(missing)
+
+
+def _is_rules_file(rules: object) -> bool:
+    return isinstance(rules, str | os.PathLike) and Path(os.fspath(rules)).suffix.lower() in (".yaml", ".yml")
 
 
 def default_rules_path() -> Path:
@@ -85,15 +152,18 @@ class LocalRealtimeBackend:
         recognition: Literal["thread", "process"] = "thread",
         keep_history: bool = True,
     ) -> None:
+        _require(_BACKEND_MODULES)
+        from .engine import LocalEngine, LocalEventValidator, WebrtcSpeechDetector
+
         self.responder = responder
         self.keep_history = keep_history
         self._trimmer: asyncio.Task[None] | None = None
         self.trim_interval_s = 5.0
-        self.engine = LocalEngine(
+        self.engine: LocalEngine = LocalEngine(
             responder, voice=voice, rate_wpm=rate_wpm, recognizers=recognizers, recognition=recognition
         )
-        self.detector = WebrtcSpeechDetector(vad_aggressiveness)
-        self.server = FakeRealtimeServer(
+        self.detector: WebrtcSpeechDetector = WebrtcSpeechDetector(vad_aggressiveness)
+        self.server = RealtimeServer(
             engine=self.engine,
             detector=self.detector,
             transcriber=self.engine,
@@ -168,11 +238,13 @@ async def start_local_backend(
     ``rules``: a ``.yaml`` rules file, a ``.py`` responder module, a responder object, or None for
     the example agent's rules. A bad rules file raises :class:`~voxline.local.responder.RulesError`
     naming the file and line; missing espeak-ng raises
-    :class:`~voxline.local.tts.EspeakNotFoundError` naming the package.
+    :class:`~voxline.local.tts.EspeakNotFoundError` naming the package; a missing Python package of
+    the ``voxline[local]`` extra raises :class:`LocalBackendUnavailableError` naming all of them.
     ``options`` go to :class:`LocalRealtimeBackend`.
     """
     if rules is None:
         rules = default_rules_path()
+    _require((*_BACKEND_MODULES, "yaml") if _is_rules_file(rules) else _BACKEND_MODULES)
     responder: Responder = load_responder(os.fspath(rules)) if isinstance(rules, str | os.PathLike) else rules
     backend = LocalRealtimeBackend(responder, **options)
     try:
@@ -183,10 +255,11 @@ async def start_local_backend(
 
 
 def setup_error_message(exc: BaseException) -> str:
-    """One line for a backend that cannot start: a bad rules file or responder names its file and line."""
+    """One line for a backend that cannot start: a bad rules file or responder names its file and line,
+    a missing package of the ``voxline[local]`` extra names the modules and the extra."""
     if isinstance(exc, SyntaxError):
         return f"{exc.filename}:{exc.lineno}: syntax error in the responder: {exc.msg}"
-    return str(exc)
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 class _LocalSecrets(Secrets):

@@ -1,4 +1,4 @@
-"""Test doubles for voxline and for users' own tests (needs the ``voxline[testing]`` extra).
+"""Test doubles for voxline and for users' own tests.
 
 ``FakeRealtimeServer`` stands in for OpenAI's Realtime GA WebSocket API on 127.0.0.1: it validates every
 client event against OpenAI's official schemas, keeps session/conversation/audio state, runs server VAD
@@ -10,33 +10,40 @@ on the audio's sample clock and streams scripted responses in OpenAI's event ord
         await server.wait_for_sent("response.done")
         server.assert_no_violations()
 
-See ``voxline.testing.realtime_server`` for the full surface and the pluggable engine.
+See ``voxline.testing.realtime_server`` for the testing surface. The protocol itself, the pluggable
+engine and the schema validator moved to :mod:`voxline.realtime_server` (the embedded offline backend
+runs the same server); the names below are re-exported from there. Also here:
+``voxline.testing.carrier_callers`` (Twilio and VoxEngine test callers) and
+``voxline.testing.openai_http`` (fake Chat Completions and Responses servers).
+
+Names load on first use, so ``import voxline.testing.carrier_callers`` needs no optional package; the
+schema-validating parts (``FakeRealtimeServer``, ``ClientEventValidator``) need ``jsonschema`` and
+raise an ImportError naming ``pip install 'voxline[testing]'`` without it.
 """
 
 from __future__ import annotations
 
-try:
-    import jsonschema as _jsonschema  # noqa: F401
-    import referencing as _referencing  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "voxline.testing needs the optional dependencies of the 'voxline[testing]' extra "
-        f"(missing: {exc.name}); install them with: pip install 'voxline[testing]'"
-    ) from exc
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .realtime.engine import (
-    EnergySpeechDetector,
-    FunctionCall,
-    ResponseEngine,
-    ResponseRequest,
-    Say,
-    ScriptedResponse,
-    SpeechDetector,
-    Transcriber,
-    TranscriptionRequest,
-)
-from .realtime_server import FakeRealtimeServer, HandshakeRejection, RealtimeConnection
-from .schema import ClientEventValidator, SchemaProblem
+if TYPE_CHECKING:
+    from voxline.realtime_server.engine import (
+        EnergySpeechDetector,
+        FunctionCall,
+        ResponseEngine,
+        ResponseRequest,
+        Say,
+        ScriptedResponse,
+        SpeechDetector,
+        Transcriber,
+        TranscriptionRequest,
+    )
+    from voxline.realtime_server.records import HandshakeRejection
+    from voxline.realtime_server.server import RealtimeConnection
+    from voxline.realtime_server.validation import SchemaProblem
+
+    from .realtime_server import FakeRealtimeServer
+    from .schema import ClientEventValidator
 
 __all__ = [
     "ClientEventValidator",
@@ -54,3 +61,39 @@ __all__ = [
     "Transcriber",
     "TranscriptionRequest",
 ]
+
+_ENGINE = "voxline.realtime_server.engine"
+_WHERE = {
+    "ClientEventValidator": "voxline.testing.schema",
+    "FakeRealtimeServer": "voxline.testing.realtime_server",
+    "HandshakeRejection": "voxline.realtime_server.records",
+    "RealtimeConnection": "voxline.realtime_server.server",
+    "SchemaProblem": "voxline.realtime_server.validation",
+    **{
+        name: _ENGINE
+        for name in (
+            "EnergySpeechDetector",
+            "FunctionCall",
+            "ResponseEngine",
+            "ResponseRequest",
+            "Say",
+            "ScriptedResponse",
+            "SpeechDetector",
+            "Transcriber",
+            "TranscriptionRequest",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

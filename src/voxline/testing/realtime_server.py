@@ -14,332 +14,77 @@ For voxline's own tests and for users' tests: no key, no network beyond 127.0.0.
         await server.wait_for_sent("response.done")                 # server events sent
         server.assert_no_violations()
 
-What it does, like the live service (see the repository's protocol notes):
+The protocol is :class:`voxline.realtime_server.RealtimeServer` (moved there: the handshake, schema
+validation of every client event, session/conversation/input-buffer state, server VAD on the audio's
+own sample clock, responses in OpenAI's event order; see :mod:`voxline.realtime_server.server`), the
+same server the embedded offline backend runs. This class is its testing face:
 
-- Serves ``ws://127.0.0.1:PORT/v1/realtime?model=...`` (``server.ws_url``; ``server.base_url`` is the
-  ``http://127.0.0.1:PORT/`` a client gets as its ``base_url``). The handshake always answers 101; then a
-  missing or wrong ``Authorization: Bearer`` key gets an ``error`` event and close 3000, an ``OpenAI-Beta``
-  header or a missing model gets one and close 4000 (reason ``error.type + "." + error.code``).
-  ``server.refuse_handshake(status, message)`` makes it refuse with an HTTP status and OpenAI's JSON body.
-- Sends ``session.created`` (a realtime session, or a transcription session for ``?intent=transcription``).
-- Validates every client event against OpenAI's official schemas (:mod:`voxline.testing.schema`); a bad
-  event gets OpenAI's ``error`` event and is recorded in ``server.violations``.
-- Keeps the session (``session.update`` merges), the conversation (create, retrieve, delete, truncate),
-  the input audio buffer (append in the session's input format, commit, clear; all appended audio stays
-  in ``session.input_audio``), server VAD on the audio's own sample clock (speech_started, speech_stopped,
-  committed, then an automatic response; barge-in cancels the active response with ``turn_detected``),
-  and streams responses in OpenAI's event order with audio in the session's output format.
+- Scripted brain by default: ``script()`` queues :class:`~voxline.realtime_server.engine.
+  ScriptedResponse` plans (text, audio, function calls; pacing, ``stall_after_ms``, ``drop_after_ms``,
+  failure statuses), ``script_transcription()`` queues input transcripts. Pass ``engine=``,
+  ``detector=`` or ``transcriber=`` to plug in others (:mod:`voxline.realtime_server.engine`).
+- Handshake faults: ``refuse_handshake(status, message)`` makes it refuse with an HTTP status and
+  OpenAI's JSON body (``times=``, or until ``accept_handshakes()``).
+- Inspection (from :class:`~voxline.realtime_server.records.ServerRecords`): ``received``, ``sent``,
+  ``sessions``, ``violations``, ``truncations``, ``rejections``, ``internal_errors``, ``wait_for()``,
+  ``wait_for_sent()``, ``wait_for_session()``, ``wait_for_rejection()``, ``assert_no_violations()``,
+  ``release()``. Faults, on a :class:`RealtimeConnection`: ``drop()``, ``close(code, reason)``,
+  ``send_binary()``, ``send_text()``, ``send_event()``.
 
-Scripting and inspection: ``script()``, ``script_transcription()``, ``received``, ``sent``, ``sessions``,
-``violations``, ``truncations``, ``wait_for()``, ``wait_for_sent()``, ``wait_for_session()``,
-``release()``. Faults, on a :class:`RealtimeConnection`: ``drop()``, ``close(code, reason)``,
-``send_binary()``, ``send_text()``, ``send_event()``; mid-response: ``ScriptedResponse(drop_after_ms=...)``.
-
-Extension points (for a real engine, e.g. an offline speech backend reusing this server): pass
-``detector=`` (:class:`~voxline.testing.realtime.engine.SpeechDetector`, per-frame speech probability;
-the server keeps the turn logic; a detector with state gives each session its own copy through
-``for_session()``), ``engine=`` (:class:`~voxline.testing.realtime.engine.ResponseEngine`,
-``respond(request) -> ScriptedResponse`` or an awaitable of it: message text, PCM16 audio at any rate —
-converted to the session's output format — and function calls) and ``transcriber=``
-(:class:`~voxline.testing.realtime.engine.Transcriber`, for
-``conversation.item.input_audio_transcription.*`` when the session enables ``audio.input.transcription``).
-The defaults are the energy detector and the scripted queues. The protocol logic is the sans-I/O
-:class:`~voxline.testing.realtime.core.RealtimeSessionCore`.
-
-``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
-streams no audio never times out). Not modelled: MCP tools, WebRTC/SIP-only events
-(``output_audio_buffer.*``), browser subprotocol authentication, the 60-minute session limit.
+Client events are validated against OpenAI's official schemas, so this module needs ``jsonschema``
+(``pip install 'voxline[testing]'``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import time
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Collection
+from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from .realtime.core import (
-    DEFAULT_INSTRUCTIONS,
-    Abort,
-    Close,
-    PendingWork,
-    RawFrame,
-    RealtimeSessionCore,
-    Truncation,
-    error_event,
-    new_id,
-)
-from .realtime.engine import (
-    EnergySpeechDetector,
+from voxline.realtime_server.engine import (
     ResponseEngine,
     ScriptedEngine,
     ScriptedResponse,
     ScriptedTranscriber,
     SpeechDetector,
     Transcriber,
-    session_detector,
 )
-from .schema import ClientEventValidator, default_validator
+from voxline.realtime_server.server import (
+    CLOSE_AUTH,
+    CLOSE_SHAPE,
+    REALTIME_PATH,
+    HandshakeRejection,
+    RealtimeConnection,
+    RealtimeServer,
+)
+from voxline.realtime_server.session import DEFAULT_INSTRUCTIONS
+from voxline.realtime_server.validation import EventValidator
 
-__all__ = ["FakeRealtimeServer", "HandshakeRejection", "RealtimeConnection"]
+from .schema import default_validator
 
-REALTIME_PATH = "/v1/realtime"
-CLOSE_AUTH = 3000
-CLOSE_SHAPE = 4000
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeRejection:
-    """A connection the server turned away: after the upgrade (``status`` 101) or with an HTTP status."""
-
-    status: int
-    close_code: int | None
-    error: dict[str, Any]
-
-
-class _Waiters:
-    """Futures resolved when a predicate over the server's records becomes true."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-
-    def notify(self) -> None:
-        for predicate, future in list(self._waiting):
-            if not future.done() and predicate():
-                future.set_result(None)
-
-    async def wait(self, predicate: Callable[[], bool], timeout: float, describe: Callable[[], str]) -> None:
-        if predicate():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (predicate, future)
-        self._waiting.append(entry)
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise TimeoutError(describe()) from None
-        finally:
-            self._waiting.remove(entry)
+__all__ = [
+    "CLOSE_AUTH",
+    "CLOSE_SHAPE",
+    "REALTIME_PATH",
+    "FakeRealtimeServer",
+    "HandshakeRejection",
+    "RealtimeConnection",
+]
 
 
-def _types(events: Iterable[dict[str, Any]]) -> list[str]:
-    return [str(e.get("type")) for e in events]
-
-
-class RealtimeConnection:
-    """One accepted WebSocket session: its protocol state (``core``), records and fault controls."""
-
-    def __init__(self, server: FakeRealtimeServer, ws: ServerConnection, core: RealtimeSessionCore) -> None:
-        self.server = server
-        self.ws = ws
-        self.core = core
-        self.headers = dict(ws.request.headers.raw_items()) if ws.request is not None else {}
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._run_started: dict[str, float] = {}
-        self.finished = asyncio.get_running_loop().create_future()
-
-    # -- what tests read -------------------------------------------------------------------------------------
-
-    @property
-    def id(self) -> str:
-        return self.core.id
-
-    @property
-    def session(self) -> dict[str, Any]:
-        """The effective session object (what the last ``session.updated`` carried)."""
-        return self.core.session
-
-    @property
-    def items(self) -> list[dict[str, Any]]:
-        """The conversation, in order (server shape)."""
-        return self.core.items
-
-    @property
-    def input_audio(self) -> bytes:
-        """Every byte appended with ``input_audio_buffer.append``, as received (session input format)."""
-        return bytes(self.core.input_audio)
-
-    @property
-    def received(self) -> list[dict[str, Any]]:
-        return self.core.received
-
-    @property
-    def sent(self) -> list[dict[str, Any]]:
-        return self.core.sent
-
-    @property
-    def violations(self) -> list[str]:
-        return self.core.violations
-
-    def item_audio(self, item_id: str) -> bytes:
-        """The audio an item holds (user input as committed, assistant output as sent, after truncation)."""
-        return self.core.item_audio[item_id][0]
-
-    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until this session received ``count`` client events of ``event_type``; returns them."""
-        return await self.server._wait_events(self.core.received, event_type, count, timeout, "received")
-
-    async def wait_for_sent(
-        self, event_type: str, count: int = 1, timeout: float = 5.0
-    ) -> list[dict[str, Any]]:
-        """Wait until this session sent ``count`` server events of ``event_type``; returns them."""
-        return await self.server._wait_events(self.core.sent, event_type, count, timeout, "sent")
-
-    async def wait_closed(self, timeout: float = 5.0) -> None:
-        await asyncio.wait_for(asyncio.shield(self.finished), timeout)
-
-    # -- faults --------------------------------------------------------------------------------------------
-
-    def release(self) -> None:
-        """Let a response held by ``stall_after_ms`` stream on."""
-        self.core.release()
-        self._wake.set()
-
-    def drop(self) -> None:
-        """Abort the TCP connection now, without a close frame."""
-        self.core.abort()
-        self._wake.set()
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the WebSocket with ``code`` and ``reason`` after what is queued."""
-        self.core.close(code, reason)
-        self._wake.set()
-
-    def send_binary(self, data: bytes = b"\x00\x01") -> None:
-        self.core.send_raw(bytes(data))
-        self._wake.set()
-
-    def send_text(self, text: str) -> None:
-        """Send a text frame exactly as given (e.g. non-JSON)."""
-        self.core.send_raw(text)
-        self._wake.set()
-
-    def send_event(self, event: dict[str, Any]) -> None:
-        """Send any event dict as given (an unknown type, a malformed event ...); recorded in ``sent``."""
-        self.core.send_event(event)
-        self.server._waiters.notify()
-        self._wake.set()
-
-    # -- I/O ------------------------------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        reader = asyncio.create_task(self._read())
-        try:
-            await self._pump()
-        finally:
-            reader.cancel()
-            for task in self._tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            if self.close_code is None:
-                self.close_code = self.ws.close_code
-                self.close_reason = self.ws.close_reason
-            if not self.finished.done():
-                self.finished.set_result(None)
-            self.server._waiters.notify()
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.ws:
-                if isinstance(message, bytes):
-                    self.core.receive_binary(message)
-                else:
-                    self.core.receive_text(message)
-                self.server._waiters.notify()
-                self._wake.set()
-        except ConnectionClosed:
-            pass
-        finally:
-            self.core.closed = True
-            self._wake.set()
-
-    def _start_pending(self) -> None:
-        while self.core.pending:
-            work = self.core.pending.popleft()
-            task = asyncio.create_task(self._resolve(work))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _resolve(self, work: PendingWork) -> None:
-        try:
-            result: Any = await work.awaitable
-        except Exception as exc:
-            result = exc
-        self.core.resolve(work, result)
-        self.server._waiters.notify()
-        self._wake.set()
-
-    async def _send(self, item: dict[str, Any] | Close | Abort | RawFrame) -> bool:
-        """Send one outgoing item; False once the connection is finished."""
-        if isinstance(item, Close):
-            self.close_code, self.close_reason = item.code, item.reason
-            await self.ws.close(item.code, item.reason)
-            return False
-        if isinstance(item, Abort):
-            self.close_code, self.close_reason = 1006, ""
-            self.ws.transport.abort()
-            return False
-        payload = item.data if isinstance(item, RawFrame) else json.dumps(item, separators=(",", ":"))
-        await self.ws.send(payload)
-        return True
-
-    async def _pump(self) -> None:
-        """The only writer: queued events first, then the active response at its pace."""
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                while self.core.outbox:
-                    if not await self._send(self.core.outbox.popleft()):
-                        return
-                self._start_pending()
-                due = self.core.next_due_ms()
-                if due is not None:
-                    response_id = self.core.active_response_id or ""
-                    started = self._run_started.setdefault(response_id, loop.time())
-                    wait = started + due / 1000 - loop.time()
-                    if wait <= 0:
-                        event = self.core.next_response_event()
-                        if event is not None:
-                            self.server._waiters.notify()
-                            await self.ws.send(json.dumps(event, separators=(",", ":")))
-                            # A send into a non-full buffer does not suspend: yield so the reader (a
-                            # cancel, a barge-in) and other sessions run between response events.
-                            await asyncio.sleep(0)
-                        continue
-                elif self.core.closed and not self.core.outbox:
-                    return
-                else:
-                    wait = None
-                self._wake.clear()
-                if self.core.outbox:
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-        except ConnectionClosed:
-            return
-
-
-class FakeRealtimeServer:
+class FakeRealtimeServer(RealtimeServer):
     """A fake OpenAI Realtime GA endpoint on 127.0.0.1 (see the module docstring).
 
     ``api_keys``: accepted keys (default: any key starting with ``sk-``). ``models``: accepted models
     (default: any). ``pace``: None streams as fast as possible, 1.0 at real time (a
     :class:`ScriptedResponse` may override it). ``engine``/``detector``/``transcriber``: the pluggable
-    brain; ``instructions``: the session's default instructions.
+    brain (default: the scripted queues and the energy detector); ``instructions``: the session's
+    default instructions; ``validator``: default OpenAI's schemas.
     """
+
+    failure_label = "the fake Realtime server"
 
     def __init__(
         self,
@@ -351,77 +96,26 @@ class FakeRealtimeServer:
         detector: SpeechDetector | None = None,
         transcriber: Transcriber | None = None,
         instructions: str = DEFAULT_INSTRUCTIONS,
-        validator: ClientEventValidator | None = None,
+        validator: EventValidator | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if pace is not None and pace <= 0:
-            raise ValueError(f"pace must be positive or None, got {pace}")
-        self.api_keys = set(api_keys) if api_keys is not None else None
-        self.models = set(models) if models is not None else None
-        self.pace = pace
         self.scripted = ScriptedEngine()
-        self.engine: ResponseEngine = engine if engine is not None else self.scripted
-        self.detector: SpeechDetector = detector if detector is not None else EnergySpeechDetector()
         self.scripted_transcriber = ScriptedTranscriber()
-        self.transcriber: Transcriber = transcriber if transcriber is not None else self.scripted_transcriber
-        self.instructions = instructions
-        self.validator = validator if validator is not None else default_validator()
-        self.host = host
-        self._port = port
-        self._server: Server | None = None
+        super().__init__(
+            engine=engine if engine is not None else self.scripted,
+            transcriber=transcriber if transcriber is not None else self.scripted_transcriber,
+            detector=detector,
+            validator=validator if validator is not None else default_validator(),
+            instructions=instructions,
+            pace=pace,
+            api_keys=api_keys,
+            models=models,
+            host=host,
+            port=port,
+        )
         self._refusal: tuple[int, dict[str, Any]] | None = None
         self._refusals_left: int | None = None
-        self._waiters = _Waiters()
-        self.sessions: list[RealtimeConnection] = []
-        self.rejections: list[HandshakeRejection] = []
-        self.received: list[dict[str, Any]] = []
-        self.sent: list[dict[str, Any]] = []
-        self.violations: list[str] = []
-        self.truncations: list[Truncation] = []
-
-    # -- lifecycle -------------------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> FakeRealtimeServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        self._server = await serve(
-            self._handle,
-            self.host,
-            self._port,
-            process_request=self._process_request,
-            max_size=32 * 2**20,  # a 15 MiB append is legal and base64 makes it 20 MiB
-        )
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the server is not started (use 'async with FakeRealtimeServer() as server')")
-        sockname: tuple[str, int] = next(iter(self._server.sockets)).getsockname()
-        return sockname[1]
-
-    @property
-    def base_url(self) -> str:
-        """What a voxline client gets as ``base_url``: ``http://127.0.0.1:PORT/``."""
-        return f"http://{self.host}:{self.port}/"
-
-    @property
-    def ws_url(self) -> str:
-        """The Realtime endpoint without query: ``ws://127.0.0.1:PORT/v1/realtime``."""
-        return f"ws://{self.host}:{self.port}{REALTIME_PATH}"
 
     # -- scripting -------------------------------------------------------------------------------------------
 
@@ -436,10 +130,7 @@ class FakeRealtimeServer:
         """Queue input-audio transcripts, used in order when the session enables transcription."""
         self.scripted_transcriber.queue.extend(transcripts)
 
-    def release(self) -> None:
-        """Let every response held by ``stall_after_ms`` stream on."""
-        for connection in self.sessions:
-            connection.release()
+    # -- handshake faults ------------------------------------------------------------------------------------
 
     def refuse_handshake(
         self,
@@ -463,177 +154,13 @@ class FakeRealtimeServer:
         self._refusal = None
         self._refusals_left = None
 
-    # -- inspection ------------------------------------------------------------------------------------------
-
-    @property
-    def internal_errors(self) -> list[str]:
-        """Faults of the fake itself (each answered with a ``server_error`` event); should stay empty."""
-        return [error for connection in self.sessions for error in connection.core.internal_errors]
-
-    def assert_no_violations(self, ignore: Collection[str] = ()) -> None:
-        """Fail when any client event was invalid or unexpected (``ignore``: error codes to tolerate).
-
-        Also fails on faults of the fake itself, so a test never passes on a broken double.
-        """
-        left = [v for v in self.violations if not any(f": {code}: " in v for code in ignore)]
-        if left:
-            raise AssertionError("the client sent invalid or unexpected events:\n  " + "\n  ".join(left))
-        if self.internal_errors:
-            raise AssertionError("the fake Realtime server failed:\n" + "\n".join(self.internal_errors))
-
-    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until ``count`` client events of ``event_type`` were received (all sessions); returns them."""
-        return await self._wait_events(self.received, event_type, count, timeout, "received")
-
-    async def wait_for_sent(
-        self, event_type: str, count: int = 1, timeout: float = 5.0
-    ) -> list[dict[str, Any]]:
-        """Wait until ``count`` server events of ``event_type`` were sent (all sessions); returns them."""
-        return await self._wait_events(self.sent, event_type, count, timeout, "sent")
-
-    async def wait_for_session(self, count: int = 1, timeout: float = 5.0) -> RealtimeConnection:
-        """Wait until ``count`` sessions were accepted; returns the ``count``-th."""
-        await self._waiters.wait(
-            lambda: len(self.sessions) >= count,
-            timeout,
-            lambda: (
-                f"{len(self.sessions)} session(s) accepted, waited for {count}; rejections: {self.rejections}"
-            ),
-        )
-        return self.sessions[count - 1]
-
-    async def wait_for_rejection(self, count: int = 1, timeout: float = 5.0) -> HandshakeRejection:
-        await self._waiters.wait(
-            lambda: len(self.rejections) >= count,
-            timeout,
-            lambda: f"{len(self.rejections)} rejection(s), waited for {count}",
-        )
-        return self.rejections[count - 1]
-
-    async def _wait_events(
-        self, events: list[dict[str, Any]], event_type: str, count: int, timeout: float, verb: str
-    ) -> list[dict[str, Any]]:
-        def matching() -> list[dict[str, Any]]:
-            return [e for e in events if e.get("type") == event_type]
-
-        await self._waiters.wait(
-            lambda: len(matching()) >= count,
-            timeout,
-            lambda: f"waited {timeout}s for {count} {event_type!r} event(s) {verb}; {verb}: {_types(events)}",
-        )
-        return matching()[:count]
-
-    # -- connections -----------------------------------------------------------------------------------------
-
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path != REALTIME_PATH:
-            return self._http_error(
-                connection,
-                404,
-                {
-                    "message": f"Invalid URL (GET {path})",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": None,
-                },
-            )
-        if self._refusal is not None:
-            status, error = self._refusal
-            if self._refusals_left is not None:
-                self._refusals_left -= 1
-                if self._refusals_left <= 0:
-                    self.accept_handshakes()
-            return self._http_error(connection, status, error)
-        return None
-
-    def _http_error(self, connection: ServerConnection, status: int, error: dict[str, Any]) -> Response:
-        response = connection.respond(status, json.dumps({"error": error}, indent=2) + "\n")
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = "application/json"
-        self.rejections.append(HandshakeRejection(status, None, error))
-        self._waiters.notify()
-        return response
-
-    def _key_problem(self, authorization: str | None) -> tuple[str | None, str] | None:
-        if not authorization or not authorization.startswith("Bearer "):
-            return None, "Missing bearer or basic authentication in header"
-        key = authorization[len("Bearer ") :].strip()
-        accepted = key in self.api_keys if self.api_keys is not None else key.startswith("sk-")
-        if accepted:
-            return None
-        shown = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
-        return (
-            "invalid_api_key",
-            f"Incorrect API key provided: {shown}. You can find your API key at "
-            "https://platform.openai.com/account/api-keys.",
-        )
-
-    async def _refuse_after_upgrade(
-        self, ws: ServerConnection, close_code: int, code: str | None, message: str
-    ) -> None:
-        event: dict[str, Any] = {"type": "error", "event_id": new_id("event")}
-        event.update(error_event(code, message))
-        reason = f"invalid_request_error.{code}" if code else "invalid_request_error"
-        self.rejections.append(HandshakeRejection(101, close_code, event["error"]))
-        self.sent.append(event)
-        self._waiters.notify()
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(json.dumps(event, separators=(",", ":")))
-            await ws.close(close_code, reason)
-
-    async def _handle(self, ws: ServerConnection) -> None:
-        request = ws.request
-        assert request is not None
-        query = parse_qs(urlsplit(request.path).query)
-        problem = self._key_problem(request.headers.get("Authorization"))
-        if problem is not None:
-            await self._refuse_after_upgrade(ws, CLOSE_AUTH, *problem)
-            return
-        if "OpenAI-Beta" in request.headers:
-            await self._refuse_after_upgrade(
-                ws,
-                CLOSE_SHAPE,
-                "beta_api_shape_disabled",
-                "The beta Realtime API shape is disabled; remove the 'OpenAI-Beta: realtime=v1' header "
-                "to use the GA interface.",
-            )
-            return
-        models = query.get("model")
-        model = models[0] if models else None
-        kind: Literal["realtime", "transcription"] = (
-            "transcription" if (query.get("intent") or [""])[0] == "transcription" else "realtime"
-        )
-        if model is None and kind == "realtime":
-            await self._refuse_after_upgrade(
-                ws,
-                CLOSE_SHAPE,
-                "missing_model",
-                "You must provide a model parameter, for example wss://api.openai.com/v1/realtime?model=gpt-realtime",
-            )
-            return
-        if model is not None and self.models is not None and model not in self.models:
-            await self._refuse_after_upgrade(
-                ws, CLOSE_SHAPE, "invalid_model", f'Model "{model}" is not supported in realtime mode.'
-            )
-            return
-        core = RealtimeSessionCore(
-            kind=kind,
-            model=model,
-            now=time.time(),
-            engine=self.engine,
-            detector=session_detector(self.detector),
-            transcriber=self.transcriber,
-            validator=self.validator,
-            instructions=self.instructions,
-            pace=self.pace,
-            on_received=self.received.append,
-            on_sent=self.sent.append,
-            on_violation=self.violations.append,
-            on_truncation=self.truncations.append,
-        )
-        connection = RealtimeConnection(self, ws, core)
-        self.sessions.append(connection)
-        core.start()
-        self._waiters.notify()
-        await connection.run()
+        response = super()._process_request(connection, request)
+        if response is not None or self._refusal is None:
+            return response
+        status, error = self._refusal
+        if self._refusals_left is not None:
+            self._refusals_left -= 1
+            if self._refusals_left <= 0:
+                self.accept_handshakes()
+        return self._http_error(connection, status, error)

@@ -1,9 +1,13 @@
-"""The fake Realtime server's protocol core and its pluggable engine (see ``voxline.testing``)."""
+"""Moved to :mod:`voxline.realtime_server` (the session core and the pluggable engine).
+
+This package re-exports those names for existing imports; ``.core`` and ``.engine`` likewise.
+"""
 
 from __future__ import annotations
 
-from .core import RealtimeSessionCore, Truncation
-from .engine import (
+from voxline.realtime_server.conversation import Truncation
+from voxline.realtime_server.core import RealtimeSessionCore
+from voxline.realtime_server.engine import (
     EnergySpeechDetector,
     FunctionCall,
     ResponseEngine,

@@ -1,0 +1,470 @@
+"""``RealtimeServer``: OpenAI's Realtime GA WebSocket API served on a local socket (asyncio, ``websockets``).
+
+One :class:`~voxline.realtime_server.core.RealtimeSessionCore` per connection holds the protocol; this
+module is its I/O: the handshake, a reader feeding client frames in, one writer sending what the core
+queues and pulling the active response at its pace, and the engines' awaitables. Two faces use it:
+``voxline.testing.FakeRealtimeServer`` (scripted responses, handshake refusals, for tests) and the
+embedded offline backend ``voxline.local.server`` (real speech engines).
+
+What it does, like the live service (see the repository's protocol notes):
+
+- Serves ``ws://HOST:PORT/v1/realtime?model=...`` (``server.ws_url``; ``server.base_url`` is the
+  ``http://HOST:PORT/`` a client gets as its ``base_url``); other paths get OpenAI's 404 JSON. The
+  handshake always answers 101; then a missing or wrong ``Authorization: Bearer`` key gets an
+  ``error`` event and close 3000, an ``OpenAI-Beta`` header or a missing model gets one and close 4000
+  (reason ``error.type + "." + error.code``).
+- Sends ``session.created`` (a realtime session, or a transcription session for ``?intent=transcription``).
+- Validates every client event (by default against OpenAI's official schemas,
+  :mod:`voxline.realtime_server.schema`); a bad event gets OpenAI's ``error`` event and is recorded in
+  ``server.violations``.
+- Keeps the session, the conversation, the input audio buffer, server VAD on the audio's own sample
+  clock, and streams responses in OpenAI's event order with audio in the session's output format.
+
+Records and waiting (:class:`~voxline.realtime_server.records.ServerRecords`): ``received``, ``sent``,
+``sessions``, ``violations``, ``truncations``, ``rejections``, ``wait_for()``, ``wait_for_sent()``,
+``wait_for_session()``. Per connection (:class:`RealtimeConnection`): its records, ``close(code,
+reason)``, ``drop()``, ``send_binary()``, ``send_text()``, ``send_event()``.
+
+Plug-ins (:mod:`voxline.realtime_server.engine`): ``engine=`` (responses), ``transcriber=`` (input
+transcription), ``detector=`` (per-frame speech probability; a detector with state gives each session
+its own copy through ``for_session()``), ``validator=``.
+
+``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
+streams no audio never times out). Not modelled: MCP tools, WebRTC/SIP-only events
+(``output_audio_buffer.*``), browser subprotocol authentication, the 60-minute session limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Collection
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .core import RealtimeSessionCore
+from .engine import EnergySpeechDetector, ResponseEngine, SpeechDetector, Transcriber, session_detector
+from .events import Abort, Close, PendingWork, RawFrame, error_event, new_id
+from .records import HandshakeRejection, ServerRecords
+from .session import DEFAULT_INSTRUCTIONS
+from .validation import EventValidator
+
+__all__ = [
+    "CLOSE_AUTH",
+    "CLOSE_SHAPE",
+    "REALTIME_PATH",
+    "HandshakeRejection",
+    "RealtimeConnection",
+    "RealtimeServer",
+]
+
+REALTIME_PATH = "/v1/realtime"
+CLOSE_AUTH = 3000
+CLOSE_SHAPE = 4000
+
+
+class RealtimeConnection:
+    """One accepted WebSocket session: its protocol state (``core``), records and fault controls."""
+
+    def __init__(self, server: RealtimeServer, ws: ServerConnection, core: RealtimeSessionCore) -> None:
+        self.server = server
+        self.ws = ws
+        self.core = core
+        self.headers = dict(ws.request.headers.raw_items()) if ws.request is not None else {}
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._run_started: dict[str, float] = {}
+        self.finished = asyncio.get_running_loop().create_future()
+
+    # -- what tests read -------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.core.id
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The effective session object (what the last ``session.updated`` carried)."""
+        return self.core.session
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The conversation, in order (server shape)."""
+        return self.core.items
+
+    @property
+    def input_audio(self) -> bytes:
+        """Every byte appended with ``input_audio_buffer.append``, as received (session input format)."""
+        return bytes(self.core.input_audio)
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        return self.core.received
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        return self.core.sent
+
+    @property
+    def violations(self) -> list[str]:
+        return self.core.violations
+
+    def item_audio(self, item_id: str) -> bytes:
+        """The audio an item holds (user input as committed, assistant output as sent, after truncation)."""
+        return self.core.item_audio[item_id][0]
+
+    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Wait until this session received ``count`` client events of ``event_type``; returns them."""
+        return await self.server._wait_events(self.core.received, event_type, count, timeout, "received")
+
+    async def wait_for_sent(
+        self, event_type: str, count: int = 1, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Wait until this session sent ``count`` server events of ``event_type``; returns them."""
+        return await self.server._wait_events(self.core.sent, event_type, count, timeout, "sent")
+
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(asyncio.shield(self.finished), timeout)
+
+    # -- faults --------------------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Let a response held by ``stall_after_ms`` stream on."""
+        self.core.release()
+        self._wake.set()
+
+    def drop(self) -> None:
+        """Abort the TCP connection now, without a close frame."""
+        self.core.abort()
+        self._wake.set()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the WebSocket with ``code`` and ``reason`` after what is queued."""
+        self.core.close(code, reason)
+        self._wake.set()
+
+    def send_binary(self, data: bytes = b"\x00\x01") -> None:
+        self.core.send_raw(bytes(data))
+        self._wake.set()
+
+    def send_text(self, text: str) -> None:
+        """Send a text frame exactly as given (e.g. non-JSON)."""
+        self.core.send_raw(text)
+        self._wake.set()
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Send any event dict as given (an unknown type, a malformed event ...); recorded in ``sent``."""
+        self.core.send_event(event)
+        self.server._waiters.notify()
+        self._wake.set()
+
+    # -- I/O ------------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read())
+        try:
+            await self._pump()
+        finally:
+            reader.cancel()
+            for task in self._tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if self.close_code is None:
+                self.close_code = self.ws.close_code
+                self.close_reason = self.ws.close_reason
+            if not self.finished.done():
+                self.finished.set_result(None)
+            self.server._waiters.notify()
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    self.core.receive_binary(message)
+                else:
+                    self.core.receive_text(message)
+                self.server._waiters.notify()
+                self._wake.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.core.closed = True
+            self._wake.set()
+
+    def _start_pending(self) -> None:
+        while self.core.pending:
+            work = self.core.pending.popleft()
+            task = asyncio.create_task(self._resolve(work))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _resolve(self, work: PendingWork) -> None:
+        try:
+            result: Any = await work.awaitable
+        except Exception as exc:
+            result = exc
+        self.core.resolve(work, result)
+        self.server._waiters.notify()
+        self._wake.set()
+
+    async def _send(self, item: dict[str, Any] | Close | Abort | RawFrame) -> bool:
+        """Send one outgoing item; False once the connection is finished."""
+        if isinstance(item, Close):
+            self.close_code, self.close_reason = item.code, item.reason
+            await self.ws.close(item.code, item.reason)
+            return False
+        if isinstance(item, Abort):
+            self.close_code, self.close_reason = 1006, ""
+            self.ws.transport.abort()
+            return False
+        payload = item.data if isinstance(item, RawFrame) else json.dumps(item, separators=(",", ":"))
+        await self.ws.send(payload)
+        return True
+
+    async def _pump(self) -> None:
+        """The only writer: queued events first, then the active response at its pace."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while self.core.outbox:
+                    if not await self._send(self.core.outbox.popleft()):
+                        return
+                self._start_pending()
+                due = self.core.next_due_ms()
+                if due is not None:
+                    response_id = self.core.active_response_id or ""
+                    started = self._run_started.setdefault(response_id, loop.time())
+                    wait = started + due / 1000 - loop.time()
+                    if wait <= 0:
+                        event = self.core.next_response_event()
+                        if event is not None:
+                            self.server._waiters.notify()
+                            await self.ws.send(json.dumps(event, separators=(",", ":")))
+                            # A send into a non-full buffer does not suspend: yield so the reader (a
+                            # cancel, a barge-in) and other sessions run between response events.
+                            await asyncio.sleep(0)
+                        continue
+                elif self.core.closed and not self.core.outbox:
+                    return
+                else:
+                    wait = None
+                self._wake.clear()
+                if self.core.outbox:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        except ConnectionClosed:
+            return
+
+
+class RealtimeServer(ServerRecords):
+    """A Realtime GA endpoint on ``host:port`` (see the module docstring).
+
+    ``engine``/``transcriber``/``detector``: the pluggable brain (``detector`` defaults to
+    :class:`~voxline.realtime_server.engine.EnergySpeechDetector`). ``validator``: checks client events
+    (default: OpenAI's schemas, which needs ``jsonschema``). ``api_keys``: accepted keys (default: any
+    key starting with ``sk-``). ``models``: accepted models (default: any). ``pace``: None streams as
+    fast as possible, 1.0 at real time (a plan may override it). ``instructions``: the session's
+    default instructions.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: ResponseEngine,
+        transcriber: Transcriber,
+        detector: SpeechDetector | None = None,
+        validator: EventValidator | None = None,
+        instructions: str = DEFAULT_INSTRUCTIONS,
+        pace: float | None = None,
+        api_keys: Collection[str] | None = None,
+        models: Collection[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if pace is not None and pace <= 0:
+            raise ValueError(f"pace must be positive or None, got {pace}")
+        super().__init__()
+        self.api_keys = set(api_keys) if api_keys is not None else None
+        self.models = set(models) if models is not None else None
+        self.pace = pace
+        self.engine = engine
+        self.detector: SpeechDetector = detector if detector is not None else EnergySpeechDetector()
+        self.transcriber = transcriber
+        self.instructions = instructions
+        if validator is None:
+            from .schema import default_validator  # jsonschema: only when no validator is given
+
+            validator = default_validator()
+        self.validator: EventValidator = validator
+        self.host = host
+        self._port = port
+        self._server: Server | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._port,
+            process_request=self._process_request,
+            max_size=32 * 2**20,  # a 15 MiB append is legal and base64 makes it 20 MiB
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            name = type(self).__name__
+            raise RuntimeError(f"the server is not started (use 'async with {name}() as server')")
+        sockname: tuple[str, int] = next(iter(self._server.sockets)).getsockname()
+        return sockname[1]
+
+    @property
+    def base_url(self) -> str:
+        """What a voxline client gets as ``base_url``: ``http://127.0.0.1:PORT/``."""
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def ws_url(self) -> str:
+        """The Realtime endpoint without query: ``ws://127.0.0.1:PORT/v1/realtime``."""
+        return f"ws://{self.host}:{self.port}{REALTIME_PATH}"
+
+    def release(self) -> None:
+        """Let every response held by ``stall_after_ms`` stream on."""
+        for connection in self.sessions:
+            connection.release()
+
+    # -- connections -----------------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Before the upgrade: OpenAI's 404 for any other path; None lets the handshake proceed."""
+        path = urlsplit(request.path).path
+        if path != REALTIME_PATH:
+            return self._http_error(
+                connection,
+                404,
+                {
+                    "message": f"Invalid URL (GET {path})",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                },
+            )
+        return None
+
+    def _http_error(self, connection: ServerConnection, status: int, error: dict[str, Any]) -> Response:
+        response = connection.respond(status, json.dumps({"error": error}, indent=2) + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        self.rejections.append(HandshakeRejection(status, None, error))
+        self._waiters.notify()
+        return response
+
+    def _key_problem(self, authorization: str | None) -> tuple[str | None, str] | None:
+        if not authorization or not authorization.startswith("Bearer "):
+            return None, "Missing bearer or basic authentication in header"
+        key = authorization[len("Bearer ") :].strip()
+        accepted = key in self.api_keys if self.api_keys is not None else key.startswith("sk-")
+        if accepted:
+            return None
+        shown = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
+        return (
+            "invalid_api_key",
+            f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+        )
+
+    async def _refuse_after_upgrade(
+        self, ws: ServerConnection, close_code: int, code: str | None, message: str
+    ) -> None:
+        event: dict[str, Any] = {"type": "error", "event_id": new_id("event")}
+        event.update(error_event(code, message))
+        reason = f"invalid_request_error.{code}" if code else "invalid_request_error"
+        self.rejections.append(HandshakeRejection(101, close_code, event["error"]))
+        self.sent.append(event)
+        self._waiters.notify()
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(json.dumps(event, separators=(",", ":")))
+            await ws.close(close_code, reason)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        query = parse_qs(urlsplit(request.path).query)
+        problem = self._key_problem(request.headers.get("Authorization"))
+        if problem is not None:
+            await self._refuse_after_upgrade(ws, CLOSE_AUTH, *problem)
+            return
+        if "OpenAI-Beta" in request.headers:
+            await self._refuse_after_upgrade(
+                ws,
+                CLOSE_SHAPE,
+                "beta_api_shape_disabled",
+                "The beta Realtime API shape is disabled; remove the 'OpenAI-Beta: realtime=v1' header "
+                "to use the GA interface.",
+            )
+            return
+        models = query.get("model")
+        model = models[0] if models else None
+        kind: Literal["realtime", "transcription"] = (
+            "transcription" if (query.get("intent") or [""])[0] == "transcription" else "realtime"
+        )
+        if model is None and kind == "realtime":
+            await self._refuse_after_upgrade(
+                ws,
+                CLOSE_SHAPE,
+                "missing_model",
+                "You must provide a model parameter, for example wss://api.openai.com/v1/realtime?model=gpt-realtime",
+            )
+            return
+        if model is not None and self.models is not None and model not in self.models:
+            await self._refuse_after_upgrade(
+                ws, CLOSE_SHAPE, "invalid_model", f'Model "{model}" is not supported in realtime mode.'
+            )
+            return
+        core = RealtimeSessionCore(
+            kind=kind,
+            model=model,
+            now=time.time(),
+            engine=self.engine,
+            detector=session_detector(self.detector),
+            transcriber=self.transcriber,
+            validator=self.validator,
+            instructions=self.instructions,
+            pace=self.pace,
+            on_received=self.received.append,
+            on_sent=self.sent.append,
+            on_violation=self.violations.append,
+            on_truncation=self.truncations.append,
+        )
+        connection = RealtimeConnection(self, ws, core)
+        self.sessions.append(connection)
+        core.start()
+        self._waiters.notify()
+        await connection.run()
