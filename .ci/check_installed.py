@@ -42,7 +42,7 @@ def env(**extra: str) -> dict[str, str]:
     return {**clean, **extra}
 
 
-def voxline(*args: str, timeout: float = 120, **extra: str) -> tuple[int, str]:
+def cli(*args: str, timeout: float = 120, **extra: str) -> tuple[int, str]:
     proc = subprocess.run(
         [str(BIN / "voxline"), *args], capture_output=True, text=True, timeout=timeout, env=env(**extra)
     )
@@ -92,7 +92,7 @@ def check_base(folder: Path) -> None:
             fail(f"{module} is installed in the base environment; the check needs it absent")
     import voxline.testing.carrier_callers  # needs no extra
 
-    code, out = voxline("--version")
+    code, out = cli("--version")
     if code != 0 or not out.startswith("voxline "):
         fail("voxline --version", out)
     proc = subprocess.run([sys.executable, "-m", "voxline", "--version"], capture_output=True, text=True)
@@ -105,23 +105,24 @@ def check_base(folder: Path) -> None:
     if code != 0 or "Traceback" in out:
         fail("voxline run with a key should run and stop cleanly on SIGTERM", out)
 
-    code, out = voxline("run", str(scenario), *listen)
+    code, out = cli("run", str(scenario), *listen)
     if code != 2 or "needs OPENAI_API_KEY" not in out or "Traceback" in out:
         fail("voxline run without a key should exit 2 saying so", out)
 
-    code, out = voxline("run", str(scenario), *listen, "--backend", "local")
+    code, out = cli("run", str(scenario), *listen, "--backend", "local")
     if code != 2 or "voxline[local]" not in out or "Traceback" in out or "voxline[testing]" in out:
         fail("voxline run --backend local on the base install should name the [local] extra", out)
 
-    code, out = voxline("demo", "--out", str(folder / "demo"))
-    if code != 1 or out.count("voxline[local]") != 1 or "voxline[testing]" in out or "Traceback" in out:
+    code, out = cli("demo", "--out", str(folder / "demo"))
+    asks = [line for line in out.splitlines() if "voxline[local]" in line]
+    if code != 1 or len(asks) != 1 or "voxline[testing]" in out or "Traceback" in out:
         fail("voxline demo on the base install should ask for voxline[local], once", out)
 
 
 def check_local(folder: Path) -> None:
     if shutil.which("espeak-ng") is None:
         fail("espeak-ng is not installed (.ci/run installs it)")
-    code, out = voxline("demo", "--out", str(folder / "demo"), timeout=180)
+    code, out = cli("demo", "--out", str(folder / "demo"), timeout=180)
     if code != 0 or "3/3 understood" not in out:
         fail("voxline demo with [local] should run the whole call", out)
     code, out = run_until(

@@ -49,6 +49,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..logs import redacting_logger
 from .core import RealtimeSessionCore
 from .engine import EnergySpeechDetector, ResponseEngine, SpeechDetector, Transcriber, session_detector
 from .events import Abort, Close, PendingWork, RawFrame, error_event, new_id
@@ -329,6 +330,8 @@ class RealtimeServer(ServerRecords):
             self._port,
             process_request=self._process_request,
             max_size=32 * 2**20,  # a 15 MiB append is legal and base64 makes it 20 MiB
+            # Its debug lines include the clients' request headers: keys are masked at the source.
+            logger=redacting_logger("websockets.server"),
         )
 
     async def close(self) -> None:
