@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -103,13 +104,50 @@ async def healthy(server: Server, **kwargs: Any) -> None:
     ],
 )
 async def test_bad_input_closes_only_that_socket(
-    make_server: ServerFactory, path: str, messages: list[str | bytes], code: int, config: dict[str, Any]
+    make_server: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    messages: list[str | bytes],
+    code: int,
+    config: dict[str, Any],
 ) -> None:
     server = await make_server(max_message_bytes=4096, **config)
     good = asyncio.create_task(healthy(server))
     assert await raw_session(server.ws_url(path), messages) == code
     await good
     assert server.endpoints.active_sockets == 0
+    assert_no_tracebacks(caplog)
+
+
+def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+DEEP = "[" * 30000 + "]" * 30000
+
+
+@pytest.mark.parametrize(
+    ("path", "messages"),
+    [
+        ("/twilio", [CONNECTED, DEEP]),
+        ("/twilio", [CONNECTED, START, '{"event": "media", "media": ' + DEEP + "}"]),
+        ("/twilio", [CONNECTED, START, MEDIA.replace('"2"', '"' + "2" * 5000 + '"')]),
+        ("/media", [DEEP]),
+        ("/media", [json.dumps({"event": "start", "start": {"customParameters": DEEP}})]),
+    ],
+    ids=["twilio-deep", "twilio-deep-media", "twilio-5000-digits", "media-deep", "media-deep-parameters"],
+)
+async def test_deeply_nested_json_is_invalid_payload_without_a_traceback(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, path: str, messages: list[str]
+) -> None:
+    """Issue 13.14: the parser's RecursionError used to escape as a traceback and a 1011."""
+    server = await make_server()
+    good = asyncio.create_task(healthy(server))
+    assert await raw_session(server.ws_url(path), list(messages)) == 1007
+    await good
+    assert server.endpoints.stats["protocol_errors"] == 1
+    assert_no_tracebacks(caplog)
 
 
 async def test_unknown_events_are_ignored_counted_and_logged_once(
