@@ -316,3 +316,92 @@ def test_bad_config_names_the_setting(kwargs: dict[str, Any], name: str) -> None
 def test_on_stream_must_be_callable() -> None:
     with pytest.raises(TypeError, match="on_stream"):
         CarrierEndpoints("not a function")  # type: ignore[arg-type]
+
+
+UPGRADE = (
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+async def raw_http(server: Server, request: bytes, *, half_close: bool = False) -> int | None:
+    """Send raw bytes to the HTTP listener; the response's status, None if there is none."""
+    port = int(server.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        if half_close:
+            writer.write_eof()
+        line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    return int(line.split()[1]) if line.startswith(b"HTTP/") else None
+
+
+FORM = b"application/x-www-form-urlencoded"
+
+
+def form_post(body: bytes, content_type: bytes = FORM, head: bytes = b"Host: x\r\n") -> bytes:
+    return (
+        b"POST /twilio/voice HTTP/1.1\r\n" + head + b"Content-Type: " + content_type + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+def ws_get(head: bytes) -> bytes:
+    return b"GET /twilio HTTP/1.1\r\n" + head + UPGRADE + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "counter"),
+    [
+        (ws_get(b"Host: x\r\nAuthorization: Bearer \xff\xfe\r\n"), 403, "refused_forbidden"),
+        (ws_get(b"Host: x\r\nX-Twilio-Signature: \xff\r\n"), 403, "refused_forbidden"),
+        (ws_get(b"Host: \xff\r\nX-Twilio-Signature: abc=\r\n"), 403, "refused_forbidden"),
+        (ws_get(b"Host: [::1\r\nX-Twilio-Signature: abc=\r\n"), 403, "refused_forbidden"),
+        (form_post(b"From=1", head=b"Host: x\r\nX-Twilio-Signature: \xff\r\n"), 403, "webhook_refused"),
+        (form_post(b"From=1", head=b"Host: \xff\r\nX-Twilio-Signature: abc=\r\n"), 403, "webhook_refused"),
+        (form_post(b"--zz\r\n", b"multipart/form-data; boundary=zz"), 415, "webhook_unsupported_type"),
+        (form_post(b"a=b", FORM + b"; charset=bogus"), 400, "webhook_bad_body"),
+        (form_post(b"From=\xff\xfe"), 400, "webhook_bad_body"),
+    ],
+    ids=[
+        "bearer-not-utf8",
+        "signature-not-utf8",
+        "host-not-utf8",
+        "host-bad-ipv6",
+        "webhook-signature-not-utf8",
+        "webhook-host-not-utf8",
+        "webhook-multipart",
+        "webhook-unknown-charset",
+        "webhook-body-not-utf8",
+    ],
+)
+async def test_undecodable_credentials_and_bodies_get_a_4xx_not_a_500(
+    make_server: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
+    request_bytes: bytes,
+    status: int,
+    counter: str | None,
+) -> None:
+    """Bytes that are not UTF-8 in a credential or the Host, and bodies that are not a Twilio form,
+    used to raise (UnicodeEncodeError, ValueError, LookupError): a traceback and a 500."""
+    server = await make_server(token="s3cret", twilio_auth_token="authtok")
+    assert await raw_http(server, request_bytes) == status
+    if counter is not None:
+        assert server.endpoints.stats[counter] == 1
+    assert_no_tracebacks(caplog)
+
+
+async def test_a_webhook_body_cut_off_is_counted_without_a_traceback(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await make_server(twilio_auth_token="authtok")
+    request = form_post(b"From=%2B1555")[:-4]  # the body is 4 bytes short; then the caller hangs up
+    assert await raw_http(server, request, half_close=True) is None
+    for _ in range(100):
+        if server.endpoints.stats["webhook_bad_body"]:
+            break
+        await asyncio.sleep(0.01)
+    assert server.endpoints.stats["webhook_bad_body"] == 1
+    assert_no_tracebacks(caplog)

@@ -9,7 +9,9 @@ token and no Twilio auth token configured the endpoints are open (a warning is l
 Bad input never leaves a socket: non-JSON or a malformed message closes that socket with 1007,
 a message out of order (media before start) with 1002, an unsupported format or a binary frame
 with 1003, a message over ``max_message_bytes`` with 1009; unknown events are ignored. Each is
-counted and logged once per socket with its reason. Other sockets are untouched.
+counted and logged once per socket with its reason. Other sockets are untouched. The voice
+webhook reads only a form body (415 otherwise); a malformed or cut-off one gets 400. Credentials,
+signatures and the Host are compared as the bytes received, so bytes that are not UTF-8 get a 403.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web, web_ws
+from aiohttp import WSMsgType, hdrs, web, web_ws
 
 from .._tasks import background
 from ..audio import FRAME_MS
@@ -473,6 +475,7 @@ class CarrierEndpoints:
         self.stats = Stats()
         self._sockets: set[web.WebSocketResponse] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._logged: set[str] = set()
         if self.config.token is None and self.config.twilio_auth_token is None:
             log.warning("carrier media endpoints are open: no token and no Twilio auth token configured")
 
@@ -517,7 +520,10 @@ class CarrierEndpoints:
         if (
             presented is not None
             and cfg.token is not None
-            and hmac.compare_digest(presented.encode(), cfg.token.encode())
+            # Undecodable header bytes arrive as surrogate escapes: compare the bytes received.
+            and hmac.compare_digest(
+                presented.encode("utf-8", "surrogateescape"), cfg.token.encode("utf-8", "surrogateescape")
+            )
         ):
             return self._over_limit()
         if (
@@ -560,7 +566,9 @@ class CarrierEndpoints:
     async def twilio_voice(self, request: web.Request) -> web.Response:
         """Answer Twilio's voice webhook with TwiML connecting the call to the stream endpoint."""
         cfg = self.config
-        form = await request.post() if request.method == "POST" else {}
+        form = await self._webhook_form(request)
+        if isinstance(form, web.Response):
+            return form
         params = [(key, value) for key, value in form.items() if isinstance(value, str)]
         if cfg.twilio_auth_token is not None:
             url = self._public_url(request, websocket=False)
@@ -578,6 +586,36 @@ class CarrierEndpoints:
         stream_url = cfg.stream_url or self._public_url(request, websocket=True, path=cfg.twilio_path)
         self.stats["webhooks"] += 1
         return web.Response(text=connect_stream_twiml(stream_url, custom), content_type="text/xml")
+
+    async def _webhook_form(self, request: web.Request) -> Mapping[str, Any] | web.Response:
+        """The webhook's form fields, or the answer to a body that is not a form.
+
+        Twilio posts ``application/x-www-form-urlencoded``; other bodies (multipart, which aiohttp
+        would spool to temporary files) are refused with 415 before they are read.
+        """
+        if request.method != "POST":
+            return {}
+        declared = hdrs.CONTENT_TYPE in request.headers
+        if declared and request.content_type != "application/x-www-form-urlencoded":
+            self._count_once("webhook_unsupported_type", f"Twilio webhook: 415 for {request.content_type!r}")
+            return web.Response(status=415, text="expected application/x-www-form-urlencoded\n")
+        try:
+            return await request.post()
+        except (ValueError, LookupError) as exc:  # undecodable bytes, an unknown charset
+            kind = type(exc).__name__
+            self._count_once("webhook_bad_body", f"Twilio webhook: 400, malformed form ({kind})")
+            return web.Response(status=400, text="malformed form body\n")
+        except (ConnectionError, web.RequestPayloadError) as exc:  # cut off, broken chunked framing
+            kind = type(exc).__name__
+            self._count_once("webhook_bad_body", f"Twilio webhook: 400, body cut off ({kind})")
+            return web.Response(status=400, text="incomplete body\n")
+
+    def _count_once(self, counter: str, message: str) -> None:
+        """Count a refusal; log it at INFO the first time per counter (a flood stays quiet)."""
+        self.stats[counter] += 1
+        if counter not in self._logged:
+            self._logged.add(counter)
+            log.info("%s (logged once, counted in %s)", message, counter)
 
     # -- media sockets -----------------------------------------------------------------------------
 
