@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from voxline.carriers import CarrierConfig, CarrierEndpoints, CarrierStream
+from voxline.carriers import Admit, CarrierConfig, CarrierEndpoints, CarrierStream
 
 OnStream = Callable[[CarrierStream], Awaitable[None]]
 
@@ -43,7 +43,9 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     runners: list[web.AppRunner] = []
     servers: list[Server] = []
 
-    async def make(on_stream: OnStream | None = None, **config: object) -> Server:
+    async def make(
+        on_stream: OnStream | None = None, *, admit: Admit | None = None, **config: object
+    ) -> Server:
         holder: list[Server] = []
         handler = on_stream or echo_bridge
 
@@ -51,7 +53,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
             holder[0].streams.append(stream)
             await handler(stream)
 
-        endpoints = CarrierEndpoints(recording, CarrierConfig(**config))  # type: ignore[arg-type]
+        endpoints = CarrierEndpoints(recording, CarrierConfig(**config), admit=admit)  # type: ignore[arg-type]
         app = web.Application()
         endpoints.add_to(app)
         runner = web.AppRunner(app, handle_signals=False)

@@ -231,6 +231,50 @@ async def test_streams_over_the_limit_are_refused_with_503(make_server: ServerFa
     await good
 
 
+async def test_admit_refuses_sockets_before_the_upgrade_with_503_and_retry_after(
+    make_server: ServerFactory,
+) -> None:
+    """Issue 13.18: a full application used to upgrade the socket and then close it with 1013."""
+    reason: list[str | None] = ["busy"]
+    server = await make_server(admit=lambda: reason[0], token="s3cret")
+    for path in ("/twilio", "/media"):
+        with pytest.raises(InvalidStatus) as refused:
+            await raw_session(server.ws_url(path, token="s3cret"), [])
+        response = refused.value.response
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert b"busy" in response.body
+    # Credentials are checked first: a stranger learns nothing about the load.
+    with pytest.raises(InvalidStatus) as stranger:
+        await raw_session(server.ws_url("/twilio"), [])
+    assert stranger.value.response.status_code == 401
+    reason[0] = "draining"
+    with pytest.raises(InvalidStatus) as draining:
+        await raw_session(server.ws_url("/twilio", token="s3cret"), [])
+    assert draining.value.response.status_code == 503 and b"draining" in draining.value.response.body
+    stats = server.endpoints.stats
+    assert (stats["refused_busy"], stats["refused_draining"], stats["sockets"]) == (2, 1, 0)
+    reason[0] = None
+    await healthy(server, query={"token": "s3cret"})
+    assert len(server.streams) == 1
+
+
+async def test_a_stream_admitted_at_its_upgrade_is_closed_1013_if_full_at_its_start(
+    make_server: ServerFactory,
+) -> None:
+    reason: list[str | None] = [None]
+    server = await make_server(admit=lambda: reason[0])
+    async with connect(server.ws_url("/twilio")) as ws:
+        reason[0] = "busy"  # e.g. SIP calls took the last places meanwhile
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 1013 and ws.close_reason == "not taking calls: busy"
+    assert server.streams == []  # on_stream never ran
+    assert server.endpoints.stats["refused_after_upgrade"] == 1
+
+
 async def test_voice_webhook_answers_with_twiml_and_checks_the_signature(make_server: ServerFactory) -> None:
     server = await make_server(twilio_auth_token="authtok")
     url = server.base + "/twilio/voice"

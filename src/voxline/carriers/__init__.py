@@ -8,13 +8,14 @@ handlers (``endpoint``).
 from __future__ import annotations
 
 from ._base import Ignored, ProtocolError
-from .endpoint import CarrierConfig, CarrierEndpoints, TwilioCarrierStream, VoxEngineCarrierStream
+from .endpoint import Admit, CarrierConfig, CarrierEndpoints, TwilioCarrierStream, VoxEngineCarrierStream
 from .stream import CarrierStream, OnStream
 from .twilio import TwilioMediaStream
 from .twiml import compute_signature, connect_stream_twiml, validate_signature
 from .wsmedia import VoxEngineMediaSocket
 
 __all__ = [
+    "Admit",
     "CarrierConfig",
     "CarrierEndpoints",
     "CarrierStream",

@@ -33,6 +33,7 @@ from ._base import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNSUPPORTED_DATA,
     Ignored,
     ProtocolError,
@@ -51,11 +52,16 @@ from .twilio import (
 from .twiml import SIGNATURE_HEADER, connect_stream_twiml, validate_signature
 from .wsmedia import VoxEngineMediaSocket, WsMediaMedia, WsMediaStart, WsMediaStop
 
-__all__ = ["CarrierConfig", "CarrierEndpoints", "TwilioCarrierStream", "VoxEngineCarrierStream"]
+__all__ = ["Admit", "CarrierConfig", "CarrierEndpoints", "TwilioCarrierStream", "VoxEngineCarrierStream"]
 
 log = logging.getLogger("voxline.carriers")
 
 TwimlParameters = Callable[[Mapping[str, str]], Mapping[str, str]]
+Admit = Callable[[], str | None]
+"""Asked before each media socket is upgraded: None admits it; a short reason ("busy", "draining")
+refuses it with 503 and ``Retry-After``, counted as ``refused_<reason>``."""
+
+_RETRY_AFTER_S = "1"
 
 
 @dataclass(slots=True)
@@ -464,13 +470,23 @@ class CarrierEndpoints:
     calls ``stream.close()``; ``on_stream`` returning does not end it. If ``on_stream`` raises, the
     error is logged and that stream is closed with 1011.
 
+    ``admit`` (optional): whether the application takes another call now (see ``Admit``). It is
+    asked before the upgrade, so a refused carrier gets an HTTP 503 it can fail over on, and again
+    right before ``on_stream``: a stream admitted at its upgrade that finds the application full
+    when its ``start`` arrives is closed with 1013, counted as ``refused_after_upgrade``.
+
     Use ``routes()`` with ``app.add_routes`` (or ``add_to(app)``).
     """
 
-    def __init__(self, on_stream: OnStream, config: CarrierConfig | None = None) -> None:
+    def __init__(
+        self, on_stream: OnStream, config: CarrierConfig | None = None, *, admit: Admit | None = None
+    ) -> None:
         if not callable(on_stream):
             raise TypeError(f"on_stream must be a coroutine function, not {type(on_stream).__name__}")
+        if admit is not None and not callable(admit):
+            raise TypeError(f"admit must be callable or None, not {type(admit).__name__}")
         self.on_stream = on_stream
+        self.admit = admit
         self.config = config or CarrierConfig()
         self.stats = Stats()
         self._sockets: set[web.WebSocketResponse] = set()
@@ -543,11 +559,17 @@ class CarrierEndpoints:
         return web.Response(status=403, text="wrong credentials\n")
 
     def _over_limit(self) -> web.Response | None:
+        """503 while the application admits no call or the sockets are at ``max_streams``."""
+        reason = self.admit() if self.admit is not None else None
         limit = self.config.max_streams
-        if limit is not None and len(self._sockets) >= limit:
-            self.stats["refused_busy"] += 1
-            return web.Response(status=503, text="too many streams\n", headers={"Retry-After": "1"})
-        return None
+        if reason is None and limit is not None and len(self._sockets) >= limit:
+            reason = "busy"
+        if reason is None:
+            return None
+        self._count_once(f"refused_{reason}", f"refusing carrier media sockets with 503: {reason}")
+        return web.Response(
+            status=503, text=f"not taking calls: {reason}\n", headers={"Retry-After": _RETRY_AFTER_S}
+        )
 
     def _public_url(self, request: web.Request, *, websocket: bool, path: str | None = None) -> str:
         """The URL as the carrier requested it (what Twilio signs)."""
@@ -637,9 +659,21 @@ class CarrierEndpoints:
             )
             background(stream.close(CLOSE_INTERNAL_ERROR, "stream handler failed"), name="carrier-close")
 
-        task = background(self.on_stream(stream), name=f"on_stream-{stream.stream_id}", on_error=failed)
+        task = background(self._admitted(stream), name=f"on_stream-{stream.stream_id}", on_error=failed)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _admitted(self, stream: CarrierStream) -> None:
+        # Asked again, with nothing in between that could await: the application may have filled
+        # up (other sockets' starts, SIP calls) since this socket was admitted at its upgrade.
+        reason = self.admit() if self.admit is not None else None
+        if reason is not None:
+            self._count_once(
+                "refused_after_upgrade", f"closing a {stream.kind} stream at its start with 1013: {reason}"
+            )
+            await stream.close(CLOSE_TRY_AGAIN_LATER, f"not taking calls: {reason}")
+            return
+        await self.on_stream(stream)
 
     async def _serve(
         self,

@@ -177,6 +177,7 @@ class Runtime:
                     mark_interval_ms=cfg.mark_interval_ms,
                     twilio_batch_ms=cfg.twilio_batch_ms,
                 ),
+                admit=self._admit,
             )
             app = web.Application()
             self.carriers.add_to(app)
@@ -231,7 +232,15 @@ class Runtime:
     # -- calls ------------------------------------------------------------------------------------
 
     def _full(self) -> bool:
-        return self._draining or len(self.sessions) >= self.config.max_calls
+        return self._admit() is not None
+
+    def _admit(self) -> str | None:
+        """Why no call is taken now (carrier sockets get it in their 503), or None."""
+        if self._draining:
+            return "draining"
+        if len(self.sessions) >= self.config.max_calls:
+            return "busy"
+        return None
 
     async def _on_sip_call(self, leg: SipCallLeg) -> None:
         if self._full():
