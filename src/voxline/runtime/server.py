@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .._tasks import background
 from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
+from ..carriers.http_guard import HttpGuard, start_http_site
 from ..carriers.stream import CarrierStream
 from ..media.clock import AsyncioMediaClock
 from ..sip.endpoint import SipCallLeg, SipEndpoint
@@ -133,6 +134,7 @@ class Runtime:
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
         self._http_runner: web.AppRunner | None = None
+        self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
         self._draining = False
         self._stopped = asyncio.Event()
@@ -182,13 +184,10 @@ class Runtime:
             app = web.Application()
             self.carriers.add_to(app)
             app.router.add_get("/health", self._health)
-            self._http_runner = web.AppRunner(app, access_log=None)
-            await self._http_runner.setup()
-            site = web.TCPSite(self._http_runner, host, port)
-            await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.http_port = sockets[0].getsockname()[1] if sockets else port
+            # Header and idle timeouts on every connection; counts in self.http_guard.stats.
+            http = await start_http_site(app, host, port, access_log=None)
+            self._http_runner, self.http_guard = http.runner, http.guard
+            self.http_port = http.port
             log.info(
                 "HTTP on %s:%d (Twilio %s, media %s)", host, self.http_port, cfg.twilio_path, cfg.media_path
             )

@@ -1,6 +1,9 @@
-"""The runtime refuses carrier sockets before the upgrade when it takes no more calls (issue 13.18):
-at ``max_calls`` and while draining, a new Twilio stream gets HTTP 503 with ``Retry-After``, so
-the carrier can fail over, instead of an upgrade and a 1013."""
+"""What a carrier (or an attacker) meets at the runtime's HTTP listener (issue 13).
+
+When the runtime takes no more calls, at ``max_calls`` and while draining, a new Twilio stream
+gets HTTP 503 with ``Retry-After`` before the upgrade, so the carrier can fail over, instead of
+an upgrade and a 1013. Connections whose request headers never end are closed (408).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from voxline.carriers.http_guard import HttpGuard
 from voxline.runtime.server import Runtime, RuntimeConfig
 from voxline.runtime.session import Secrets
 from voxline.testing.carrier_callers import TwilioTestCaller
@@ -115,3 +119,17 @@ async def test_while_draining_new_streams_get_503(runtime: Runtime) -> None:
     await running  # the call in progress finishes within the grace period
     await shutdown
     assert runtime.carriers is not None and runtime.carriers.stats["refused_draining"] == 1
+
+
+async def test_the_listener_closes_connections_whose_headers_never_end(runtime: Runtime) -> None:
+    guard: HttpGuard | None = getattr(runtime, "http_guard", None)  # (so the repro runs without it)
+    if guard is not None:
+        guard.header_timeout_s = 0.3  # the default is 10 s; new connections take the current value
+    reader, writer = await asyncio.open_connection("127.0.0.1", runtime.http_port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        answer = await asyncio.wait_for(reader.read(), 3)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert guard is not None and guard.stats["header_timeouts"] == 1
