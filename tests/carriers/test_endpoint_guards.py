@@ -150,6 +150,16 @@ async def test_deeply_nested_json_is_invalid_payload_without_a_traceback(
     assert_no_tracebacks(caplog)
 
 
+async def test_a_stream_ended_by_an_oversize_message_reports_the_1009_sent(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(max_message_bytes=4096)
+    assert await raw_session(server.ws_url("/twilio"), [CONNECTED, START, "x" * 5000]) == 1009
+    (stream,) = server.streams
+    await stream.wait_closed()
+    assert stream.close_code == 1009  # aiohttp's own ws.close_code says 1006 by then
+
+
 async def test_unknown_events_are_ignored_counted_and_logged_once(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

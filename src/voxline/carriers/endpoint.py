@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, hdrs, web, web_ws
+from aiohttp import WebSocketError, WSMsgType, hdrs, web, web_ws
 
 from .._tasks import background
 from ..audio import FRAME_MS
@@ -756,8 +756,11 @@ class CarrierEndpoints:
             return CLOSE_UNSUPPORTED_DATA, reason
         if kind is WSMsgType.ERROR:
             exc = ws.exception()
-            slog.once("socket_errors", logging.WARNING, f"closed with {ws.close_code}: {exc}")
-            return ws.close_code, str(exc)
+            # aiohttp closes with the protocol error's code (1009 for a message too big) but then
+            # reports 1006; the stream ends with the code the peer was sent.
+            code = exc.code if isinstance(exc, WebSocketError) else ws.close_code
+            slog.once("socket_errors", logging.WARNING, f"closed with {code}: {exc}")
+            return code, str(exc)
         return ws.close_code, "closed by peer"
 
     async def twilio_stream(self, request: web.Request) -> web.StreamResponse:
