@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from voxline.carriers import CarrierConfig, CarrierEndpoints, CarrierStream
+from voxline.carriers import Admit, CarrierConfig, CarrierEndpoints, CarrierStream
+from voxline.carriers.http_guard import HttpGuard, start_http_site
 
 OnStream = Callable[[CarrierStream], Awaitable[None]]
 
@@ -19,6 +20,11 @@ class Server:
     endpoints: CarrierEndpoints
     base: str  # http://127.0.0.1:port
     streams: list[CarrierStream] = field(default_factory=list)
+    guard: HttpGuard | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
 
     def ws_url(self, path: str, **query: str) -> str:
         url = self.base.replace("http://", "ws://") + path
@@ -43,7 +49,13 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     runners: list[web.AppRunner] = []
     servers: list[Server] = []
 
-    async def make(on_stream: OnStream | None = None, **config: object) -> Server:
+    async def make(
+        on_stream: OnStream | None = None,
+        *,
+        admit: Admit | None = None,
+        guard: HttpGuard | None = None,
+        **config: object,
+    ) -> Server:
         holder: list[Server] = []
         handler = on_stream or echo_bridge
 
@@ -51,17 +63,14 @@ async def make_server() -> AsyncIterator[ServerFactory]:
             holder[0].streams.append(stream)
             await handler(stream)
 
-        endpoints = CarrierEndpoints(recording, CarrierConfig(**config))  # type: ignore[arg-type]
+        endpoints = CarrierEndpoints(recording, CarrierConfig(**config), admit=admit)  # type: ignore[arg-type]
         app = web.Application()
         endpoints.add_to(app)
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        server = Server(endpoints, f"http://127.0.0.1:{port}")
+        # As the runtime serves them: behind the header and idle timeouts.
+        listener = await start_http_site(app, "127.0.0.1", 0, guard or HttpGuard())
+        server = Server(endpoints, f"http://127.0.0.1:{listener.port}", guard=listener.guard)
         holder.append(server)
-        runners.append(runner)
+        runners.append(listener.runner)
         servers.append(server)
         return server
 

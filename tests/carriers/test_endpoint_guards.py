@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -103,13 +104,60 @@ async def healthy(server: Server, **kwargs: Any) -> None:
     ],
 )
 async def test_bad_input_closes_only_that_socket(
-    make_server: ServerFactory, path: str, messages: list[str | bytes], code: int, config: dict[str, Any]
+    make_server: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    messages: list[str | bytes],
+    code: int,
+    config: dict[str, Any],
 ) -> None:
     server = await make_server(max_message_bytes=4096, **config)
     good = asyncio.create_task(healthy(server))
     assert await raw_session(server.ws_url(path), messages) == code
     await good
     assert server.endpoints.active_sockets == 0
+    assert_no_tracebacks(caplog)
+
+
+def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+DEEP = "[" * 30000 + "]" * 30000
+
+
+@pytest.mark.parametrize(
+    ("path", "messages"),
+    [
+        ("/twilio", [CONNECTED, DEEP]),
+        ("/twilio", [CONNECTED, START, '{"event": "media", "media": ' + DEEP + "}"]),
+        ("/twilio", [CONNECTED, START, MEDIA.replace('"2"', '"' + "2" * 5000 + '"')]),
+        ("/media", [DEEP]),
+        ("/media", [json.dumps({"event": "start", "start": {"customParameters": DEEP}})]),
+    ],
+    ids=["twilio-deep", "twilio-deep-media", "twilio-5000-digits", "media-deep", "media-deep-parameters"],
+)
+async def test_deeply_nested_json_is_invalid_payload_without_a_traceback(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, path: str, messages: list[str]
+) -> None:
+    """Issue 13.14: the parser's RecursionError used to escape as a traceback and a 1011."""
+    server = await make_server()
+    good = asyncio.create_task(healthy(server))
+    assert await raw_session(server.ws_url(path), list(messages)) == 1007
+    await good
+    assert server.endpoints.stats["protocol_errors"] == 1
+    assert_no_tracebacks(caplog)
+
+
+async def test_a_stream_ended_by_an_oversize_message_reports_the_1009_sent(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(max_message_bytes=4096)
+    assert await raw_session(server.ws_url("/twilio"), [CONNECTED, START, "x" * 5000]) == 1009
+    (stream,) = server.streams
+    await stream.wait_closed()
+    assert stream.close_code == 1009  # aiohttp's own ws.close_code says 1006 by then
 
 
 async def test_unknown_events_are_ignored_counted_and_logged_once(
@@ -191,6 +239,50 @@ async def test_streams_over_the_limit_are_refused_with_503(make_server: ServerFa
         await raw_session(server.ws_url("/twilio"), [])
     assert busy.value.response.status_code == 503
     await good
+
+
+async def test_admit_refuses_sockets_before_the_upgrade_with_503_and_retry_after(
+    make_server: ServerFactory,
+) -> None:
+    """Issue 13.18: a full application used to upgrade the socket and then close it with 1013."""
+    reason: list[str | None] = ["busy"]
+    server = await make_server(admit=lambda: reason[0], token="s3cret")
+    for path in ("/twilio", "/media"):
+        with pytest.raises(InvalidStatus) as refused:
+            await raw_session(server.ws_url(path, token="s3cret"), [])
+        response = refused.value.response
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert b"busy" in response.body
+    # Credentials are checked first: a stranger learns nothing about the load.
+    with pytest.raises(InvalidStatus) as stranger:
+        await raw_session(server.ws_url("/twilio"), [])
+    assert stranger.value.response.status_code == 401
+    reason[0] = "draining"
+    with pytest.raises(InvalidStatus) as draining:
+        await raw_session(server.ws_url("/twilio", token="s3cret"), [])
+    assert draining.value.response.status_code == 503 and b"draining" in draining.value.response.body
+    stats = server.endpoints.stats
+    assert (stats["refused_busy"], stats["refused_draining"], stats["sockets"]) == (2, 1, 0)
+    reason[0] = None
+    await healthy(server, query={"token": "s3cret"})
+    assert len(server.streams) == 1
+
+
+async def test_a_stream_admitted_at_its_upgrade_is_closed_1013_if_full_at_its_start(
+    make_server: ServerFactory,
+) -> None:
+    reason: list[str | None] = [None]
+    server = await make_server(admit=lambda: reason[0])
+    async with connect(server.ws_url("/twilio")) as ws:
+        reason[0] = "busy"  # e.g. SIP calls took the last places meanwhile
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 1013 and ws.close_reason == "not taking calls: busy"
+    assert server.streams == []  # on_stream never ran
+    assert server.endpoints.stats["refused_after_upgrade"] == 1
 
 
 async def test_voice_webhook_answers_with_twiml_and_checks_the_signature(make_server: ServerFactory) -> None:
@@ -278,3 +370,92 @@ def test_bad_config_names_the_setting(kwargs: dict[str, Any], name: str) -> None
 def test_on_stream_must_be_callable() -> None:
     with pytest.raises(TypeError, match="on_stream"):
         CarrierEndpoints("not a function")  # type: ignore[arg-type]
+
+
+UPGRADE = (
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+async def raw_http(server: Server, request: bytes, *, half_close: bool = False) -> int | None:
+    """Send raw bytes to the HTTP listener; the response's status, None if there is none."""
+    port = int(server.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        if half_close:
+            writer.write_eof()
+        line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    return int(line.split()[1]) if line.startswith(b"HTTP/") else None
+
+
+FORM = b"application/x-www-form-urlencoded"
+
+
+def form_post(body: bytes, content_type: bytes = FORM, head: bytes = b"Host: x\r\n") -> bytes:
+    return (
+        b"POST /twilio/voice HTTP/1.1\r\n" + head + b"Content-Type: " + content_type + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+def ws_get(head: bytes) -> bytes:
+    return b"GET /twilio HTTP/1.1\r\n" + head + UPGRADE + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "counter"),
+    [
+        (ws_get(b"Host: x\r\nAuthorization: Bearer \xff\xfe\r\n"), 403, "refused_forbidden"),
+        (ws_get(b"Host: x\r\nX-Twilio-Signature: \xff\r\n"), 403, "refused_forbidden"),
+        (ws_get(b"Host: \xff\r\nX-Twilio-Signature: abc=\r\n"), 403, "refused_forbidden"),
+        (ws_get(b"Host: [::1\r\nX-Twilio-Signature: abc=\r\n"), 403, "refused_forbidden"),
+        (form_post(b"From=1", head=b"Host: x\r\nX-Twilio-Signature: \xff\r\n"), 403, "webhook_refused"),
+        (form_post(b"From=1", head=b"Host: \xff\r\nX-Twilio-Signature: abc=\r\n"), 403, "webhook_refused"),
+        (form_post(b"--zz\r\n", b"multipart/form-data; boundary=zz"), 415, "webhook_unsupported_type"),
+        (form_post(b"a=b", FORM + b"; charset=bogus"), 400, "webhook_bad_body"),
+        (form_post(b"From=\xff\xfe"), 400, "webhook_bad_body"),
+    ],
+    ids=[
+        "bearer-not-utf8",
+        "signature-not-utf8",
+        "host-not-utf8",
+        "host-bad-ipv6",
+        "webhook-signature-not-utf8",
+        "webhook-host-not-utf8",
+        "webhook-multipart",
+        "webhook-unknown-charset",
+        "webhook-body-not-utf8",
+    ],
+)
+async def test_undecodable_credentials_and_bodies_get_a_4xx_not_a_500(
+    make_server: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
+    request_bytes: bytes,
+    status: int,
+    counter: str | None,
+) -> None:
+    """Bytes that are not UTF-8 in a credential or the Host, and bodies that are not a Twilio form,
+    used to raise (UnicodeEncodeError, ValueError, LookupError): a traceback and a 500."""
+    server = await make_server(token="s3cret", twilio_auth_token="authtok")
+    assert await raw_http(server, request_bytes) == status
+    if counter is not None:
+        assert server.endpoints.stats[counter] == 1
+    assert_no_tracebacks(caplog)
+
+
+async def test_a_webhook_body_cut_off_is_counted_without_a_traceback(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await make_server(twilio_auth_token="authtok")
+    request = form_post(b"From=%2B1555")[:-4]  # the body is 4 bytes short; then the caller hangs up
+    assert await raw_http(server, request, half_close=True) is None
+    for _ in range(100):
+        if server.endpoints.stats["webhook_bad_body"]:
+            break
+        await asyncio.sleep(0.01)
+    assert server.endpoints.stats["webhook_bad_body"] == 1
+    assert_no_tracebacks(caplog)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
+import sys
 
 import pytest
 
 from voxline.audio import PCMU_8K
 from voxline.carriers import Ignored, ProtocolError
+from voxline.carriers._base import BadMessage, string_parameters
 from voxline.carriers.twilio import (
     TwilioConnected,
     TwilioDtmf,
@@ -311,3 +314,62 @@ def test_messages_after_stop_are_ignored_and_sequence_gaps_counted() -> None:
     core.receive('{"event": "stop", "sequenceNumber": "6", "stop": {}}')
     assert isinstance(core.receive(media(7, 2, 20, b"\xff" * 160)), Ignored)
     assert core.stats["ignored_after_stop"] == 1
+
+
+DEEP = "[" * 30000 + "]" * 30000
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (DEEP, "nested too deeply"),
+        ('{"event": "media", "media": ' + DEEP + "}", "nested too deeply"),
+        # Python refuses int() of more than 4300 digits (ValueError): a malformed counter.
+        ('{"event": "mark", "sequenceNumber": "' + "9" * 5000 + '"}', "sequenceNumber"),
+        (
+            media(2, 1, 0, b"\xff" * 160).replace('"chunk": "1"', '"chunk": "' + "1" * 5000 + '"'),
+            "media.chunk",
+        ),
+        ('{"event": "mark", "sequenceNumber": ' + "9" * 5000 + "}", "not JSON"),
+        ('{"event": "mark", "sequenceNumber": 1e999}', "sequenceNumber must be an integer"),
+    ],
+    ids=["deep-array", "deep-media", "5000-digit-string", "5000-digit-chunk", "5000-digit-number", "1e999"],
+)
+def test_deep_nesting_and_huge_numbers_are_invalid_payload(text: str, reason: str) -> None:
+    core = started()
+    event = core.receive(text)
+    assert isinstance(event, ProtocolError)
+    assert event.close_code == 1007 and reason in event.reason
+
+
+def test_custom_parameters_nested_just_under_the_parser_limit_are_refused_not_raised() -> None:
+    """Some depths parse but are too deep to re-encode as a parameter's JSON text; no depth raises."""
+    for depth in range(600, 1000):  # where the limit falls depends on the stack depth of the caller
+        core = TwilioMediaStream()
+        params = '{"a": ' + "[" * depth + "]" * depth + "}"
+        text = '{"event": "start", "start": {"streamSid": "MZ1", "customParameters": ' + params + "}}"
+        event = core.receive(text)
+        assert isinstance(event, TwilioStart | ProtocolError)
+        if isinstance(event, ProtocolError):
+            assert event.close_code == 1007 and "nested too deeply" in event.reason
+
+
+def test_string_parameters_refuses_a_value_too_deep_to_encode() -> None:
+    """Parsed values near the nesting limit are re-encoded deeper in the stack than they were
+    parsed; the encoder's RecursionError is a BadMessage like the parser's."""
+    nested: list[object] = []
+    for _ in range(50):
+        nested = [nested]
+    value = {"a": nested}
+
+    def deep(frames: int) -> dict[str, str]:
+        return deep(frames - 1) if frames else string_parameters(value, "start.customParameters")
+
+    limit = sys.getrecursionlimit()
+    here = len(inspect.stack(0))
+    sys.setrecursionlimit(here + 100)  # the value is 50 deep: encoding it 80 frames down runs out of stack
+    try:
+        with pytest.raises(BadMessage, match="nested too deeply"):
+            deep(80)
+    finally:
+        sys.setrecursionlimit(limit)

@@ -236,3 +236,35 @@ def test_streams_beyond_the_limit_are_refused() -> None:
     assert isinstance(refused, ProtocolError) and refused.close_code == 1008
     with pytest.raises(ValueError, match="max_streams"):
         VoxEngineMediaSocket(max_streams=0)
+
+
+DEEP = "[" * 30000 + "]" * 30000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        DEEP,
+        start(0, "ULAW", customParameters=DEEP),  # a JSON string holding the nesting
+        '{"event": "start", "start": {"mediaFormat": {"encoding": "ULAW", "sampleRate": "'
+        + "8" * 5000
+        + '"}}}',
+        '{"event": "start", "sequenceNumber": ' + "9" * 5000 + "}",
+    ],
+    ids=["deep-array", "deep-custom-parameters-string", "5000-digit-string", "5000-digit-number"],
+)
+def test_deep_nesting_and_huge_numbers_are_invalid_payload(text: str) -> None:
+    event = VoxEngineMediaSocket().receive(text)
+    assert isinstance(event, ProtocolError) and event.close_code == 1007
+
+
+def test_custom_parameters_nested_just_under_the_parser_limit_are_refused_not_raised() -> None:
+    for depth in range(600, 1000):  # where the limit falls depends on the stack depth of the caller
+        nested = "[" * depth + "]" * depth
+        for params in ('{"a": ' + nested + "}", json.dumps('{"a": ' + nested + "}")):
+            event = VoxEngineMediaSocket().receive(
+                '{"event": "start", "start": {"customParameters": ' + params + "}}"
+            )
+            assert isinstance(event, WsMediaStart | ProtocolError)
+            if isinstance(event, ProtocolError):
+                assert event.close_code == 1007 and "nested too deeply" in event.reason

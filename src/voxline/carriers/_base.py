@@ -18,6 +18,7 @@ CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +46,23 @@ class BadMessage(Exception):
         self.close_code = close_code
 
 
+def parse_json(text: str | bytes, where: str = "message") -> Any:
+    """``json.loads`` for text from the network: every way it refuses the text is a BadMessage.
+
+    Deep nesting (``[[[[...``) makes the parser raise RecursionError, not ValueError; the stack
+    unwinds cleanly, so it is one more kind of invalid JSON (1007).
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, over-long integers
+        raise BadMessage(f"{where} is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadMessage(f"{where} is nested too deeply") from None
+
+
 def load_object(text: str | bytes) -> dict[str, Any]:
     """The JSON object a text message holds, or BadMessage saying why not."""
-    try:
-        message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadMessage(f"not JSON: {exc}") from None
+    message = parse_json(text)
     if not isinstance(message, dict):
         raise BadMessage(f"not a JSON object but {type(message).__name__}")
     return message
@@ -105,7 +117,11 @@ def string_parameters(value: Any, where: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise BadMessage(f"{where} must be an object, got {_kind(value)}")
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    try:
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    except RecursionError:
+        # A value nested just shallower than the parser's limit can still be too deep to encode.
+        raise BadMessage(f"{where} is nested too deeply") from None
 
 
 def _kind(value: Any) -> str:

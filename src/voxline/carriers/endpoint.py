@@ -9,7 +9,9 @@ token and no Twilio auth token configured the endpoints are open (a warning is l
 Bad input never leaves a socket: non-JSON or a malformed message closes that socket with 1007,
 a message out of order (media before start) with 1002, an unsupported format or a binary frame
 with 1003, a message over ``max_message_bytes`` with 1009; unknown events are ignored. Each is
-counted and logged once per socket with its reason. Other sockets are untouched.
+counted and logged once per socket with its reason. Other sockets are untouched. The voice
+webhook reads only a form body (415 otherwise); a malformed or cut-off one gets 400. Credentials,
+signatures and the Host are compared as the bytes received, so bytes that are not UTF-8 get a 403.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web, web_ws
+from aiohttp import WebSocketError, WSMsgType, hdrs, web, web_ws
 
 from .._tasks import background
 from ..audio import FRAME_MS
@@ -31,6 +33,7 @@ from ._base import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNSUPPORTED_DATA,
     Ignored,
     ProtocolError,
@@ -49,11 +52,16 @@ from .twilio import (
 from .twiml import SIGNATURE_HEADER, connect_stream_twiml, validate_signature
 from .wsmedia import VoxEngineMediaSocket, WsMediaMedia, WsMediaStart, WsMediaStop
 
-__all__ = ["CarrierConfig", "CarrierEndpoints", "TwilioCarrierStream", "VoxEngineCarrierStream"]
+__all__ = ["Admit", "CarrierConfig", "CarrierEndpoints", "TwilioCarrierStream", "VoxEngineCarrierStream"]
 
 log = logging.getLogger("voxline.carriers")
 
 TwimlParameters = Callable[[Mapping[str, str]], Mapping[str, str]]
+Admit = Callable[[], str | None]
+"""Asked before each media socket is upgraded: None admits it; a short reason ("busy", "draining")
+refuses it with 503 and ``Retry-After``, counted as ``refused_<reason>``."""
+
+_RETRY_AFTER_S = "1"
 
 
 @dataclass(slots=True)
@@ -462,17 +470,28 @@ class CarrierEndpoints:
     calls ``stream.close()``; ``on_stream`` returning does not end it. If ``on_stream`` raises, the
     error is logged and that stream is closed with 1011.
 
+    ``admit`` (optional): whether the application takes another call now (see ``Admit``). It is
+    asked before the upgrade, so a refused carrier gets an HTTP 503 it can fail over on, and again
+    right before ``on_stream``: a stream admitted at its upgrade that finds the application full
+    when its ``start`` arrives is closed with 1013, counted as ``refused_after_upgrade``.
+
     Use ``routes()`` with ``app.add_routes`` (or ``add_to(app)``).
     """
 
-    def __init__(self, on_stream: OnStream, config: CarrierConfig | None = None) -> None:
+    def __init__(
+        self, on_stream: OnStream, config: CarrierConfig | None = None, *, admit: Admit | None = None
+    ) -> None:
         if not callable(on_stream):
             raise TypeError(f"on_stream must be a coroutine function, not {type(on_stream).__name__}")
+        if admit is not None and not callable(admit):
+            raise TypeError(f"admit must be callable or None, not {type(admit).__name__}")
         self.on_stream = on_stream
+        self.admit = admit
         self.config = config or CarrierConfig()
         self.stats = Stats()
         self._sockets: set[web.WebSocketResponse] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._logged: set[str] = set()
         if self.config.token is None and self.config.twilio_auth_token is None:
             log.warning("carrier media endpoints are open: no token and no Twilio auth token configured")
 
@@ -517,7 +536,10 @@ class CarrierEndpoints:
         if (
             presented is not None
             and cfg.token is not None
-            and hmac.compare_digest(presented.encode(), cfg.token.encode())
+            # Undecodable header bytes arrive as surrogate escapes: compare the bytes received.
+            and hmac.compare_digest(
+                presented.encode("utf-8", "surrogateescape"), cfg.token.encode("utf-8", "surrogateescape")
+            )
         ):
             return self._over_limit()
         if (
@@ -537,11 +559,17 @@ class CarrierEndpoints:
         return web.Response(status=403, text="wrong credentials\n")
 
     def _over_limit(self) -> web.Response | None:
+        """503 while the application admits no call or the sockets are at ``max_streams``."""
+        reason = self.admit() if self.admit is not None else None
         limit = self.config.max_streams
-        if limit is not None and len(self._sockets) >= limit:
-            self.stats["refused_busy"] += 1
-            return web.Response(status=503, text="too many streams\n", headers={"Retry-After": "1"})
-        return None
+        if reason is None and limit is not None and len(self._sockets) >= limit:
+            reason = "busy"
+        if reason is None:
+            return None
+        self._count_once(f"refused_{reason}", f"refusing carrier media sockets with 503: {reason}")
+        return web.Response(
+            status=503, text=f"not taking calls: {reason}\n", headers={"Retry-After": _RETRY_AFTER_S}
+        )
 
     def _public_url(self, request: web.Request, *, websocket: bool, path: str | None = None) -> str:
         """The URL as the carrier requested it (what Twilio signs)."""
@@ -560,7 +588,9 @@ class CarrierEndpoints:
     async def twilio_voice(self, request: web.Request) -> web.Response:
         """Answer Twilio's voice webhook with TwiML connecting the call to the stream endpoint."""
         cfg = self.config
-        form = await request.post() if request.method == "POST" else {}
+        form = await self._webhook_form(request)
+        if isinstance(form, web.Response):
+            return form
         params = [(key, value) for key, value in form.items() if isinstance(value, str)]
         if cfg.twilio_auth_token is not None:
             url = self._public_url(request, websocket=False)
@@ -578,6 +608,36 @@ class CarrierEndpoints:
         stream_url = cfg.stream_url or self._public_url(request, websocket=True, path=cfg.twilio_path)
         self.stats["webhooks"] += 1
         return web.Response(text=connect_stream_twiml(stream_url, custom), content_type="text/xml")
+
+    async def _webhook_form(self, request: web.Request) -> Mapping[str, Any] | web.Response:
+        """The webhook's form fields, or the answer to a body that is not a form.
+
+        Twilio posts ``application/x-www-form-urlencoded``; other bodies (multipart, which aiohttp
+        would spool to temporary files) are refused with 415 before they are read.
+        """
+        if request.method != "POST":
+            return {}
+        declared = hdrs.CONTENT_TYPE in request.headers
+        if declared and request.content_type != "application/x-www-form-urlencoded":
+            self._count_once("webhook_unsupported_type", f"Twilio webhook: 415 for {request.content_type!r}")
+            return web.Response(status=415, text="expected application/x-www-form-urlencoded\n")
+        try:
+            return await request.post()
+        except (ValueError, LookupError) as exc:  # undecodable bytes, an unknown charset
+            kind = type(exc).__name__
+            self._count_once("webhook_bad_body", f"Twilio webhook: 400, malformed form ({kind})")
+            return web.Response(status=400, text="malformed form body\n")
+        except (ConnectionError, web.RequestPayloadError) as exc:  # cut off, broken chunked framing
+            kind = type(exc).__name__
+            self._count_once("webhook_bad_body", f"Twilio webhook: 400, body cut off ({kind})")
+            return web.Response(status=400, text="incomplete body\n")
+
+    def _count_once(self, counter: str, message: str) -> None:
+        """Count a refusal; log it at INFO the first time per counter (a flood stays quiet)."""
+        self.stats[counter] += 1
+        if counter not in self._logged:
+            self._logged.add(counter)
+            log.info("%s (logged once, counted in %s)", message, counter)
 
     # -- media sockets -----------------------------------------------------------------------------
 
@@ -599,9 +659,21 @@ class CarrierEndpoints:
             )
             background(stream.close(CLOSE_INTERNAL_ERROR, "stream handler failed"), name="carrier-close")
 
-        task = background(self.on_stream(stream), name=f"on_stream-{stream.stream_id}", on_error=failed)
+        task = background(self._admitted(stream), name=f"on_stream-{stream.stream_id}", on_error=failed)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _admitted(self, stream: CarrierStream) -> None:
+        # Asked again, with nothing in between that could await: the application may have filled
+        # up (other sockets' starts, SIP calls) since this socket was admitted at its upgrade.
+        reason = self.admit() if self.admit is not None else None
+        if reason is not None:
+            self._count_once(
+                "refused_after_upgrade", f"closing a {stream.kind} stream at its start with 1013: {reason}"
+            )
+            await stream.close(CLOSE_TRY_AGAIN_LATER, f"not taking calls: {reason}")
+            return
+        await self.on_stream(stream)
 
     async def _serve(
         self,
@@ -684,8 +756,11 @@ class CarrierEndpoints:
             return CLOSE_UNSUPPORTED_DATA, reason
         if kind is WSMsgType.ERROR:
             exc = ws.exception()
-            slog.once("socket_errors", logging.WARNING, f"closed with {ws.close_code}: {exc}")
-            return ws.close_code, str(exc)
+            # aiohttp closes with the protocol error's code (1009 for a message too big) but then
+            # reports 1006; the stream ends with the code the peer was sent.
+            code = exc.code if isinstance(exc, WebSocketError) else ws.close_code
+            slog.once("socket_errors", logging.WARNING, f"closed with {code}: {exc}")
+            return code, str(exc)
         return ws.close_code, "closed by peer"
 
     async def twilio_stream(self, request: web.Request) -> web.StreamResponse:

@@ -68,8 +68,9 @@ def _pairs(params: Params | None) -> list[tuple[str, str]]:
 def compute_signature(auth_token: str, url: str, params: Params | None = None) -> str:
     """The ``X-Twilio-Signature`` Twilio sends for a request to ``url`` with these POST params."""
     data = url + "".join(key + value for key, value in sorted(_pairs(params)))
-    digest = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
+    # aiohttp hands over undecodable request bytes as surrogate escapes: sign the bytes received.
+    digest = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8", "surrogateescape"), hashlib.sha1)
+    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 def _port_variants(url: str) -> list[str]:
@@ -92,11 +93,14 @@ def validate_signature(
     auth_token: str, signature: str | None, url: str, params: Params | None = None
 ) -> bool:
     """True if ``signature`` is Twilio's signature of this request (constant-time comparison)."""
-    if not signature or not auth_token:
-        return False
+    if not signature or not auth_token or not signature.isascii():
+        return False  # a signature is base64, so anything else is simply not one
     pairs = _pairs(params)
-    expected = signature.encode("utf-8")
-    return any(
-        hmac.compare_digest(compute_signature(auth_token, variant, pairs).encode("ascii"), expected)
-        for variant in _port_variants(url)
-    )
+    expected = signature.encode("ascii")
+    try:
+        return any(
+            hmac.compare_digest(compute_signature(auth_token, variant, pairs).encode("ascii"), expected)
+            for variant in _port_variants(url)
+        )
+    except (UnicodeEncodeError, ValueError):
+        return False  # lone surrogates that stand for no received byte; a URL urlsplit refuses

@@ -51,6 +51,7 @@ from ._base import (
     get_object,
     get_str,
     load_object,
+    parse_json,
     string_parameters,
 )
 
@@ -249,10 +250,7 @@ class VoxEngineMediaSocket:
             raise BadMessage(f"start.mediaFormat: {exc}", CLOSE_UNSUPPORTED_DATA) from None
         params = body.get("customParameters", message.get("customParameters"))
         if isinstance(params, str):
-            try:
-                params = json.loads(params) if params else {}
-            except ValueError:
-                raise BadMessage("start.customParameters is a string but not JSON") from None
+            params = parse_json(params, "start.customParameters (a string)") if params else {}
         custom = string_parameters(params, "start.customParameters")
         self._inbound[tag] = _Inbound(fmt)
         self.stats["starts"] += 1

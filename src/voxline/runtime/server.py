@@ -26,6 +26,7 @@ from aiohttp import web
 
 from .._tasks import background
 from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
+from ..carriers.http_guard import HttpGuard, start_http_site
 from ..carriers.stream import CarrierStream
 from ..media.clock import AsyncioMediaClock
 from ..sip.endpoint import SipCallLeg, SipEndpoint
@@ -265,8 +266,10 @@ class Runtime:
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
         self._http_runner: web.AppRunner | None = None
+        self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
         self._draining = False
+        self._winding_down: set[Session] = set()  # sessions whose call has ended
         self._stopped = asyncio.Event()
         # Where Realtime clients connect when the scenario gives no base_url (the embedded backend).
         self.realtime_base_url: str | None = None
@@ -320,24 +323,20 @@ class Runtime:
                     mark_interval_ms=cfg.mark_interval_ms,
                     twilio_batch_ms=cfg.twilio_batch_ms,
                 ),
+                admit=self._admit,
             )
             app = web.Application()
             self.carriers.add_to(app)
             app.router.add_get("/health", self._health)
-            self._http_runner = web.AppRunner(app, access_log=None)
-            await self._http_runner.setup()
-            site = web.TCPSite(self._http_runner, host, port)
+            # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
-                await site.start()
+                http = await start_http_site(app, host, port, access_log=None)
             except OSError as exc:
-                await self._http_runner.cleanup()
-                self._http_runner = None
                 if self.sip is not None:
                     await self.sip.close()
                 raise ListenError(f"cannot listen for HTTP on {cfg.http}: {_reason(exc)}") from None
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.http_port = sockets[0].getsockname()[1] if sockets else port
+            self._http_runner, self.http_guard = http.runner, http.guard
+            self.http_port = http.port
             log.info(
                 "HTTP on %s:%d (Twilio %s, media %s)", host, self.http_port, cfg.twilio_path, cfg.media_path
             )
@@ -381,7 +380,17 @@ class Runtime:
     # -- calls ------------------------------------------------------------------------------------
 
     def _full(self) -> bool:
-        return self._draining or len(self.sessions) >= self.config.max_calls
+        return self._admit() is not None
+
+    def _admit(self) -> str | None:
+        """Why no call is taken now (carrier sockets get it in their 503), or None."""
+        if self._draining:
+            return "draining"
+        # A session whose call has ended no longer holds a call slot while it winds down
+        # (idle_session_s): a caller who never ACKed frees the slot when the dialog fails.
+        if len(self.sessions) - len(self._winding_down) >= self.config.max_calls:
+            return "busy"
+        return None
 
     async def _on_sip_call(self, leg: SipCallLeg) -> None:
         if self._full():
@@ -442,6 +451,7 @@ class Runtime:
         """A session whose call ended and that does not terminate itself is ended after a pause."""
         if session.terminating:
             return
+        self._winding_down.add(session)
 
         async def later() -> None:
             await asyncio.sleep(self.config.idle_session_s)
@@ -453,6 +463,7 @@ class Runtime:
 
     def _session_ended(self, session: Session) -> None:
         self.sessions.discard(session)
+        self._winding_down.discard(session)
 
 
 __all__ = ["CallDisconnected", "CallFailed", "ListenError", "Runtime", "RuntimeConfig"]
