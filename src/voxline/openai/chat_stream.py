@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
+
+from jiter import from_json
 
 from .events import ChatCompletionsAPIEvents
 
@@ -24,170 +26,19 @@ HelperEvent = tuple[ChatCompletionsAPIEvents, dict[str, Any]]
 # ------------------------------------------------------------------------------------ partial JSON
 
 
-class _Incomplete(Exception):
-    pass
-
-
-class _Invalid(Exception):
-    pass
-
-
-_WS = " \t\n\r"
-_NUMBER_CHARS = frozenset("0123456789+-.eE")
-
-
 def parse_partial_json(text: str) -> Any:
-    """Parse JSON that may be cut short, as the SDKs' streaming helpers do (jiter ``partial_mode``).
+    """Parse JSON that may be cut short, as the SDKs' streaming helpers do: the same call,
+    ``jiter.from_json(text, partial_mode=True)``.
 
-    Complete members are kept; an unfinished string, number or literal is dropped with its key;
-    open arrays and objects are closed. Returns None for text that is not JSON at all.
+    Complete members are kept; an unfinished string is dropped with its key, and so are an
+    unfinished literal and a number that does not parse yet (``1.``, ``-``), while one that does is
+    kept as read so far (``{"t": 2`` gives ``{"t": 2}``); open arrays and objects are closed. Where
+    jiter raises (text that is not the start of a JSON document) this returns None; the SDK raises.
     """
-    parser = _PartialParser(text)
     try:
-        return parser.value()
-    except (_Incomplete, _Invalid):
+        return from_json(text.encode("utf-8"), partial_mode=True)
+    except ValueError:  # also UnicodeEncodeError: a lone surrogate
         return None
-
-
-class _PartialParser:
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def ws(self) -> None:
-        s, i, n = self.s, self.i, len(self.s)
-        while i < n and s[i] in _WS:
-            i += 1
-        self.i = i
-
-    def value(self) -> Any:
-        self.ws()
-        if self.i >= len(self.s):
-            raise _Incomplete
-        c = self.s[self.i]
-        if c == "{":
-            return self.obj()
-        if c == "[":
-            return self.arr()
-        if c == '"':
-            return self.string()
-        if c in "-0123456789":
-            return self.number()
-        for word, val in (("true", True), ("false", False), ("null", None)):
-            if c == word[0]:
-                end = self.i + len(word)
-                chunk = self.s[self.i : end]
-                if chunk == word:
-                    self.i = end
-                    return val
-                if word.startswith(chunk) and end > len(self.s):
-                    raise _Incomplete
-                raise _Invalid
-        raise _Invalid
-
-    def string(self) -> str:
-        s, start = self.s, self.i
-        i = start + 1
-        n = len(s)
-        while i < n:
-            c = s[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                self.i = i + 1
-                try:
-                    return cast(str, json.loads(s[start : i + 1]))
-                except ValueError:
-                    raise _Invalid from None
-            i += 1
-        raise _Incomplete
-
-    def number(self) -> Any:
-        s, start = self.s, self.i
-        i = start
-        n = len(s)
-        while i < n and s[i] in _NUMBER_CHARS:
-            i += 1
-        literal = s[start:i]
-        try:
-            result = json.loads(literal)
-        except ValueError:
-            if i >= n:
-                raise _Incomplete from None
-            raise _Invalid from None
-        self.i = i
-        return result
-
-    def obj(self) -> dict[str, Any]:
-        self.i += 1
-        result: dict[str, Any] = {}
-        n = len(self.s)
-        self.ws()
-        if self.i >= n:
-            return result
-        if self.s[self.i] == "}":
-            self.i += 1
-            return result
-        while True:
-            self.ws()
-            if self.i >= n:
-                return result
-            if self.s[self.i] != '"':
-                raise _Invalid
-            try:
-                key = self.string()
-            except _Incomplete:
-                self.i = n  # the cut is here: every enclosing container ends too
-                return result
-            self.ws()
-            if self.i >= n:
-                return result
-            if self.s[self.i] != ":":
-                raise _Invalid
-            self.i += 1
-            try:
-                val = self.value()
-            except _Incomplete:
-                self.i = n
-                return result
-            result[key] = val
-            self.ws()
-            if self.i >= n:
-                return result
-            c = self.s[self.i]
-            self.i += 1
-            if c == "}":
-                return result
-            if c != ",":
-                raise _Invalid
-
-    def arr(self) -> list[Any]:
-        self.i += 1
-        result: list[Any] = []
-        n = len(self.s)
-        self.ws()
-        if self.i >= n:
-            return result
-        if self.s[self.i] == "]":
-            self.i += 1
-            return result
-        while True:
-            try:
-                val = self.value()
-            except _Incomplete:
-                self.i = n
-                return result
-            result.append(val)
-            self.ws()
-            if self.i >= n:
-                return result
-            c = self.s[self.i]
-            self.i += 1
-            if c == "]":
-                return result
-            if c != ",":
-                raise _Invalid
 
 
 # ------------------------------------------------------------------------------------ accumulator
