@@ -33,7 +33,9 @@ def parse_partial_json(text: str) -> Any:
     Complete members are kept; an unfinished string is dropped with its key, and so are an
     unfinished literal and a number that does not parse yet (``1.``, ``-``), while one that does is
     kept as read so far (``{"t": 2`` gives ``{"t": 2}``); open arrays and objects are closed. Where
-    jiter raises (text that is not the start of a JSON document) this returns None; the SDK raises.
+    jiter raises (``{"a" 1}``, ``[1,]``) this returns None; the SDK raises. Other text that is not
+    JSON reads as jiter reads it, for voxline as for the SDK: ``NaN`` and ``Infinity`` are numbers,
+    and a value followed by what cannot follow it ends the document (``[1 2]`` gives ``[1]``).
     """
     try:
         return from_json(text.encode("utf-8"), partial_mode=True)
