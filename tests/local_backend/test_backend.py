@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import signal
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
