@@ -1,6 +1,7 @@
 """Each live recording replayed over loopback through the real client: the events and payloads
 must be those the official SDK's stream helper (``ChatCompletionStreamState``) produces for the
-same chunks. The ``openai`` package (and its ``jiter``) is a test-only oracle here."""
+same chunks. The ``openai`` package is a test-only oracle here (``jiter``, its partial-JSON parser,
+is voxline's too)."""
 
 from __future__ import annotations
 
