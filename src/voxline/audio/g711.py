@@ -8,6 +8,8 @@ table by code, encoding indexes a 65,536-entry uint8 table by the PCM16 sample's
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -53,8 +55,9 @@ def _ulaw_encode_values(x: npt.NDArray[np.int32]) -> UInt8Array:
     mag = np.minimum(np.abs(x14), 8159) + 0x21  # clip, then add the bias (33)
     seg_ends = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
     seg = np.searchsorted(seg_ends, mag, side="left")
-    code = np.where(seg >= 8, 0x7F, (seg << 4) | ((mag >> (seg + 1)) & 0xF))
-    return (code ^ mask).astype(np.uint8)
+    # Annotated: older numpy stubs type np.where as Any.
+    code: npt.NDArray[Any] = np.where(seg >= 8, 0x7F, (seg << 4) | ((mag >> (seg + 1)) & 0xF)) ^ mask
+    return code.astype(np.uint8)
 
 
 def _alaw_encode_values(x: npt.NDArray[np.int32]) -> UInt8Array:
@@ -64,7 +67,8 @@ def _alaw_encode_values(x: npt.NDArray[np.int32]) -> UInt8Array:
     seg_ends = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
     seg = np.searchsorted(seg_ends, v, side="left")
     aval = (seg << 4) | np.where(seg < 2, (v >> 1) & 0xF, (v >> np.minimum(seg, 15)) & 0xF)
-    return (np.where(seg >= 8, 0x7F, aval) ^ mask).astype(np.uint8)
+    code: npt.NDArray[Any] = np.where(seg >= 8, 0x7F, aval) ^ mask
+    return code.astype(np.uint8)
 
 
 # Encode tables are indexed by the sample's uint16 bit pattern, so no sign offset is needed per call.

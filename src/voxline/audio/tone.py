@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from . import AudioFormat
 
@@ -25,7 +26,8 @@ def tone(freq_hz: float, duration_ms: int, rate: int, amplitude: float = 0.3) ->
         raise ValueError(f"amplitude must be within [0, 1], got {amplitude!r}")
     n = rate * duration_ms // 1000
     t = np.arange(n, dtype=np.float64) / rate
-    wave = np.rint(np.sin(2.0 * np.pi * freq_hz * t) * (amplitude * 32767.0))
+    # Annotated: older numpy stubs type ufunc results as Any.
+    wave: npt.NDArray[np.float64] = np.rint(np.sin(2.0 * np.pi * freq_hz * t) * (amplitude * 32767.0))
     return wave.astype("<i2").tobytes()
 
 

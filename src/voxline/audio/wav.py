@@ -141,7 +141,9 @@ def _to_pcm16(data: bytes, tag: int, width: int) -> npt.NDArray[np.int16]:
     if tag == _FLOAT:
         values = np.frombuffer(data, dtype="<f4" if width == 4 else "<f8").astype(np.float64)
         values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=-1.0)
-        return np.clip(np.rint(values * 32768.0), -32768, 32767).astype(np.int16)
+        # Annotated: older numpy stubs type np.clip as Any.
+        clipped: npt.NDArray[np.float64] = np.clip(np.rint(values * 32768.0), -32768, 32767)
+        return clipped.astype(np.int16)
     if width == 2:
         pcm16: npt.NDArray[np.int16] = np.frombuffer(data, dtype=PCM16_DTYPE)
         return pcm16

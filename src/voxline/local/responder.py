@@ -444,7 +444,7 @@ class _Reader:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise self.error(path, f"expected a positive integer, got {value!r}")
-        return value
+        return int(value)
 
 
 def _kind(value: Any) -> str:
