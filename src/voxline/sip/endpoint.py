@@ -225,6 +225,8 @@ class SipCallLeg:
     def _media_addr(media: NegotiatedMedia | None) -> Address | None:
         if media is None or media.remote_port == 0 or media.remote_host in ("0.0.0.0", "::"):
             return None
+        if not _is_ip(media.remote_host):
+            return None  # never a name: sendto() would resolve it, blocking, for every packet
         return media.remote_addr
 
     def _apply_media(self, media: NegotiatedMedia | None) -> None:
