@@ -37,6 +37,7 @@ from .events import (
     Transport,
 )
 from .message import (
+    MAX_MESSAGE_BYTES,
     SipParseError,
     SipRequest,
     SipResponse,
@@ -45,10 +46,12 @@ from .message import (
     parse_uri,
     parse_via,
     reason_phrase,
+    summary_request,
 )
 from .sdp import (
+    MAX_SDP_BYTES,
     NegotiatedMedia,
-    NoCommonCodec,
+    NotAcceptable,
     SdpError,
     SessionDescription,
     accept_answer,
@@ -81,7 +84,10 @@ class CallStateError(RuntimeError):
 
 @dataclass(slots=True)
 class SipConfig:
-    """Settings of one user agent. ``host``/``port`` are what we advertise in Via, Contact and SDP."""
+    """Settings of one user agent. ``host``/``port`` are what we advertise in Via, Contact and SDP.
+
+    ``max_message_bytes``: larger messages are refused with 513.
+    """
 
     host: str = "127.0.0.1"
     port: int = 5060
@@ -92,8 +98,13 @@ class SipConfig:
     dtmf_payload_type: int = 101
     timers: Timers = field(default_factory=Timers)
     invite_timeout: float = 120.0  # outbound: give up (CANCEL) when unanswered this long
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
+        if not 1024 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(
+                f"max_message_bytes must be 1024..{MAX_MESSAGE_BYTES}, got {self.max_message_bytes}"
+            )
         if self.max_calls < 0:
             raise ValueError(f"max_calls must be >= 0, got {self.max_calls}")
         if not self.codecs or any(c not in ("PCMU", "PCMA") for c in self.codecs):
@@ -102,6 +113,11 @@ class SipConfig:
             raise ValueError(f"dtmf_payload_type must be dynamic (96..127), got {self.dtmf_payload_type}")
         if self.invite_timeout <= 0:
             raise ValueError(f"invite_timeout must be > 0, got {self.invite_timeout}")
+
+
+def _printable(text: str) -> str:
+    """``text`` fit for a reason phrase or a Warning: control characters replaced."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _token(nbytes: int = 6) -> str:
@@ -190,10 +206,12 @@ class UserAgentCore:
         self.stats: dict[str, int] = {
             "received": 0,
             "malformed_dropped": 0,
-            "bad_request_sent": 0,
+            "bad_request_sent": 0,  # any error answer to a malformed message (400, 413, 416, 505, 513)
+            "over_limit": 0,  # refused for a size or count limit (answered or dropped)
+            "keepalives": 0,  # CRLF-only datagrams / messages
             "retransmissions_absorbed": 0,
             "stray_responses": 0,
-            "rejected_over_limit": 0,
+            "rejected_over_limit": 0,  # 503: max_calls reached
         }
 
     # ------------------------------------------------------------------------------------ outputs
@@ -258,8 +276,11 @@ class UserAgentCore:
     ) -> None:
         """Handle one datagram or one framed stream message from ``addr``. Never raises."""
         self.stats["received"] += 1
+        if not data.strip(b"\r\n\t "):
+            self.stats["keepalives"] += 1  # a CRLF keep-alive (RFC 5626): nothing to say
+            return
         try:
-            message = parse_message(data, stream=transport == "tcp")
+            message = parse_message(data, stream=transport == "tcp", max_bytes=self.config.max_message_bytes)
         except SipParseError as exc:
             self._malformed(exc, data, addr, transport)
             return
@@ -272,15 +293,35 @@ class UserAgentCore:
             log.exception("internal error handling SIP message from %s:%s", *addr)
             self.stats["malformed_dropped"] += 1
 
+    def refuse_message(
+        self, head: bytes, addr: Address, now: float, transport: Transport, status: int, reason: str
+    ) -> None:
+        """Answer a message that could not be framed (a stream whose Content-Length is bad, repeated or
+        too large: ``StreamFramer.error``), from its header section alone. The I/O layer closes the
+        connection after sending what this queues."""
+        self.stats["received"] += 1
+        exc = SipParseError(reason, summary_request(head), status, limit=status == 513)
+        self._malformed(exc, head, addr, transport)
+
     def _malformed(self, exc: SipParseError, data: bytes, addr: Address, transport: Transport) -> None:
+        if exc.limit:
+            self.stats["over_limit"] += 1
         request = exc.request
+        if request is None and transport == "tcp":
+            # A connection is its own way back (and its source is no spoofed one): a request
+            # without a usable Via is answered there too, so the peer learns why it is closed.
+            request = summary_request(data.split(b"\r\n\r\n", 1)[0], need_via=False)
         if request is not None and request.method != "ACK":
-            log.info("400 to malformed SIP request from %s:%s: %s", addr[0], addr[1], exc.reason)
-            resp = self._response(request, 400, f"Bad Request ({exc.reason})"[:120], source=addr)
+            status = exc.status
+            log.info("%d to malformed SIP request from %s:%s: %s", status, addr[0], addr[1], exc.reason)
+            reason = _printable(f"{reason_phrase(status)} ({exc.reason})")[:120]
+            resp = self._response(request, status, reason, source=addr)
             self._send(bytes(resp), addr, transport)
             self.stats["bad_request_sent"] += 1
             return
-        log.info("dropped malformed SIP message from %s:%s (%d bytes): %s", addr[0], addr[1], len(data), exc)
+        # Log text, never the exception: a record that is kept (a queue handler, a test's capture)
+        # would keep its traceback alive, and with it the frames holding up to 64 KB of input each.
+        log.info("dropped malformed SIP message from %s:%s (%d bytes): %s", *addr, len(data), exc.reason)
         self.stats["malformed_dropped"] += 1
 
     def _send(self, data: bytes, addr: Address, transport: Transport) -> None:
@@ -429,6 +470,11 @@ class UserAgentCore:
         now: float,
         local_host: str,
     ) -> None:
+        if not _accepts_sdp(req):
+            # RFC 4475 sdp01: our answer is SDP, which the caller's Accept excludes.
+            warning = '399 voxline "the answer would be application/sdp, which Accept does not list"'
+            txn.respond(self._response(req, 406, source=src, extra=[("Warning", warning)]), now)
+            return
         if req.to.tag is not None:
             call = self._dialog_call(req)
             if call is None or call.state not in ("answering", "connected"):
@@ -452,18 +498,24 @@ class UserAgentCore:
                 resp = self._response(req, 415, source=src, extra=[("Accept", "application/sdp")])
                 txn.respond(resp, now)
                 return
+            if len(sdp_body) > MAX_SDP_BYTES:
+                log.info("413 to INVITE %s: SDP of %d bytes", req.call_id, len(sdp_body))
+                self.stats["over_limit"] += 1
+                txn.respond(self._response(req, 413, source=src), now)
+                return
             try:
                 offer = parse_sdp(sdp_body)
                 _, media = answer_offer(offer, local_host, 9, codecs=self.config.codecs)
-            except NoCommonCodec as exc:
-                log.info("488 to INVITE %s from %s:%s: %s", req.call_id, src[0], src[1], exc)
-                warning = '305 voxline "' + str(exc).replace('"', "'") + '"'
+            except NotAcceptable as exc:
+                log.info("488 to INVITE %s from %s:%s: %s", req.call_id, src[0], src[1], str(exc))
+                warning = f'{exc.warn_code} voxline "' + _printable(str(exc)).replace('"', "'") + '"'
                 txn.respond(self._response(req, 488, source=src, extra=[("Warning", warning[:200])]), now)
                 return
             except SdpError as exc:
-                log.info("400 to INVITE %s with bad SDP: %s", req.call_id, exc)
+                log.info("400 to INVITE %s with bad SDP: %s", req.call_id, str(exc))
                 self.stats["bad_request_sent"] += 1
-                txn.respond(self._response(req, 400, f"Bad Request (SDP: {exc})"[:120], source=src), now)
+                reason = _printable(f"Bad Request (SDP: {exc})")[:120]
+                txn.respond(self._response(req, 400, reason, source=src), now)
                 return
         local_tag = _token()
         txn.respond(self._response(req, 100, source=src), now)
@@ -559,8 +611,8 @@ class UserAgentCore:
                 session_version=call.sdp_version + 1,
             )
         except SdpError as exc:
-            status = 488 if isinstance(exc, NoCommonCodec) else 400
-            log.info("%d to re-INVITE of %s: %s", status, call.call_id, exc)
+            status = 488 if isinstance(exc, NotAcceptable) else 400
+            log.info("%d to re-INVITE of %s: %s", status, call.call_id, str(exc))
             txn.respond(self._response(req, status, source=src), now)
             return
         call.sdp_version += 1
@@ -625,7 +677,7 @@ class UserAgentCore:
             try:
                 call.media = accept_answer(call.our_offer, parse_sdp(req.body))
             except SdpError as exc:
-                log.info("unusable SDP answer in ACK of %s: %s; ending the call", call.call_id, exc)
+                log.info("unusable SDP answer in ACK of %s: %s; ending the call", call.call_id, str(exc))
                 self._send_bye(call, now)
                 if call.ok_initial:
                     self._events.append(
@@ -994,7 +1046,7 @@ class UserAgentCore:
                     raise SdpError("the 200 OK has no SDP answer")
                 media = accept_answer(call.our_offer, parse_sdp(resp.body))
             except SdpError as exc:
-                log.info("unusable SDP answer on %s: %s; hanging up", call.call_id, exc)
+                log.info("unusable SDP answer on %s: %s; hanging up", call.call_id, str(exc))
                 self._send_bye(call, now)
                 self._events.append(CallFailed(call.call_id, 488, f"unusable SDP answer: {exc}", "remote"))
                 self._end(call, now)
@@ -1018,7 +1070,7 @@ class UserAgentCore:
                 challenge = parse_challenge(value)
                 break
             except DigestError as exc:
-                log.info("ignoring challenge on %s: %s", call.call_id, exc)
+                log.info("ignoring challenge on %s: %s", call.call_id, str(exc))
         if challenge is None:
             return False
         # A second challenge for the same nonce means the credentials were wrong (unless stale).
@@ -1112,6 +1164,15 @@ def _sdp_body(message: SipRequest | SipResponse) -> bytes | None:
         if sep and re.search(rb"^content-type:\s*application/sdp", head, re.IGNORECASE | re.MULTILINE):
             return content.removesuffix(b"\r\n")
     return None
+
+
+def _accepts_sdp(req: SipRequest) -> bool:
+    """False when the request has an Accept header that lists media types, none of them SDP (an
+    empty or absent Accept is taken as no restriction)."""
+    values = req.headers.get_all("Accept")
+    ranges = [r.split(";", 1)[0].strip().lower() for value in values for r in value.split(",")]
+    ranges = [r for r in ranges if r]
+    return not ranges or any(r in ("application/sdp", "application/*", "*/*") for r in ranges)
 
 
 def _ignore(resp: SipResponse, now: float) -> None:

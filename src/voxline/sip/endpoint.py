@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import socket
@@ -303,8 +304,9 @@ class SipEndpoint:
     """SIP over UDP and TCP on one listen address, with the calls it carries.
 
     Inbound calls go to ``on_incoming_call(leg)`` (sync or async) or, without one, to ``accept()``.
-    Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message,
-    ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
+    Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message (513
+    beyond, overriding that of ``config`` when given), ``rtp_inactivity_timeout_ms`` (a call
+    without RTP that long is hung up; None disables).
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
     playouts), from when the call connects until its media closes.
     """
@@ -331,15 +333,16 @@ class SipEndpoint:
             raise ValueError(
                 f"transports must be a non-empty subset of ('udp', 'tcp'), got {self.transports}"
             )
-        self.config = config or SipConfig(max_calls=max_calls)
         if config is None:
-            self.config.max_calls = max_calls
+            config = SipConfig(max_calls=max_calls, max_message_bytes=max_message_bytes)
+        elif max_message_bytes != MAX_MESSAGE_BYTES:
+            config = dataclasses.replace(config, max_message_bytes=max_message_bytes)
+        self.config = config
         self.advertise_host = advertise_host
         self.rtp_host = rtp_host or host
         self.rtp_inactivity_timeout_ms = rtp_inactivity_timeout_ms
         self._clock = clock
         self.on_incoming_call = on_incoming_call
-        self.max_message_bytes = max_message_bytes
         self.core: UserAgentCore | None = None
         self.legs: dict[str, SipCallLeg] = {}
         self._incoming: asyncio.Queue[SipCallLeg] = asyncio.Queue()
@@ -415,6 +418,10 @@ class SipEndpoint:
         if self._clock is None:
             self._clock = AsyncioMediaClock.for_loop()
         return self._clock
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.config.max_message_bytes
 
     @property
     def stats(self) -> dict[str, int]:
@@ -524,14 +531,8 @@ class SipEndpoint:
         return result
 
     def _on_message(self, data: bytes, addr: Address, transport: Transport) -> None:
-        core = self._core()
-        if len(data) > self.max_message_bytes:
-            log.info(
-                "dropped %d-byte SIP message from %s:%s (limit %d)", len(data), *addr, self.max_message_bytes
-            )
-            core.stats["malformed_dropped"] += 1
-            return
-        core.receive(data, addr, self._now(), transport, self._local_host_for(addr[0]))
+        # The core refuses what is too large (513) after a look at the header section only.
+        self._core().receive(data, addr, self._now(), transport, self._local_host_for(addr[0]))
         self._flush()
 
     def _flush(self) -> None:
