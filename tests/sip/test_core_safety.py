@@ -1,4 +1,5 @@
-"""The core's defences on a virtual clock: refused media addresses, limits, keep-alives."""
+"""The core's defences on a virtual clock: transaction matching on sent-by, refused media
+addresses, limits, keep-alives."""
 
 from __future__ import annotations
 
@@ -6,10 +7,57 @@ import logging
 
 import pytest
 
-from voxline.sip import SipConfig
+from voxline.sip import (
+    IncomingCall,
+    SipConfig,
+    SipRequest,
+    SipResponse,
+    UserAgentCore,
+    parse_message,
+)
 
-from .messages import OFFER_PCMU_PCMA, invite
-from .test_core import Harness
+from .messages import OFFER_PCMU_PCMA, invite, request
+from .test_core import PEER, Harness
+
+STRANGER = ("127.0.0.9", 5070)
+
+
+def _sent(core: UserAgentCore) -> list[tuple[tuple[str, int], SipRequest | SipResponse]]:
+    return [(out.addr, parse_message(out.data)) for out in core.data_to_send()]
+
+
+def _statuses(sent: list[tuple[tuple[str, int], SipRequest | SipResponse]]) -> list[int]:
+    return [m.status for _, m in sent if isinstance(m, SipResponse)]
+
+
+def _via(data: bytes, host: str, port: int) -> bytes:
+    """The message with its Via's sent-by (127.0.0.1:5062) changed."""
+    return data.replace(b"SIP/2.0/UDP 127.0.0.1:5062;", f"SIP/2.0/UDP {host}:{port};".encode())
+
+
+def test_a_second_peer_reusing_a_branch_is_its_own_transaction() -> None:
+    # Issue 13 item 12: matching on the branch alone swallowed B's request and re-sent A's response
+    # to A. Branch AND sent-by AND method identify a server transaction.
+    core = UserAgentCore(SipConfig())
+    core.receive(request("OPTIONS", branch="z9hG4bK-same", call_id="a"), PEER, 0.0)
+    b = _via(request("OPTIONS", branch="z9hG4bK-same", call_id="b"), *STRANGER)
+    core.receive(b, STRANGER, 0.0)
+    sent = _sent(core)
+    assert [(addr, m.call_id, _statuses([(addr, m)])) for addr, m in sent] == [
+        (PEER, "a", [200]),
+        (STRANGER, "b", [200]),
+    ]
+    assert core.stats["retransmissions_absorbed"] == 0
+    core.receive(request("OPTIONS", branch="z9hG4bK-same", call_id="a"), PEER, 0.1)  # A again
+    assert [(addr, m.call_id) for addr, m in _sent(core)] == [(PEER, "a")]
+    assert core.stats["retransmissions_absorbed"] == 1
+
+
+def test_a_second_callers_invite_with_the_same_branch_is_a_call_of_its_own() -> None:
+    h = Harness()
+    h.feed(invite(branch="z9hG4bK-dup", call_id="call-a"))
+    h.feed(_via(invite(branch="z9hG4bK-dup", call_id="call-b"), *STRANGER), STRANGER)
+    assert [e.call_id for e in h.events if isinstance(e, IncomingCall)] == ["call-a", "call-b"]
 
 
 def test_invite_whose_audio_goes_to_a_host_name_gets_488_with_warning_301() -> None:

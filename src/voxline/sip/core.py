@@ -396,10 +396,14 @@ class UserAgentCore:
     def _txn_key(req: SipRequest) -> str:
         method = "INVITE" if req.method == "ACK" else req.method
         via = req.headers.get_all("Via")[0]
-        branch = parse_via(via).branch or ""
-        if branch.startswith("z9hG4bK"):
-            return f"{branch}|{method}"
-        # RFC 2543 peers: match on the request's identity instead (§17.2.3).
+        top = parse_via(via)
+        branch = top.branch or ""
+        if branch.startswith("z9hG4bK") and branch != "z9hG4bK":
+            # §17.2.3: branch AND sent-by AND method. Another peer reusing a branch is another
+            # transaction, not a retransmission whose stored response would go to the first peer.
+            return f"{branch}|{top.sent_by}|{method}"
+        # RFC 2543 peers, or the bare magic cookie (RFC 4475 badbranch): match on the request's
+        # identity instead (§17.2.3); the whole top Via (sent-by included) is part of it.
         return f"{req.call_id}|{req.cseq[0]}|{req.from_.tag}|{via}|{method}"
 
     def _on_request(
