@@ -10,6 +10,18 @@ Routing choices: responses go back to the source address of the request (symmetr
 and in-dialog requests go to the first Record-Route hop when there is one (as an IP address),
 otherwise to the address the peer signals from; a NAT-ed or mis-advertised Contact therefore does
 not break BYE. Calls are keyed by Call-ID.
+
+Who may call: with ``SipConfig.allow_sources`` set, a request from outside those networks is
+refused with a stateless 403 before it can start anything (no ``IncomingCall``, no transaction, no
+retransmission), counted in ``stats['rejected_source']`` and logged once per address. Not
+checked: OPTIONS (answered to anyone: it opens nothing, and health checks and keep-alive pings often
+come from elsewhere than the trunk), requests inside an existing dialog that come from that dialog's
+own peer (the INVITE's source, its first Record-Route hop or its Contact). A stranger's ACK is
+dropped (counted, never answered).
+
+Calls that hold a slot for nothing end by themselves: an answer never ACKed at Timer H (64*T1,
+``CallFailed(408, by="timeout")`` and a BYE), an incoming call neither answered nor rejected within
+``alerting_timeout`` (480, ``CallFailed(480, by="timeout")``).
 """
 
 from __future__ import annotations
@@ -17,9 +29,10 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Literal
 
 from .auth import DigestChallenge, DigestError, build_authorization, parse_challenge
@@ -86,7 +99,11 @@ class CallStateError(RuntimeError):
 class SipConfig:
     """Settings of one user agent. ``host``/``port`` are what we advertise in Via, Contact and SDP.
 
-    ``max_message_bytes``: larger messages are refused with 513.
+    ``allow_sources``: the IP addresses and CIDR networks (IPv4 and IPv6, e.g. ``"203.0.113.0/24"``,
+    ``"2001:db8::1"``) that may send requests outside a dialog; None lets anyone in, ``()`` nobody
+    (see the module docstring for what is and is not checked). A single string is one entry.
+    ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
+    (None: forever). ``max_message_bytes``: larger messages are refused with 513.
     """
 
     host: str = "127.0.0.1"
@@ -98,9 +115,19 @@ class SipConfig:
     dtmf_payload_type: int = 101
     timers: Timers = field(default_factory=Timers)
     invite_timeout: float = 120.0  # outbound: give up (CANCEL) when unanswered this long
+    # Inbound: refused (480) when neither answered nor rejected this long. 60 s is what callers and
+    # carriers expect of a ringing phone; a call the application forgot must not hold a slot forever.
+    alerting_timeout: float | None = 60.0
+    allow_sources: Sequence[str] | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
+        if self.allow_sources is not None:
+            entries = (self.allow_sources,) if isinstance(self.allow_sources, str) else self.allow_sources
+            self.allow_sources = tuple(str(e) if not isinstance(e, str) else e for e in entries)
+            source_networks(self.allow_sources)  # validates: ValueError naming the bad entry
+        if self.alerting_timeout is not None and not self.alerting_timeout > 0:
+            raise ValueError(f"alerting_timeout must be > 0 seconds or None, got {self.alerting_timeout}")
         if not 1024 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
             raise ValueError(
                 f"max_message_bytes must be 1024..{MAX_MESSAGE_BYTES}, got {self.max_message_bytes}"
@@ -113,6 +140,37 @@ class SipConfig:
             raise ValueError(f"dtmf_payload_type must be dynamic (96..127), got {self.dtmf_payload_type}")
         if self.invite_timeout <= 0:
             raise ValueError(f"invite_timeout must be > 0, got {self.invite_timeout}")
+
+
+Network = IPv4Network | IPv6Network
+
+
+def source_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """Parse ``allow_sources`` entries (IPs or CIDRs). Raises ValueError naming the bad entry."""
+    networks: list[Network] = []
+    for entry in entries:
+        try:
+            networks.append(ip_network(entry.strip(), strict=False))
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError(
+                f"allow_sources: {entry!r} is not an IP address or CIDR network (e.g. 203.0.113.7, "
+                "198.51.100.0/24, 2001:db8::/32)"
+            ) from None
+    return tuple(networks)
+
+
+def _source_ip(host: str) -> IPv4Address | IPv6Address | None:
+    try:
+        ip = ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d: match them against IPv4 networks.
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+_LOGGED_SOURCES = 1024  # refused addresses remembered (for one log line each), oldest forgotten
 
 
 def _printable(text: str) -> str:
@@ -184,11 +242,12 @@ class _Call:
     last_nonce: str | None = None
     cancel_pending: bool = False
     ring_deadline: float | None = None
+    alert_deadline: float | None = None  # inbound: alerting_timeout while incoming / early
     ack_data: bytes | None = None
     ended_at: float | None = None
 
     def deadline(self) -> float | None:
-        times = [t for t in (self.ok_next, self.ring_deadline) if t is not None]
+        times = [t for t in (self.ok_next, self.ring_deadline, self.alert_deadline) if t is not None]
         return min(times) if times else None
 
 
@@ -203,6 +262,9 @@ class UserAgentCore:
         self._calls: dict[str, _Call] = {}
         self._server: dict[str, ServerInviteTransaction | ServerNonInviteTransaction] = {}
         self._client: dict[str, ClientInviteTransaction | ClientNonInviteTransaction] = {}
+        allowed = self.config.allow_sources
+        self._allowed = source_networks(allowed) if allowed is not None else None
+        self._refused_sources: OrderedDict[str, None] = OrderedDict()
         self.stats: dict[str, int] = {
             "received": 0,
             "malformed_dropped": 0,
@@ -212,6 +274,9 @@ class UserAgentCore:
             "retransmissions_absorbed": 0,
             "stray_responses": 0,
             "rejected_over_limit": 0,  # 503: max_calls reached
+            "rejected_source": 0,  # 403: not in allow_sources
+            "alerting_timeouts": 0,  # 480: neither answered nor rejected within alerting_timeout
+            "ack_timeouts": 0,  # our 200 OK never ACKed (Timer H)
         }
 
     # ------------------------------------------------------------------------------------ outputs
@@ -261,6 +326,10 @@ class UserAgentCore:
                 call.ring_deadline = None
                 if call.state in ("calling", "proceeding"):
                     self._give_up_outbound(call, now, 408, "no answer", "timeout")
+            if call.alert_deadline is not None and call.alert_deadline <= now:
+                call.alert_deadline = None
+                if call.state in ("incoming", "early"):
+                    self._alerting_timed_out(call, now)
             if call.ended_at is not None and now >= call.ended_at + self._timers.b and call.ok_next is None:
                 del self._calls[call.call_id]
 
@@ -410,6 +479,12 @@ class UserAgentCore:
         self, req: SipRequest, src: Address, transport: Transport, now: float, local_host: str
     ) -> None:
         key = self._txn_key(req)
+        if self._allowed is not None and req.method != "OPTIONS" and not self._may_send(req, src):
+            if req.method == "ACK":
+                self.stats["rejected_source"] += 1  # never answered; it must not confirm a call
+            else:
+                self._refuse_source(req, src, transport)
+            return
         if req.method == "ACK":
             self._on_ack(req, key, now)
             return
@@ -454,6 +529,49 @@ class UserAgentCore:
             txn.respond(self._response(req, 405, source=src, extra=[("Allow", ALLOW)]), now)
         else:
             txn.respond(self._response(req, 501, source=src, extra=[("Allow", ALLOW)]), now)
+
+    def _may_send(self, req: SipRequest, src: Address) -> bool:
+        """``allow_sources`` check: a listed source, or a dialog's own peer inside that dialog."""
+        assert self._allowed is not None
+        ip = _source_ip(src[0])
+        if ip is None:
+            return False
+        if any(ip in net for net in self._allowed):
+            return True
+        if req.to.tag is None:
+            return False
+        call = self._dialog_call(req)
+        return call is not None and ip in self._dialog_peers(call)
+
+    def _dialog_peers(self, call: _Call) -> set[IPv4Address | IPv6Address]:
+        """Where a dialog's in-dialog requests legitimately come from: the INVITE's source, the first
+        route hop, the peer's Contact (each when it is an IP address)."""
+        hosts = [call.peer[0], self._dialog_destination(call)[0]]
+        try:
+            hosts.append(parse_uri(call.remote_target).host)
+        except SipParseError:
+            pass
+        return {ip for ip in map(_source_ip, hosts) if ip is not None}
+
+    def _refuse_source(self, req: SipRequest, src: Address, transport: Transport) -> None:
+        self.stats["rejected_source"] += 1
+        host = src[0]
+        if host in self._refused_sources:
+            self._refused_sources.move_to_end(host)  # still at it: not logged again
+        else:
+            if len(self._refused_sources) >= _LOGGED_SOURCES:
+                self._refused_sources.popitem(last=False)
+            self._refused_sources[host] = None
+            log.info(
+                "403 to %s from %s:%s: source not in allow_sources (further refusals not logged)",
+                req.method,
+                host,
+                src[1],
+            )
+        # Stateless (§8.2.7): no transaction, so nothing is retransmitted to a maybe spoofed source
+        # (Timer G would send ~10 403s per INVITE), and a stranger's request cannot occupy the
+        # transaction key (branch, sent-by, method) of a legitimate peer's.
+        self._send(bytes(self._response(req, 403, source=src, to_tag=_token())), src, transport)
 
     def _dialog_call(self, req: SipRequest) -> _Call | None:
         call = self._calls.get(req.call_id)
@@ -552,6 +670,8 @@ class UserAgentCore:
             media=media,
             sdp_id=secrets.randbelow(2**31),
         )
+        if self.config.alerting_timeout is not None:
+            call.alert_deadline = now + self.config.alerting_timeout
         self._calls[req.call_id] = call
         self._events.append(
             IncomingCall(
@@ -653,6 +773,7 @@ class UserAgentCore:
             call.ok_next = None
             call.ok_data = None
             log.info("no ACK for the 200 of %s: ending the call", call.call_id)
+            self.stats["ack_timeouts"] += 1
             was_initial = call.ok_initial
             self._send_bye(call, now)
             if call.state != "ended":
@@ -808,8 +929,19 @@ class UserAgentCore:
             call.our_offer = sdp
         body = sdp.to_bytes()
         call.state = "answering"
+        call.alert_deadline = None
         self._send_ok(call, call.invite, call.invite_txn, body, now, initial=True)
         return body
+
+    def _alerting_timed_out(self, call: _Call, now: float) -> None:
+        assert call.invite is not None and call.invite_txn is not None
+        timeout = self.config.alerting_timeout
+        log.info("call %s not answered within %g s: 480", call.call_id, timeout)
+        self.stats["alerting_timeouts"] += 1
+        resp = self._response(call.invite, 480, to_tag=call.local_tag, source=call.peer)
+        call.invite_txn.respond(resp, now)
+        self._events.append(CallFailed(call.call_id, 480, f"not answered within {timeout:g} s", "timeout"))
+        self._end(call, now)
 
     def reject(self, call_id: str, now: float, status: int = 486, reason: str | None = None) -> None:
         """Reject an incoming call with a final failure response (300..699)."""
@@ -853,6 +985,7 @@ class UserAgentCore:
     def _end(self, call: _Call, now: float) -> None:
         call.state = "ended"
         call.ring_deadline = None
+        call.alert_deadline = None
         if call.ended_at is None:
             call.ended_at = now
 

@@ -15,7 +15,7 @@ import dataclasses
 import inspect
 import logging
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import Any, Literal
 
@@ -305,8 +305,9 @@ class SipEndpoint:
 
     Inbound calls go to ``on_incoming_call(leg)`` (sync or async) or, without one, to ``accept()``.
     Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message (513
-    beyond, overriding that of ``config`` when given), ``rtp_inactivity_timeout_ms`` (a call
-    without RTP that long is hung up; None disables).
+    beyond), ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
+    ``allow_sources``: IPs / CIDR networks that may call in (403 to others, see ``SipConfig``; None:
+    anyone). ``allow_sources`` and ``max_message_bytes``, when given, override those of ``config``.
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
     playouts), from when the call connects until its media closes.
     """
@@ -325,6 +326,7 @@ class SipEndpoint:
         config: SipConfig | None = None,
         on_incoming_call: Callable[[SipCallLeg], Any] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        allow_sources: Sequence[str] | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -334,9 +336,18 @@ class SipEndpoint:
                 f"transports must be a non-empty subset of ('udp', 'tcp'), got {self.transports}"
             )
         if config is None:
-            config = SipConfig(max_calls=max_calls, max_message_bytes=max_message_bytes)
-        elif max_message_bytes != MAX_MESSAGE_BYTES:
-            config = dataclasses.replace(config, max_message_bytes=max_message_bytes)
+            # SipConfig validates allow_sources (ValueError naming the bad entry) and the size.
+            config = SipConfig(
+                max_calls=max_calls, allow_sources=allow_sources, max_message_bytes=max_message_bytes
+            )
+        else:
+            overrides: dict[str, Any] = {}
+            if allow_sources is not None:
+                overrides["allow_sources"] = allow_sources
+            if max_message_bytes != MAX_MESSAGE_BYTES:
+                overrides["max_message_bytes"] = max_message_bytes
+            if overrides:
+                config = dataclasses.replace(config, **overrides)
         self.config = config
         self.advertise_host = advertise_host
         self.rtp_host = rtp_host or host
