@@ -293,6 +293,13 @@ class UserAgentCore:
     def active_calls(self) -> int:
         return sum(1 for c in self._calls.values() if c.state != "ended")
 
+    def has_calls_on(self, addr: Address, transport: Transport) -> bool:
+        """Whether a call not ended signals with ``addr`` over ``transport`` (a TCP connection that
+        carries a call is not idle)."""
+        return any(
+            c.state != "ended" and c.transport == transport and c.peer == addr for c in self._calls.values()
+        )
+
     def call_state(self, call_id: str) -> str | None:
         call = self._calls.get(call_id)
         return call.state if call else None
