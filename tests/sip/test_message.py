@@ -14,6 +14,14 @@ from voxline.sip import (
     parse_uri,
     parse_via,
 )
+from voxline.sip.message import (
+    MAX_HEADER_FIELDS,
+    MAX_HEADER_LINE,
+    MAX_LIST_ENTRIES,
+    MAX_PARAMS,
+    _split_list,
+    summary_request,
+)
 
 from .messages import invite
 
@@ -160,3 +168,128 @@ def test_stream_framer_rejects_bad_length_and_oversize() -> None:
     framer = StreamFramer(max_bytes=100)
     framer.feed(b"A" * 200)
     assert framer.error is not None
+
+
+# ------------------------------------------------------------------------------------- limits
+
+OPTIONS_HEAD = (
+    "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-top\r\n"
+    "From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: limits-1\r\nCSeq: 1 OPTIONS\r\n"
+)
+VIA = "SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-x"
+
+
+def test_via_explosion_datagram_is_refused_with_an_answer_smaller_than_one_via_list() -> None:
+    # Issue 13 item 11: 58 KB of "Via: a,a,a,..." (29,000 entries) was split and every Via echoed.
+    data = (OPTIONS_HEAD + "Via: " + ",".join(["a"] * 29_000) + "\r\n\r\n").encode()
+    assert len(data) > 58_000
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    exc = info.value
+    assert exc.status == 513 and exc.limit and "header line longer" in exc.reason
+    assert exc.request is not None  # answerable, from a summary: one Via, nothing split
+    assert exc.request.headers.get_all("Via") == ["SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-top"]
+    assert len(bytes(exc.request)) < 400
+
+
+def test_more_list_entries_than_the_limit_are_refused_400() -> None:
+    lines = "".join(f"Via: {VIA}, {VIA}\r\n" for _ in range(35))  # 70 + the top one
+    with pytest.raises(SipParseError) as info:
+        parse_message((OPTIONS_HEAD + lines + "\r\n").encode())
+    assert info.value.status == 400 and info.value.reason == f"more than {MAX_LIST_ENTRIES} Via entries"
+    assert info.value.request is not None and len(info.value.request.headers.get_all("Via")) == 1
+    ok = "".join(f"Via: {VIA}, {VIA}\r\n" for _ in range(34))  # 69 entries: fine
+    assert len(parse_message((OPTIONS_HEAD + ok + "\r\n").encode()).vias) == 69
+
+
+def test_list_split_stops_after_the_limit() -> None:
+    # The cost of refusing a 29,000-entry list is that of splitting limit + 1 entries.
+    value = ",".join(["a"] * 29_000)
+    parts = _split_list(value, 70)
+    assert len(parts) == 71 and parts[:70] == ["a"] * 70 and parts[70].count(",") == 29_000 - 71
+    quoted = ", ".join(['"x, y" <sip:a@b>'] * 29_000)  # the quote-aware path stops the same way
+    parts = _split_list(quoted, 70)
+    assert len(parts) == 71 and parts[0] == '"x, y" <sip:a@b>'
+    assert _split_list('"a, b" <sip:x@y;p=1,2>, c', 70) == ['"a, b" <sip:x@y;p=1,2>', "c"]
+
+
+def test_too_many_header_lines_fields_or_params_are_refused() -> None:
+    many = OPTIONS_HEAD + "X-A: b\r\n" * MAX_HEADER_FIELDS + "\r\n"
+    with pytest.raises(SipParseError, match="header lines") as info:
+        parse_message(many.encode())
+    assert info.value.status == 400 and info.value.request is not None
+    params = OPTIONS_HEAD.replace("tag=1", "tag=1" + ";p" * (MAX_PARAMS + 1))
+    with pytest.raises(SipParseError, match="parameters"):
+        parse_message((params + "\r\n").encode())
+    long_value = OPTIONS_HEAD + "X-Big: " + "a" * MAX_HEADER_LINE + "\r\n\r\n"
+    with pytest.raises(SipParseError) as info:
+        parse_message(long_value.encode())
+    assert info.value.status == 513
+
+
+def test_message_over_max_bytes_is_refused_513_after_a_look_at_its_header_only() -> None:
+    data = (OPTIONS_HEAD + "Content-Length: 9000\r\n\r\n").encode() + b"x" * 9000
+    assert isinstance(parse_message(data), SipRequest)
+    with pytest.raises(SipParseError) as info:
+        parse_message(data, max_bytes=8192)
+    assert info.value.status == 513 and info.value.request is not None
+
+
+@pytest.mark.parametrize("length", ["9" * 5000, "²", "１２", "99999999999", "1 2", ""])
+def test_content_length_that_is_no_small_number_is_an_answerable_400(length: str) -> None:
+    # Issue 13 item 10: int() of 5,000 digits raised ValueError (limit of 4300 digits).
+    data = (OPTIONS_HEAD + f"Content-Length: {length}\r\n\r\n").encode()
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    assert info.value.status == 400 and info.value.request is not None
+    assert "Content-Length" in info.value.reason
+
+
+def test_summary_request_is_found_without_parsing_the_lines() -> None:
+    head = (OPTIONS_HEAD.replace("Via:", "v :") + "X: y\r\n" * 20_000).encode()
+    request = summary_request(head)
+    assert request is not None and request.method == "OPTIONS" and request.call_id == "limits-1"
+    assert request.headers.get_all("Via") == ["SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-top"]
+    assert summary_request(b"SIP/2.0 200 OK\r\nVia: " + VIA.encode()) is None  # a response
+    assert summary_request(b"OPTIONS sip:a@b SIP/2.0\r\nVia: junk") is None  # nowhere to answer
+
+
+def test_numbers_with_non_ascii_digits_are_parse_errors_not_crashes() -> None:
+    for bad in (b"CSeq: \xc2\xb2 OPTIONS", b"Via: SIP/2.0/UDP 127.0.0.1:\xc2\xb2"):
+        data = OPTIONS_HEAD.replace("CSeq: 1 OPTIONS", "").encode() + bad + b"\r\nCSeq: 1 OPTIONS\r\n\r\n"
+        with pytest.raises(SipParseError) as info:
+            parse_message(data)
+        assert "unparseable" not in info.value.reason  # refused by the grammar, not by accident
+
+
+def test_stream_framer_answers_instead_of_raising_on_a_5000_digit_content_length() -> None:
+    framer = StreamFramer()
+    head = OPTIONS_HEAD + "Content-Length: " + "9" * 5000
+    assert framer.feed((head + "\r\n\r\n").encode()) == []
+    assert framer.error is not None and framer.error_status == 400
+    assert framer.error_head == head.encode()
+
+
+def test_stream_framer_refuses_repeated_and_oversize_content_length_with_the_head() -> None:
+    framer = StreamFramer()
+    framer.feed((OPTIONS_HEAD + "Content-Length: 0\r\nl: 5\r\n\r\nhello").encode())
+    assert framer.error == "more than one Content-Length header" and framer.error_head is not None
+    framer = StreamFramer(max_bytes=2000)
+    framer.feed((OPTIONS_HEAD + "Content-Length: 5000\r\n\r\n").encode())
+    assert framer.error_status == 513 and framer.error_head is not None
+
+
+def test_stream_framer_pings_partial_and_byte_at_a_time() -> None:
+    one = invite(call_id="a")
+    framer = StreamFramer()
+    assert framer.feed(b"\r\n\r\n") == [] and framer.pings == 1 and not framer.partial
+    framer.pings = 0
+    assert framer.feed(b"\r\n\r") == [] and framer.pings == 0  # a ping split over segments
+    assert framer.feed(b"\n") == [] and framer.pings == 1
+    got: list[bytes] = []
+    for i in range(len(one) * 2):
+        got += framer.feed((one + one)[i : i + 1])
+        if len(got) < 2:
+            assert framer.partial or i == len(one) - 1
+    assert got == [one, one] and not framer.partial and framer.error is None

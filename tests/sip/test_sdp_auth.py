@@ -16,6 +16,7 @@ from voxline.sip import (
     parse_challenge,
     parse_sdp,
 )
+from voxline.sip.sdp import MAX_MEDIA, MAX_SDP_BYTES, BadMediaAddress, NotAcceptable
 
 LINPHONE_IP6 = (
     "v=0\r\no=linphone 1 2 IN IP6 fd00::2\r\ns=Talk\r\nc=IN IP6 fd00::2\r\nt=0 0\r\n"
@@ -96,7 +97,14 @@ BAD_SDP = [
     "v=1\r\n",
     "v=0\r\nm=audio x RTP/AVP 0\r\n",
     "v=0\r\nc=IN IP9 1\r\n",
-    "v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:zz\r\n",
+    "v=0\r\nm=audio 99999 RTP/AVP 0\r\n",
+    # Numbers that str.isdigit() takes but int() refuses, or too long for int(): SdpError, not a
+    # ValueError escaping as an internal error.
+    "v=0\r\nm=audio \u00b2 RTP/AVP 0\r\n",
+    "v=0\r\no=- " + "9" * 5000 + " 1 IN IP4 127.0.0.1\r\n",
+    "v=0\r\nm=audio " + "9" * 5000 + " RTP/AVP 0\r\n",
+    "v=0\r\n" + "m=audio 0 RTP/AVP 0\r\n" * (MAX_MEDIA + 1),
+    "v=0\r\n" + "a=x\r\n" * (MAX_SDP_BYTES // 5 + 1),
 ]
 
 
@@ -104,6 +112,48 @@ BAD_SDP = [
 def test_bad_sdp_raises_sdp_error(bad: str) -> None:
     with pytest.raises(SdpError):
         parse_sdp(bad)
+
+
+RFC4475_BODY = (
+    "v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    "m=audio 49217 RTP/AVP 0 12\r\nm=video 3227 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n"
+)
+
+
+def test_rtpmap_without_clock_rate_on_an_unused_stream_is_no_error() -> None:
+    # Issue 13 item 15: the body of RFC 4475 esc01, longreq, baddate, ... was answered 400.
+    sd = parse_sdp(RFC4475_BODY)
+    assert sd.media[1].rtpmap == {} and ("rtpmap", "31 LPC") in sd.media[1].attributes
+    answer, media = answer_offer(sd, "127.0.0.1", 30000)
+    assert media.codec.name == "PCMU" and (media.remote_host, media.remote_port) == ("192.0.2.1", 49217)
+    assert "m=video 0 RTP/AVP 31\r\n" in answer.to_bytes().decode()
+    # On the audio stream a malformed rtpmap names nothing: a static type keeps its RFC 3551 meaning,
+    # a dynamic one without a valid rtpmap is never chosen.
+    _, media = answer_offer(parse_sdp(offer("0", "a=rtpmap:0 PCMU\r\n")), "127.0.0.1", 1)
+    assert media.codec.name == "PCMU"
+    with pytest.raises(NoCommonCodec):
+        answer_offer(parse_sdp(offer("96", "a=rtpmap:96 PCMU\r\n")), "127.0.0.1", 1)
+
+
+@pytest.mark.parametrize(
+    "conn",
+    ["IN IP4 localhost", "IN IP4 rtp.example.com", "IN IP4 224.2.1.1/127", "IN IP4 255.255.255.255",
+     "IN IP6 ff02::1", "IN IP4 ::1", "IN IP6 127.0.0.1"],
+)  # fmt: skip
+def test_audio_address_must_be_a_unicast_ip_of_its_type(conn: str) -> None:
+    # Issue 13 item 9: a host name was accepted and resolved on the event loop for every RTP packet.
+    with pytest.raises(BadMediaAddress) as info:
+        answer_offer(parse_sdp(offer("0", conn=conn)), "127.0.0.1", 30000)
+    assert info.value.warn_code == 301 and isinstance(info.value, NotAcceptable)  # 488 in the core
+    ours = build_offer("127.0.0.1", 30000)
+    with pytest.raises(BadMediaAddress):
+        accept_answer(ours, parse_sdp(offer("0", conn=conn)))
+
+
+def test_host_name_on_a_stream_we_do_not_use_is_fine() -> None:
+    body = offer("0") + "m=video 3227 RTP/AVP 31\r\nc=IN IP4 video.example.com\r\n"
+    _, media = answer_offer(parse_sdp(body), "127.0.0.1", 30000)
+    assert media.remote_host == "127.0.0.1"
 
 
 # ------------------------------------------------------------------------------------- digest

@@ -10,6 +10,18 @@ Routing choices: responses go back to the source address of the request (symmetr
 and in-dialog requests go to the first Record-Route hop when there is one (as an IP address),
 otherwise to the address the peer signals from; a NAT-ed or mis-advertised Contact therefore does
 not break BYE. Calls are keyed by Call-ID.
+
+Who may call: with ``SipConfig.allow_sources`` set, a request from outside those networks is
+refused with a stateless 403 before it can start anything (no ``IncomingCall``, no transaction, no
+retransmission), counted in ``stats['rejected_source']`` and logged once per address. Not
+checked: OPTIONS (answered to anyone: it opens nothing, and health checks and keep-alive pings often
+come from elsewhere than the trunk), requests inside an existing dialog that come from that dialog's
+own peer (the INVITE's source, its first Record-Route hop or its Contact). A stranger's ACK is
+dropped (counted, never answered).
+
+Calls that hold a slot for nothing end by themselves: an answer never ACKed at Timer H (64*T1,
+``CallFailed(408, by="timeout")`` and a BYE), an incoming call neither answered nor rejected within
+``alerting_timeout`` (480, ``CallFailed(480, by="timeout")``).
 """
 
 from __future__ import annotations
@@ -17,9 +29,10 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Literal
 
 from .auth import DigestChallenge, DigestError, build_authorization, parse_challenge
@@ -37,6 +50,7 @@ from .events import (
     Transport,
 )
 from .message import (
+    MAX_MESSAGE_BYTES,
     SipParseError,
     SipRequest,
     SipResponse,
@@ -45,10 +59,12 @@ from .message import (
     parse_uri,
     parse_via,
     reason_phrase,
+    summary_request,
 )
 from .sdp import (
+    MAX_SDP_BYTES,
     NegotiatedMedia,
-    NoCommonCodec,
+    NotAcceptable,
     SdpError,
     SessionDescription,
     accept_answer,
@@ -81,7 +97,14 @@ class CallStateError(RuntimeError):
 
 @dataclass(slots=True)
 class SipConfig:
-    """Settings of one user agent. ``host``/``port`` are what we advertise in Via, Contact and SDP."""
+    """Settings of one user agent. ``host``/``port`` are what we advertise in Via, Contact and SDP.
+
+    ``allow_sources``: the IP addresses and CIDR networks (IPv4 and IPv6, e.g. ``"203.0.113.0/24"``,
+    ``"2001:db8::1"``) that may send requests outside a dialog; None lets anyone in, ``()`` nobody
+    (see the module docstring for what is and is not checked). A single string is one entry.
+    ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
+    (None: forever). ``max_message_bytes``: larger messages are refused with 513.
+    """
 
     host: str = "127.0.0.1"
     port: int = 5060
@@ -92,8 +115,23 @@ class SipConfig:
     dtmf_payload_type: int = 101
     timers: Timers = field(default_factory=Timers)
     invite_timeout: float = 120.0  # outbound: give up (CANCEL) when unanswered this long
+    # Inbound: refused (480) when neither answered nor rejected this long. 60 s is what callers and
+    # carriers expect of a ringing phone; a call the application forgot must not hold a slot forever.
+    alerting_timeout: float | None = 60.0
+    allow_sources: Sequence[str] | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
+        if self.allow_sources is not None:
+            entries = (self.allow_sources,) if isinstance(self.allow_sources, str) else self.allow_sources
+            self.allow_sources = tuple(str(e) if not isinstance(e, str) else e for e in entries)
+            source_networks(self.allow_sources)  # validates: ValueError naming the bad entry
+        if self.alerting_timeout is not None and not self.alerting_timeout > 0:
+            raise ValueError(f"alerting_timeout must be > 0 seconds or None, got {self.alerting_timeout}")
+        if not 1024 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(
+                f"max_message_bytes must be 1024..{MAX_MESSAGE_BYTES}, got {self.max_message_bytes}"
+            )
         if self.max_calls < 0:
             raise ValueError(f"max_calls must be >= 0, got {self.max_calls}")
         if not self.codecs or any(c not in ("PCMU", "PCMA") for c in self.codecs):
@@ -102,6 +140,42 @@ class SipConfig:
             raise ValueError(f"dtmf_payload_type must be dynamic (96..127), got {self.dtmf_payload_type}")
         if self.invite_timeout <= 0:
             raise ValueError(f"invite_timeout must be > 0, got {self.invite_timeout}")
+
+
+Network = IPv4Network | IPv6Network
+
+
+def source_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """Parse ``allow_sources`` entries (IPs or CIDRs). Raises ValueError naming the bad entry."""
+    networks: list[Network] = []
+    for entry in entries:
+        try:
+            networks.append(ip_network(entry.strip(), strict=False))
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError(
+                f"allow_sources: {entry!r} is not an IP address or CIDR network (e.g. 203.0.113.7, "
+                "198.51.100.0/24, 2001:db8::/32)"
+            ) from None
+    return tuple(networks)
+
+
+def _source_ip(host: str) -> IPv4Address | IPv6Address | None:
+    try:
+        ip = ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d: match them against IPv4 networks.
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+_LOGGED_SOURCES = 1024  # refused addresses remembered (for one log line each), oldest forgotten
+
+
+def _printable(text: str) -> str:
+    """``text`` fit for a reason phrase or a Warning: control characters replaced."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _token(nbytes: int = 6) -> str:
@@ -168,11 +242,12 @@ class _Call:
     last_nonce: str | None = None
     cancel_pending: bool = False
     ring_deadline: float | None = None
+    alert_deadline: float | None = None  # inbound: alerting_timeout while incoming / early
     ack_data: bytes | None = None
     ended_at: float | None = None
 
     def deadline(self) -> float | None:
-        times = [t for t in (self.ok_next, self.ring_deadline) if t is not None]
+        times = [t for t in (self.ok_next, self.ring_deadline, self.alert_deadline) if t is not None]
         return min(times) if times else None
 
 
@@ -187,13 +262,21 @@ class UserAgentCore:
         self._calls: dict[str, _Call] = {}
         self._server: dict[str, ServerInviteTransaction | ServerNonInviteTransaction] = {}
         self._client: dict[str, ClientInviteTransaction | ClientNonInviteTransaction] = {}
+        allowed = self.config.allow_sources
+        self._allowed = source_networks(allowed) if allowed is not None else None
+        self._refused_sources: OrderedDict[str, None] = OrderedDict()
         self.stats: dict[str, int] = {
             "received": 0,
             "malformed_dropped": 0,
-            "bad_request_sent": 0,
+            "bad_request_sent": 0,  # any error answer to a malformed message (400, 413, 416, 505, 513)
+            "over_limit": 0,  # refused for a size or count limit (answered or dropped)
+            "keepalives": 0,  # CRLF-only datagrams / messages
             "retransmissions_absorbed": 0,
             "stray_responses": 0,
-            "rejected_over_limit": 0,
+            "rejected_over_limit": 0,  # 503: max_calls reached
+            "rejected_source": 0,  # 403: not in allow_sources
+            "alerting_timeouts": 0,  # 480: neither answered nor rejected within alerting_timeout
+            "ack_timeouts": 0,  # our 200 OK never ACKed (Timer H)
         }
 
     # ------------------------------------------------------------------------------------ outputs
@@ -209,6 +292,13 @@ class UserAgentCore:
     @property
     def active_calls(self) -> int:
         return sum(1 for c in self._calls.values() if c.state != "ended")
+
+    def has_calls_on(self, addr: Address, transport: Transport) -> bool:
+        """Whether a call not ended signals with ``addr`` over ``transport`` (a TCP connection that
+        carries a call is not idle)."""
+        return any(
+            c.state != "ended" and c.transport == transport and c.peer == addr for c in self._calls.values()
+        )
 
     def call_state(self, call_id: str) -> str | None:
         call = self._calls.get(call_id)
@@ -243,6 +333,10 @@ class UserAgentCore:
                 call.ring_deadline = None
                 if call.state in ("calling", "proceeding"):
                     self._give_up_outbound(call, now, 408, "no answer", "timeout")
+            if call.alert_deadline is not None and call.alert_deadline <= now:
+                call.alert_deadline = None
+                if call.state in ("incoming", "early"):
+                    self._alerting_timed_out(call, now)
             if call.ended_at is not None and now >= call.ended_at + self._timers.b and call.ok_next is None:
                 del self._calls[call.call_id]
 
@@ -258,8 +352,11 @@ class UserAgentCore:
     ) -> None:
         """Handle one datagram or one framed stream message from ``addr``. Never raises."""
         self.stats["received"] += 1
+        if not data.strip(b"\r\n\t "):
+            self.stats["keepalives"] += 1  # a CRLF keep-alive (RFC 5626): nothing to say
+            return
         try:
-            message = parse_message(data, stream=transport == "tcp")
+            message = parse_message(data, stream=transport == "tcp", max_bytes=self.config.max_message_bytes)
         except SipParseError as exc:
             self._malformed(exc, data, addr, transport)
             return
@@ -272,15 +369,35 @@ class UserAgentCore:
             log.exception("internal error handling SIP message from %s:%s", *addr)
             self.stats["malformed_dropped"] += 1
 
+    def refuse_message(
+        self, head: bytes, addr: Address, now: float, transport: Transport, status: int, reason: str
+    ) -> None:
+        """Answer a message that could not be framed (a stream whose Content-Length is bad, repeated or
+        too large: ``StreamFramer.error``), from its header section alone. The I/O layer closes the
+        connection after sending what this queues."""
+        self.stats["received"] += 1
+        exc = SipParseError(reason, summary_request(head), status, limit=status == 513)
+        self._malformed(exc, head, addr, transport)
+
     def _malformed(self, exc: SipParseError, data: bytes, addr: Address, transport: Transport) -> None:
+        if exc.limit:
+            self.stats["over_limit"] += 1
         request = exc.request
+        if request is None and transport == "tcp":
+            # A connection is its own way back (and its source is no spoofed one): a request
+            # without a usable Via is answered there too, so the peer learns why it is closed.
+            request = summary_request(data.split(b"\r\n\r\n", 1)[0], need_via=False)
         if request is not None and request.method != "ACK":
-            log.info("400 to malformed SIP request from %s:%s: %s", addr[0], addr[1], exc.reason)
-            resp = self._response(request, 400, f"Bad Request ({exc.reason})"[:120], source=addr)
+            status = exc.status
+            log.info("%d to malformed SIP request from %s:%s: %s", status, addr[0], addr[1], exc.reason)
+            reason = _printable(f"{reason_phrase(status)} ({exc.reason})")[:120]
+            resp = self._response(request, status, reason, source=addr)
             self._send(bytes(resp), addr, transport)
             self.stats["bad_request_sent"] += 1
             return
-        log.info("dropped malformed SIP message from %s:%s (%d bytes): %s", addr[0], addr[1], len(data), exc)
+        # Log text, never the exception: a record that is kept (a queue handler, a test's capture)
+        # would keep its traceback alive, and with it the frames holding up to 64 KB of input each.
+        log.info("dropped malformed SIP message from %s:%s (%d bytes): %s", *addr, len(data), exc.reason)
         self.stats["malformed_dropped"] += 1
 
     def _send(self, data: bytes, addr: Address, transport: Transport) -> None:
@@ -355,16 +472,26 @@ class UserAgentCore:
     def _txn_key(req: SipRequest) -> str:
         method = "INVITE" if req.method == "ACK" else req.method
         via = req.headers.get_all("Via")[0]
-        branch = parse_via(via).branch or ""
-        if branch.startswith("z9hG4bK"):
-            return f"{branch}|{method}"
-        # RFC 2543 peers: match on the request's identity instead (§17.2.3).
+        top = parse_via(via)
+        branch = top.branch or ""
+        if branch.startswith("z9hG4bK") and branch != "z9hG4bK":
+            # §17.2.3: branch AND sent-by AND method. Another peer reusing a branch is another
+            # transaction, not a retransmission whose stored response would go to the first peer.
+            return f"{branch}|{top.sent_by}|{method}"
+        # RFC 2543 peers, or the bare magic cookie (RFC 4475 badbranch): match on the request's
+        # identity instead (§17.2.3); the whole top Via (sent-by included) is part of it.
         return f"{req.call_id}|{req.cseq[0]}|{req.from_.tag}|{via}|{method}"
 
     def _on_request(
         self, req: SipRequest, src: Address, transport: Transport, now: float, local_host: str
     ) -> None:
         key = self._txn_key(req)
+        if self._allowed is not None and req.method != "OPTIONS" and not self._may_send(req, src):
+            if req.method == "ACK":
+                self.stats["rejected_source"] += 1  # never answered; it must not confirm a call
+            else:
+                self._refuse_source(req, src, transport)
+            return
         if req.method == "ACK":
             self._on_ack(req, key, now)
             return
@@ -410,6 +537,49 @@ class UserAgentCore:
         else:
             txn.respond(self._response(req, 501, source=src, extra=[("Allow", ALLOW)]), now)
 
+    def _may_send(self, req: SipRequest, src: Address) -> bool:
+        """``allow_sources`` check: a listed source, or a dialog's own peer inside that dialog."""
+        assert self._allowed is not None
+        ip = _source_ip(src[0])
+        if ip is None:
+            return False
+        if any(ip in net for net in self._allowed):
+            return True
+        if req.to.tag is None:
+            return False
+        call = self._dialog_call(req)
+        return call is not None and ip in self._dialog_peers(call)
+
+    def _dialog_peers(self, call: _Call) -> set[IPv4Address | IPv6Address]:
+        """Where a dialog's in-dialog requests legitimately come from: the INVITE's source, the first
+        route hop, the peer's Contact (each when it is an IP address)."""
+        hosts = [call.peer[0], self._dialog_destination(call)[0]]
+        try:
+            hosts.append(parse_uri(call.remote_target).host)
+        except SipParseError:
+            pass
+        return {ip for ip in map(_source_ip, hosts) if ip is not None}
+
+    def _refuse_source(self, req: SipRequest, src: Address, transport: Transport) -> None:
+        self.stats["rejected_source"] += 1
+        host = src[0]
+        if host in self._refused_sources:
+            self._refused_sources.move_to_end(host)  # still at it: not logged again
+        else:
+            if len(self._refused_sources) >= _LOGGED_SOURCES:
+                self._refused_sources.popitem(last=False)
+            self._refused_sources[host] = None
+            log.info(
+                "403 to %s from %s:%s: source not in allow_sources (further refusals not logged)",
+                req.method,
+                host,
+                src[1],
+            )
+        # Stateless (§8.2.7): no transaction, so nothing is retransmitted to a maybe spoofed source
+        # (Timer G would send ~10 403s per INVITE), and a stranger's request cannot occupy the
+        # transaction key (branch, sent-by, method) of a legitimate peer's.
+        self._send(bytes(self._response(req, 403, source=src, to_tag=_token())), src, transport)
+
     def _dialog_call(self, req: SipRequest) -> _Call | None:
         call = self._calls.get(req.call_id)
         if call is None:
@@ -429,6 +599,11 @@ class UserAgentCore:
         now: float,
         local_host: str,
     ) -> None:
+        if not _accepts_sdp(req):
+            # RFC 4475 sdp01: our answer is SDP, which the caller's Accept excludes.
+            warning = '399 voxline "the answer would be application/sdp, which Accept does not list"'
+            txn.respond(self._response(req, 406, source=src, extra=[("Warning", warning)]), now)
+            return
         if req.to.tag is not None:
             call = self._dialog_call(req)
             if call is None or call.state not in ("answering", "connected"):
@@ -452,18 +627,24 @@ class UserAgentCore:
                 resp = self._response(req, 415, source=src, extra=[("Accept", "application/sdp")])
                 txn.respond(resp, now)
                 return
+            if len(sdp_body) > MAX_SDP_BYTES:
+                log.info("413 to INVITE %s: SDP of %d bytes", req.call_id, len(sdp_body))
+                self.stats["over_limit"] += 1
+                txn.respond(self._response(req, 413, source=src), now)
+                return
             try:
                 offer = parse_sdp(sdp_body)
                 _, media = answer_offer(offer, local_host, 9, codecs=self.config.codecs)
-            except NoCommonCodec as exc:
-                log.info("488 to INVITE %s from %s:%s: %s", req.call_id, src[0], src[1], exc)
-                warning = '305 voxline "' + str(exc).replace('"', "'") + '"'
+            except NotAcceptable as exc:
+                log.info("488 to INVITE %s from %s:%s: %s", req.call_id, src[0], src[1], str(exc))
+                warning = f'{exc.warn_code} voxline "' + _printable(str(exc)).replace('"', "'") + '"'
                 txn.respond(self._response(req, 488, source=src, extra=[("Warning", warning[:200])]), now)
                 return
             except SdpError as exc:
-                log.info("400 to INVITE %s with bad SDP: %s", req.call_id, exc)
+                log.info("400 to INVITE %s with bad SDP: %s", req.call_id, str(exc))
                 self.stats["bad_request_sent"] += 1
-                txn.respond(self._response(req, 400, f"Bad Request (SDP: {exc})"[:120], source=src), now)
+                reason = _printable(f"Bad Request (SDP: {exc})")[:120]
+                txn.respond(self._response(req, 400, reason, source=src), now)
                 return
         local_tag = _token()
         txn.respond(self._response(req, 100, source=src), now)
@@ -496,6 +677,8 @@ class UserAgentCore:
             media=media,
             sdp_id=secrets.randbelow(2**31),
         )
+        if self.config.alerting_timeout is not None:
+            call.alert_deadline = now + self.config.alerting_timeout
         self._calls[req.call_id] = call
         self._events.append(
             IncomingCall(
@@ -559,8 +742,8 @@ class UserAgentCore:
                 session_version=call.sdp_version + 1,
             )
         except SdpError as exc:
-            status = 488 if isinstance(exc, NoCommonCodec) else 400
-            log.info("%d to re-INVITE of %s: %s", status, call.call_id, exc)
+            status = 488 if isinstance(exc, NotAcceptable) else 400
+            log.info("%d to re-INVITE of %s: %s", status, call.call_id, str(exc))
             txn.respond(self._response(req, status, source=src), now)
             return
         call.sdp_version += 1
@@ -597,6 +780,7 @@ class UserAgentCore:
             call.ok_next = None
             call.ok_data = None
             log.info("no ACK for the 200 of %s: ending the call", call.call_id)
+            self.stats["ack_timeouts"] += 1
             was_initial = call.ok_initial
             self._send_bye(call, now)
             if call.state != "ended":
@@ -625,7 +809,7 @@ class UserAgentCore:
             try:
                 call.media = accept_answer(call.our_offer, parse_sdp(req.body))
             except SdpError as exc:
-                log.info("unusable SDP answer in ACK of %s: %s; ending the call", call.call_id, exc)
+                log.info("unusable SDP answer in ACK of %s: %s; ending the call", call.call_id, str(exc))
                 self._send_bye(call, now)
                 if call.ok_initial:
                     self._events.append(
@@ -752,8 +936,19 @@ class UserAgentCore:
             call.our_offer = sdp
         body = sdp.to_bytes()
         call.state = "answering"
+        call.alert_deadline = None
         self._send_ok(call, call.invite, call.invite_txn, body, now, initial=True)
         return body
+
+    def _alerting_timed_out(self, call: _Call, now: float) -> None:
+        assert call.invite is not None and call.invite_txn is not None
+        timeout = self.config.alerting_timeout
+        log.info("call %s not answered within %g s: 480", call.call_id, timeout)
+        self.stats["alerting_timeouts"] += 1
+        resp = self._response(call.invite, 480, to_tag=call.local_tag, source=call.peer)
+        call.invite_txn.respond(resp, now)
+        self._events.append(CallFailed(call.call_id, 480, f"not answered within {timeout:g} s", "timeout"))
+        self._end(call, now)
 
     def reject(self, call_id: str, now: float, status: int = 486, reason: str | None = None) -> None:
         """Reject an incoming call with a final failure response (300..699)."""
@@ -797,6 +992,7 @@ class UserAgentCore:
     def _end(self, call: _Call, now: float) -> None:
         call.state = "ended"
         call.ring_deadline = None
+        call.alert_deadline = None
         if call.ended_at is None:
             call.ended_at = now
 
@@ -994,7 +1190,7 @@ class UserAgentCore:
                     raise SdpError("the 200 OK has no SDP answer")
                 media = accept_answer(call.our_offer, parse_sdp(resp.body))
             except SdpError as exc:
-                log.info("unusable SDP answer on %s: %s; hanging up", call.call_id, exc)
+                log.info("unusable SDP answer on %s: %s; hanging up", call.call_id, str(exc))
                 self._send_bye(call, now)
                 self._events.append(CallFailed(call.call_id, 488, f"unusable SDP answer: {exc}", "remote"))
                 self._end(call, now)
@@ -1018,7 +1214,7 @@ class UserAgentCore:
                 challenge = parse_challenge(value)
                 break
             except DigestError as exc:
-                log.info("ignoring challenge on %s: %s", call.call_id, exc)
+                log.info("ignoring challenge on %s: %s", call.call_id, str(exc))
         if challenge is None:
             return False
         # A second challenge for the same nonce means the credentials were wrong (unless stale).
@@ -1112,6 +1308,15 @@ def _sdp_body(message: SipRequest | SipResponse) -> bytes | None:
         if sep and re.search(rb"^content-type:\s*application/sdp", head, re.IGNORECASE | re.MULTILINE):
             return content.removesuffix(b"\r\n")
     return None
+
+
+def _accepts_sdp(req: SipRequest) -> bool:
+    """False when the request has an Accept header that lists media types, none of them SDP (an
+    empty or absent Accept is taken as no restriction)."""
+    values = req.headers.get_all("Accept")
+    ranges = [r.split(";", 1)[0].strip().lower() for value in values for r in value.split(",")]
+    ranges = [r for r in ranges if r]
+    return not ranges or any(r in ("application/sdp", "application/*", "*/*") for r in ranges)
 
 
 def _ignore(resp: SipResponse, now: float) -> None:

@@ -5,16 +5,25 @@ core and writes what the core returns. All SIP timers of all calls are served by
 handle, re-armed to ``core.next_deadline()`` after every interaction. Each call is a ``SipCallLeg``
 with its own RTP socket; RTP is sent on the ticks of the endpoint's media clock (by default the loop's
 shared ``AsyncioMediaClock``, the one that paces the playouts feeding the calls).
+
+TCP connections (accepted and our own) are closed when a message stays incomplete for
+``tcp_message_timeout`` after its first byte (a stalled or slow-drip header) and when they carry
+no traffic for ``tcp_idle_timeout`` while no call uses them; RFC 5626 CRLF keep-alives are traffic
+and their pings get a pong. Both are counted in ``stats`` (``tcp_message_timeouts``,
+``tcp_idle_closed``); a message that cannot be framed is answered (400 / 513) and its connection
+closed (``tcp_framing_errors``); a peer that leaves 1 MB of our answers unread is cut off
+(``tcp_backlog_closed``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import Any, Literal
 
@@ -225,6 +234,8 @@ class SipCallLeg:
     def _media_addr(media: NegotiatedMedia | None) -> Address | None:
         if media is None or media.remote_port == 0 or media.remote_host in ("0.0.0.0", "::"):
             return None
+        if not _is_ip(media.remote_host):
+            return None  # never a name: sendto() would resolve it, blocking, for every packet
         return media.remote_addr
 
     def _apply_media(self, media: NegotiatedMedia | None) -> None:
@@ -294,15 +305,18 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.endpoint._on_message(data, (addr[0], addr[1]), "udp")
 
     def error_received(self, exc: Exception) -> None:
-        log.debug("SIP UDP socket error: %s", exc)
+        log.debug("SIP UDP socket error: %s", str(exc))
 
 
 class SipEndpoint:
     """SIP over UDP and TCP on one listen address, with the calls it carries.
 
     Inbound calls go to ``on_incoming_call(leg)`` (sync or async) or, without one, to ``accept()``.
-    Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message,
-    ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
+    Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message (513
+    beyond), ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
+    ``allow_sources``: IPs / CIDR networks that may call in (403 to others, see ``SipConfig``; None:
+    anyone). ``tcp_message_timeout`` / ``tcp_idle_timeout``: seconds, see the module docstring (None
+    disables). ``allow_sources`` and ``max_message_bytes``, when given, override those of ``config``.
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
     playouts), from when the call connects until its media closes.
     """
@@ -321,6 +335,9 @@ class SipEndpoint:
         config: SipConfig | None = None,
         on_incoming_call: Callable[[SipCallLeg], Any] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        allow_sources: Sequence[str] | None = None,
+        tcp_message_timeout: float | None = 10.0,
+        tcp_idle_timeout: float | None = 300.0,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -329,15 +346,31 @@ class SipEndpoint:
             raise ValueError(
                 f"transports must be a non-empty subset of ('udp', 'tcp'), got {self.transports}"
             )
-        self.config = config or SipConfig(max_calls=max_calls)
+        timeouts = {"tcp_message_timeout": tcp_message_timeout, "tcp_idle_timeout": tcp_idle_timeout}
+        for name, value in timeouts.items():
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds or None, got {value}")
         if config is None:
-            self.config.max_calls = max_calls
+            # SipConfig validates allow_sources (ValueError naming the bad entry) and the size.
+            config = SipConfig(
+                max_calls=max_calls, allow_sources=allow_sources, max_message_bytes=max_message_bytes
+            )
+        else:
+            overrides: dict[str, Any] = {}
+            if allow_sources is not None:
+                overrides["allow_sources"] = allow_sources
+            if max_message_bytes != MAX_MESSAGE_BYTES:
+                overrides["max_message_bytes"] = max_message_bytes
+            if overrides:
+                config = dataclasses.replace(config, **overrides)
+        self.config = config
+        self.tcp_message_timeout = tcp_message_timeout
+        self.tcp_idle_timeout = tcp_idle_timeout
         self.advertise_host = advertise_host
         self.rtp_host = rtp_host or host
         self.rtp_inactivity_timeout_ms = rtp_inactivity_timeout_ms
         self._clock = clock
         self.on_incoming_call = on_incoming_call
-        self.max_message_bytes = max_message_bytes
         self.core: UserAgentCore | None = None
         self.legs: dict[str, SipCallLeg] = {}
         self._incoming: asyncio.Queue[SipCallLeg] = asyncio.Queue()
@@ -349,7 +382,14 @@ class SipEndpoint:
         self._timer_at: float | None = None
         self._flushing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._tcp_tasks: set[asyncio.Task[Any]] = set()  # readers of accepted connections
         self._local_ips: dict[str, str] = {}
+        self._io_stats = {
+            "tcp_message_timeouts": 0,
+            "tcp_idle_closed": 0,
+            "tcp_framing_errors": 0,
+            "tcp_backlog_closed": 0,
+        }
         self.port = 0
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -400,6 +440,10 @@ class SipEndpoint:
         self._tcp_writers.clear()
         for task in list(self._tasks):
             task.cancel()
+        if self._tcp_tasks:
+            # Let the accepted connections' readers see their close and end, rather than be
+            # cancelled whenever the loop stops.
+            await asyncio.wait(list(self._tcp_tasks), timeout=1.0)
 
     async def __aenter__(self) -> SipEndpoint:
         return await self.start()
@@ -415,8 +459,13 @@ class SipEndpoint:
         return self._clock
 
     @property
+    def max_message_bytes(self) -> int:
+        return self.config.max_message_bytes
+
+    @property
     def stats(self) -> dict[str, int]:
-        return dict(self.core.stats) if self.core else {}
+        """The core's counters (see ``UserAgentCore.stats``) and the TCP transport's."""
+        return {**self.core.stats, **self._io_stats} if self.core else {}
 
     async def accept(self) -> SipCallLeg:
         """The next inbound call (when no ``on_incoming_call`` callback is set)."""
@@ -522,14 +571,8 @@ class SipEndpoint:
         return result
 
     def _on_message(self, data: bytes, addr: Address, transport: Transport) -> None:
-        core = self._core()
-        if len(data) > self.max_message_bytes:
-            log.info(
-                "dropped %d-byte SIP message from %s:%s (limit %d)", len(data), *addr, self.max_message_bytes
-            )
-            core.stats["malformed_dropped"] += 1
-            return
-        core.receive(data, addr, self._now(), transport, self._local_host_for(addr[0]))
+        # The core refuses what is too large (513) after a look at the header section only.
+        self._core().receive(data, addr, self._now(), transport, self._local_host_for(addr[0]))
         self._flush()
 
     def _flush(self) -> None:
@@ -547,7 +590,7 @@ class SipEndpoint:
                     try:
                         self._write(item)
                     except (OSError, ValueError, TypeError) as exc:  # e.g. an IPv6 target on an IPv4 socket
-                        log.info("cannot send SIP to %s:%s over %s: %s", *item.addr, item.transport, exc)
+                        log.info("cannot send SIP to %s:%s over %s: %s", *item.addr, item.transport, str(exc))
                 for event in events:
                     try:
                         self._handle(event)
@@ -582,6 +625,11 @@ class SipEndpoint:
         writer = self._tcp_writers.get(item.addr)
         if writer is not None and not writer.is_closing():
             writer.write(item.data)
+            if writer.transport.get_write_buffer_size() > _TCP_BACKLOG:
+                # A peer that sends requests but never reads its answers must not grow our buffer.
+                self._io_stats["tcp_backlog_closed"] += 1
+                log.info("closing SIP TCP connection to %s:%s: it does not read what we send", *item.addr)
+                writer.transport.abort()  # close() would wait for the unread buffer to drain
             return
         pending = self._tcp_pending.get(item.addr)
         if pending is not None:
@@ -628,41 +676,111 @@ class SipEndpoint:
 
     async def _on_tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        await self._tcp_read_loop((peer[0], peer[1]), reader, writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_tasks.add(task)
+        try:
+            await self._tcp_read_loop((peer[0], peer[1]), reader, writer)
+        except asyncio.CancelledError:
+            # The loop is going away. Python 3.11's StreamReaderProtocol logs a cancelled handler
+            # task as an error (task.exception() raises): end quietly instead.
+            pass
+        finally:
+            if task is not None:
+                self._tcp_tasks.discard(task)
 
     async def _tcp_connect(self, addr: Address) -> None:
         try:
-            reader, writer = await asyncio.open_connection(addr[0], addr[1])
-        except OSError as exc:
-            log.info("SIP TCP connect to %s:%s failed: %s", addr[0], addr[1], exc)
+            # Bounded like a message: a black-holed peer must not keep the pending data forever.
+            async with asyncio.timeout(self.tcp_message_timeout):
+                reader, writer = await asyncio.open_connection(addr[0], addr[1])
+        except OSError as exc:  # TimeoutError included
+            log.info("SIP TCP connect to %s:%s failed: %s", addr[0], addr[1], str(exc) or "timed out")
             self._tcp_pending.pop(addr, None)
             return
         for data in self._tcp_pending.pop(addr, []):
             writer.write(data)
         await self._tcp_read_loop(addr, reader, writer)
 
+    def _tcp_deadline(self, last_traffic: float, message_started: float | None) -> tuple[float | None, bool]:
+        """(when to give up waiting for bytes, whether that is the idle timeout)."""
+        if message_started is not None and self.tcp_message_timeout is not None:
+            return message_started + self.tcp_message_timeout, False
+        if self.tcp_idle_timeout is not None:
+            return last_traffic + self.tcp_idle_timeout, True
+        return None, True
+
     async def _tcp_read_loop(
         self, addr: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self._tcp_writers[addr] = writer
+        core = self._core()
         framer = StreamFramer(self.max_message_bytes)
+        loop = asyncio.get_running_loop()
+        last_traffic = loop.time()
+        message_started: float | None = None  # when the first byte of the unfinished message came
         try:
             while True:
-                data = await reader.read(65536)
+                deadline, idle = self._tcp_deadline(last_traffic, message_started)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.read(8192)  # a few ms of parsing at most per turn
+                except TimeoutError:
+                    if not idle:
+                        self._io_stats["tcp_message_timeouts"] += 1
+                        log.info(
+                            "closing SIP TCP connection from %s:%s: message incomplete after %g s",
+                            addr[0],
+                            addr[1],
+                            self.tcp_message_timeout,
+                        )
+                        break
+                    if core.has_calls_on(addr, "tcp"):
+                        last_traffic = loop.time()  # a call's BYE may still come this way
+                        continue
+                    self._io_stats["tcp_idle_closed"] += 1
+                    log.info(
+                        "closing idle SIP TCP connection from %s:%s (%g s without traffic)",
+                        addr[0],
+                        addr[1],
+                        self.tcp_idle_timeout,
+                    )
+                    break
                 if not data:
                     break
-                for message in framer.feed(data):
+                now = last_traffic = loop.time()
+                was_partial = framer.partial
+                messages = framer.feed(data)
+                if framer.pings:
+                    writer.write(b"\r\n" * framer.pings)  # RFC 5626 §4.4.1: each ping gets a pong
+                    framer.pings = 0
+                for message in messages:
                     self._on_message(message, addr, "tcp")
                 if framer.error:
+                    self._io_stats["tcp_framing_errors"] += 1
+                    if framer.error_head is not None:
+                        # Answered (400 / 513) before the close: the peer learns why.
+                        core.refuse_message(
+                            framer.error_head, addr, self._now(), "tcp", framer.error_status, framer.error
+                        )
+                        self._flush()
                     log.info("closing SIP TCP connection from %s:%s: %s", addr[0], addr[1], framer.error)
-                    self._core().stats["malformed_dropped"] += 1
                     break
-        except (ConnectionError, OSError):
+                if not framer.partial:
+                    message_started = None
+                elif messages or not was_partial:
+                    message_started = now
+                # Many messages in one read: let RTP sending and timers run before the next chunk.
+                await asyncio.sleep(0)
+        except OSError:  # ConnectionError included
             pass
         finally:
             if self._tcp_writers.get(addr) is writer:
                 del self._tcp_writers[addr]
             writer.close()
+
+
+_TCP_BACKLOG = 1 << 20  # bytes of answers a TCP peer may leave unread before it is cut off
 
 
 def _is_ip(host: str) -> bool:

@@ -4,16 +4,28 @@
 ``SipResponse``; ``bytes(message)`` serializes it with a correct Content-Length. Header names are
 case-insensitive, compact forms are expanded, folded lines are unfolded and comma-joined values of
 list headers (Via, Route, Record-Route, Contact) become one entry each, in order.
+
+Limits (an attacker's message must cost little to refuse): at most ``MAX_HEADER_FIELDS`` header
+lines and fields, ``MAX_LIST_ENTRIES`` entries of one list header, ``MAX_HEADER_LINE`` characters in
+one (unfolded) header line and ``MAX_PARAMS`` parameters in one value. Beyond them the parser stops
+where it is and raises ``SipParseError`` with status 400 (too many) or 513 (too long / too large)
+carrying a small answerable request (start line, top Via, From, To, Call-ID, CSeq) when there is
+one, so the answer is never bigger than what it answers.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
+    "MAX_HEADER_FIELDS",
+    "MAX_HEADER_LINE",
+    "MAX_LIST_ENTRIES",
     "MAX_MESSAGE_BYTES",
+    "MAX_PARAMS",
     "NameAddr",
     "SipHeaders",
     "SipMessage",
@@ -29,10 +41,19 @@ __all__ = [
     "parse_uri",
     "parse_via",
     "reason_phrase",
+    "summary_request",
 ]
 
 MAX_MESSAGE_BYTES = 65535
 """Largest message accepted on any transport (a UDP datagram cannot be larger)."""
+MAX_HEADER_FIELDS = 256
+"""Header lines (folded ones included) and header fields (list entries included) of one message."""
+MAX_LIST_ENTRIES = 70
+"""Entries of one list header (Via, Route, Record-Route, Contact): Max-Forwards 70 bounds real paths."""
+MAX_HEADER_LINE = 8192
+"""Characters of one unfolded header line (the Request-Line included)."""
+MAX_PARAMS = 64
+"""Parameters of one URI or header value."""
 
 COMPACT = {
     "v": "Via",
@@ -101,9 +122,12 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
     407: "Proxy Authentication Required",
     408: "Request Timeout",
+    413: "Request Entity Too Large",
     415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
     420: "Bad Extension",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
@@ -117,6 +141,7 @@ _REASONS = {
     501: "Not Implemented",
     503: "Service Unavailable",
     504: "Server Time-out",
+    505: "Version Not Supported",
     513: "Message Too Large",
     600: "Busy Everywhere",
     603: "Decline",
@@ -125,8 +150,16 @@ _REASONS = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~\-]+$")
-_START_REQUEST = re.compile(r"^([A-Za-z0-9.!%*_+`'~\-]+) (\S+) SIP/(\d+\.\d+)$")
-_START_RESPONSE = re.compile(r"^SIP/(\d+\.\d+) (\d{3}) ?(.*)$")
+_START_REQUEST = re.compile(r"^([A-Za-z0-9.!%*_+`'~\-]+) (\S+) SIP/([0-9]+\.[0-9]+)$")
+# Exactly three digits, then a space or the end: "SIP/2.0 4294967301 ..." is no 429 (RFC 4475 bigcode).
+_START_RESPONSE = re.compile(r"^SIP/([0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?$")
+_DIGITS = re.compile(r"^[0-9]{1,10}$")  # str.isdigit() takes "²", which int() refuses
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*+)"', re.DOTALL)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_SINGLE_VALUED = frozenset(
+    {"from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type"}
+)
 
 
 def reason_phrase(status: int) -> str:
@@ -140,21 +173,34 @@ def reason_phrase(status: int) -> str:
 
 class SipParseError(ValueError):
     """A message that cannot be parsed. ``request`` holds what was parseable of a request (start line
-    and headers) when enough is there to answer it with 400, else None."""
+    and headers) when enough is there to answer it, else None; ``status`` is the answer: 400, or 505
+    (SIP version), 416 (Request-URI scheme), 513 (too large)."""
 
-    def __init__(self, reason: str, request: SipRequest | None = None) -> None:
+    def __init__(
+        self, reason: str, request: SipRequest | None = None, status: int = 400, *, limit: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.request = request
+        self.status = status
+        self.limit = limit  # refused for a size or count limit, before being parsed in full
 
 
 def canonical_name(name: str) -> str:
+    # Cached for the short names real messages repeat; a long (attacker's) name is not kept.
+    return _canonical_cached(name) if len(name) <= 64 else _canonical(name)
+
+
+def _canonical(name: str) -> str:
     lower = name.lower()
     if len(lower) == 1 and lower in COMPACT:
         return COMPACT[lower]
     if lower in _CANONICAL:
         return _CANONICAL[lower]
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+_canonical_cached = functools.lru_cache(maxsize=1024)(_canonical)
 
 
 class SipHeaders:
@@ -295,72 +341,83 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
     return data, b""
 
 
-def _split_list(value: str) -> list[str]:
-    """Split a header value on top-level commas (not inside quotes or <...>)."""
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    i = 0
-    while i < len(value):
-        ch = value[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    out.append(value[start:].strip())
-    return [v for v in out if v]
+# Tokens of a list header value: a quoted string, an <...> URI, a run of other text, or a comma.
+_LIST_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+"?|<[^>]*+>?|[^",<]++|,', re.DOTALL)
 
 
-def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipResponse:
+def _split_list(value: str, limit: int = MAX_LIST_ENTRIES) -> list[str]:
+    """Split a header value on top-level commas (not inside quotes or <...>), empty entries dropped.
+
+    Stops after ``limit`` + 1 entries, so a value with 29,000 commas costs no more than one with 71:
+    a result longer than ``limit`` means "too many" (the last entry then holds the unsplit rest).
+    """
+    if '"' not in value and "<" not in value:
+        parts = value.split(",", limit)  # C speed, and stops by itself
+    else:
+        parts = []
+        start = 0
+        for m in _LIST_TOKEN.finditer(value):
+            if m.group() == ",":
+                parts.append(value[start : m.start()])
+                start = m.end()
+                if len(parts) >= limit:
+                    break
+        parts.append(value[start:])
+    out = [p.strip() for p in parts]
+    if len(out) > limit:
+        return out  # over the limit: the caller refuses the message, empties or not
+    return [p for p in out if p]
+
+
+def parse_message(
+    data: bytes, *, stream: bool = False, max_bytes: int = MAX_MESSAGE_BYTES
+) -> SipRequest | SipResponse:
     """Parse one SIP message. Raises ``SipParseError`` (never anything else) on bad input.
 
     On datagrams, a Content-Length shorter than the remaining bytes truncates the body (§18.3) and a
     missing one means "the rest". ``stream`` means the body was framed by Content-Length already.
+    A message over ``max_bytes`` is refused (513) after looking only at its header section.
     """
     try:
-        return _parse(data, stream)
+        return _parse(data, stream, max_bytes)
     except SipParseError:
         raise
     except Exception as exc:  # defensive: any parser slip is a parse error, never a crash
         raise SipParseError(f"unparseable message ({type(exc).__name__}: {exc})") from None
 
 
-def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def _parse(data: bytes, stream: bool, max_bytes: int) -> SipRequest | SipResponse:
     # Leading CRLFs are keep-alives or stray line ends (§7.5).
     data = data.lstrip(b"\r\n")
     if not data:
         raise SipParseError("empty message")
     head, body = _split_head(data)
+    if len(data) > max_bytes:
+        raise _refused(f"message of {len(data)} bytes exceeds {max_bytes}", head, 513)
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError("header section is not UTF-8") from None
+    if text.count("\n") >= MAX_HEADER_FIELDS:  # counted in C before any per-line work
+        raise _refused(f"more than {MAX_HEADER_FIELDS} header lines", head, 400)
     raw_lines = text.replace("\r\n", "\n").split("\n")
     start = raw_lines[0].strip()
+    if len(start) > MAX_HEADER_LINE:
+        raise _refused(f"start line longer than {MAX_HEADER_LINE} characters", head, 513)
     # Unfold continuation lines (§7.3.1): a line starting with whitespace continues the previous one.
-    lines: list[str] = []
+    folded: list[list[str]] = []
     for line in raw_lines[1:]:
-        if line[:1] in (" ", "\t") and lines:
-            lines[-1] = lines[-1].rstrip() + " " + line.strip()
+        if line[:1] in (" ", "\t") and folded:
+            folded[-1].append(line.strip())
         elif line.strip():
-            lines.append(line)
+            folded.append([line])
     headers = SipHeaders()
+    counts: dict[str, int] = {}
     header_error: str | None = None
-    for line in lines:
+    for parts in folded:
+        line = parts[0] if len(parts) == 1 else " ".join([parts[0].rstrip(), *parts[1:]])
+        if len(line) > MAX_HEADER_LINE:
+            raise _refused(f"header line longer than {MAX_HEADER_LINE} characters", head, 513)
         name, sep, value = line.partition(":")
         name = name.strip()
         if not sep or not _TOKEN.match(name):
@@ -368,34 +425,55 @@ def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
             continue
         value = value.strip()
         canon = canonical_name(name)
-        if canon.lower() in _LIST_HEADERS and value != "*":
-            for part in _split_list(value):
-                headers.add(canon, part)
+        key = canon.lower()
+        seen = counts.get(key, 0)
+        if key in _LIST_HEADERS and value != "*":
+            entries = _split_list(value, MAX_LIST_ENTRIES - seen)
+            if seen + len(entries) > MAX_LIST_ENTRIES:
+                raise _refused(f"more than {MAX_LIST_ENTRIES} {canon} entries", head, 400)
+            for entry in entries:
+                headers._items.append((canon, entry))  # canon is canonical already
+            counts[key] = seen + len(entries)
         else:
-            headers.add(canon, value)
+            headers._items.append((canon, value))
+            counts[key] = seen + 1
+        if len(headers) > MAX_HEADER_FIELDS:
+            raise _refused(f"more than {MAX_HEADER_FIELDS} header fields", head, 400)
 
     message: SipRequest | SipResponse
     m = _START_REQUEST.match(start)
     if m:
-        message = SipRequest(headers=headers, method=m.group(1).upper(), uri=m.group(2))
+        # Methods are case-sensitive (§7.1): "invite" is an unknown method, not INVITE.
+        message = SipRequest(headers=headers, method=m.group(1), uri=m.group(2))
         if m.group(3) != "2.0":
-            raise SipParseError(f"unsupported SIP version {m.group(3)}", _answerable(message))
+            raise SipParseError(f"unsupported SIP version {m.group(3)}", _answerable(message), 505)
     else:
         r = _START_RESPONSE.match(start)
         if not r:
+            loose = _loose_request_line(start)
+            if loose is not None:
+                # Extra spaces or LWS inside the Request-URI (RFC 4475 lwsstart, lwsruri): answer 400.
+                request = SipRequest(headers=headers, method=loose[0], uri=loose[1])
+                raise SipParseError(f"malformed Request-Line {start[:80]!r}", _answerable(request))
             raise SipParseError(f"bad start line {start[:80]!r}")
+        if r.group(1) != "2.0":
+            raise SipParseError(f"response of SIP version {r.group(1)}")
         status = int(r.group(2))
         if not 100 <= status <= 699:
             raise SipParseError(f"status code {status} out of range")
-        message = SipResponse(headers=headers, status=status, reason=r.group(3).strip())
+        message = SipResponse(headers=headers, status=status, reason=(r.group(3) or "").strip())
     answerable = _answerable(message) if isinstance(message, SipRequest) else None
     if header_error:
         raise SipParseError(header_error, answerable)
+    for key, count in counts.items():
+        if count > 1 and key in _SINGLE_VALUED:
+            # Two From, To, Call-ID, CSeq... (RFC 4475 multi01), two Content-Lengths (mcl01).
+            raise SipParseError(f"more than one {canonical_name(key)} header", answerable)
 
     length_text = headers.get("Content-Length")
     if length_text is not None:
-        if not length_text.isdigit():
-            raise SipParseError(f"bad Content-Length {length_text!r}", answerable)
+        if not _DIGITS.match(length_text):
+            raise SipParseError(f"bad Content-Length {length_text[:20]!r}", answerable)
         length = int(length_text)
         if length > len(body):
             raise SipParseError(f"Content-Length {length} exceeds the {len(body)} body bytes", answerable)
@@ -419,17 +497,22 @@ def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
     if isinstance(message, SipRequest):
         if method != message.method:
             raise SipParseError(f"CSeq method {method} does not match {message.method}", answerable)
-        if not _looks_like_uri(message.uri):
-            raise SipParseError(f"bad Request-URI {message.uri[:80]!r}", answerable)
+        try:
+            uri = parse_uri(message.uri)
+        except SipParseError as exc:
+            raise SipParseError(f"bad Request-URI {message.uri[:80]!r}", answerable, exc.status) from None
+        if uri.headers:
+            # Headers belong in the message, not the Request-URI (RFC 4475 escruri): refused, never used.
+            raise SipParseError(f"Request-URI with headers {message.uri[:80]!r}", answerable)
     return message
 
 
-def _looks_like_uri(uri: str) -> bool:
-    try:
-        parse_uri(uri)
-    except SipParseError:
-        return False
-    return True
+def _loose_request_line(start: str) -> tuple[str, str] | None:
+    """(method, URI) of a start line that is a Request-Line but for its spacing, else None."""
+    parts = start.split()  # C speed: no regex backtracking over a long line of spaces
+    if len(parts) >= 3 and _TOKEN.match(parts[0]) and parts[-1].startswith("SIP/"):
+        return parts[0], " ".join(parts[1:-1])
+    return None
 
 
 def _answerable(request: SipRequest) -> SipRequest | None:
@@ -444,13 +527,57 @@ def _answerable(request: SipRequest) -> SipRequest | None:
     return request
 
 
+_SUMMARY_FIELDS = {
+    "Via": re.compile(r"\n[ \t]*(?:via|v)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE),
+    "From": re.compile(r"\n[ \t]*(?:from|f)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE),
+    "To": re.compile(r"\n[ \t]*(?:to|t)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE),
+    "Call-ID": re.compile(r"\n[ \t]*(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE),
+    "CSeq": re.compile(r"\n[ \t]*cseq[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE),
+}
+
+
+def summary_request(head: bytes, *, need_via: bool = True) -> SipRequest | None:
+    """A request made of what an error response needs from a header section that is not parsed in
+    full (too large, too many fields, unframeable): the start line, the first entry of the first Via
+    and the first From, To, Call-ID and CSeq, each cut to ``MAX_HEADER_LINE``. None when that is not
+    a request with a usable top Via (or, without ``need_via``, not a request). The fields are found
+    by regex searches (C speed), nothing is split or parsed per line, so the cost stays far below
+    that of parsing the message."""
+    text = head.decode("utf-8", errors="replace")
+    first, _, rest = text.partition("\n")
+    start = first.strip()
+    m = _START_REQUEST.match(start)
+    method_uri = (m.group(1), m.group(2)) if m else _loose_request_line(start[:MAX_HEADER_LINE])
+    if method_uri is None:
+        return None
+    request = SipRequest(method=method_uri[0], uri=method_uri[1][:MAX_HEADER_LINE])
+    rest = "\n" + rest
+    for name, pattern in _SUMMARY_FIELDS.items():
+        found = pattern.search(rest)
+        if found is None:
+            continue
+        value = found.group(1)[:MAX_HEADER_LINE].strip()
+        if name == "Via":
+            entries = _split_list(value, 1)
+            value = entries[0] if entries else ""
+        request.headers.add(name, value)
+    return _answerable(request) if need_via else request
+
+
+def _refused(reason: str, head: bytes, status: int) -> SipParseError:
+    return SipParseError(reason, summary_request(head), status, limit=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Header value grammar
 
 
 def _parse_params(text: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
-    for part in _split_semicolons(text):
+    parts = _split_semicolons(text)
+    if len(parts) > MAX_PARAMS:
+        raise SipParseError(f"more than {MAX_PARAMS} parameters in {text[:60]!r}")
+    for part in parts:
         if not part:
             continue
         key, eq, value = part.partition("=")
@@ -462,6 +589,8 @@ def _parse_params(text: str) -> dict[str, str | None]:
 
 
 def _split_semicolons(text: str) -> list[str]:
+    if '"' not in text:
+        return [p.strip() for p in text.split(";", MAX_PARAMS + 1)]  # C speed; bounded
     out: list[str] = []
     quoted = False
     buf: list[str] = []
@@ -471,6 +600,8 @@ def _split_semicolons(text: str) -> list[str]:
         if ch == ";" and not quoted:
             out.append("".join(buf).strip())
             buf = []
+            if len(out) > MAX_PARAMS:
+                return out
         else:
             buf.append(ch)
     out.append("".join(buf).strip())
@@ -483,7 +614,10 @@ def _format_params(params: dict[str, str | None]) -> str:
 
 @dataclass(slots=True)
 class SipUri:
-    """``sip:user:password@host:port;params?headers`` (also sips:, tel: is accepted as opaque)."""
+    """``sip:user:password@host:port;params?headers`` (also sips:, tel: is accepted as opaque).
+
+    In From, To and Contact any scheme is taken (RFC 4475 unksm2): its text is kept in ``opaque``.
+    """
 
     scheme: str = "sip"
     user: str | None = None
@@ -492,8 +626,11 @@ class SipUri:
     params: dict[str, str | None] = field(default_factory=dict)
     headers: str = ""
     password: str | None = None
+    opaque: str | None = None
 
     def __str__(self) -> str:
+        if self.opaque is not None:
+            return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
             return f"tel:{self.user or ''}{_format_params(self.params)}"
         userinfo = ""
@@ -510,41 +647,48 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise SipParseError(f"bad IPv6 reference {text!r}")
+            raise SipParseError(f"bad IPv6 reference {text[:80]!r}")
         host = text[1:end]
         rest = text[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise SipParseError(f"bad host:port {text!r}")
+            raise SipParseError(f"bad host:port {text[:80]!r}")
         port_text = rest[1:] if rest else ""
     else:
         host, _, port_text = text.partition(":")
     if not host or not re.match(r"^[A-Za-z0-9.\-_:%]+$", host):
-        raise SipParseError(f"bad host {text!r}")
+        raise SipParseError(f"bad host {text[:80]!r}")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise SipParseError(f"bad port in {text!r}")
+        if not _DIGITS.match(port_text) or not 0 < int(port_text) < 65536:
+            raise SipParseError(f"bad port in {text[:80]!r}")
         return host, int(port_text)
     return host, None
 
 
-def parse_uri(text: str) -> SipUri:
+def parse_uri(text: str, *, any_scheme: bool = False) -> SipUri:
+    """Parse a sip:, sips: or tel: URI; another scheme raises ``SipParseError`` with status 416, or
+    with ``any_scheme`` becomes an opaque ``SipUri`` (for From, To, Contact)."""
     text = text.strip()
     scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME.match(scheme):
+        raise SipParseError(f"bad URI {text[:80]!r}")
     scheme = scheme.lower()
-    if not colon or scheme not in ("sip", "sips", "tel"):
-        raise SipParseError(f"unsupported URI {text[:80]!r}")
+    if scheme not in ("sip", "sips", "tel"):
+        if any_scheme and rest:
+            return SipUri(scheme=scheme, opaque=rest)
+        raise SipParseError(f"unsupported URI scheme {scheme[:20]!r} in {text[:80]!r}", status=416)
     if scheme == "tel":
         number, _, params = rest.partition(";")
         if not number:
-            raise SipParseError(f"empty tel URI {text!r}")
+            raise SipParseError(f"empty tel URI {text[:80]!r}")
         return SipUri(scheme="tel", user=number, params=_parse_params(params))
-    rest, _, hdrs = rest.partition("?")
     user: str | None = None
     password: str | None = None
+    # The user part may hold ';', '?' and ':' (RFC 4475 intmeth, semiuri); the host part never '@'.
     if "@" in rest:
         userinfo, _, rest = rest.rpartition("@")
         user, _, pw = userinfo.partition(":")
         password = pw or None
+    rest, _, hdrs = rest.partition("?")
     hostport, _, params = rest.partition(";")
     host, port = _parse_hostport(hostport)
     return SipUri(scheme, user, host, port, _parse_params(params), hdrs, password)
@@ -563,7 +707,9 @@ class NameAddr:
         return self.params.get("tag")
 
     def __str__(self) -> str:
-        display = f'"{self.display}" ' if self.display else ""
+        display = ""
+        if self.display:
+            display = '"' + self.display.replace("\\", "\\\\").replace('"', '\\"') + '" '
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
@@ -571,19 +717,33 @@ def parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     if not text:
         raise SipParseError("empty address header")
-    if "<" in text:
-        lt = text.find("<")
-        gt = text.find(">", lt)
-        if gt < 0:
-            raise SipParseError(f"unterminated <...> in {text[:80]!r}")
-        display = text[:lt].strip()
-        if display.startswith('"') and display.endswith('"') and len(display) >= 2:
-            display = display[1:-1].replace('\\"', '"')
-        uri = parse_uri(text[lt + 1 : gt])
-        return NameAddr(uri, display or None, _parse_params(text[gt + 1 :].lstrip(";")))
+    if text.startswith('"'):
+        quoted = _QUOTED.match(text)
+        if quoted is None:
+            # RFC 4475 quotbal: the '<' inside the open quote is part of the display name.
+            raise SipParseError(f"unterminated quoted string in {text[:80]!r}")
+        rest = text[quoted.end() :].lstrip()
+        if not rest.startswith("<"):
+            raise SipParseError(f"no <URI> after the display name in {text[:80]!r}")
+        return _angle_addr(rest, _QUOTED_PAIR.sub(r"\1", quoted.group(1)) or None)
+    lt = text.find("<")
+    if lt >= 0:
+        # An unquoted display name; non-token characters in it are taken as they are (RFC 4475 baddn).
+        return _angle_addr(text[lt:], text[:lt].strip() or None)
     # addr-spec form: everything after the first ';' are header parameters (§20.10).
     spec, _, params = text.partition(";")
-    return NameAddr(parse_uri(spec), None, _parse_params(params))
+    return NameAddr(parse_uri(spec, any_scheme=True), None, _parse_params(params))
+
+
+def _angle_addr(text: str, display: str | None) -> NameAddr:
+    gt = text.find(">")
+    if gt < 0:
+        raise SipParseError(f"unterminated <...> in {text[:80]!r}")
+    uri = parse_uri(text[1:gt], any_scheme=True)
+    after = text[gt + 1 :].strip()
+    if after and not after.startswith(";"):
+        raise SipParseError(f"text after <URI> in {text[:80]!r}")
+    return NameAddr(uri, display, _parse_params(after[1:]))
 
 
 @dataclass(slots=True)
@@ -597,14 +757,28 @@ class Via:
     def branch(self) -> str | None:
         return self.params.get("branch")
 
+    @property
+    def sent_by(self) -> str:
+        """host:port, the port defaulted (5061 for TLS, else 5060): what §17.2.3 matches on."""
+        port = self.port or (5061 if self.transport == "TLS" else 5060)
+        return f"{self.host.lower()}:{port}"
+
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {host}{port}{_format_params(self.params)}"
 
 
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport, each a token (§25.1): a
+# "SIP/7.0" Via still routes the 505 that answers its request (RFC 4475 badvers).
+_VIA = re.compile(
+    r"^\s*[A-Za-z0-9.!%*_+`'~\-]+\s*/\s*[A-Za-z0-9.!%*_+`'~\-]+\s*/\s*([A-Za-z0-9.!%*_+`'~\-]+)\s+([^;]+)(.*)$",
+    re.ASCII | re.DOTALL,
+)
+
+
 def parse_via(text: str) -> Via:
-    m = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;]+)(.*)$", text)
+    m = _VIA.match(text)
     if not m:
         raise SipParseError(f"bad Via {text[:80]!r}")
     host, port = _parse_hostport(m.group(2))
@@ -613,55 +787,103 @@ def parse_via(text: str) -> Via:
 
 def parse_cseq(text: str) -> tuple[int, str]:
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+    if len(parts) != 2 or not _DIGITS.match(parts[0]) or not _TOKEN.match(parts[1]):
         raise SipParseError(f"bad CSeq {text[:40]!r}")
     number = int(parts[0])
     if number >= 2**31:
         raise SipParseError(f"CSeq number {number} out of range")
-    return number, parts[1].upper()
+    return number, parts[1]  # case-sensitive, as the method (§20.16)
 
 
 class StreamFramer:
     """Frames SIP messages on a byte stream (TCP) by Content-Length (§18.3).
 
-    ``feed(data)`` returns the complete messages' bytes; ``error`` is set (and the stream must be
-    closed) when a header section is unbounded or a Content-Length is bad.
+    ``feed(data)`` returns the complete messages' bytes. ``error`` is set (and the stream must be
+    closed) when a header section is unbounded or a Content-Length is bad, missing a value, repeated
+    or too large; then ``error_head`` holds that message's header section and ``error_status`` the
+    answer it deserves (400, or 513 for a message over ``max_bytes``), for ``summary_request``.
+    ``partial`` says bytes of an unfinished message are waiting; ``pings`` counts RFC 5626 keep-alive
+    pings (CRLFCRLF between messages), each owed one CRLF pong; the caller resets it.
+    The work per ``feed`` is linear in the bytes fed, however they are split into segments.
     """
 
     def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._buf = bytearray()
         self._max = max_bytes
+        self._scan_from = 0  # the header terminator is not in _buf before this offset
+        self._total: int | None = None  # size of the message whose header section is in _buf
+        self._crlf_bytes = 0
+        self.pings = 0
         self.error: str | None = None
+        self.error_status = 400
+        self.error_head: bytes | None = None
+
+    @property
+    def partial(self) -> bool:
+        return bool(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.error:
             return []
         self._buf += data
         out: list[bytes] = []
+        buf = self._buf
+        pos = 0
         while True:
-            # Keep-alive CRLFs between messages (RFC 5626 §3.5.1).
-            while self._buf[:2] == b"\r\n":
-                del self._buf[:2]
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > self._max:
-                    self.error = "header section exceeds the message size limit"
-                return out
-            head = bytes(self._buf[:end])
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, sep, value = line.partition(b":")
-                if sep and name.strip().lower() in (b"content-length", b"l"):
-                    text = value.strip()
-                    if not text.isdigit():
-                        self.error = f"bad Content-Length {text[:20]!r}"
-                        return out
-                    length = int(text)
-            total = end + 4 + length
-            if total > self._max:
-                self.error = f"message of {total} bytes exceeds {self._max}"
-                return out
-            if len(self._buf) < total:
-                return out
-            out.append(bytes(self._buf[:total]))
-            del self._buf[:total]
+            if self._total is None:
+                if self._scan_from == 0:
+                    # Keep-alive CRLFs between messages (RFC 5626 §3.5.1); stray ones are skipped too.
+                    crlfs = _LEADING_CRLFS.match(buf, pos)
+                    if crlfs is not None:
+                        self._crlf_bytes += crlfs.end() - pos
+                        pos = crlfs.end()
+                        self.pings += self._crlf_bytes // 4
+                        self._crlf_bytes %= 4
+                    if pos == len(buf) or buf[pos:] == b"\r":  # a CRLF may be split over segments
+                        break
+                    self._crlf_bytes = 0
+                end = buf.find(b"\r\n\r\n", max(pos, pos + self._scan_from - 3))
+                if end < 0:
+                    self._scan_from = len(buf) - pos
+                    if self._scan_from > self._max:
+                        self.error = "header section exceeds the message size limit"
+                    break
+                head = bytes(buf[pos:end])
+                total = self._length(head)
+                if total is None:
+                    break
+                self._total = total
+            if len(buf) - pos < self._total:
+                break
+            out.append(bytes(buf[pos : pos + self._total]))
+            pos += self._total
+            self._total = None
+            self._scan_from = 0
+        del buf[:pos]  # once per feed: no quadratic shifting for many small messages
+        return out
+
+    def _length(self, head: bytes) -> int | None:
+        """The size of the message with header section ``head``, or None after setting ``error``."""
+        values = _CONTENT_LENGTH.findall(head)
+        text = values[0].strip() if values else b"0"
+        if len(values) > 1:
+            self._fail(head, "more than one Content-Length header", 400)  # RFC 4475 mcl01
+            return None
+        if not re.match(rb"^[0-9]{1,10}$", text):
+            self._fail(head, f"bad Content-Length {text[:20].decode('latin-1')!r}", 400)
+            return None
+        total = len(head) + 4 + int(text)
+        if total > self._max:
+            self._fail(head, f"message of {total} bytes exceeds {self._max}", 513)
+            return None
+        return total
+
+    def _fail(self, head: bytes, reason: str, status: int) -> None:
+        self.error = reason
+        self.error_status = status
+        self.error_head = head
+
+
+_LEADING_CRLFS = re.compile(rb"(?:\r\n)+")
+# After a line end, so never the start line; folded values are not expected in Content-Length.
+_CONTENT_LENGTH = re.compile(rb"\n[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)

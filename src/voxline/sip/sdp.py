@@ -2,21 +2,31 @@
 
 Supported: PCMU (PT 0), PCMA (PT 8), telephone-event/8000 (dynamic PT), ``c=IN IP4`` and
 ``c=IN IP6``, ``a=ptime``, and the directions sendrecv / sendonly / recvonly / inactive (hold).
+
+The address RTP goes to must be a unicast IP address (an answer refuses a host name: resolving a
+stranger's name would block the event loop and send media wherever it points). A line we do not
+use may be odd (``a=rtpmap:31 LPC`` without a clock rate on a video stream, RFC 4475) without
+failing the whole description. At most ``MAX_SDP_BYTES`` and ``MAX_MEDIA`` m= lines are parsed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Literal
 
 __all__ = [
     "CODECS",
+    "MAX_MEDIA",
+    "MAX_SDP_BYTES",
     "Codec",
     "Direction",
     "MediaDescription",
     "NegotiatedMedia",
     "NoCommonCodec",
+    "NotAcceptable",
     "SdpError",
     "SessionDescription",
     "accept_answer",
@@ -35,12 +45,30 @@ _REVERSE: dict[Direction, Direction] = {
 }
 
 
+MAX_SDP_BYTES = 16384
+"""Largest session description parsed (real ones are well under 2 KB)."""
+MAX_MEDIA = 16
+"""Most m= lines in one session description."""
+
+
 class SdpError(ValueError):
     """A session description that cannot be parsed or used."""
 
 
-class NoCommonCodec(SdpError):
+class NotAcceptable(SdpError):
+    """A well-formed offer we cannot take (answered with 488 and a Warning of ``warn_code``)."""
+
+    warn_code = 305  # Incompatible media format (RFC 3261 §20.43)
+
+
+class NoCommonCodec(NotAcceptable):
     """The offer has no codec we support (answered with 488)."""
+
+
+class BadMediaAddress(NotAcceptable):
+    """The audio stream's address is a host name, multicast or broadcast: no RTP goes there."""
+
+    warn_code = 301  # Incompatible network address formats
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +157,32 @@ def _connection(value: str) -> tuple[str, str]:
     return parts[1], parts[2].split("/")[0]
 
 
+_UINT = re.compile(r"^[0-9]{1,10}$")  # str.isdigit() takes "²", and int() of 5,000 digits raises
+_ORIGIN_NUMBER = re.compile(r"^[0-9]{1,20}$")
+
+
+def _is_small_int(text: str) -> bool:
+    return _UINT.match(text) is not None
+
+
+def _is_pt(text: str) -> bool:
+    return _is_small_int(text) and int(text) <= 127
+
+
+def _rtpmap(value: str) -> tuple[int, tuple[str, int, int]] | None:
+    """``<pt> <name>/<rate>[/<channels>]`` as (pt, (name, rate, channels)), or None when malformed."""
+    pt_text, _, enc = value.partition(" ")
+    enc_parts = enc.strip().split("/")
+    if not _is_pt(pt_text) or len(enc_parts) < 2 or not enc_parts[0] or not _is_small_int(enc_parts[1]):
+        return None
+    channels = int(enc_parts[2]) if len(enc_parts) > 2 and _is_small_int(enc_parts[2]) else 1
+    return int(pt_text), (enc_parts[0], int(enc_parts[1]), channels)
+
+
 def parse_sdp(data: bytes | str) -> SessionDescription:
     """Parse a session description. Raises ``SdpError`` naming the bad line."""
+    if len(data) > MAX_SDP_BYTES:
+        raise SdpError(f"SDP of {len(data)} bytes exceeds {MAX_SDP_BYTES}")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
@@ -151,7 +203,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
             seen_v = True
         elif kind == "o":
             parts = value.split()
-            if len(parts) != 6 or not parts[1].isdigit() or not parts[2].isdigit():
+            if len(parts) != 6 or not _ORIGIN_NUMBER.match(parts[1]) or not _ORIGIN_NUMBER.match(parts[2]):
                 raise SdpError(f"bad o= line {value!r}")
             sd.origin = (parts[0], int(parts[1]), int(parts[2]), parts[3], parts[4], parts[5])
         elif kind == "s":
@@ -166,8 +218,10 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
             if len(parts) < 4:
                 raise SdpError(f"bad m= line {value!r}")
             port_text = parts[1].split("/")[0]
-            if not port_text.isdigit() or int(port_text) > 65535:
+            if not _is_small_int(port_text) or int(port_text) > 65535:
                 raise SdpError(f"bad port in m= line {value!r}")
+            if len(sd.media) == MAX_MEDIA:
+                raise SdpError(f"more than {MAX_MEDIA} m= lines")
             current = MediaDescription(parts[0], int(port_text), parts[2], parts[3:])
             sd.media.append(current)
         elif kind == "a":
@@ -180,18 +234,19 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
                     current.direction = name
             elif current is None:
                 sd.attributes.append((name, attr_value))
-            elif name == "rtpmap" and attr_value is not None:
-                pt_text, _, enc = attr_value.partition(" ")
-                enc_parts = enc.strip().split("/")
-                if not pt_text.isdigit() or len(enc_parts) < 2 or not enc_parts[1].isdigit():
-                    raise SdpError(f"bad rtpmap {attr_value!r}")
-                channels = int(enc_parts[2]) if len(enc_parts) > 2 and enc_parts[2].isdigit() else 1
-                current.rtpmap[int(pt_text)] = (enc_parts[0], int(enc_parts[1]), channels)
+            elif name == "rtpmap":
+                mapping = _rtpmap(attr_value or "")
+                if mapping is not None:
+                    current.rtpmap[mapping[0]] = mapping[1]
+                else:
+                    # Kept as an opaque attribute: a payload type without a valid rtpmap is never
+                    # chosen (a static one keeps its RFC 3551 meaning); the rest of the offer works.
+                    current.attributes.append((name, attr_value))
             elif name == "fmtp" and attr_value is not None:
                 pt_text, _, params = attr_value.partition(" ")
-                if pt_text.isdigit():
+                if _is_pt(pt_text):
                     current.fmtp[int(pt_text)] = params.strip()
-            elif name == "ptime" and attr_value is not None and attr_value.strip().isdigit():
+            elif name == "ptime" and attr_value is not None and _is_small_int(attr_value.strip()):
                 current.ptime = int(attr_value.strip())
             else:
                 current.attributes.append((name, attr_value))
@@ -223,15 +278,25 @@ class NegotiatedMedia:
 
 
 def _addr_of(sd: SessionDescription, m: MediaDescription) -> tuple[str, str]:
+    """The (addrtype, address) RTP goes to: a unicast IP literal of that type (0.0.0.0 / :: = hold)."""
     conn = m.connection or sd.connection
     if conn is None:
         raise SdpError("no c= line for the audio stream")
-    return conn
+    addrtype, host = conn
+    try:
+        ip = ip_address(host)
+    except ValueError:
+        raise BadMediaAddress(f"c= address {host[:60]!r} is not an IP address") from None
+    if ip.version != (4 if addrtype == "IP4" else 6):
+        raise BadMediaAddress(f"c= address {host!r} is not IN {addrtype}")
+    if ip.is_multicast or host == "255.255.255.255":
+        raise BadMediaAddress(f"c= address {host!r} is not unicast")
+    return addrtype, str(ip)
 
 
 def _telephone_event(m: MediaDescription) -> int | None:
     for fmt in m.formats:
-        if fmt.isdigit():
+        if _is_pt(fmt):
             name = m.codec_name(int(fmt))
             if name and name[0].lower() == "telephone-event" and name[1] == 8000:
                 return int(fmt)
@@ -265,7 +330,7 @@ def answer_offer(
         raise NoCommonCodec(f"unsupported media transport {m.proto}")
     chosen: Codec | None = None
     for fmt in m.formats:
-        if not fmt.isdigit():
+        if not _is_pt(fmt):
             continue
         named = m.codec_name(int(fmt))
         if named and named[0].upper() in codecs and named[1] == 8000:
@@ -344,10 +409,10 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
     if m is None:
         raise NoCommonCodec("the answer rejected the audio stream")
     ours = offer.audio()
-    offered = {int(f) for f in ours.formats if f.isdigit()} if ours else set()
+    offered = {int(f) for f in ours.formats if _is_pt(f)} if ours else set()
     chosen: Codec | None = None
     for fmt in m.formats:
-        if not fmt.isdigit():
+        if not _is_pt(fmt):
             continue
         named = m.codec_name(int(fmt))
         if named and named[0].upper() in CODECS and named[1] == 8000 and int(fmt) in offered | {0, 8}:
