@@ -295,6 +295,7 @@ class Runtime:
                 port,
                 transports=cfg.sip_transports,  # type: ignore[arg-type]
                 max_calls=cfg.max_calls,
+                allow_sources=cfg.sip_allow,
                 rtp_host=cfg.rtp_host,
                 rtp_inactivity_timeout_ms=cfg.rtp_timeout_s * 1000 if cfg.rtp_timeout_s else None,
                 # RTP goes out on the clock of the playouts that feed it, right after them.

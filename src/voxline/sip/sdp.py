@@ -36,7 +36,12 @@ __all__ = [
 ]
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
-_DIRECTIONS: tuple[Direction, ...] = ("sendrecv", "sendonly", "recvonly", "inactive")
+_DIRECTIONS: dict[str, Direction] = {
+    "sendrecv": "sendrecv",
+    "sendonly": "sendonly",
+    "recvonly": "recvonly",
+    "inactive": "inactive",
+}
 _REVERSE: dict[Direction, Direction] = {
     "sendrecv": "sendrecv",
     "sendonly": "recvonly",
@@ -227,11 +232,12 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         elif kind == "a":
             name, colon, arg = value.partition(":")
             attr_value: str | None = arg if colon else None
-            if name in _DIRECTIONS and attr_value is None:
+            direction = _DIRECTIONS.get(name)
+            if direction is not None and attr_value is None:
                 if current is None:
-                    sd.direction = name
+                    sd.direction = direction
                 else:
-                    current.direction = name
+                    current.direction = direction
             elif current is None:
                 sd.attributes.append((name, attr_value))
             elif name == "rtpmap":
