@@ -1,6 +1,6 @@
-"""A caller who hangs up while the scenario is still setting up (awaiting the Realtime connect) ends
-the session without a traceback: operations on the ended call are no-ops, and an operation on a
-client the ended session closed stops the handler quietly."""
+"""Who may start a call, and what an early end costs: a caller who hangs up while the scenario is
+still setting up ends the session without a traceback; an INVITE from outside the allowlist is
+refused before any scenario or model session starts."""
 
 from __future__ import annotations
 
@@ -105,3 +105,29 @@ async def test_hanging_up_during_the_model_connect_logs_no_traceback(
     assert problems(caplog) == []
     # Each answered call did reach the model; the session closed the client when it ended.
     assert len(fake.sessions) >= 5
+
+
+async def test_an_invite_from_outside_the_allowlist_gets_403_and_opens_no_model_session(
+    slow_openai: tuple[FakeRealtimeServer, str],
+) -> None:
+    from voxline.sip.endpoint import CallFailedError
+
+    fake, base_url = slow_openai
+    config = RuntimeConfig.load(
+        {"scenario": str(EXAMPLE), "sip": "127.0.0.1:0", "http": "off", "sip_allow": "192.0.2.0/24"}, env={}
+    )
+    runtime = Runtime(config, Secrets(env={"OPENAI_API_KEY": "sk-test-key"}))
+    runtime.realtime_base_url = base_url
+    await runtime.start()
+    try:
+        assert runtime.sip is not None
+        async with SipEndpoint("127.0.0.1", 0, transports=("udp",)) as stranger:
+            leg = await stranger.call(f"sip:agent@127.0.0.1:{runtime.sip.port}")
+            with pytest.raises(CallFailedError) as refused:
+                await asyncio.wait_for(leg.wait_connected(), 5)
+        assert refused.value.status == 403
+        await asyncio.sleep(CONNECT_DELAY_S + 0.2)
+        assert not runtime.sessions and fake.sessions == []
+        assert runtime.sip.stats["rejected_source"] >= 1  # the INVITE (and its ACK, dropped)
+    finally:
+        await runtime.shutdown(grace_s=0)
