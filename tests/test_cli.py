@@ -172,3 +172,14 @@ async def test_a_wrong_key_shows_the_servers_message_and_close_code(
     assert "invalid_api_key: Incorrect API key provided" in out, out
     assert "the connection closed: code 3000 (invalid_request_error.invalid_api_key)" in out
     assert "sk-wrong-0123456789" not in out
+
+
+async def test_the_measure_tool_prints_help_instead_of_running() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxline.local.measure", "--help",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert out.decode().startswith("usage: python -m voxline.local.measure")
+    assert "machine:" not in out.decode()

@@ -6,6 +6,7 @@ and VAD time per frame. The figures in docs/local-backend.md come from this scri
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
@@ -65,7 +66,13 @@ def _at(pcm24: bytes, fmt: AudioFormat) -> bytes:
     return transcoder.process(pcm24) + transcoder.flush()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m voxline.local.measure",
+        description="Measure what the offline speech parts (espeak-ng, pocketsphinx, webrtcvad) cost on "
+        "this machine: synthesis time, recogniser real-time factors, VAD time per frame.",
+    )
+    parser.parse_args(argv)
     print(f"machine: {machine()}")
     tts = Synthesizer(cache_size=0)
 
