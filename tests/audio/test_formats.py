@@ -58,34 +58,6 @@ def test_invalid_formats_name_the_parameter(args: tuple[Any, ...], param: str) -
         AudioFormat(*args)
 
 
-def test_openai_format_round_trip() -> None:
-    assert AudioFormat.from_openai({"type": "audio/pcm", "rate": 24000}) == PCM16_24K
-    assert AudioFormat.from_openai({"type": "audio/pcm"}) == PCM16_24K
-    assert AudioFormat.from_openai({"type": "audio/pcmu"}) == PCMU_8K
-    assert AudioFormat.from_openai({"type": "audio/pcma"}) == PCMA_8K
-    assert AudioFormat.from_openai("g711_ulaw") == PCMU_8K  # legacy session strings
-    assert AudioFormat.from_openai("pcm16") == PCM16_24K
-    assert PCM16_24K.to_openai() == {"type": "audio/pcm", "rate": 24000}
-    assert PCMU_8K.to_openai() == {"type": "audio/pcmu"}
-    assert PCMA_8K.to_openai() == {"type": "audio/pcma"}
-    for fmt in (PCM16_24K, PCMU_8K, PCMA_8K):
-        assert AudioFormat.from_openai(fmt.to_openai()) == fmt
-
-
-@pytest.mark.parametrize(
-    "bad", [{"type": "audio/pcm", "rate": 16000}, {"type": "audio/opus"}, {}, "g722", 42]
-)
-def test_from_openai_rejects_unknown_formats(bad: Any) -> None:
-    with pytest.raises(ValueError, match="fmt"):
-        AudioFormat.from_openai(bad)
-
-
-@pytest.mark.parametrize("fmt", [PCM16_8K, PCM16_16K, PCM16_48K, AudioFormat("pcm16", 24000, 2)])
-def test_to_openai_rejects_formats_openai_lacks(fmt: AudioFormat) -> None:
-    with pytest.raises(ValueError, match="OpenAI"):
-        fmt.to_openai()
-
-
 def test_frame_keeps_the_bytes_object() -> None:
     data = bytes(160)
     frame = Frame(data, PCMU_8K, timestamp_ms=40)

@@ -6,9 +6,8 @@ chunk of such bytes (normally 20 ms) with its media timestamp.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 __all__ = [
     "FRAME_MS",
@@ -29,12 +28,6 @@ FRAME_MS = 20
 """The media clock's tick: every audio path moves 20 ms frames."""
 
 _ENCODINGS: tuple[str, ...] = ("pcm16", "pcmu", "pcma")
-# Legacy (beta) Realtime session format strings, accepted by from_openai for convenience.
-_LEGACY_OPENAI: dict[str, tuple[Encoding, int]] = {
-    "pcm16": ("pcm16", 24000),
-    "g711_ulaw": ("pcmu", 8000),
-    "g711_alaw": ("pcma", 8000),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,39 +67,6 @@ class AudioFormat:
 
     def duration_ms(self, nbytes: int) -> float:
         return nbytes / self.bytes_per_ms
-
-    @classmethod
-    def from_openai(cls, fmt: Mapping[str, Any] | str) -> AudioFormat:
-        """The format of an OpenAI Realtime session format object (GA) or legacy format string."""
-        if isinstance(fmt, str):
-            if fmt not in _LEGACY_OPENAI:
-                raise ValueError(f"fmt: unknown OpenAI audio format {fmt!r}")
-            encoding, rate = _LEGACY_OPENAI[fmt]
-            return cls(encoding, rate)
-        if not isinstance(fmt, Mapping):
-            raise ValueError(f"fmt must be a mapping like {{'type': 'audio/pcm'}}, got {fmt!r}")
-        kind = fmt.get("type")
-        if kind == "audio/pcm":
-            rate = fmt.get("rate", 24000)
-            if rate != 24000:
-                raise ValueError(f"fmt: audio/pcm supports only rate 24000, got {rate!r}")
-            return PCM16_24K
-        if kind == "audio/pcmu":
-            return PCMU_8K
-        if kind == "audio/pcma":
-            return PCMA_8K
-        raise ValueError(f"fmt: unknown OpenAI audio format type {kind!r}")
-
-    def to_openai(self) -> dict[str, Any]:
-        """The OpenAI Realtime (GA) format object; only mono pcm16 at 24 kHz, pcmu and pcma exist."""
-        if self.channels == 1:
-            if self.encoding == "pcmu":
-                return {"type": "audio/pcmu"}
-            if self.encoding == "pcma":
-                return {"type": "audio/pcma"}
-            if self.rate == 24000:
-                return {"type": "audio/pcm", "rate": 24000}
-        raise ValueError(f"{self} has no OpenAI Realtime equivalent (pcm16 24 kHz mono, pcmu, pcma)")
 
     def __str__(self) -> str:
         ch = "" if self.channels == 1 else f"x{self.channels}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..audio import PCMU_8K, AudioFormat
+from ..audio import AudioFormat, codecs
 from ._base import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
@@ -52,10 +52,11 @@ __all__ = [
     "TwilioStop",
 ]
 
-TWILIO_FORMAT = PCMU_8K
+TWILIO_CODEC = codecs.PCMU
+TWILIO_FORMAT = TWILIO_CODEC.format
 """Media Streams carry μ-law, 8 kHz, mono, base64 without a header, in both directions."""
 
-_MULAW_BYTES_PER_MS = 8
+_MULAW_BYTES_PER_MS = TWILIO_FORMAT.bytes_per_ms
 _CLEARED_MEMORY = 4096  # cleared mark names remembered; echoes come within seconds, this is ample
 _PENDING_MEMORY = 4096  # unechoed marks kept (400 s at 100 ms); a peer that never echoes stays bounded
 
@@ -289,12 +290,12 @@ class TwilioMediaStream:
         if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
             raise BadMessage("start.tracks must be a list of strings")
         fmt = get_object(start, "mediaFormat", "start", required=False)
-        encoding = fmt.get("encoding", "audio/x-mulaw")
-        rate = fmt.get("sampleRate", 8000)
+        encoding = fmt.get("encoding", TWILIO_CODEC.mime)
+        rate = fmt.get("sampleRate", TWILIO_CODEC.clock_rate)
         channels = fmt.get("channels", 1)
-        if encoding != "audio/x-mulaw" or rate != 8000 or channels != 1:
+        if encoding != TWILIO_CODEC.mime or rate != TWILIO_CODEC.clock_rate or channels != 1:
             raise BadMessage(
-                f"start.mediaFormat {encoding}/{rate}/{channels} is not audio/x-mulaw/8000/1",
+                f"start.mediaFormat {encoding}/{rate}/{channels} is not {TWILIO_CODEC.mime}/8000/1",
                 CLOSE_UNSUPPORTED_DATA,
             )
         self.stream_sid = sid

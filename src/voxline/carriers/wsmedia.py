@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..audio import PCM16_8K, PCM16_16K, PCMA_8K, PCMU_8K, AudioFormat
+from ..audio import AudioFormat, codecs
 from ._base import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
@@ -68,29 +68,21 @@ __all__ = [
 
 DEFAULT_ENCODING = "PCM8"
 
-_ENCODINGS: dict[str, AudioFormat] = {
-    "PCM8": PCM16_8K,
-    "PCM16": PCM16_16K,
-    "ULAW": PCMU_8K,
-    "ALAW": PCMA_8K,
-    "audio/x-mulaw": PCMU_8K,
-    "audio/x-alaw": PCMA_8K,
-}
-_NAMES: dict[AudioFormat, str] = {PCM16_8K: "PCM8", PCM16_16K: "PCM16", PCMU_8K: "ULAW", PCMA_8K: "ALAW"}
-
 
 def format_for_encoding(encoding: str, sample_rate: int | None = None) -> AudioFormat:
     """The AudioFormat of a ``WebSocketAudioEncoding`` value; ValueError names a bad one."""
-    fmt = _ENCODINGS.get(encoding)
-    if fmt is None:
+    codec = codecs.by_voxengine(encoding)
+    if codec is None:
         raise ValueError(f"encoding {encoding!r} is not supported (PCM8, PCM16, ULAW, ALAW)")
+    fmt = codec.format
     if sample_rate is not None and sample_rate != fmt.rate:
         raise ValueError(f"encoding {encoding} is {fmt.rate} Hz, but sampleRate is {sample_rate}")
     return fmt
 
 
 def encoding_for_format(fmt: AudioFormat) -> str:
-    name = _NAMES.get(fmt)
+    codec = codecs.for_format(fmt)
+    name = codec.voxengine if codec is not None else None
     if name is None:
         raise ValueError(f"format {fmt} has no VoxEngine WebSocket encoding (PCM8, PCM16, ULAW, ALAW)")
     return name

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from voxline.audio import AudioFormat
+from voxline.openai.formats import from_openai
 from voxline.realtime_server.engine import (
     FunctionCall,
     ResponseRequest,
@@ -313,7 +313,7 @@ def _output_rate(request: ResponseRequest) -> int:
     output = dict(request.session.get("audio", {}).get("output", {}))
     output.update(request.params.get("audio", {}).get("output", {}))
     try:
-        fmt = AudioFormat.from_openai(output.get("format", {"type": "audio/pcm", "rate": 24000}))
+        fmt = from_openai(output.get("format", {"type": "audio/pcm", "rate": 24000}))
     except ValueError:
         return 24000
     return 8000 if fmt.rate == 8000 else 24000

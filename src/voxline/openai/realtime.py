@@ -35,6 +35,7 @@ from ..media.playout import Playout, PlayoutBuffer
 from ..runtime.context import adopt, current_session
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
+from .formats import to_openai
 from .params import DEFAULT_BASE_URL, RealtimeAPIClientParameters, build_parameters
 from .realtime_protocol import ErrorClass, MessageKind, RealtimeProtocol, classify_error
 
@@ -407,7 +408,7 @@ class RealtimeAPIClient(MediaUnit):
         if wanted == current and direction in self._negotiated:
             return
         self._negotiated[direction] = wanted
-        audio = {direction: {"format": wanted.to_openai()}}
+        audio = {direction: {"format": to_openai(wanted)}}
         text = self._core.command(
             "session.update", {"session": {"type": self._params.type.value, "audio": audio}}, time.monotonic()
         )
@@ -444,7 +445,7 @@ class RealtimeAPIClient(MediaUnit):
         )
         return {
             "tag": params.tag if params else None,
-            "encoding": self._core.output_format.to_openai()["type"],
+            "encoding": to_openai(self._core.output_format)["type"],
             "custom_parameters": params.custom_parameters if params else None,
         }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..audio import PCM16_24K, AudioFormat
 from .events import REALTIME_AUDIO_DELTA_TYPES, REALTIME_SERVER_TYPES, RealtimeAPIEvents
+from .formats import from_openai
 
 # Client event types the GA API accepts, with the method that sends each.
 CLIENT_EVENT_TYPES = frozenset(
@@ -86,7 +87,7 @@ def parse_format(value: Any) -> AudioFormat | None:
     if not isinstance(value, Mapping):
         return None
     try:
-        return AudioFormat.from_openai(value)
+        return from_openai(value)
     except ValueError:
         return None
 

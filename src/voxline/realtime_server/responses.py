@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxline.audio import AudioFormat
+from voxline.openai.formats import from_openai, to_openai
 
 from .conversation import Conversation
 from .engine import FunctionCall, ResponseEngine, ResponseRequest, Say, ScriptedResponse, speech_like_audio
@@ -126,7 +127,7 @@ class Responses:
         modalities = list(params.get("output_modalities") or session.get("output_modalities") or ["audio"])
         output = dict(session.get("audio", {}).get("output", {}))
         output.update(params.get("audio", {}).get("output", {}))
-        out_fmt = AudioFormat.from_openai(output.get("format", {"type": "audio/pcm", "rate": 24000}))
+        out_fmt = from_openai(output.get("format", {"type": "audio/pcm", "rate": 24000}))
         in_conversation = params.get("conversation", "auto") != "none"
         response = {
             "object": "realtime.response",
@@ -137,7 +138,7 @@ class Responses:
             "conversation_id": self._conversation_id if in_conversation else None,
             "output_modalities": modalities,
             "max_output_tokens": params.get("max_output_tokens", session.get("max_output_tokens", "inf")),
-            "audio": {"output": {"format": out_fmt.to_openai(), "voice": output.get("voice", "alloy")}},
+            "audio": {"output": {"format": to_openai(out_fmt), "voice": output.get("voice", "alloy")}},
             "usage": None,
             "metadata": params.get("metadata"),
         }

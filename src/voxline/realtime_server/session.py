@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from voxline.audio import AudioFormat
+from voxline.openai.formats import from_openai
 
 from .validation import SchemaProblem
 
@@ -124,12 +125,12 @@ class SessionConfig:
 
     @property
     def input_format(self) -> AudioFormat:
-        return AudioFormat.from_openai(self.session["audio"]["input"]["format"])
+        return from_openai(self.session["audio"]["input"]["format"])
 
     @property
     def output_format(self) -> AudioFormat:
         output = self.session.get("audio", {}).get("output", {})
-        return AudioFormat.from_openai(output.get("format", {"type": "audio/pcm", "rate": 24000}))
+        return from_openai(output.get("format", {"type": "audio/pcm", "rate": 24000}))
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 
-from ..audio import FRAME_MS, PCMA_8K, PCMU_8K, AudioFormat, Frame
+from ..audio import FRAME_MS, AudioFormat, Frame, codecs
 from ..audio.tone import silence
 from .dtmf import DtmfDigit, DtmfReceiver, build_event, event_code
 from .jitter import JitterBuffer
@@ -37,11 +37,10 @@ RtpEvent = Frame | DtmfDigit | RtpTimeout
 
 
 def _format_for(payload_type: int) -> AudioFormat:
-    if payload_type == 0:
-        return PCMU_8K
-    if payload_type == 8:
-        return PCMA_8K
-    raise ValueError(f"payload_type must be 0 (PCMU) or 8 (PCMA), got {payload_type}")
+    codec = codecs.by_payload_type(payload_type)
+    if codec is None:
+        raise ValueError(f"payload_type must be 0 (PCMU) or 8 (PCMA), got {payload_type}")
+    return codec.format
 
 
 class RtpSession:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._tasks import background
-from ..audio import PCMA_8K, PCMU_8K, AudioFormat
+from ..audio import PCMU_8K, AudioFormat
 from ..carriers.stream import CarrierStream
 from ..media.clock import ClockSubscription, MediaClock
 from ..rtp import DtmfDigit, RtpEndpoint
@@ -42,7 +42,7 @@ class SipLeg:
     @property
     def media_format(self) -> AudioFormat:
         # Known from the offer for inbound calls; for outbound ones the answer may change it.
-        return PCMA_8K if self.sip.codec == "PCMA" else PCMU_8K
+        return self.sip.audio_format or PCMU_8K
 
     def attach(self, call: Call) -> None:
         self._call = call

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import Any, Literal
 
-from ..audio import PCMA_8K, PCMU_8K, AudioFormat, Frame
+from ..audio import AudioFormat, Frame
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..rtp import DtmfDigit, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
@@ -122,9 +122,7 @@ class SipCallLeg:
     @property
     def audio_format(self) -> AudioFormat | None:
         """``PCMU_8K`` or ``PCMA_8K``: the format of ``on_audio`` frames and of ``send_audio``."""
-        if self.media is None:
-            return None
-        return PCMU_8K if self.media.codec.name == "PCMU" else PCMA_8K
+        return self.media.codec.format if self.media is not None else None
 
     @property
     def clock(self) -> MediaClock:

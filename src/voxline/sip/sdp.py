@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Literal
 
+from ..audio import AudioFormat
+from ..audio import codecs as audio_codecs
+
 __all__ = [
     "CODECS",
     "MAX_MEDIA",
@@ -78,17 +81,31 @@ class BadMediaAddress(NotAcceptable):
 
 @dataclass(frozen=True, slots=True)
 class Codec:
+    """A negotiated codec: its SDP name and the payload type this session uses for it."""
+
     name: str  # "PCMU" / "PCMA"
     payload_type: int
     clock_rate: int = 8000
 
     @property
+    def format(self) -> AudioFormat:
+        entry = audio_codecs.by_sdp_name(self.name, self.clock_rate)
+        if entry is None:
+            raise ValueError(f"no audio format for codec {self.name}/{self.clock_rate}")
+        return entry.format
+
+    @property
     def encoding(self) -> Literal["pcmu", "pcma"]:
-        return "pcmu" if self.name == "PCMU" else "pcma"
+        return "pcmu" if self.format.encoding == "pcmu" else "pcma"
 
 
-CODECS: dict[str, Codec] = {"PCMU": Codec("PCMU", 0), "PCMA": Codec("PCMA", 8)}
-_STATIC_NAMES = {0: "PCMU", 8: "PCMA"}
+# What SIP calls carry: the codecs of the table with a static RTP payload type (G.711).
+CODECS: dict[str, Codec] = {
+    c.sdp_name: Codec(c.sdp_name, c.payload_type, c.clock_rate)
+    for c in audio_codecs.CODECS
+    if c.sdp_name is not None and c.payload_type is not None
+}
+_STATIC_NAMES = {c.payload_type: c.name for c in CODECS.values()}
 DEFAULT_DTMF_PT = 101
 
 
@@ -416,12 +433,13 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
         raise NoCommonCodec("the answer rejected the audio stream")
     ours = offer.audio()
     offered = {int(f) for f in ours.formats if _is_pt(f)} if ours else set()
+    acceptable = offered | set(_STATIC_NAMES)
     chosen: Codec | None = None
     for fmt in m.formats:
         if not _is_pt(fmt):
             continue
         named = m.codec_name(int(fmt))
-        if named and named[0].upper() in CODECS and named[1] == 8000 and int(fmt) in offered | {0, 8}:
+        if named and named[0].upper() in CODECS and named[1] == 8000 and int(fmt) in acceptable:
             chosen = Codec(named[0].upper(), int(fmt))
             break
     if chosen is None:
