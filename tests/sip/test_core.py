@@ -215,6 +215,40 @@ def test_503_beyond_max_calls_and_420_for_unsupported_require() -> None:
     assert h.responses()[-1].status == 420 and h.responses()[-1].headers.get("Unsupported") == "100rel"
 
 
+def test_after_stop_accepting_new_invites_get_503_and_calls_in_progress_go_on() -> None:
+    h = Harness()
+    call_id, tag = h.answered()  # answered, its ACK not here yet
+    h.feed(invite(call_id="ringing@127.0.0.1", branch="z9hG4bK-r"))
+    ringing = h.events[-1]
+    assert isinstance(ringing, IncomingCall)
+    assert h.core.accepting
+    h.core.stop_accepting(h.now)
+    h.core.stop_accepting(h.now)  # again: nothing more
+    assert not h.core.accepting and h.core.data_to_send() == [] and h.core.events_received() == []
+    h.feed(invite(call_id="new@127.0.0.1", branch="z9hG4bK-new"))
+    refused = h.responses()[-1]
+    assert (refused.status, refused.call_id, refused.headers.get("Retry-After")) == (
+        503,
+        "new@127.0.0.1",
+        "5",
+    )
+    assert (h.core.stats["rejected_draining"], h.core.stats["rejected_over_limit"]) == (1, 0)
+    assert h.core.call_state("new@127.0.0.1") is None
+    # The calls already there: ACKed, re-INVITEd, answered, asked for OPTIONS, ended as usual.
+    h.feed(ack(tag))
+    assert isinstance(h.events[-1], CallConnected) and h.core.call_state(call_id) == "connected"
+    h.feed(invite(to_tag=tag, cseq=2, branch="z9hG4bK-re1"))
+    assert h.responses()[-1].status == 200 and h.responses()[-1].cseq == (2, "INVITE")
+    h.core.answer(ringing.call_id, h.now, rtp_port=30002)
+    h.collect()
+    assert h.responses()[-1].status == 200 and h.responses()[-1].call_id == ringing.call_id
+    h.feed(request("OPTIONS", cseq=1, branch="z9hG4bK-o"))
+    assert h.responses()[-1].status == 200
+    h.core.hangup(call_id, h.now)
+    h.collect()
+    assert isinstance(h.events[-1], CallDisconnected) and h.core.stats["rejected_draining"] == 1
+
+
 def test_options_gets_allow_and_accept() -> None:
     h = Harness()
     h.feed(request("OPTIONS", cseq=1))

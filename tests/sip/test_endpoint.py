@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from voxline.audio import Frame
+from voxline.callstate import CallState
 from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
 from voxline.rtp import DtmfDigit, RtpPacket
-from voxline.sip import CallDisconnected, CallFailed, CallProgress, SipCallLeg, SipEndpoint
+from voxline.sip import CallDisconnected, CallFailed, CallProgress, SipCallLeg, SipConfig, SipEndpoint
+from voxline.sip.dialog import DialogState
 
 from .loopback import loopback_call
 
@@ -78,13 +80,45 @@ async def test_outbound_hangup_while_ringing_cancels() -> None:
         SipEndpoint("127.0.0.1", 0) as uac,
     ):
         caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
-        while caller.state != "progress":
+        while caller.state != "proceeding":
             await asyncio.sleep(0.01)
         caller.hangup()
         ended = await asyncio.wait_for(legs[0].wait_ended(), 3)
         assert isinstance(ended, CallFailed) and (ended.status, ended.by) == (487, "remote")
         mine = await caller.wait_ended()
         assert isinstance(mine, CallFailed) and mine.by == "local"
+
+
+async def test_leg_states_are_the_dialog_states_on_both_sides() -> None:
+    seen: dict[str, list[DialogState]] = {"callee": [], "caller": []}
+    callee_legs: list[SipCallLeg] = []
+
+    async def on_call(leg: SipCallLeg) -> None:
+        callee_legs.append(leg)
+        seen["callee"].append(leg.state)
+        leg.ringing()
+        seen["callee"].append(leg.state)
+        await leg.answer()
+        seen["callee"].append(leg.state)
+
+    async with (
+        SipEndpoint("127.0.0.1", 0, on_incoming_call=on_call) as uas,
+        SipEndpoint("127.0.0.1", 0) as uac,
+    ):
+        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.port}")
+        seen["caller"].append(caller.state)
+        caller.add_listener(lambda event: seen["caller"].append(caller.state))
+        await asyncio.wait_for(caller.wait_connected(), 3)
+        callee = callee_legs[0]
+        while callee.state is not DialogState.CONNECTED:
+            await asyncio.sleep(0.01)
+        caller.hangup()
+        await asyncio.wait_for(callee.wait_ended(), 3)
+        assert callee.state is DialogState.ENDED and caller.state is DialogState.ENDED
+    S = DialogState
+    assert seen["callee"] == [S.INCOMING, S.EARLY, S.ANSWERING]
+    assert seen["caller"] == [S.CALLING, S.PROCEEDING, S.CONNECTED, S.ENDED]  # 180, 200, our BYE
+    assert caller.state.call_state is CallState.ENDED
 
 
 async def test_reject_with_chosen_code() -> None:
@@ -109,8 +143,9 @@ async def test_the_endpoint_clock_drives_the_rtp_senders() -> None:
         assert clock.subscriber_count == 1  # the call's RTP sender, subscribed when it connected
         caller.send_audio(b"\x31" * 480)
         await asyncio.sleep(0.1)
-        assert heard == []  # the clock has not ticked: nothing was sent
-        clock.run_ticks(3)  # three ticks of the endpoint's clock: three packets, nothing else
+        # The clock has not ticked: only the talkspurt's first frame, which leaves at once.
+        assert [f.data for f in heard] == [b"\x31" * 160]
+        clock.run_ticks(2)  # two ticks of the endpoint's clock: the two other frames, nothing else
         await asyncio.sleep(0.1)
         assert [f.data for f in heard] == [b"\x31" * 160] * 3
         caller.hangup()
@@ -235,3 +270,11 @@ async def test_wildcard_listen_advertises_the_address_facing_the_caller() -> Non
         assert caller.media is not None and caller.media.remote_host == "127.0.0.1"  # not 0.0.0.0
         caller.hangup()
         await asyncio.wait_for(legs[0].wait_ended(), 3)
+
+
+async def test_start_leaves_the_given_config_as_it_was() -> None:
+    config = SipConfig(max_calls=3)
+    async with SipEndpoint("127.0.0.1", 0, config=config, transports=("udp",)) as ep:
+        assert (config.port, config.host) == (5060, "127.0.0.1")  # the defaults, not written to
+        assert ep.core is not None and ep.core.config is ep.config
+        assert (ep.config.port, ep.config.max_calls) == (ep.port, 3) and ep.port != 5060

@@ -8,12 +8,16 @@ Layers, each usable alone:
 - ``auth``: digest credentials (MD5, SHA-256, qop=auth) for outbound calls.
 - ``transaction``: the four RFC 3261 transaction state machines with timers on injected time.
 - ``core``: ``UserAgentCore``, the user agent (calls both ways) — bytes and commands in,
-  bytes and events out, ``next_deadline()``/``tick(now)``.
+  bytes and events out, ``next_deadline()``/``tick(now)``. It is the facade of its parts:
+  ``config`` (``SipConfig``), ``dialog`` (``Dialog`` and ``DialogState`` with its transition table),
+  ``context`` (what the parts share), ``uas`` (calls coming in, requests inside a dialog) and
+  ``uac`` (calls we place).
 - ``endpoint``: ``SipEndpoint`` and ``SipCallLeg`` on asyncio.
 """
 
 from .auth import DigestChallenge, DigestError, build_authorization, digest_response, parse_challenge
 from .core import CallStateError, SipConfig, UserAgentCore
+from .dialog import DialogState
 from .endpoint import CallFailedError, SipCallLeg, SipEndpoint
 from .events import (
     CallConnected,
@@ -62,6 +66,7 @@ __all__ = [
     "CallReinvite",
     "CallStateError",
     "Codec",
+    "DialogState",
     "DigestChallenge",
     "DigestError",
     "DtmfInfo",

@@ -32,6 +32,7 @@ from ..media.clock import AsyncioMediaClock, MediaClock
 from ..rtp import DtmfDigit, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
 from .core import CallStateError, SipConfig, UserAgentCore
+from .dialog import DialogState, transition
 from .events import (
     Address,
     CallConnected,
@@ -75,6 +76,7 @@ class SipCallLeg:
     Listeners (``add_listener``) get ``CallProgress``, ``CallConnected``, ``CallReinvite``,
     ``CallDisconnected``, ``CallFailed``, ``DtmfDigit`` (RFC 4733) and ``DtmfInfo`` (SIP INFO).
     Received audio frames go to ``on_audio`` (the 20 ms path: a plain callback, no event objects).
+    ``state`` is a ``DialogState`` (the core's vocabulary), as the leg's commands and events move it.
     """
 
     def __init__(
@@ -101,7 +103,7 @@ class SipCallLeg:
         self.remote_sdp = remote_sdp
         self.media = media
         self.remote_addr = remote_addr
-        self.state = "incoming" if direction == "inbound" else "calling"
+        self._state = DialogState.INCOMING if direction == "inbound" else DialogState.CALLING
         self.rtp: RtpEndpoint | None = None
         self.on_audio: Callable[[Frame], Any] | None = None
         self.end_event: CallDisconnected | CallFailed | None = None
@@ -113,6 +115,13 @@ class SipCallLeg:
         return f"<SipCallLeg {self.direction} {self.call_id} {self.state}>"
 
     # ---------------------------------------------------------------------------------- info
+
+    @property
+    def state(self) -> DialogState:
+        return self._state
+
+    def _move_to(self, new: DialogState) -> None:
+        self._state = transition(self._state, new)  # DialogTransitionError unless in TRANSITIONS
 
     @property
     def codec(self) -> str | None:
@@ -131,8 +140,14 @@ class SipCallLeg:
 
     @property
     def sent_ms(self) -> int:
-        """Milliseconds of queued audio that have actually left the RTP socket."""
+        """Milliseconds of audio given to ``send_audio`` that have left the RTP socket."""
         return self.rtp.session.sent_ms if self.rtp else 0
+
+    @property
+    def played_ms(self) -> int | None:
+        """Where the audio that has actually left the RTP socket ends, on its source's timeline (the
+        ``end_ms`` given to ``send_audio``), or None before any."""
+        return self.rtp.session.played_ms if self.rtp else None
 
     @property
     def queued_ms(self) -> int:
@@ -170,22 +185,22 @@ class SipCallLeg:
     def ringing(self) -> None:
         """Send 180 Ringing (inbound calls)."""
         self._endpoint._command(lambda core, now: core.ringing(self.call_id, now))
-        self.state = "ringing"
+        self._move_to(DialogState.EARLY)
 
     async def answer(self) -> None:
         """Send 200 OK with our SDP answer; returns once it is sent. ``CallConnected`` follows on ACK."""
         if self.direction != "inbound":
             raise CallStateError(f"call {self.call_id} is outbound: only inbound calls are answered")
-        if self.state not in ("incoming", "ringing"):
+        if self.state not in (DialogState.INCOMING, DialogState.EARLY):
             raise CallStateError(f"call {self.call_id} is {self.state}: cannot answer")
         await self._open_rtp()
-        if self.state not in ("incoming", "ringing"):  # cancelled while the socket was opened
+        if self.state not in (DialogState.INCOMING, DialogState.EARLY):  # cancelled meanwhile
             raise CallStateError(f"call {self.call_id} is {self.state}: cannot answer")
         assert self.rtp is not None
         port = self.rtp.local_addr[1]
         self._endpoint._command(lambda core, now: core.answer(self.call_id, now, port))
-        if self.state != "ended":
-            self.state = "answering"
+        if self.state in (DialogState.INCOMING, DialogState.EARLY):  # not ended by the command
+            self._move_to(DialogState.ANSWERING)
 
     def reject(self, code: int = 486, reason: str | None = None) -> None:
         """Reject an inbound call with a final failure response (300..699)."""
@@ -193,19 +208,21 @@ class SipCallLeg:
 
     def hangup(self, reason: str = "hangup") -> None:
         """End the call in any state (BYE, CANCEL, or 603 when not answered). Idempotent."""
-        if self.state == "ended":
+        if self.state is DialogState.ENDED:
             return
         self._endpoint._command(lambda core, now: core.hangup(self.call_id, now, reason))
 
-    def send_audio(self, payload: bytes) -> None:
-        """Queue encoded audio in the call's codec (``leg.codec``) for paced sending."""
+    def send_audio(self, payload: bytes, end_ms: int | None = None) -> None:
+        """Send encoded audio in the call's codec (``leg.codec``), normally one 20 ms frame from a
+        source paced on the endpoint's clock: a talkspurt's first frame leaves at once, the rest in
+        their slots. ``end_ms`` is where it ends on its source's timeline (see ``played_ms``)."""
         if self.rtp is None:
             raise CallStateError(f"call {self.call_id} has no media yet: answer it first")
-        self.rtp.session.enqueue(payload)
+        self.rtp.push_audio(payload, end_ms)
 
     def clear_audio(self) -> int:
-        """Drop queued audio at once (barge-in); returns the milliseconds dropped."""
-        return self.rtp.session.clear() if self.rtp else 0
+        """Drop audio not yet sent at once (barge-in); returns the milliseconds dropped."""
+        return self.rtp.session.clear_audio() if self.rtp else 0
 
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         if self.rtp is None:
@@ -242,16 +259,16 @@ class SipCallLeg:
         self.media = media
         if self.rtp is None:
             return
-        s = self.rtp.session
-        if media.codec.payload_type != s.payload_type or media.dtmf_payload_type != s.dtmf_payload_type:
-            s.set_codec(media.codec.payload_type, media.dtmf_payload_type)
         addr = self._media_addr(media)
-        if addr is not None and s.latched is None:
-            s.remote_addr = addr
-        s.sending = media.direction in ("sendrecv", "sendonly") and addr is not None
-        # A held peer may stop sending: no inactivity timeout while held.
-        s.inactivity_timeout_ms = None if media.on_hold else self._endpoint.rtp_inactivity_timeout_ms
-        s.reset_inactivity(self.rtp.now_ms())
+        self.rtp.session.set_media(
+            payload_type=media.codec.payload_type,
+            dtmf_payload_type=media.dtmf_payload_type,
+            remote_addr=addr,
+            sending=media.direction in ("sendrecv", "sendonly") and addr is not None,
+            # A held peer may stop sending: no inactivity timeout while held.
+            inactivity_timeout_ms=None if media.on_hold else self._endpoint.rtp_inactivity_timeout_ms,
+            now_ms=self.rtp.now_ms(),
+        )
 
     def _on_rtp_event(self, event: RtpEvent) -> None:
         if isinstance(event, Frame):
@@ -259,14 +276,14 @@ class SipCallLeg:
                 self.on_audio(event)
         elif isinstance(event, DtmfDigit):
             self._emit(event)
-        elif isinstance(event, RtpTimeout) and self.state in ("answering", "connected"):
+        elif isinstance(event, RtpTimeout) and self.state in (DialogState.ANSWERING, DialogState.CONNECTED):
             log.info("call %s: no RTP for %.0f ms, hanging up", self.call_id, event.idle_ms)
             reason = f"no RTP for {event.idle_ms / 1000:.0f} s"
             self._endpoint._command(lambda core, now: core.hangup(self.call_id, now, reason, "timeout"))
 
     def _on_sip_event(self, event: SipEvent) -> None:
         if isinstance(event, CallConnected):
-            self.state = "connected"
+            self._move_to(DialogState.CONNECTED)
             self._apply_media(event.media)
             if self.rtp is not None:
                 self.rtp.start()
@@ -275,9 +292,9 @@ class SipCallLeg:
         elif isinstance(event, CallReinvite):
             self._apply_media(event.media)
         elif isinstance(event, CallProgress):
-            self.state = "progress"
+            self._move_to(DialogState.PROCEEDING)
         elif isinstance(event, (CallDisconnected, CallFailed)):
-            self.state = "ended"
+            self._move_to(DialogState.ENDED)
             self.end_event = event
             self._close_media()
             if not self._connected.done():
@@ -416,8 +433,10 @@ class SipEndpoint:
                     raise
                 port = 0
         self.port = port
-        self.config.port = port
-        self.config.host = self.advertise_host or (self.host if not _unspecified(self.host) else "127.0.0.1")
+        # The core's own config, with the port we got and the address we advertise: the SipConfig
+        # given to the endpoint is not written to, and nothing changes the core's after this.
+        advertised = self.advertise_host or (self.host if not _unspecified(self.host) else "127.0.0.1")
+        self.config = dataclasses.replace(self.config, port=port, host=advertised)
         self.core = UserAgentCore(self.config)
         return self
 
@@ -464,6 +483,11 @@ class SipEndpoint:
     def stats(self) -> dict[str, int]:
         """The core's counters (see ``UserAgentCore.stats``) and the TCP transport's."""
         return {**self.core.stats, **self._io_stats} if self.core else {}
+
+    def stop_accepting(self) -> None:
+        """New calls get ``503`` with ``Retry-After`` from now on (``stats['rejected_draining']``);
+        calls in progress go on. For draining before ``close()``; see ``UserAgentCore.stop_accepting``."""
+        self._command(lambda core, now: core.stop_accepting(now))
 
     async def accept(self) -> SipCallLeg:
         """The next inbound call (when no ``on_incoming_call`` callback is set)."""
