@@ -26,16 +26,17 @@ class ModelSource(MediaUnit):
         self.buffer.push(data, item_id, content_index)
 
     def clear(self) -> list[ClearedItem]:
+        # What the sinks really played, asked before they drop what they hold.
+        heard = self._sinks_playback_position()
+        if heard is not None:
+            self.buffer.acknowledge(heard)
         cleared = self.playout.clear()
         self._clear_sinks()
         return cleared
 
     def _sinks_changed(self) -> None:
-        # Trust only acknowledgements when a sink reports what it really played.
-        self.buffer.acknowledged = self._sinks_report_playout
-
-    def _playout_acknowledged(self, position_ms: int) -> None:
-        self.buffer.acknowledge(position_ms)
+        # Trust only the sinks' positions when a sink reports what it really played.
+        self.buffer.acknowledged = self._sinks_report_playback
 
     def _started(self) -> None:
         self.events.append(("started", self.clock.now_ms(), None))

@@ -27,13 +27,27 @@ class Collector(MediaUnit):
         super().__init__()
         self.clock = clock
         self.frames: list[tuple[int, Frame]] = []
-        self.acks: list[tuple[int, int]] = []
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         self.frames.append((self.clock.now_ms(), frame))
 
-    def _playout_acknowledged(self, position_ms: int) -> None:
-        self.acks.append((self.clock.now_ms(), position_ms))
+
+def positions(
+    clock: VirtualMediaClock,
+    call: LoopbackCall,
+    source: MediaUnit,
+    ms: int,
+    seen: list[tuple[int, int]] | None = None,
+) -> list[tuple[int, int]]:
+    """Advance ``ms`` one millisecond at a time, adding (time, position) to ``seen`` each time the
+    call's reported playback position of ``source`` changes."""
+    seen = [] if seen is None else seen
+    for _ in range(ms):
+        clock.advance(1)
+        position = call.playback_position(source)
+        if position is not None and (not seen or seen[-1][1] != position):
+            seen.append((clock.now_ms(), position))
+    return seen
 
 
 def events_of(call: LoopbackCall) -> list[tuple[int, str]]:
@@ -96,7 +110,7 @@ def test_records_what_it_hears_with_arrival_times() -> None:
 def test_acknowledges_played_audio_after_the_playout_delay() -> None:
     clock = VirtualMediaClock()
     call = LoopbackCall(clock, acknowledge=True, playout_delay_ms=60, send_silence=False)
-    assert call.reports_playout
+    assert call.reports_playback
     source = Collector(clock)
     source.media_format = PCMU_8K
     source.send_media_to(call)
@@ -104,9 +118,10 @@ def test_acknowledges_played_audio_after_the_playout_delay() -> None:
     for n in range(5):
         clock.advance(20)
         source._deliver(Frame(b"\x42" * 160, PCMU_8K, n * 20))
-    clock.advance(200)
-    # Frame n arrives at 20(n+1), starts playing 60 ms later and is acknowledged when it ends.
-    assert source.acks == [(100, 20), (120, 40), (140, 60), (160, 80), (180, 100)]
+    # Frame n arrives at 20(n+1), starts playing 60 ms later and counts as played when it ends.
+    assert call.playback_position(source) == 20  # the first frame has just ended, at 100
+    seen = positions(clock, call, source, 200, [(100, 20)])
+    assert seen == [(100, 20), (120, 40), (140, 60), (160, 80), (180, 100)]
 
 
 def test_jitter_never_reorders_or_overlaps_playback() -> None:
@@ -117,12 +132,12 @@ def test_jitter_never_reorders_or_overlaps_playback() -> None:
     source = Collector(clock)
     source.send_media_to(call)
     call.answer()
+    seen: list[tuple[int, int]] = []
     for n in range(100):
-        clock.advance(20)
         source._deliver(Frame(b"\x42" * 160, PCMU_8K, n * 20))
-    clock.advance(500)
-    positions = [p for _, p in source.acks]
-    assert positions == list(range(20, 2001, 20))
+        positions(clock, call, source, 20, seen)
+    positions(clock, call, source, 500, seen)
+    assert [p for _, p in seen] == list(range(20, 2001, 20))  # every frame, in order
     starts = [p.start_ms for p in call.played]
     assert all(b >= a + 20 for a, b in itertools.pairwise(starts))
 

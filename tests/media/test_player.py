@@ -24,7 +24,7 @@ class Collector(MediaUnit):
         self.media_format = fmt
         self.frames: list[tuple[int, Frame]] = []
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         self.frames.append((self.clock.now_ms(), frame))
 
 

@@ -28,13 +28,13 @@ class Sink(MediaUnit):
         self.sources: list[MediaUnit | None] = []
         self.cleared: list[MediaUnit] = []
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         self.frames.append((frame, source))
 
     def _source_changed(self, source: MediaUnit | None) -> None:
         self.sources.append(source)
 
-    def _media_cleared(self, source: MediaUnit) -> None:
+    def clear_buffer(self, source: MediaUnit) -> None:
         self.cleared.append(source)
 
     def __repr__(self) -> str:
@@ -42,7 +42,7 @@ class Sink(MediaUnit):
 
 
 class Raising(Sink):
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         raise RuntimeError("broken sink")
 
 
@@ -206,8 +206,8 @@ def test_a_closed_unit_is_not_kept_alive_by_the_units_it_was_connected_to() -> N
     a, c, b = Plain(), Sink("c"), Plain()
     send_media_between(a, b)
     b.send_media_to(c)
-    b._add_tap(c)
-    a._add_tap(b)
+    b.add_tap(c)
+    a.add_tap(b)
     b.close_media()
     c.sources.clear()  # the test's own record of sources
     ref = weakref.ref(b)
@@ -220,8 +220,8 @@ def test_a_closed_unit_is_not_kept_alive_by_the_units_it_was_connected_to() -> N
 
 def test_a_unit_closing_while_a_frame_is_delivered_breaks_nothing() -> None:
     class Closer(Sink):
-        def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
-            super()._receive_media(frame, source)
+        def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
+            super().receive_frame(frame, source)
             self.close_media()
             self.other.close_media()
 
@@ -243,12 +243,12 @@ def test_taps_observe_without_taking_the_incoming_stream() -> None:
     c = Sink("c")
     c.send_media_to(tap)
     a.send_media_to(b)
-    a._add_tap(tap)
+    a.add_tap(tap)
     a._deliver(frame())
     assert tap.frames[0][1] is a
     assert tap.media_source is c  # the tap's own incoming stream is untouched
     assert b.media_source is a
-    a._remove_tap(tap)
+    a.remove_tap(tap)
     a._deliver(frame())
     assert len(tap.frames) == 1
 
@@ -261,12 +261,12 @@ def test_clear_reaches_every_sink() -> None:
     assert b.cleared == [a] and c.cleared == [a]
 
 
-def test_reports_playout_of_sinks() -> None:
+def test_reports_playback_of_sinks() -> None:
     class Acking(Sink):
-        reports_playout = True
+        reports_playback = True
 
     a = Sink("a")
     a.send_media_to(Sink("b"))
-    assert not a._sinks_report_playout
+    assert not a._sinks_report_playback
     a.send_media_to(Acking("c"))
-    assert a._sinks_report_playout
+    assert a._sinks_report_playback

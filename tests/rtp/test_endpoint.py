@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import Iterator
 
 import pytest
 
-from voxline.audio import FRAME_MS
 from voxline.media.clock import AsyncioMediaClock, VirtualMediaClock
 from voxline.rtp import RtpEndpoint, RtpPacket, RtpSession, RtpTimeout, build_packet
 from voxline.rtp.session import RtpEvent
@@ -52,13 +52,11 @@ async def open_endpoint(
     return endpoint, events
 
 
-@pytest.mark.parametrize(("source_order", "ticks_late"), [(0, 0), (2, 1)])
-async def test_a_frame_enqueued_by_a_source_in_a_tick_leaves_in_that_tick(
-    peer: socket.socket, source_order: int, ticks_late: int
+async def test_a_talkspurt_leaves_at_once_and_a_paced_source_sends_in_its_own_ticks(
+    peer: socket.socket,
 ) -> None:
-    # The source subscribes AFTER the sender: the order, not who came first, puts it before the
-    # sender in the same instant. The control case (a source of order 2, after the sender) is what
-    # a second, separate RTP clock amounted to: the frame waits for the sender's next tick.
+    # One pacer: the source (a playout, order 0) delivers in its tick and the sender (order 1)
+    # sends in that same instant; the first frame of a talkspurt does not wait for a slot.
     clock = VirtualMediaClock()
     endpoint, _ = await open_endpoint(clock, peer)
     endpoint.start()
@@ -66,32 +64,28 @@ async def test_a_frame_enqueued_by_a_source_in_a_tick_leaves_in_that_tick(
     first = received(peer)
     assert [p.payload for p in first] == [SILENCE, SILENCE]  # silence while nothing plays
 
-    enqueued_at: list[int] = []
+    clock.advance(7)  # t = 47: model audio arrives between two slots
+    endpoint.push_audio(SPEECH, 20)
+    (start,) = received(peer)
+    assert start.payload == SPEECH and start.marker and endpoint.session.played_ms == 20
+    assert start.timestamp == (first[0].timestamp + (47 - 20) * 8) & 0xFFFFFFFF  # true to time
 
-    def source(tick_ms: int) -> None:
-        if not enqueued_at:
-            enqueued_at.append(tick_ms)
-            endpoint.session.enqueue(SPEECH)
+    sent_at: list[int] = []
 
-    clock.subscribe(source, order=source_order)
+    def source(tick_ms: int) -> None:  # the playout: ticking on the phase of the talkspurt
+        sent_at.append(tick_ms)
+        endpoint.push_audio(SPEECH, 20 + 20 * len(sent_at))
+
+    clock.subscribe(source, phase_ms=7)
     per_tick: list[list[RtpPacket]] = []
     for _ in range(3):
-        clock.run_ticks(1)
+        clock.advance(20)
         per_tick.append(received(peer))
-
-    assert enqueued_at == [60]  # the third tick: t = 3 * 20 ms
-    assert all(len(packets) == 1 for packets in per_tick)  # one packet per tick, nothing in between
-    payloads = [packets[0].payload for packets in per_tick]
-    expected = [SILENCE] * 3
-    expected[ticks_late] = SPEECH
-    assert payloads == expected
-    speech = per_tick[ticks_late][0]
-    # The packet of that tick: one slot after the first packet per tick, timestamps 160 per slot.
-    slot = 2 + ticks_late
-    assert speech.sequence == (first[0].sequence + slot) & 0xFFFF
-    assert speech.timestamp == (first[0].timestamp + slot * 160) & 0xFFFFFFFF
-    assert speech.marker  # the start of a talkspurt
-    assert endpoint.session.sent_ms == FRAME_MS
+    assert sent_at == [67, 87, 107]
+    assert [len(packets) for packets in per_tick] == [1, 1, 1]  # one packet per slot, no silence between
+    stamps = [start.timestamp] + [packets[0].timestamp for packets in per_tick]
+    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(stamps))
+    assert endpoint.session.played_ms == 80
     endpoint.close()
     assert clock.subscriber_count == 1  # only the source: close() unsubscribed the sender
 
@@ -130,7 +124,7 @@ async def test_start_is_idempotent_and_a_closed_endpoint_does_not_subscribe(peer
     assert clock.subscriber_count == 0 and not endpoint.started
 
 
-async def test_after_a_stall_at_most_5_slots_go_out_at_once_then_the_schedule_jumps(
+async def test_after_a_stall_the_clocks_catch_up_ticks_each_send_their_slot(
     peer: socket.socket,
 ) -> None:
     loop = FakeLoop()
@@ -145,16 +139,13 @@ async def test_after_a_stall_at_most_5_slots_go_out_at_once_then_the_schedule_ju
     assert [p.sequence - first.sequence for p in burst] == [1, 2, 3, 4, 5]
     assert [p.timestamp - first.timestamp for p in burst] == [160, 320, 480, 640, 800]
 
-    loop.fire_next(lateness=0.100)  # 100 ms late: 6 ticks due (140..240), more than 5 slots
-    (jumped,) = received(peer)  # no burst: one packet, timestamps keep real time
-    assert jumped.sequence - first.sequence == 6
-    assert jumped.timestamp - first.timestamp == 11 * 160  # the slot of tick 240
-    assert jumped.marker
-    assert endpoint.session.stats["skipped_slots"] == 5
-
-    loop.fire_next(lateness=1.0)  # a one-second stall: the clock runs its last 10 ticks; RTP sends one
-    (resumed,) = received(peer)
-    assert resumed.timestamp - first.timestamp == 62 * 160  # the slot of tick 1260
+    # A one-second stall: the clock's stall policy (its last max_catch_up ticks) is RTP's too.
+    loop.fire_next(lateness=1.0)
+    resumed = received(peer)
+    assert len(resumed) == clock.max_catch_up
+    assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(resumed))
+    assert (resumed[0].timestamp - burst[-1].timestamp) % 160 == 0  # the skipped slots kept real time
     loop.fire_next()
-    assert [p.timestamp - first.timestamp for p in received(peer)] == [63 * 160]  # on the grid again
+    (nxt,) = received(peer)
+    assert nxt.timestamp - resumed[-1].timestamp == 160  # on the grid again
     endpoint.close()

@@ -120,7 +120,8 @@ def test_dtmf_receiver_dedupes_by_timestamp_and_reports_on_end() -> None:
 # ------------------------------------------------------------------------------------- session: send
 
 
-def run(session: RtpSession, until_ms: float, step: float = 20.0, start: float = 0.0) -> list[RtpPacket]:
+def run(session: RtpSession, until_ms: int, step: int = 20, start: int = 0) -> list[RtpPacket]:
+    """Tick ``session`` on its slots from ``start`` to ``until_ms``; what it sent."""
     sent: list[RtpPacket] = []
     t = start
     while t <= until_ms:
@@ -130,63 +131,96 @@ def run(session: RtpSession, until_ms: float, step: float = 20.0, start: float =
     return sent
 
 
+def sent_now(session: RtpSession) -> list[RtpPacket]:
+    return [RtpPacket.parse(d) for d, _ in session.data_to_send()]
+
+
 def test_paced_sending_with_silence_sequence_timestamps_and_marker() -> None:
     s = RtpSession(remote_addr=PEER, ssrc=1)
-    sent = run(s, 60)  # 4 ticks, queue empty: encoded silence keeps the stream (and NATs) open
+    sent = run(s, 60)  # 4 ticks, nothing queued: encoded silence keeps the stream (and NATs) open
     assert [p.payload for p in sent] == [b"\xff" * 160] * 4
     assert [p.marker for p in sent] == [True, False, False, False]
-    s.enqueue(b"\x01" * 400)  # 2.5 frames: the half frame is sent padded once nothing more comes
-    sent += run(s, 160, start=80)
+    # A source paced on the same grid pushes a frame, then the sender ticks, in each instant.
+    for t, end in ((80, 20), (100, 40), (120, 50)):
+        s.push_audio(b"\x01" * (160 if end != 50 else 80), end, t)
+        sent += sent_now(s)
+        s.tick(t)
+        sent += sent_now(s)
+    sent += run(s, 180, start=140)  # the half frame goes out padded after waiting one slot
     seqs = [p.sequence for p in sent]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
     stamps = [p.timestamp for p in sent]
-    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(stamps))
+    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(stamps))  # on the 20 ms grid
     audio = [p for p in sent if p.payload != b"\xff" * 160]
     assert [p.payload.count(1) for p in audio] == [160, 160, 80]
     assert audio[0].marker and not audio[1].marker  # talkspurt start
-    assert s.sent_ms == 60 and s.queued_ms == 0
+    assert s.played_ms == 50 and s.queued_ms == 0
+
+
+def test_a_talkspurt_starts_at_once_and_the_slots_follow_its_phase() -> None:
+    s = RtpSession(remote_addr=PEER, ssrc=1)
+    silence_packets = run(s, 100)  # silence on the 0 ms grid
+    # Model audio arrives at 107: it leaves at once, not at the 120 ms slot.
+    s.push_audio(b"\x01" * 160, 20, 107)
+    first = sent_now(s)
+    assert len(first) == 1 and first[0].marker and first[0].payload == b"\x01" * 160
+    assert s.phase_ms == 7 and s.played_ms == 20
+    # The timestamp tells the truth: 7 ms (56 samples) after the last silence packet.
+    assert (first[0].timestamp - silence_packets[-1].timestamp) & 0xFFFFFFFF == 56
+    s.tick(107)  # the sender's own tick in the same instant: the slot is taken, nothing more
+    assert sent_now(s) == []
+    s.push_audio(b"\x02" * 160, 40, 127)  # the next frame, at the source's next tick
+    s.tick(127)
+    nxt = sent_now(s)
+    assert [p.payload for p in nxt] == [b"\x02" * 160] and not nxt[0].marker
+    assert (nxt[0].timestamp - first[0].timestamp) & 0xFFFFFFFF == 160
+    assert s.played_ms == 40
 
 
 def test_no_silence_mode_sends_nothing_and_marks_next_talkspurt() -> None:
     s = RtpSession(remote_addr=PEER, send_silence=False)
     assert run(s, 100) == []
-    s.enqueue(b"\x01" * 320)
-    sent = run(s, 200, start=120)
+    s.push_audio(b"\x01" * 160, 20, 120)
+    s.push_audio(b"\x01" * 160, 40, 120)  # a second frame in the same slot waits for the next one
+    sent = sent_now(s) + run(s, 200, start=140)
     assert len(sent) == 2 and sent[0].marker and not sent[1].marker
-    s.enqueue(b"\x01" * 160)
-    later = run(s, 400, start=220)
+    s.push_audio(b"\x01" * 160, 60, 220)
+    later = sent_now(s)
     assert len(later) == 1 and later[0].marker
     # Timestamps kept real time through the silence: 100 ms (5 slots) between the two talkspurts.
     assert (later[0].timestamp - sent[0].timestamp) & 0xFFFFFFFF == 5 * 160
 
 
-def test_absolute_schedule_catches_up_and_jumps_after_a_stall() -> None:
+def test_late_ticks_each_send_their_own_slot() -> None:
+    # After a stall the clock runs the missed ticks back to back with their own times (its
+    # max_catch_up is the only stall policy): each sends one packet with its slot's timestamp.
     s = RtpSession(remote_addr=PEER)
-    s.tick(0)
-    s.tick(65)  # late tick: slots 20, 40, 60 are due now
-    assert len(s.data_to_send()) == 4
-    assert s.next_frame_due() == 80
-    s.tick(1000)  # a long stall: no burst, the schedule jumps
-    assert len(s.data_to_send()) == 1 and s.stats["skipped_slots"] > 0
-    s.tick(1005)
-    assert s.data_to_send() == []
+    sent = run(s, 100)
+    assert len(sent) == 6
+    assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(sent))
+    s.tick(100)  # the same tick twice: its slot is already taken
+    assert sent_now(s) == []
 
 
-def test_clear_drops_queued_audio_at_once() -> None:
+def test_clear_drops_queued_audio_at_once_and_the_next_audio_starts_a_talkspurt() -> None:
     s = RtpSession(remote_addr=PEER)
-    s.enqueue(b"\x01" * 1600)  # 200 ms
-    run(s, 40)
-    assert s.sent_ms == 60 and s.queued_ms == 140
-    assert s.clear() == 140
+    s.push_audio(b"\x01" * 1600, 200, 0)  # 200 ms in one push: one frame now, the rest in slots
+    sent = sent_now(s) + run(s, 40, start=20)
+    assert len(sent) == 3 and s.queued_ms == 140
+    assert s.played_ms is None  # that push's audio has not all left yet
+    assert s.clear_audio() == 140
     sent = run(s, 100, start=60)
     assert all(p.payload == b"\xff" * 160 for p in sent)
-    assert s.sent_ms == 60
+    s.push_audio(b"\x03" * 160, 220, 113)  # right after a clear: at once, a new talkspurt
+    again = sent_now(s)
+    assert len(again) == 1 and again[0].marker and s.played_ms == 220
 
 
 def test_send_dtmf_event_packets_and_three_end_packets() -> None:
     s = RtpSession(remote_addr=PEER, dtmf_payload_type=101)
     s.send_dtmf("7", duration_ms=100, pause_ms=0)
-    s.enqueue(b"\x01" * 160)
+    s.push_audio(b"\x01" * 160, 20, 0)  # audio waits while the digit takes the slots
+    assert sent_now(s) == []
     sent = run(s, 200)
     events = [p for p in sent if p.payload_type == 101]
     assert len(events) == 4 + 3
@@ -207,6 +241,18 @@ def test_pcma_silence_and_bad_payload_type() -> None:
     assert run(s, 0)[0].payload == b"\xd5" * 160
     with pytest.raises(ValueError, match="payload_type"):
         RtpSession(payload_type=18)
+
+
+def test_set_media_applies_signalling_and_keeps_a_latched_peer() -> None:
+    s = RtpSession(remote_addr=PEER)
+    s.receive(pkt(1), ("127.0.0.1", 40000), 0)
+    s.set_media(
+        payload_type=8, dtmf_payload_type=None, remote_addr=("127.0.0.1", 5), sending=False,
+        inactivity_timeout_ms=None, now_ms=20,
+    )  # fmt: skip
+    assert s.format == PCMA_8K and s.dtmf_payload_type is None and s.inactivity_timeout_ms is None
+    assert s.remote_addr == ("127.0.0.1", 40000)  # latched: signalling does not move it
+    assert run(s, 100, start=40) == []  # held: nothing is sent
 
 
 # ------------------------------------------------------------------------------------- session: receive

@@ -3,10 +3,16 @@
 ``a.send_media_to(b)`` makes ``b`` receive ``a``'s audio. A unit sends to any number of units but
 receives ONE stream: a new incoming stream replaces the old one (the old source stops sending to
 ``b``). Frames travel synchronously: a source calls ``_deliver(frame)``, which calls
-``sink._receive_media(frame, source)`` on every sink, so one 20 ms frame costs one method call per
+``sink.receive_frame(frame, source)`` on every sink, so one 20 ms frame costs one method call per
 sink and no task, timer or queue.
 
-Observer taps (``_add_tap``) are a second, separate kind of output: a tap sees what a unit emits
+The contract between a source and its sinks (docs/media.md), in the spirit of LiveKit's
+``AudioOutput``: the source pushes frames (``receive_frame``), tells its sinks when it dropped its
+unplayed audio (``clear_buffer``, barge-in) and when its stream ran dry (``flush``); a sink whose
+far end plays at its own pace (``reports_playback``) says how far it has really played the source's
+audio (``playback_position``), which is what barge-in truncation uses.
+
+Observer taps (``add_tap``) are a second, separate kind of output: a tap sees what a unit emits
 without being its sink, so it never counts as anybody's incoming stream and routing never replaces
 it. A stereo recorder uses two taps (caller and agent) while the caller and the model keep their
 one incoming stream each.
@@ -118,25 +124,27 @@ class ClearMediaBufferParameters:
 
 
 class MediaTap(Protocol):
-    """Anything that observes a unit's output without being its sink (see ``MediaUnit._add_tap``)."""
+    """Anything that observes a unit's output without being its sink (see ``MediaUnit.add_tap``)."""
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None: ...
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None: ...
 
 
 class MediaUnit(EventTarget):
     """Base of every unit that sends or receives audio: calls, clients, players, recorders.
 
-    Subclasses set ``media_format`` (what they emit), emit with ``_deliver(frame)`` and receive by
-    overriding ``_receive_media``. Hooks: ``_source_changed`` (the incoming stream was attached,
-    replaced or removed), ``_sinks_changed`` (the set of sinks changed), ``_media_cleared`` (the
-    source dropped its unplayed audio: clear the sink's own buffers too) and
-    ``_playout_acknowledged`` (a sink reports what it has really played).
+    Subclasses set ``media_format`` (what they emit) and emit with ``_deliver(frame)``. The sink side
+    of the contract, called by the unit's source: ``receive_frame`` (a frame), ``clear_buffer``
+    (the source dropped its unplayed audio: drop what of it the sink still holds), ``flush`` (the
+    source's stream ran dry) and ``playback_position`` (how far the sink has really played it).
+    Hooks for subclasses: ``_source_changed`` (the incoming stream was attached, replaced or
+    removed), ``_sinks_changed`` (the set of sinks changed), ``_check_source``.
     """
 
     media_format: AudioFormat | None = None
-    #: True for sinks that call ``source._playout_acknowledged`` for what they really played
-    #: (a carrier that echoes marks, an RTP sender). Sources then trust only those reports.
-    reports_playout: bool = False
+    #: True for sinks whose far end plays at its own pace and that say how far it got
+    #: (``playback_position``): an RTP sender, a carrier that echoes marks. Sources then trust only
+    #: those positions for what the caller heard.
+    reports_playback: bool = False
     #: How much paced audio this sink takes per delivery (ms, a multiple of 20). More than 20 only
     #: for sinks whose far end buffers, plays at its own pace and reports what it played (Twilio):
     #: fewer, larger messages, the same timing.
@@ -216,9 +224,19 @@ class MediaUnit(EventTarget):
         return self._sinks.get(sink)
 
     @property
-    def _sinks_report_playout(self) -> bool:
-        """Whether some sink reports what it really played (see ``reports_playout``)."""
-        return any(sink.reports_playout for sink in self._sinks)
+    def _sinks_report_playback(self) -> bool:
+        """Whether some sink says what it really played (see ``reports_playback``)."""
+        return any(sink.reports_playback for sink in self._sinks)
+
+    def _sinks_playback_position(self) -> int | None:
+        """How far the sinks that report playback have played this unit's audio: the smallest of
+        their positions (truncating to it never cuts into audio a caller did not hear), or None."""
+        positions = [
+            position
+            for sink in self._sinks
+            if sink.reports_playback and (position := sink.playback_position(self)) is not None
+        ]
+        return min(positions) if positions else None
 
     @property
     def _sinks_batch_ms(self) -> int:
@@ -227,7 +245,7 @@ class MediaUnit(EventTarget):
 
     # -- taps ---------------------------------------------------------------------------------------
 
-    def _add_tap(self, tap: MediaTap) -> None:
+    def add_tap(self, tap: MediaTap) -> None:
         """Let ``tap`` see every frame this unit emits, without routing (no stream is replaced)."""
         if self._media_closed:
             log.debug("%r has ended: %r sees nothing of it", self, tap)
@@ -238,7 +256,7 @@ class MediaUnit(EventTarget):
             if isinstance(tap, MediaUnit):
                 tap._tapped.append(self)
 
-    def _remove_tap(self, tap: MediaTap) -> None:
+    def remove_tap(self, tap: MediaTap) -> None:
         if tap in self._taps:
             self._taps.remove(tap)
             self._rebuild_outputs()
@@ -254,7 +272,7 @@ class MediaUnit(EventTarget):
             if self._outputs is not outputs and receiver not in self._outputs:
                 continue  # detached by an earlier receiver during this delivery
             try:
-                receiver._receive_media(frame, self)
+                receiver.receive_frame(frame, self)
             except Exception:
                 log.exception("%r raised on a frame from %r; it no longer receives from it", receiver, self)
                 self._detach_receiver(receiver)
@@ -263,15 +281,36 @@ class MediaUnit(EventTarget):
         if isinstance(receiver, MediaUnit) and receiver in self._sinks:
             self.stop_media_to(receiver)
         else:
-            self._remove_tap(receiver)
+            self.remove_tap(receiver)
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
-        """Override in sinks. The default drops the frame."""
+    # -- the sink side of the contract (called by this unit's source) --------------------------------
+
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
+        """A frame of ``source``'s audio (``frame.timestamp_ms`` on the source's timeline). Override
+        in sinks; the default drops it."""
+
+    def clear_buffer(self, source: MediaUnit) -> None:
+        """``source`` dropped its unplayed audio (barge-in): drop whatever of it this sink holds."""
+
+    def flush(self, source: MediaUnit) -> None:
+        """``source``'s stream ran dry: what this sink holds of it is all there is for now."""
+
+    def playback_position(self, source: MediaUnit) -> int | None:
+        """How far this sink's far end has really played ``source``'s audio (ms on the source's
+        timeline), or None when it cannot tell. Units with ``reports_playback`` override it."""
+        return None
+
+    # -- what a source tells its sinks ---------------------------------------------------------------
 
     def _clear_sinks(self) -> None:
         """Tell every sink that this unit dropped its unplayed audio (barge-in)."""
         for sink in tuple(self._sinks):
-            sink._notify(sink._media_cleared, self)
+            sink._notify(sink.clear_buffer, self)
+
+    def _flush_sinks(self) -> None:
+        """Tell every sink that this unit's stream ran dry."""
+        for sink in tuple(self._sinks):
+            sink._notify(sink.flush, self)
 
     # -- hooks --------------------------------------------------------------------------------------
 
@@ -283,12 +322,6 @@ class MediaUnit(EventTarget):
 
     def _sinks_changed(self) -> None:
         """The set of sinks changed."""
-
-    def _media_cleared(self, source: MediaUnit) -> None:
-        """``source`` dropped its unplayed audio: drop whatever of it this sink still buffers."""
-
-    def _playout_acknowledged(self, position_ms: int) -> None:
-        """A sink really played this unit's output up to ``position_ms`` (stream timeline)."""
 
     def _notify(self, hook: Callable[..., None], *args: Any) -> None:
         # Hooks run inside another unit's call: a failing hook is this unit's problem only.
@@ -313,9 +346,9 @@ class MediaUnit(EventTarget):
                 sink._source = None
                 sink._notify(sink._source_changed, None)
         for unit in tuple(self._tapped):
-            unit._remove_tap(self)
+            unit.remove_tap(self)
         for tap in tuple(self._taps):
-            self._remove_tap(tap)
+            self.remove_tap(tap)
         self._outputs = ()
 
     @property

@@ -77,6 +77,7 @@ class MediaClock(ABC):
     def __init__(self) -> None:
         self._phases: dict[int, _Phase] = {}
         self._count = 0
+        self._running_tick: int | None = None
 
     def subscribe(self, callback: TickCallback, *, phase_ms: int = 0, order: int = 0) -> ClockSubscription:
         """Call ``callback(tick_time_ms)`` at every ``n * 20 + phase_ms`` from now on, ``order`` first."""
@@ -126,6 +127,12 @@ class MediaClock(ABC):
     def now_ms(self) -> int:
         """The current time on the clock's timeline, in milliseconds."""
 
+    def media_time_ms(self) -> int:
+        """The time media produced now belongs to: inside a tick, that tick's time (after a stall
+        the clock runs late ticks back to back, each with its own time); between ticks, now."""
+        running = self._running_tick
+        return running if running is not None else self.now_ms()
+
     @abstractmethod
     def _first_tick(self, phase_ms: int) -> int:
         """The time of the first tick of a newly active phase."""
@@ -137,14 +144,18 @@ class MediaClock(ABC):
         """The last subscriber of ``phase`` left."""
 
     def _run_phase(self, phase: _Phase, tick_time_ms: int) -> None:
-        for subscription in phase.snapshot:
-            if not subscription.active:
-                continue
-            try:
-                subscription.callback(tick_time_ms)
-            except Exception:
-                log.exception("clock subscriber %r raised; unsubscribed", subscription.callback)
-                self.unsubscribe(subscription)
+        self._running_tick = tick_time_ms
+        try:
+            for subscription in phase.snapshot:
+                if not subscription.active:
+                    continue
+                try:
+                    subscription.callback(tick_time_ms)
+                except Exception:
+                    log.exception("clock subscriber %r raised; unsubscribed", subscription.callback)
+                    self.unsubscribe(subscription)
+        finally:
+            self._running_tick = None
 
 
 def _order(subscription: ClockSubscription) -> int:

@@ -8,9 +8,9 @@ time it arrived, and "played" like a carrier plays it, into ``played``.
 The playout model, which is also the ground truth the truncation tests compare against: frames play
 back to back, each starting on the first tick (or arrival) at which it is ready -- arrival +
 ``playout_delay_ms`` + a random 0..``jitter_ms`` -- and the previous one has finished. When a source
-clears (barge-in, ``_media_cleared``) its frames not yet started are dropped and the one playing is cut
-at that instant. With ``acknowledge=True`` the call reports each frame once it has finished playing,
-with ``source._playout_acknowledged(frame.timestamp_ms + duration)``, like a carrier echoing marks.
+clears (barge-in, ``clear_buffer``) its frames not yet started are dropped and the one playing is cut
+at that instant. With ``acknowledge=True`` the call reports playback (``playback_position``): the end
+of the last of the source's frames that has finished playing, like a carrier echoing marks.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 from voxline.audio import FRAME_MS, PCMU_8K, AudioFormat, Frame
 from voxline.audio.tone import silence
 from voxline.audio.wav import read_wav
+from voxline.events import CallEvents
 from voxline.eventtarget import Event
-from voxline.runtime.events import CallEvents
 
 from . import FormatAdapter, MediaUnit
 from .clock import ClockSubscription, MediaClock
@@ -85,7 +85,8 @@ class LoopbackCall(MediaUnit):
         self.clock = clock
         self.media_format = media_format
         self._format = media_format
-        self.reports_playout = acknowledge
+        self.reports_playback = acknowledge
+        self._played_to: dict[MediaUnit, int] = {}  # source -> end of its last frame fully played
         self.playout_delay_ms = playout_delay_ms
         self.jitter_ms = jitter_ms
         self.send_silence = send_silence
@@ -197,7 +198,7 @@ class LoopbackCall(MediaUnit):
 
     # -- what the caller hears ----------------------------------------------------------------------
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         if self._state != "connected":
             return
         now = self.clock.now_ms()
@@ -216,9 +217,8 @@ class LoopbackCall(MediaUnit):
                 if self._playing_end > now:
                     return
                 self._playing = None
-                if self.reports_playout:
-                    frame = playing.frame
-                    playing.source._playout_acknowledged(frame.timestamp_ms + int(frame.duration_ms))
+                frame = playing.frame
+                self._played_to[playing.source] = frame.timestamp_ms + int(frame.duration_ms)
             if not self._pending or self._pending[0].ready_ms > now:
                 return
             pending = self._pending.popleft()
@@ -228,7 +228,13 @@ class LoopbackCall(MediaUnit):
             self._playing_end = start + duration
             self.played.append(self._playing)
 
-    def _media_cleared(self, source: MediaUnit) -> None:
+    def playback_position(self, source: MediaUnit) -> int | None:
+        if not self.reports_playback:
+            return None
+        self._advance(self.clock.now_ms())
+        return self._played_to.get(source)
+
+    def clear_buffer(self, source: MediaUnit) -> None:
         now = self.clock.now_ms()
         self._advance(now)
         self._pending = deque(p for p in self._pending if p.source is not source)

@@ -16,7 +16,8 @@ the item's own audio (the item's timeline, which is what ``conversation.item.tru
 timelines differ, and why the segment keeps both.
 
 The *heard position* ``P`` on the output timeline is the position a sink acknowledged
-(``acknowledge``, from ``MediaUnit._playout_acknowledged``) when sinks report playout, otherwise the
+(``acknowledge``; a source asks its sinks, ``MediaUnit.playback_position``, when it clears) when
+sinks report playback, otherwise the
 emitted (paced) position, which is exact to the frame for a sink that plays what it gets at once.
 On ``clear()`` an item is reported iff some of its queued or in-flight audio lies after ``P`` (the
 clear cut it), or it is still streaming: the most recently pushed item counts as streaming until
@@ -362,7 +363,9 @@ class Playout:
 
     It is subscribed to the clock only while it has audio or is inside the 1 s silence window after a
     stream. ``on_started()`` runs before the first frame of a stream that starts after idle;
-    ``on_ended(duration_ms)`` runs once the stream has been silent for ``silence_ms`` (1 s, like
+    ``on_dry()`` runs when the stream first runs out of audio (what was delivered is all there is
+    for now: a sink may flush); ``on_ended(duration_ms)`` runs once the stream has been silent for
+    ``silence_ms`` (1 s, like
     VoxEngine's ``WebSocketMediaEnded``), with the milliseconds of audio that stream delivered.
     Audio arriving within the silence window continues the same stream.
     """
@@ -375,6 +378,7 @@ class Playout:
         on_started: Callable[[], None] | None = None,
         on_ended: Callable[[int], None] | None = None,
         *,
+        on_dry: Callable[[], None] | None = None,
         silence_ms: int = 1000,
     ) -> None:
         if buffer._wakeup is not None:
@@ -384,6 +388,8 @@ class Playout:
         self._deliver = deliver
         self._on_started = on_started
         self._on_ended = on_ended
+        self._on_dry = on_dry
+        self._dry = True  # no audio since the last on_dry
         self.silence_ms = silence_ms
         self.batch_ms = FRAME_MS
         self._subscription: ClockSubscription | None = None
@@ -419,7 +425,7 @@ class Playout:
 
     def clear(self) -> list[ClearedItem]:
         """``buffer.clear()``: nothing of the cleared audio is delivered after this. The sinks drop
-        what they hold too (``MediaUnit._media_cleared``), so audio pushed next starts at once."""
+        what they hold too (``MediaUnit.clear_buffer``), so audio pushed next starts at once."""
         self._audio_end = min(self._audio_end, self.clock.now_ms())
         return self.buffer.clear()
 
@@ -427,7 +433,8 @@ class Playout:
         """Audio arrived. If the previous frame has finished playing, a talkspurt starts now."""
         if self._closed:
             return
-        now = self.clock.now_ms()
+        self._dry = False
+        now = self.clock.media_time_ms()
         if self._subscription is not None and now < self._audio_end:
             return  # a frame is playing: the next tick delivers in time
         phase = now % self.clock.tick_ms
@@ -461,6 +468,11 @@ class Playout:
                 self._deliver(frame)
             except Exception:
                 log.exception("playout deliver %r raised", self._deliver)
+            buffer = self.buffer
+            if buffer._tail <= buffer._emitted and not self._dry:
+                self._dry = True  # all delivered: the sinks may flush
+                if self._on_dry is not None:
+                    self._call(self._on_dry)
             return
         if not self._playing:
             self._idle()

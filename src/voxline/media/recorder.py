@@ -150,7 +150,7 @@ class _Track:
 
 
 class _Tap:
-    """Feeds one track from one unit's output (see ``MediaUnit._add_tap``)."""
+    """Feeds one track from one unit's output (see ``MediaUnit.add_tap``)."""
 
     __slots__ = ("recorder", "track")
 
@@ -158,7 +158,7 @@ class _Tap:
         self.recorder = recorder
         self.track = track
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         self.recorder._record(self.track, frame, source)
 
 
@@ -204,7 +204,7 @@ class Recorder(MediaUnit):
                     track = _Track(rate, max_early_ms)
                     self._tracks.append(track)
                     tap = _Tap(self, track)
-                    unit._add_tap(tap)
+                    unit.add_tap(tap)
                     self._tap_objects.append((unit, tap))
         self._channel_of = [0] * len(self._tracks) if self.channels == 1 else [0, 1]
         try:
@@ -256,7 +256,7 @@ class Recorder(MediaUnit):
         if self._stopped:
             raise RuntimeError("the recorder is stopped")
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         if not self._tapping:
             self._record(self._tracks[0], frame, source)
 
@@ -282,7 +282,7 @@ class Recorder(MediaUnit):
 
     def _release_taps(self) -> None:
         for unit, tap in self._tap_objects:
-            unit._remove_tap(tap)
+            unit.remove_tap(tap)
         self._tap_objects.clear()
 
     # -- lifecycle ----------------------------------------------------------------------------------

@@ -7,9 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..audio import FRAME_MS
 from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
-from .session import _MAX_CATCH_UP, RtpEvent, RtpSession
+from .session import RtpEvent, RtpSession
 
 __all__ = ["RtpEndpoint"]
 
@@ -19,15 +18,14 @@ log = logging.getLogger("voxline.rtp")
 class RtpEndpoint(asyncio.DatagramProtocol):
     """A UDP socket bound for one ``RtpSession``, on the timeline of a ``MediaClock``.
 
-    ``start()`` subscribes ``tick`` to the clock (``order`` 1: after the playouts of the same instant,
-    so a frame a playout delivers in a tick leaves in that tick); ``stop()`` and ``close()``
-    unsubscribe. Received datagrams are stamped with ``clock.now_ms()`` and ticks get the clock's tick
-    time, so the session's schedule, reorder buffer, DTMF expiry and inactivity timer all run on the
-    clock's timeline. Received audio, DTMF and timeouts go to ``on_event``.
-
-    After a stall the clock runs the missed ticks back to back. Up to 5 of them send their slots (a
-    burst of at most 5 packets, the session's catch-up limit); when more are due, the older ones are
-    passed over and the session's schedule jumps ahead on the newest instead of bursting.
+    ``start()`` subscribes ``tick`` to the clock on the session's slot phase (``order`` 1: after the
+    sources of the same instant, so a frame a playout delivers in a tick leaves in that tick);
+    ``stop()`` and ``close()`` unsubscribe. ``push_audio`` hands the session a frame to send: the
+    first of a talkspurt leaves at once and moves the tick to its phase (``RtpSession.push_audio``).
+    Received datagrams are stamped with ``clock.now_ms()``, so the session's reorder buffer, DTMF
+    expiry and inactivity timer run on the clock's timeline. Received audio, DTMF and timeouts go to
+    ``on_event``. After a stall the clock runs the missed ticks back to back (its ``max_catch_up``
+    is the only stall policy): each sends its slot, with its own timestamp.
     """
 
     clock_order = 1
@@ -44,7 +42,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.clock = clock if clock is not None else AsyncioMediaClock.for_loop()
         self._transport: asyncio.DatagramTransport | None = None
         self._subscription: ClockSubscription | None = None
-        self._skip_until: int | None = None  # the tick a catch-up after a long stall resumes on
 
     @classmethod
     async def create(
@@ -83,15 +80,31 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         return self.clock.now_ms()
 
     def start(self) -> None:
-        """Send on every tick of the clock from now on. Idempotent; nothing once closed."""
+        """Send on every tick of the session's phase from now on. Idempotent; nothing once closed."""
         if self._subscription is None and not self.closed:
-            self._subscription = self.clock.subscribe(self.tick, order=self.clock_order)
+            self._subscription = self.clock.subscribe(
+                self.tick, phase_ms=self.session.phase_ms, order=self.clock_order
+            )
 
     def stop(self) -> None:
         """Stop sending (the socket stays open and keeps receiving). Idempotent."""
         if self._subscription is not None:
             self.clock.unsubscribe(self._subscription)
             self._subscription = None
+
+    def push_audio(self, audio: bytes, end_ms: int | None = None) -> None:
+        """Send ``audio`` (in the session's format) on this stream: now if it starts a talkspurt,
+        else in its slot. ``end_ms`` is where it ends on its source's timeline (``played_ms``)."""
+        session = self.session
+        session.push_audio(audio, end_ms, self.clock.media_time_ms())
+        self._send()
+        subscription = self._subscription
+        if subscription is not None and subscription.phase_ms != session.phase_ms:
+            # The talkspurt set a new slot phase: tick on it from the next slot on.
+            self.clock.unsubscribe(subscription)
+            self._subscription = self.clock.subscribe(
+                self.tick, phase_ms=session.phase_ms, order=self.clock_order
+            )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -108,23 +121,22 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         log.debug("RTP socket error: %s", exc)
 
     def tick(self, now_ms: int) -> None:
-        """Send every packet due at ``now_ms`` (a tick time of the clock) and run the session's timers."""
+        """The slot at ``now_ms`` (a tick time of the clock): send its packet, run the timers."""
         transport = self._transport
         if transport is None or transport.is_closing():
             self.stop()
             return
-        if self._skip_until is not None:
-            if now_ms < self._skip_until:
-                return
-            self._skip_until = None
-        behind = (self.clock.now_ms() - now_ms) // FRAME_MS  # due ticks after this one
-        if behind >= _MAX_CATCH_UP:
-            self._skip_until = now_ms + behind * FRAME_MS
-            return
         self.session.tick(now_ms)
-        for data, addr in self.session.data_to_send():
-            transport.sendto(data, addr)
+        self._send()
         self._dispatch()
+
+    def _send(self) -> None:
+        transport = self._transport
+        packets = self.session.data_to_send()
+        if transport is None or transport.is_closing():
+            return
+        for data, addr in packets:
+            transport.sendto(data, addr)
 
     def _dispatch(self) -> None:
         events = self.session.events_received()

@@ -1,11 +1,15 @@
-"""One RTP audio stream, sans-I/O: receive with latching, reordering and DTMF; paced sending.
+"""One RTP audio stream, sans-I/O: receive with latching, reordering and DTMF; sending on the slots
+of the media clock.
 
-Time comes in as ``now_ms`` (milliseconds, any monotonic origin). Sending is driven by ``tick(now_ms)``
-from an outside clock (one clock can drive many sessions): every 20 ms slot of the absolute schedule
-``start + n*20`` sends one packet. When no audio is queued the session keeps sending encoded silence
+Time comes in as ``now_ms`` (integer milliseconds on the media clock's timeline). Audio comes in with
+``push_audio`` from a source that is itself paced on that clock (a model's playout, a player); the
+first frame of a talkspurt is sent at once and sets the stream's slot phase (``phase_ms``), and
+``tick(now_ms)``, called on every tick of that phase after the sources of the same instant, sends one
+packet per 20 ms slot: queued audio, a DTMF event, or, with nothing queued, encoded silence
 (``send_silence=True``, the default) so NAT bindings stay open and the peer's jitter buffer stays
-primed; with ``send_silence=False`` it sends nothing and marks the next talkspurt. Timestamps advance
-by 160 per 20 ms slot either way.
+primed (with ``send_silence=False`` nothing, and the next talkspurt is marked). Timestamps follow the
+clock (8 per ms), so a talkspurt that starts between two slots stays true to time. ``played_ms`` is
+where the audio really sent ends on its source's timeline: the one position a barge-in needs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from .packet import RtpError, RtpPacket, build_packet, is_rtcp
 __all__ = ["RtpSession", "RtpTimeout"]
 
 Address = tuple[str, int]
-_MAX_CATCH_UP = 5  # slots sent at once after a late tick; beyond that the schedule jumps ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +84,20 @@ class RtpSession:
         self._silence = silence(FRAME_MS, self.format)
         self._frame_bytes = self.format.frame_bytes
         self._queue = bytearray()
-        self._queue_stale = False  # a partial frame waited one whole tick: pad and send it
+        self._queued_bytes = 0  # audio bytes ever queued (cleared ones included)
+        self._sent_bytes = 0  # of them, sent
+        self._ends: deque[tuple[int, int]] = deque()  # (queued bytes where a push ends, its end_ms)
+        self._played_ms: int | None = None
+        self._partial_waited = False  # a partial frame waited one slot: pad and send it
         self._seq = secrets.randbelow(0x10000)
-        self._ts = secrets.randbits(32)
-        self._start_ms: float | None = None
-        self._slot = 0  # next slot index of the schedule
+        self._ts_base = secrets.randbits(32)
+        self._ts_origin_ms: int | None = None
+        self._phase_ms = 0
+        self._last_slot_ms: int = -FRAME_MS  # time of the last slot used
         self._marker = True
-        self._in_talkspurt = False
+        self._talking = False  # the last slot carried audio
         self._dtmf_queue: deque[tuple[int, int]] = deque()  # (code, duration in slots)
         self._dtmf_active: tuple[int, int, int, int] | None = None  # code, ts, slots sent, slots total
-        self.sent_ms = 0  # queued audio that has left: the real playout position
         self.stats = {
             "received": 0,
             "invalid": 0,
@@ -98,7 +105,6 @@ class RtpSession:
             "rtcp": 0,
             "other_payload": 0,
             "sent": 0,
-            "skipped_slots": 0,
         }
 
     # ------------------------------------------------------------------------------------- receive
@@ -164,23 +170,80 @@ class RtpSession:
 
     # ------------------------------------------------------------------------------------- send
 
-    def enqueue(self, audio: bytes) -> None:
-        """Queue encoded audio (in ``self.format``) for paced sending; any length."""
+    def set_media(
+        self,
+        *,
+        payload_type: int,
+        dtmf_payload_type: int | None,
+        remote_addr: Address | None,
+        sending: bool,
+        inactivity_timeout_ms: float | None,
+        now_ms: float,
+    ) -> None:
+        """Apply what signalling negotiated (an answer, a re-INVITE, hold): codec, where to send
+        (kept when already latched), whether to send, the inactivity timeout (restarted)."""
+        if payload_type != self.payload_type or dtmf_payload_type != self.dtmf_payload_type:
+            self.set_codec(payload_type, dtmf_payload_type)
+        if remote_addr is not None and self.latched is None:
+            self.remote_addr = remote_addr
+        self.sending = sending
+        self.inactivity_timeout_ms = inactivity_timeout_ms
+        self.reset_inactivity(now_ms)
+
+    @property
+    def phase_ms(self) -> int:
+        """The phase (ms past a multiple of 20) of this stream's packet slots: tick on it."""
+        return self._phase_ms
+
+    @property
+    def played_ms(self) -> int | None:
+        """Where the audio that has really left ends, on the timeline of its source (the ``end_ms``
+        given to ``push_audio``), or None before any: what the caller can have heard."""
+        return self._played_ms
+
+    def push_audio(self, audio: bytes, end_ms: int | None, now_ms: int) -> None:
+        """Audio to send (in ``self.format``, normally one 20 ms frame; ``end_ms`` is where it ends
+        on its source's timeline). A talkspurt's first frame leaves at once, ``now_ms`` becoming the
+        stream's slot phase; later frames leave on the ticks, one per slot. Since the source is paced
+        on the same clock at the same phase and ticks before the sender, each frame leaves in the
+        tick it was produced in: there is one pacer, the source's."""
+        if not audio:
+            return
         self._queue += audio
-        self._queue_stale = False
+        self._queued_bytes += len(audio)
+        if end_ms is not None:
+            self._ends.append((self._queued_bytes, end_ms))
+        if (
+            len(self._queue) >= self._frame_bytes
+            and not self._dtmf_busy()
+            and (not self._talking or now_ms >= self._last_slot_ms + FRAME_MS)
+        ):
+            self._phase_ms = now_ms % FRAME_MS
+            self._send_slot(now_ms)
+
+    def clear_audio(self) -> int:
+        """Drop the audio not yet sent (barge-in); returns the milliseconds dropped. The next audio
+        starts a talkspurt at once."""
+        dropped = len(self._queue) // self.format.bytes_per_ms
+        self._queue.clear()
+        self._ends.clear()
+        self._queued_bytes = self._sent_bytes
+        self._partial_waited = False
+        self._talking = False
+        return dropped
 
     @property
     def queued_ms(self) -> int:
         return len(self._queue) // self.format.bytes_per_ms
 
-    def clear(self) -> int:
-        """Drop all queued audio at once (barge-in); returns the milliseconds dropped."""
-        dropped = self.queued_ms
-        self._queue.clear()
-        return dropped
+    @property
+    def sent_ms(self) -> int:
+        """Milliseconds of pushed audio that have left (on this stream's own count)."""
+        return self._sent_bytes // self.format.bytes_per_ms
 
     def send_dtmf(self, digits: str, duration_ms: int = 100, pause_ms: int = 60) -> None:
-        """Queue RFC 4733 events for ``digits`` (each ``duration_ms`` long, ``pause_ms`` apart)."""
+        """Queue RFC 4733 events for ``digits`` (each ``duration_ms`` long, ``pause_ms`` apart); they
+        take the slots they need, audio waits meanwhile."""
         if self.dtmf_payload_type is None:
             raise ValueError("send_dtmf: the peer did not negotiate telephone-event")
         if not 40 <= duration_ms <= 5000:
@@ -191,62 +254,57 @@ class RtpSession:
             if pause_ms > 0:
                 self._dtmf_queue.append((-1, max(1, pause_ms // FRAME_MS)))
 
-    def next_frame_due(self) -> float | None:
-        """When the next packet is due (None before the first tick)."""
-        if self._start_ms is None:
-            return None
-        return self._start_ms + self._slot * FRAME_MS
-
-    def tick(self, now_ms: float) -> None:
-        """Send every slot that is due at ``now_ms``; also runs the receive-side timers."""
+    def tick(self, now_ms: int) -> None:
+        """The slot at ``now_ms`` (a tick of the stream's phase): send its packet -- queued audio,
+        a DTMF event, or comfort silence -- and run the receive-side timers."""
         self._receive_timers(now_ms)
-        if self._start_ms is None:
-            self._start_ms = now_ms
-        due = int((now_ms - self._start_ms) // FRAME_MS) + 1 - self._slot
-        if due <= 0:
-            return
-        if due > _MAX_CATCH_UP:
-            # The clock stalled: do not burst; jump the schedule (timestamps keep real time).
-            skip = due - 1
-            self._slot += skip
-            self._ts = (self._ts + skip * 160) & 0xFFFFFFFF
-            self.stats["skipped_slots"] += skip
-            self._marker = True
-            due = 1
-        for _ in range(due):
-            self._send_slot()
-        if len(self._queue) < self._frame_bytes and self._queue:
-            self._queue_stale = True
+        if self._last_slot_ms is not None and now_ms < self._last_slot_ms + FRAME_MS:
+            return  # the slot was taken by a talkspurt's first frame sent at once
+        self._send_slot(now_ms)
 
-    def _send_slot(self) -> None:
-        self._slot += 1
-        ts = self._ts
-        self._ts = (self._ts + 160) & 0xFFFFFFFF
+    def _dtmf_busy(self) -> bool:
+        return self._dtmf_active is not None or bool(self._dtmf_queue)
+
+    def _timestamp(self, now_ms: int) -> int:
+        # Timestamps follow the clock: 8 per ms, so a talkspurt re-phased mid-slot stays true to time.
+        if self._ts_origin_ms is None:
+            self._ts_origin_ms = int(now_ms)
+        elapsed = int(now_ms) - self._ts_origin_ms
+        return (self._ts_base + elapsed * self.format.rate // 1000) & 0xFFFFFFFF
+
+    def _send_slot(self, now_ms: int) -> None:
+        self._last_slot_ms = now_ms
+        ts = self._timestamp(now_ms)
         addr = self.remote_addr
         if not self.sending or addr is None:
+            self._talking = False
             self._marker = True
             return
-        if (self._dtmf_active is not None or self._dtmf_queue) and self._send_dtmf_slot(ts, addr):
+        if self._dtmf_busy() and self._send_dtmf_slot(ts, addr):
             return
         q = self._queue
         fb = self._frame_bytes
-        if len(q) >= fb or (q and self._queue_stale):
+        if len(q) >= fb or (q and self._partial_waited):
             payload = bytes(q[:fb])
             del q[:fb]
+            self._sent_bytes += len(payload)
             if len(payload) < fb:
                 payload += self._silence[: fb - len(payload)]
-                self._queue_stale = False
-            marker = self._marker or not self._in_talkspurt
-            self._in_talkspurt = True
-            self.sent_ms += FRAME_MS
-        else:
-            self._in_talkspurt = False
-            if not self.send_silence:
-                self._marker = True
-                return
-            payload = self._silence
-            marker = self._marker
-        self._emit(self.payload_type, ts, payload, marker, addr)
+            self._partial_waited = False
+            ends = self._ends
+            while ends and ends[0][0] <= self._sent_bytes:
+                self._played_ms = ends.popleft()[1]
+            marker = self._marker or not self._talking
+            self._talking = True
+            self._emit(self.payload_type, ts, payload, marker, addr)
+            return
+        # A partial frame waits one slot for the rest of its audio, then goes out padded.
+        self._partial_waited = bool(q)
+        self._talking = False
+        if not self.send_silence:
+            self._marker = True
+            return
+        self._emit(self.payload_type, ts, self._silence, self._marker, addr)
 
     def _emit(self, pt: int, ts: int, payload: bytes, marker: bool, addr: Address) -> None:
         self._out.append((build_packet(pt, self._seq, ts, self.ssrc, payload, marker), addr))
@@ -274,7 +332,7 @@ class RtpSession:
         # The end packet three times (RFC 4733 §2.5.1.4), same timestamp and duration.
         for _ in range(3):
             self._emit(self.dtmf_payload_type, start_ts, build_event(code, True, duration), False, addr)
-        self._in_talkspurt = False
+        self._talking = False
         return True
 
     def data_to_send(self) -> list[tuple[bytes, Address]]:
