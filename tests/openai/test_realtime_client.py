@@ -220,29 +220,26 @@ async def test_commands_are_sent_in_call_order(server: FakeRealtimeServer) -> No
 
 
 async def test_commands_keep_call_order_when_the_socket_pushes_back(server: FakeRealtimeServer) -> None:
-    """A paused socket (flow control) queues commands; while any is queued, later ones queue too."""
+    """A slow reader fills the socket (flow control): commands still go out whole and in order."""
     client = await connect(server)
     connection = await server.wait_for_session()
     ws = client._ws
     assert ws is not None
 
     def item(i: int) -> dict[str, object]:
-        content = [{"type": "input_text", "text": str(i)}]
+        content = [{"type": "input_text", "text": f"{i}:" + "x" * 100_000}]
         return {"item": {"type": "message", "role": "user", "content": content}}
 
-    client.conversation_item_create(item(0))  # written at once: nothing queued, not paused
-    assert not client._outbox
-    ws.paused = True  # as the transport's pause_writing() sets it when its buffer is full
-    for i in range(1, 4):
+    connection.ws.transport.pause_reading()  # the server stops reading: buffers fill up
+    for i in range(60):
         client.conversation_item_create(item(i))
-    assert len(client._outbox) == 3
-    ws.paused = False
-    for i in range(4, 10):
-        client.conversation_item_create(item(i))  # behind the queued ones, not around them
-    assert len(client._outbox) == 9
-    received = await connection.wait_for("conversation.item.create", count=10)
-    assert [e["item"]["content"][0]["text"] for e in received] == [str(i) for i in range(10)]
-    assert not client._outbox
+    await asyncio.sleep(0.05)
+    assert ws.write_paused  # the transport told us its buffer is over the high-water mark
+    connection.ws.transport.resume_reading()
+    received = await connection.wait_for("conversation.item.create", count=60, timeout=20)
+    texts = [e["item"]["content"][0]["text"] for e in received]
+    assert [t.split(":")[0] for t in texts] == [str(i) for i in range(60)]
+    assert all(len(t) == len(str(i)) + 1 + 100_000 for i, t in enumerate(texts))
     server.assert_no_violations()
     client.close()
 

@@ -278,3 +278,64 @@ async def test_closing_the_client_detaches_its_media(server: FakeRealtimeServer)
     await client.wait_closed()
     assert call.media_source is None and client.media_closed
     clock.advance(100)  # the call keeps running; nothing raises
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_over_rtp_truncation_is_what_the_sender_really_sent(
+    server: FakeRealtimeServer, seed: int
+) -> None:
+    """A real SIP call on loopback: the model's answer goes out over RTP on a virtual clock and the
+    caller barges in at a random moment. ``audio_end_ms`` is the model audio that had left the RTP
+    socket: exactly what arrived at the caller's socket, to the frame, never more."""
+    from tests.sip.loopback import loopback_call
+    from voxline.rtp import RtpPacket
+    from voxline.runtime.call import Call
+    from voxline.runtime.legs import SipLeg
+
+    rng = random.Random(seed)
+    clock = VirtualMediaClock()
+    calls: list[Call] = []
+    heard: list[bytes] = []
+    async with loopback_call(clock=clock, prepare=lambda callee: calls.append(Call(SipLeg(callee)))) as (
+        caller,
+        callee,
+    ):
+        assert caller.rtp is not None
+        deliver = caller.rtp.datagram_received
+
+        def arrived(data: bytes, addr: tuple[Any, ...]) -> None:  # every packet, before any buffering
+            heard.append(RtpPacket.parse(data).payload)
+            deliver(data, addr)
+
+        caller.rtp.datagram_received = arrived  # type: ignore[method-assign]
+        (call,) = calls
+        client = await OpenAI.create_realtime_api_client(
+            api_key="sk-t", base_url=server.base_url, media_clock=clock
+        )
+        connection = await server.wait_for_session()
+        client.session_update(NO_VAD)
+        send_media_between(call, client)
+        await connection.wait_for_sent("session.updated", count=2)
+        server.script(ScriptedResponse(outputs=[Say("an answer", tone(300, 1200, 24000))]))
+        done = Waiter()
+        client.add_event_listener(Ev.ResponseDone, done)
+        deltas = await play_response(client, connection, done, 1)
+        (item,) = dict.fromkeys(d["item_id"] for d in deltas)
+        barge_in = rng.randrange(20, 1100)
+        for _ in range(barge_in // 20):
+            clock.advance(20)
+            await asyncio.sleep(0)
+        clock.advance(barge_in % 20)
+        sender = callee.rtp.session  # type: ignore[union-attr]
+        async with asyncio.timeout(5):  # every packet the call's sender sent has arrived
+            while len(heard) < sender.stats["sent"]:
+                await asyncio.sleep(0.005)
+        received = sum(len(d) for d in heard if d != b"\xff" * 160) // 8  # the model's audio, in ms
+        client.clear_media_buffer()
+        client.input_audio_buffer_clear()  # a marker: everything sent before it has arrived
+        await connection.wait_for("input_audio_buffer.clear")
+        truncates = [e for e in connection.received if e["type"] == "conversation.item.truncate"]
+        assert len(truncates) == 1 and truncates[0]["item_id"] == item
+        assert truncates[0]["audio_end_ms"] == received  # to the frame: the sender's real position
+        server.assert_no_violations()
+        client.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import __version__
+from .._version import __version__
 
 log = logging.getLogger("voxline.openai")
 

@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .. import __version__
 from .._tasks import background
+from .._version import __version__
 from ..eventtarget import Event, EventTarget
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
-from .params import _ClientParametersBase
+from .params import ClientParameters
 from .realtime import ClientClosedError
 from .sse import SSEError, SSEEvent, SSEParser
 
@@ -230,7 +230,7 @@ class StreamingHTTPClient(EventTarget):
 
     def __init__(
         self,
-        parameters: _ClientParametersBase,
+        parameters: ClientParameters,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,

@@ -80,7 +80,7 @@ from typing import Any, cast
 import httpx
 
 from .._tasks import background
-from ..runtime.context import adopt
+from ..context import adopt
 from ._http import (
     Clock,
     RequestHandle,

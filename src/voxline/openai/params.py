@@ -28,7 +28,9 @@ DEFAULT_SUMMARY_PROMPT = (
 
 
 @dataclass(slots=True)
-class _ClientParametersBase:
+class ClientParameters:
+    """What every client takes: the key, the base URL, statistics, tracing, privacy."""
+
     api_key: str = ""
     base_url: str = DEFAULT_BASE_URL
     statistics: bool = False
@@ -45,7 +47,7 @@ class _ClientParametersBase:
 
 
 @dataclass(slots=True, repr=False)
-class RealtimeAPIClientParameters(_ClientParametersBase):
+class RealtimeAPIClientParameters(ClientParameters):
     model: str = DEFAULT_REALTIME_MODEL
     type: RealtimeAPIClientType = RealtimeAPIClientType.REALTIME
     on_web_socket_close: Callable[[dict[str, Any]], Any] | None = None
@@ -57,7 +59,7 @@ class RealtimeAPIClientParameters(_ClientParametersBase):
 
 
 @dataclass(slots=True, repr=False)
-class ChatCompletionsAPIClientParameters(_ClientParametersBase):
+class ChatCompletionsAPIClientParameters(ClientParameters):
     store_context: bool = False
     project: str | None = None
     summary_model: str = DEFAULT_SUMMARY_MODEL
@@ -65,12 +67,12 @@ class ChatCompletionsAPIClientParameters(_ClientParametersBase):
 
 
 @dataclass(slots=True, repr=False)
-class ResponsesAPIClientParameters(_ClientParametersBase):
+class ResponsesAPIClientParameters(ClientParameters):
     store_context: bool = False
     project: str | None = None
 
 
-P = TypeVar("P", bound=_ClientParametersBase)
+P = TypeVar("P", bound=ClientParameters)
 
 _CAMEL = {
     "apiKey": "api_key",
@@ -109,7 +111,7 @@ def build_parameters(cls: type[P], parameters: Any, kwargs: Mapping[str, Any]) -
     return result
 
 
-def _check(p: _ClientParametersBase) -> None:
+def _check(p: ClientParameters) -> None:
     if not isinstance(p.api_key, str) or not p.api_key:
         raise TypeError("parameter 'api_key' must be a non-empty string")
     if not isinstance(p.base_url, str) or not p.base_url.startswith(

@@ -10,7 +10,6 @@ only once the scenario yields to the event loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import json
 import logging
@@ -20,24 +19,21 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.protocol import State
-
 from .._tasks import background
 from ..audio import PCM16_24K, AudioFormat, Frame
+from ..context import adopt, current_session
 from ..errors import EndedError
 from ..eventtarget import Event
 from ..logs import redacting_logger
 from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.playout import Playout, PlayoutBuffer
-from ..runtime.context import adopt, current_session
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
 from .formats import to_openai
 from .params import DEFAULT_BASE_URL, RealtimeAPIClientParameters, build_parameters
 from .realtime_protocol import ErrorClass, MessageKind, RealtimeProtocol, classify_error
+from .websocket import HandshakeFailed, WebSocketClient, open_websocket
 
 log = logging.getLogger("voxline.openai.realtime")
 
@@ -87,7 +83,7 @@ def default_base_url() -> str:
     """The base URL when the scenario gives none: the runtime's choice (the embedded backend), then
     ``OPENAI_BASE_URL`` (as the official SDKs read it), then OpenAI."""
     session = current_session.get()
-    chosen = getattr(session.services, "realtime_base_url", None) if session is not None else None
+    chosen = session.realtime_base_url if session is not None else None
     return chosen or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
 
 
@@ -123,13 +119,12 @@ class RealtimeAPIClient(MediaUnit):
         super().__init__()
         self._params = parameters
         self._id = new_id()
-        self._core = RealtimeProtocol()
+        self._core = RealtimeProtocol(parameters.server_silence_timeout_s)
         self._url = realtime_url(parameters.base_url, parameters.model, parameters.type)
-        self._ws: ClientConnection | None = None
-        self._outbox: collections.deque[str] = collections.deque()
-        self._outbox_ready = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._ws: WebSocketClient | None = None
+        self._delivering = False  # messages reach listeners once the scenario has had a turn
+        self._finished: asyncio.Task[None] | None = None
+        self._unsent = 0  # commands dropped because the socket was already closing
         self._closed = False
         self._close_reported = False
         self._tracer = (
@@ -141,8 +136,6 @@ class RealtimeAPIClient(MediaUnit):
         self._playout: Playout | None = None
         self._negotiated: dict[str, AudioFormat] = {}
         self._closed_here = False  # close() was called: the close that follows is ours
-        self._last_heard = time.monotonic()  # when the server last sent anything
-        self._silent = False  # ModelSilent was reported for the current silence
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -158,26 +151,30 @@ class RealtimeAPIClient(MediaUnit):
     async def _open(self) -> None:
         headers = {"Authorization": f"Bearer {self._params.api_key}"}
         try:
-            self._ws = await connect(
+            ws = await open_websocket(
                 self._url,
-                additional_headers=headers,
-                compression=None,
-                max_size=None,
+                headers=headers,
+                user_agent=f"voxline/{__import__('voxline').__version__}",
                 open_timeout=OPEN_TIMEOUT_S,
                 ping_interval=PING_INTERVAL_S,
                 ping_timeout=PING_TIMEOUT_S,
                 close_timeout=CLOSE_TIMEOUT_S,
-                user_agent_header=f"voxline/{__import__('voxline').__version__}",
                 # Its debug lines include the request headers: the key is masked at the source.
                 logger=redacting_logger("websockets.client"),
             )
-        except InvalidStatus as exc:
+        except HandshakeFailed as exc:
             response = exc.response
+            if response is None:
+                raise RealtimeAPIError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
             message, code = _error_message(bytes(response.body or b""))
             raise RealtimeAPIError(message, status=response.status_code, code=code) from None
-        except (InvalidHandshake, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise RealtimeAPIError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
-        handshake = self._ws.response
+        self._ws = ws
+        # Messages are held until the scenario has had a turn: a listener it registers right after
+        # `await create_realtime_api_client(...)` still gets HTTPResponse and session.created.
+        ws.closed.add_done_callback(self._socket_closed)
+        handshake = ws.response
         assert handshake is not None
         http_response = {
             "status": handshake.status_code,
@@ -187,11 +184,17 @@ class RealtimeAPIClient(MediaUnit):
         info = connector_information(
             self._id, self._url, self._tracer, model=self._params.model, type=self._params.type.value
         )
-        loop = asyncio.get_running_loop()
-        self._writer = loop.create_task(self._write_loop(), name=f"voxline-realtime-writer-{self._id}")
-        self._reader = loop.create_task(
-            self._read_loop(http_response, info), name=f"voxline-realtime-reader-{self._id}"
-        )
+        asyncio.get_running_loop().call_soon(self._start_delivery, http_response, info)
+
+    def _start_delivery(self, http_response: dict[str, Any], info: dict[str, Any]) -> None:
+        ws = self._ws
+        assert ws is not None
+        self._emit(RealtimeAPIEvents.HTTPResponse, http_response)
+        self._emit(RealtimeAPIEvents.ConnectorInformation, info)
+        self._delivering = True
+        ws.start(self._handle_text, self._handle_binary)
+        if ws.closed.done() and self._finished is None:
+            self._socket_closed(ws.closed)
 
     def close(self) -> None:
         """Close the WebSocket (or the connection attempt). Idempotent."""
@@ -201,19 +204,21 @@ class RealtimeAPIClient(MediaUnit):
         self._closed_here = True
         self._stop_media()
         if self._ws is not None:
-            background(self._close_socket(), name=f"voxline-realtime-close-{self._id}")
+            self._ws.close()  # what was sent before is on the wire already, in order
 
-    async def _close_socket(self) -> None:
-        assert self._ws is not None
-        # Whatever the scenario queued before close() still goes out first.
-        await self._flush_outbox()
-        await self._ws.close()
-        # The reader sees ConnectionClosedOK and reports the close.
+    def _socket_closed(self, closed: asyncio.Future[tuple[int, str]]) -> None:
+        if not self._delivering or self._finished is not None:
+            return  # reported once delivery has started (_start_delivery)
+        self._finished = background(self._finish(), name=f"voxline-realtime-close-{self._id}")
 
     async def wait_closed(self) -> None:
         """Wait until the socket is closed and ``on_web_socket_close`` has run."""
-        if self._reader is not None:
-            await asyncio.shield(self._reader)
+        if self._ws is None:
+            return
+        await self._ws.wait_closed()
+        while self._finished is None:
+            await asyncio.sleep(0)
+        await asyncio.shield(self._finished)
 
     def id(self) -> str:
         return self._id
@@ -232,17 +237,17 @@ class RealtimeAPIClient(MediaUnit):
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def _send(self, event_type: str, parameters: Mapping[str, Any] | None) -> None:
+    def _send(
+        self, event_type: str, parameters: Mapping[str, Any] | None, *, by_scenario: bool = True
+    ) -> None:
         if self._closed:
             raise ClientClosedError(f"cannot send {event_type}: the Realtime client {self._id} is closed")
-        text = self._core.command(event_type, parameters, time.monotonic())
-        self._enqueue(text, event_type)
-
-    def _enqueue(self, text: str, event_type: str) -> None:
-        self._write(text)
-        self._msglog.message("out", event_type, len(text), text)
-        if self._tracer is not None:
-            self._tracer.record("out", event_type, len(text), json.loads(text))
+        self._core.send(event_type, parameters, time.monotonic(), by_scenario=by_scenario)
+        for text in self._core.data_to_send():
+            self._write(text)
+            self._msglog.message("out", event_type, len(text), text)
+            if self._tracer is not None:
+                self._tracer.record("out", event_type, len(text), json.loads(text))
 
     def session_update(self, parameters: Mapping[str, Any]) -> None:
         self._send("session.update", parameters)
@@ -271,100 +276,62 @@ class RealtimeAPIClient(MediaUnit):
     def input_audio_buffer_commit(self, parameters: Mapping[str, Any] | None = None) -> None:
         self._send("input_audio_buffer.commit", parameters)
 
-    # -- I/O loops --------------------------------------------------------------------------------
+    # -- I/O ------------------------------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
-        """Write ``text`` now when the socket takes it, else queue it for the writer task.
-
-        ``websockets``' ``send()`` is a coroutine only for flow control: with nothing queued before
-        us and the transport not paused it writes at once. Doing the same steps here spares a task
-        wake-up and a future per message -- one per 20 ms frame per call. Order is kept: while
-        anything is queued, everything queues behind it.
-        """
+        """Write one message now: the transport buffers, order is kept, no task per message."""
         ws = self._ws
-        if (
-            ws is not None
-            and not self._outbox
-            and not ws.paused
-            and ws.protocol.state is State.OPEN
-            and not ws.transport.is_closing()
-        ):
-            ws.protocol.send_text(text.encode())
-            ws.send_data()
+        if ws is None or not ws.open:
+            self._unsent += 1  # the socket is closing: the close report follows
             return
-        self._outbox.append(text)
-        self._outbox_ready.set()
+        ws.send_text(text)
 
-    async def _write_loop(self) -> None:
-        assert self._ws is not None
-        try:
-            while True:
-                await self._flush_outbox()
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-        except ConnectionClosed:
-            pass
-
-    async def _flush_outbox(self) -> None:
-        assert self._ws is not None
-        while self._outbox:
-            text = self._outbox[0]
-            await self._ws.send(text)
-            self._outbox.popleft()
-
-    async def _read_loop(self, http_response: dict[str, Any], info: dict[str, Any]) -> None:
-        assert self._ws is not None
-        self._emit(RealtimeAPIEvents.HTTPResponse, http_response)
-        self._emit(RealtimeAPIEvents.ConnectorInformation, info)
-        try:
-            async for frame in self._ws:
-                if isinstance(frame, bytes):
-                    self._core.invalid_frames += 1
-                    self._report_invalid(f"binary frame ({len(frame)} bytes); OpenAI sends text only")
-                    continue
-                self._handle_text(frame)
-        except ConnectionClosed:
-            pass
-        except Exception as exc:  # a bug in voxline must still end in a clean close
-            log.exception("Realtime client %s reader failed", self._id)
-            self._emit(RealtimeAPIEvents.WebSocketError, {"error": f"reader failed: {exc!r}"})
-        finally:
-            await self._finish()
+    def _handle_binary(self, data: bytes) -> None:
+        self._core.receive_binary(data)
+        self._handle_events()
 
     def _handle_text(self, text: str) -> None:
-        now = time.monotonic()
-        self._last_heard = now
-        self._silent = False
-        message = self._core.receive(text, now)
-        if message.kind is MessageKind.INVALID:
-            self._report_invalid(message.problem)
+        self._core.receive_text(text, time.monotonic())
+        self._handle_events(text)
+
+    def _handle_events(self, text: str | None = None) -> None:
+        for message in self._core.events_received():
+            if message.kind is MessageKind.INVALID:
+                self._report_invalid(message.problem)
+                if self._tracer is not None and text is not None:
+                    self._tracer.record("in", "invalid", len(text), text)
+                continue
+            if message.kind is MessageKind.SILENT:
+                self._report_silence(message.data)
+                continue
+            event_type = message.data.get("type", "?")
+            size = len(text) if text is not None else 0
+            shown = None if message.kind is MessageKind.AUDIO else text
+            self._msglog.message("in", event_type, size, shown)
             if self._tracer is not None:
-                self._tracer.record("in", "invalid", len(text), text)
-            return
-        event_type = message.data.get("type", "?")
-        self._msglog.message("in", event_type, len(text), None if message.kind is MessageKind.AUDIO else text)
-        if self._tracer is not None:
-            self._tracer.record("in", event_type, len(text), message.data)
-        if message.kind is MessageKind.AUDIO:
-            self._on_model_audio(message.data, message.audio)
-            return
-        assert message.name is not None
-        if message.name is RealtimeAPIEvents.ResponseOutputAudioDone and self._playout is not None:
-            item_id, index = message.data.get("item_id"), message.data.get("content_index", 0)
-            if isinstance(item_id, str) and isinstance(index, int):
-                self._playout.end_item(item_id, index)
-        if message.name is RealtimeAPIEvents.Error:
-            cls = classify_error(message.data)
-            level = logging.ERROR if cls is ErrorClass.FATAL else logging.WARNING
-            error = message.data.get("error")
-            code = error.get("code") if isinstance(error, dict) else error
-            reason = error.get("message") if isinstance(error, dict) else None
-            log.log(level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason)
-        self._emit(message.name, message.data)
+                self._tracer.record("in", event_type, size, message.data)
+            if message.kind is MessageKind.AUDIO:
+                self._on_model_audio(message.data, message.audio)
+                continue
+            assert message.name is not None
+            if message.name is RealtimeAPIEvents.ResponseOutputAudioDone and self._playout is not None:
+                item_id, index = message.data.get("item_id"), message.data.get("content_index", 0)
+                if isinstance(item_id, str) and isinstance(index, int):
+                    self._playout.end_item(item_id, index)
+            if message.name is RealtimeAPIEvents.Error:
+                cls = classify_error(message.data)
+                level = logging.ERROR if cls is ErrorClass.FATAL else logging.WARNING
+                error = message.data.get("error")
+                code = error.get("code") if isinstance(error, dict) else error
+                reason = error.get("message") if isinstance(error, dict) else None
+                log.log(
+                    level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason
+                )
+            self._emit(message.name, message.data)
 
     # -- media ----------------------------------------------------------------------------------------
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         """Caller audio -> ``input_audio_buffer.append`` in the session's input format."""
         if self._closed:
             return
@@ -374,15 +341,14 @@ class RealtimeAPIClient(MediaUnit):
             self._input_adapter = FormatAdapter(fmt)
         data = self._input_adapter.convert(frame)
         if data:
-            timeout = self._params.server_silence_timeout_s
-            if timeout is not None and not self._silent:
-                silent_s = time.monotonic() - self._last_heard
-                if silent_s >= timeout:
-                    self._report_silence(silent_s)
-            text = self._core.append_audio(data)
-            self._write(text)
-            if self._tracer is not None:
-                self._tracer.record("out", "input_audio_buffer.append", len(text), json.loads(text))
+            core = self._core
+            core.append_audio(data, time.monotonic())
+            for text in core.data_to_send():
+                self._write(text)
+                if self._tracer is not None:
+                    self._tracer.record("out", "input_audio_buffer.append", len(text), json.loads(text))
+            if core.silence_timeout_s is not None:
+                self._handle_events()
 
     def _source_changed(self, source: MediaUnit | None) -> None:
         if source is not None:
@@ -394,7 +360,7 @@ class RealtimeAPIClient(MediaUnit):
                 self._negotiate("output", sink.media_format)
                 break
         if self._playout is not None:
-            self._playout.buffer.acknowledged = self._sinks_report_playout
+            self._playout.buffer.acknowledged = self._sinks_report_playback
             self._playout.batch_ms = self._sinks_batch_ms
 
     def _negotiate(self, direction: str, unit_format: AudioFormat | None) -> None:
@@ -409,12 +375,9 @@ class RealtimeAPIClient(MediaUnit):
             return
         self._negotiated[direction] = wanted
         audio = {direction: {"format": to_openai(wanted)}}
-        text = self._core.command(
-            "session.update", {"session": {"type": self._params.type.value, "audio": audio}}, time.monotonic()
-        )
-        # Negotiation is voxline's, not the scenario's: keep the scenario free to set formats later.
-        self._core.formats_set_by_scenario = False
-        self._enqueue(text, "session.update")
+        # Negotiation is voxline's, not the scenario's: the scenario stays free to set formats later.
+        session = {"session": {"type": self._params.type.value, "audio": audio}}
+        self._send("session.update", session, by_scenario=False)
 
     def _on_model_audio(self, data: dict[str, Any], audio: bytes) -> None:
         """Model audio becomes media (never a listener event)."""
@@ -426,9 +389,14 @@ class RealtimeAPIClient(MediaUnit):
             if playout is not None:
                 playout.close()
             clock = self._clock or AsyncioMediaClock.for_loop()
-            buffer = PlayoutBuffer(fmt, acknowledged=self._sinks_report_playout)
+            buffer = PlayoutBuffer(fmt, acknowledged=self._sinks_report_playback)
             playout = self._playout = Playout(
-                buffer, clock, self._deliver, self._on_media_started, self._on_media_ended
+                buffer,
+                clock,
+                self._deliver,
+                self._on_media_started,
+                self._on_media_ended,
+                on_dry=self._flush_sinks,
             )
             playout.batch_ms = self._sinks_batch_ms
         item_id = data.get("item_id")
@@ -458,10 +426,6 @@ class RealtimeAPIClient(MediaUnit):
         fields.pop("custom_parameters")
         self._emit(Events.WebSocketMediaEnded, None, media_info={"duration": duration_ms / 1000}, **fields)
 
-    def _playout_acknowledged(self, position_ms: int) -> None:
-        if self._playout is not None:
-            self._playout.buffer.acknowledge(position_ms)
-
     def clear_media_buffer(
         self, parameters: ClearMediaBufferParameters | Mapping[str, Any] | None = None
     ) -> None:
@@ -470,6 +434,10 @@ class RealtimeAPIClient(MediaUnit):
         ClearMediaBufferParameters.coerce(parameters)
         if self._playout is None:
             return
+        # What the caller really heard, asked of the sinks before they drop what they hold.
+        heard = self._sinks_playback_position()
+        if heard is not None:
+            self._playout.buffer.acknowledge(heard)
         cleared = self._playout.clear()
         self._clear_sinks()
         if not self._params.auto_truncate or self._closed:
@@ -492,16 +460,15 @@ class RealtimeAPIClient(MediaUnit):
             self._playout.close()
         self.close_media()
 
-    def _report_silence(self, silent_s: float) -> None:
+    def _report_silence(self, data: dict[str, Any]) -> None:
         # Once per silence: the caller's audio goes in, nothing comes back. OpenAI is quiet while a
         # line is quiet too, so this is the scenario's cue to act (or not), not an error.
-        self._silent = True
         log.warning(
             "Realtime client %s: the server has sent nothing for %.0f s while the caller's audio went to it",
             self._id,
-            silent_s,
+            data["silent_s"],
         )
-        self._emit(Events.ModelSilent, {"silent_s": round(silent_s, 3)})
+        self._emit(Events.ModelSilent, data)
 
     def _report_invalid(self, problem: str) -> None:
         log.warning("Realtime client %s: ignored %s", self._id, problem)
@@ -512,24 +479,19 @@ class RealtimeAPIClient(MediaUnit):
 
     async def _finish(self) -> None:
         assert self._ws is not None
-        ws = self._ws
+        code, reason = self._ws.closed.result()
         self._closed = True
         self._stop_media()
-        if self._writer is not None:
-            self._writer.cancel()
-        dropped = len(self._outbox)
-        if dropped:
-            log.warning("Realtime client %s closed with %d unsent messages dropped", self._id, dropped)
-            self._outbox.clear()
-        code = ws.close_code if ws.close_code is not None else 1006
-        close_event = {"code": code, "reason": ws.close_reason or "", "was_clean": code != 1006}
+        if self._unsent:
+            log.warning("Realtime client %s closed with %d unsent messages dropped", self._id, self._unsent)
+        close_event = {"code": code, "reason": reason, "was_clean": code != 1006}
         if not self._closed_here and code != 1000:
             # A refused key, an expired session, a dead socket: say so at the default verbosity.
             log.warning(
                 "Realtime client %s: the connection closed: code %s%s",
                 self._id,
                 code,
-                f" ({ws.close_reason})" if ws.close_reason else "",
+                f" ({reason})" if reason else "",
             )
         if self._tracer is not None:
             self._tracer.record("in", "close", 0, close_event)
@@ -571,11 +533,7 @@ async def create_realtime_api_client(
     if (parameters is None or isinstance(parameters, Mapping)) and no_base_url:
         kwargs["base_url"] = default_base_url()
     session = current_session.get()
-    if (
-        session is not None
-        and getattr(session.services, "trace", False)
-        and "trace" not in given | set(kwargs)
-    ):
+    if session is not None and session.trace and "trace" not in given | set(kwargs):
         kwargs["trace"] = True
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
     client = RealtimeAPIClient(params, clock)

@@ -96,6 +96,7 @@ class MessageKind(Enum):
     EVENT = "event"  # a server event for listeners (constant + payload)
     AUDIO = "audio"  # model audio: becomes media, never a listener event
     INVALID = "invalid"  # not a JSON object with a type: reported as WebSocketError
+    SILENT = "silent"  # nothing from the server for the silence timeout while audio went to it
 
 
 @dataclass(slots=True)
@@ -125,10 +126,22 @@ class _Latency:
 
 
 class RealtimeProtocol:
-    """State and framing of one Realtime session, independent of any socket."""
+    """State and framing of one Realtime session, independent of any socket.
 
-    def __init__(self) -> None:
+    The sans-I/O shape of every voxline core: text in with the time (``receive_text``,
+    ``receive_binary``), events out (``events_received``: :class:`ServerMessage`), commands in
+    (``send``, ``append_audio``) with the text frames to write out (``data_to_send``).
+    ``silence_timeout_s``: when the server has sent nothing that long while audio is appended, a
+    ``SILENT`` message is produced (once per silence).
+    """
+
+    def __init__(self, silence_timeout_s: float | None = None) -> None:
         self.session: dict[str, Any] = {}
+        self.silence_timeout_s = silence_timeout_s
+        self._out: list[str] = []
+        self._events: list[ServerMessage] = []
+        self._last_received: float | None = None
+        self._silent = False
         self.input_format: AudioFormat = PCM16_24K
         self.output_format: AudioFormat = PCM16_24K
         self.formats_set_by_scenario = False
@@ -153,11 +166,29 @@ class RealtimeProtocol:
 
     # -- outgoing ---------------------------------------------------------------------------------
 
-    def command(self, event_type: str, parameters: Mapping[str, Any] | None, now: float) -> str:
-        """The text frame for one client event: the parameters plus ``type``.
+    def data_to_send(self) -> list[str]:
+        """The text frames to write, in order."""
+        out, self._out = self._out, []
+        return out
+
+    def events_received(self) -> list[ServerMessage]:
+        events, self._events = self._events, []
+        return events
+
+    def send(
+        self, event_type: str, parameters: Mapping[str, Any] | None, now: float, *, by_scenario: bool = True
+    ) -> None:
+        """Queue one client event: the parameters plus ``type``. ``by_scenario=False`` for
+        voxline's own format negotiation, which leaves the scenario free to set formats later.
 
         Raises TypeError/ValueError naming the parameter when the input can't be a valid event.
         """
+        formats_set = self.formats_set_by_scenario
+        self._out.append(self._command(event_type, parameters, now))
+        if not by_scenario:
+            self.formats_set_by_scenario = formats_set
+
+    def _command(self, event_type: str, parameters: Mapping[str, Any] | None, now: float) -> str:
         if event_type not in CLIENT_EVENT_TYPES:
             raise ValueError(f"unknown Realtime client event type {event_type!r}")
         if parameters is None:
@@ -185,14 +216,24 @@ class RealtimeProtocol:
         self._count_sent(text)
         return text
 
-    def append_audio(self, audio: bytes) -> str:
+    def append_audio(self, audio: bytes, now: float) -> None:
         """``input_audio_buffer.append`` for audio already in the session's input format."""
         text = (
             '{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(audio).decode("ascii") + '"}'
         )
         self._count_sent(text)
         self.audio_sent_ms += len(audio) / self.input_format.bytes_per_ms
-        return text
+        self._out.append(text)
+        timeout = self.silence_timeout_s
+        if timeout is not None and not self._silent:
+            last = self._last_received if self._last_received is not None else now
+            if self._last_received is None:
+                self._last_received = now
+            elif now - last >= timeout:
+                self._silent = True
+                self._events.append(
+                    ServerMessage(MessageKind.SILENT, data={"silent_s": round(now - last, 3)})
+                )
 
     def _count_sent(self, text: str) -> None:
         self.messages_sent += 1
@@ -216,7 +257,18 @@ class RealtimeProtocol:
 
     # -- incoming ---------------------------------------------------------------------------------
 
-    def receive(self, text: str, now: float) -> ServerMessage:
+    def receive_text(self, text: str, now: float) -> None:
+        """One text frame from the server; what it means goes to ``events_received``."""
+        self._last_received = now
+        self._silent = False
+        self._events.append(self._parse(text, now))
+
+    def receive_binary(self, data: bytes) -> None:
+        self.invalid_frames += 1
+        problem = f"binary frame ({len(data)} bytes); OpenAI sends text only"
+        self._events.append(ServerMessage(MessageKind.INVALID, problem=problem))
+
+    def _parse(self, text: str, now: float) -> ServerMessage:
         self.messages_received += 1
         self.bytes_received += len(text)
         try:

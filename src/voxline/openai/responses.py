@@ -45,7 +45,7 @@ from typing import Any, cast
 
 import httpx
 
-from ..runtime.context import adopt
+from ..context import adopt
 from ._http import (
     Clock,
     RequestHandle,
