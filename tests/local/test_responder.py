@@ -258,3 +258,15 @@ async def test_module_responder_errors(tmp_path: Path) -> None:
 
 def test_load_responder_reads_yaml() -> None:
     assert isinstance(load_responder(EXAMPLE), RulesResponder)
+
+
+def test_the_split_modules_names_are_importable_from_the_responder_module() -> None:
+    import voxline.local.replies
+    import voxline.local.responder
+    import voxline.local.rules
+
+    for module in (voxline.local.replies, voxline.local.rules):
+        for name in module.__all__:
+            assert getattr(voxline.local.responder, name) is getattr(module, name), name
+    before = "FunctionCallSpec Intent ModuleResponder ReplyKind ReplySpec Responder RulesError RulesResponder"
+    assert set(f"{before} Vocabulary load_responder".split()) <= set(voxline.local.responder.__all__)

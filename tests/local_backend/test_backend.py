@@ -279,7 +279,7 @@ async def test_speech_during_a_response_cancels_it_and_the_unheard_part_is_trunc
         assert heard_before <= truncated["audio_end_ms"] <= heard_before + 600
         connection = backend.server.sessions[0]
         assert len(connection.item_audio(greeting_id)) == truncated["audio_end_ms"] * 8
-        connection.core.pace = None  # the answer may stream at full speed
+        connection.set_pace(None)  # the answer may stream at full speed
         # The caller's turn then gets its own answer.
         answer = (await recorded.wait("response.done", count=2))[1]["response"]
         assert answer["status"] == "completed"

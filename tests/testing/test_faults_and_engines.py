@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
@@ -278,4 +280,39 @@ async def test_a_sync_engine_failure_also_ends_the_response() -> None:
         await client.until("rate_limits.updated")
         await client.send("response.create")  # not stuck: a new response can start
         assert (await client.until("response.done"))[-1]["response"]["status"] == "failed"
+        await client.ws.close()
+
+
+async def test_keep_record_keeps_audio_events_out_of_the_sessions_records() -> None:
+    def no_audio(event: Mapping[str, Any]) -> bool:
+        return event.get("type") not in ("input_audio_buffer.append", "response.output_audio.delta")
+
+    async with FakeRealtimeServer(keep_record=no_audio) as server:
+        client, _ = await open_client(server)
+        await client.append(bytes(4800))
+        await client.send("response.create")
+        seen = await client.until("response.done")
+        connection = server.sessions[0]
+        assert "response.output_audio.delta" in types(seen)
+        assert "response.output_audio.delta" not in types(connection.sent)
+        assert "response.done" in types(connection.sent)
+        assert types(connection.received) == ["response.create"]
+        # The server-wide records keep every event.
+        assert types(server.sent).count("response.output_audio.delta") == types(seen).count(
+            "response.output_audio.delta"
+        )
+        assert types(server.received).count("input_audio_buffer.append") == 5
+        await client.ws.close()
+
+
+async def test_set_pace_changes_the_active_responses_pace() -> None:
+    async with FakeRealtimeServer(pace=1.0) as server:
+        # Ten seconds of audio at real time: the test only ends in time if set_pace takes effect.
+        server.script(ScriptedResponse(text="long", audio=tone(300.0, 10_000, 24000), chunk_ms=200))
+        client, _ = await open_client(server)
+        await client.send("response.create")
+        await client.until("response.output_audio.delta")
+        server.sessions[0].set_pace(None)
+        seen = await asyncio.wait_for(client.until("response.done"), 3.0)
+        assert types(seen).count("response.output_audio.delta") == 49
         await client.ws.close()

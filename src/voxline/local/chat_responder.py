@@ -21,7 +21,7 @@ from typing import Any
 
 from voxline.openai.chat import ChatCompletionsAPIClient
 
-from .responder import FunctionCallSpec, ReplySpec, Vocabulary, _item_type, _message_text
+from .replies import FunctionCallSpec, ReplySpec, Vocabulary, item_type, message_text
 
 __all__ = ["ChatCompletionsResponder", "chat_tools", "items_to_messages"]
 
@@ -42,10 +42,10 @@ def items_to_messages(
     if instructions:
         messages.append({"role": "system", "content": instructions})
     for item in conversation:
-        kind = _item_type(item)
+        kind = item_type(item)
         if kind == "message":
             role = item.get("role")
-            text = _message_text(item)
+            text = message_text(item)
             if role not in ("user", "assistant", "system", "developer"):
                 continue
             if role == "user" and not text:
@@ -141,7 +141,7 @@ class ChatCompletionsResponder:
 
     async def respond(self, conversation: Sequence[Mapping[str, Any]]) -> ReplySpec:
         has_user_input = any(
-            _item_type(item) == "message" and item.get("role") == "user" for item in conversation
+            item_type(item) == "message" and item.get("role") == "user" for item in conversation
         )
         if self.greeting is not None and not has_user_input:
             return ReplySpec(self.greeting, kind="greeting")

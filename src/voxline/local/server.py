@@ -207,9 +207,7 @@ class LocalRealtimeBackend:
         server.truncations.clear()
         server.sessions[:] = [c for c in server.sessions if not c.finished.done()]
         for connection in server.sessions:
-            connection.core.received.clear()
-            connection.core.sent.clear()
-            connection.core.input_audio.clear()
+            connection.core.clear_records()
 
     async def __aenter__(self) -> LocalRealtimeBackend:
         return self

@@ -4,8 +4,11 @@
 backend) are both this package with different plug-ins. The protocol itself is sans-I/O, one module
 per concept:
 
-- :mod:`.core` -- :class:`RealtimeSessionCore`, one session's state machine: validates each client
-  event and dispatches it; server events, close and abort commands come out of its ``outbox``.
+- :mod:`.core` -- :class:`RealtimeSessionCore`, one session's state machine in the shape of every
+  voxline core: client frames in with the time (``receive_text``/``receive_binary``), what to send
+  out (``data_to_send()``: server events, raw frames, close, abort), the engine work to await
+  (``events_received()``, handed back with ``resolve``), and the paced response's ``next_deadline()``
+  and ``tick()``.
 - :mod:`.session` -- the session object: OpenAI's defaults, ``session.update`` checks and merging.
 - :mod:`.input_audio` -- the input audio buffer, turn detection (VAD) on the sample clock, commits,
   input transcription.
@@ -26,8 +29,9 @@ importing the package or its sans-I/O modules needs neither.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from voxline._lazy import lazy_names
 
 from .conversation import Truncation
 from .core import RealtimeSessionCore
@@ -87,14 +91,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -1,10 +1,23 @@
 """Sans-I/O core of the Realtime server: one session's state machine.
 
-Text or bytes from the client go in (:meth:`RealtimeSessionCore.receive_text` / ``receive_binary``);
-server events, close and abort commands come out of ``outbox``; the streaming response is pulled one
-event at a time with :meth:`~RealtimeSessionCore.next_response_event` so the I/O layer decides the
-pace. No sockets, no asyncio, no clocks: the wall time (for ``expires_at``) is an argument, and every
-audio timing (``audio_start_ms``, ``audio_end_ms``, truncation) comes from sample counts.
+The shape every voxline core has: data in with the time, data to send and events out, the next
+deadline.
+
+- In: :meth:`~RealtimeSessionCore.receive_text` / :meth:`~RealtimeSessionCore.receive_binary`, each
+  with ``now_ms`` (milliseconds on any monotonic scale, the same for every call of one session).
+- Out: :meth:`~RealtimeSessionCore.data_to_send` -- what to write, in order (:data:`~.events.Outgoing`:
+  server events as dicts, to send as compact JSON; :class:`~.events.RawFrame`; :class:`~.events.Close`;
+  :class:`~.events.Abort`); :meth:`~RealtimeSessionCore.events_received` -- the engines' awaitables
+  (:class:`~.events.PendingWork`) for the I/O layer to await and hand back with
+  :meth:`~RealtimeSessionCore.resolve`.
+- Time: :meth:`~RealtimeSessionCore.next_deadline` says when the active response's next event is
+  due at its pace; :meth:`~RealtimeSessionCore.tick` queues it then.
+- Commands: ``start``, ``resolve``, ``release``, ``set_pace``, ``send_event``, ``send_raw``, ``close``,
+  ``abort``, ``connection_lost``, ``clear_records``. Everything else is read-only from outside.
+
+No sockets, no asyncio, no clocks read: the wall time the session starts at (for ``expires_at``) is a
+constructor argument, the pace counts on ``now_ms``, and every audio timing (``audio_start_ms``,
+``audio_end_ms``, truncation, the idle timeout) comes from sample counts.
 
 :class:`RealtimeSessionCore` validates each client event and dispatches it to the part of the session
 it concerns, each in its own module:
@@ -24,9 +37,8 @@ import copy
 import json
 import logging
 import traceback
-from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, Literal, Self, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, Self, TypeVar, overload
 
 from voxline.audio import AudioFormat
 
@@ -59,7 +71,7 @@ T = TypeVar("T")
 
 
 class _Delegated(Generic[T]):
-    """An attribute of the core kept by one of its parts: read and assigned through the core."""
+    """An attribute of the core kept by one of its parts, read through the core (never assigned)."""
 
     def __init__(self, part: str, *, doc: str | None = None) -> None:
         self.part = part
@@ -81,18 +93,22 @@ class _Delegated(Generic[T]):
         value: T = getattr(getattr(obj, self.part), self.name)
         return value
 
-    def __set__(self, obj: object, value: T) -> None:
-        setattr(getattr(obj, self.part), self.name, value)
+    def __set__(self, obj: object, value: T) -> NoReturn:
+        raise AttributeError(f"{self.name!r} is read-only: the core changes it through its commands")
 
 
 class RealtimeSessionCore:
     """One Realtime session: configuration, conversation, input audio buffer, turn detection, responses.
 
-    ``kind`` is ``"realtime"`` or ``"transcription"`` (``?intent=transcription``). The callbacks let the
-    owner mirror what happens (the server keeps server-wide lists).
+    ``kind`` is ``"realtime"`` or ``"transcription"`` (``?intent=transcription``). ``now``: the wall
+    time the session starts at (Unix seconds; ``expires_at`` is an hour later). ``pace``: None streams
+    responses as fast as they are ticked, 1.0 at real time (a plan's own ``pace`` wins). The callbacks
+    let the owner mirror what happens (the server keeps server-wide lists); ``keep_record`` says which
+    client and server events the session's own ``received`` and ``sent`` keep (default: all; the
+    callbacks see every one).
     """
 
-    # The parts' state, read and assigned through the core (as when these were the core's own).
+    # The parts' state, read through the core.
 
     kind = _Delegated[Literal["realtime", "transcription"]]("config")
     session = _Delegated[dict[str, Any]]("config", doc="The effective session object (last session.updated).")
@@ -103,9 +119,7 @@ class RealtimeSessionCore:
     detector = _Delegated[SpeechDetector]("input")
     transcriber = _Delegated[Transcriber]("input")
     engine = _Delegated[ResponseEngine]("responses")
-    pace = _Delegated[float | None]("responses")
-    outbox = _Delegated[deque[Outgoing]]("out")
-    pending = _Delegated[deque[PendingWork]]("out")
+    pace = _Delegated[float | None]("responses", doc="The session's pace (set_pace changes it).")
     sent = _Delegated[list[dict[str, Any]]]("out")
     violations = _Delegated[list[str]]("out")
     internal_errors = _Delegated[list[str]]("out")
@@ -126,12 +140,14 @@ class RealtimeSessionCore:
         on_sent: Callable[[dict[str, Any]], None] | None = None,
         on_violation: Callable[[str], None] | None = None,
         on_truncation: Callable[[Truncation], None] | None = None,
+        keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> None:
+        _check_pace(pace)
         self.validator = validator
         self.id = new_id("sess")
         self.conversation_id = new_id("conv")
         self.config = SessionConfig(kind, model, now, instructions)
-        self.out = SessionOutput(on_sent=on_sent, on_violation=on_violation)
+        self.out = SessionOutput(on_sent=on_sent, on_violation=on_violation, keep_record=keep_record)
         self.conversation = Conversation(self.config, self.out, on_truncation)
         self.responses = Responses(
             self.config,
@@ -150,9 +166,10 @@ class RealtimeSessionCore:
             detector=detector,
             transcriber=transcriber,
         )
-        self.received: list[dict[str, Any]] = []
-        self.closed = False
+        self._received: list[dict[str, Any]] = []
+        self._closed = False
         self._on_received = on_received
+        self._keep_record = keep_record
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "session.update": self._on_session_update,
             "input_audio_buffer.append": self.input.on_append,
@@ -167,6 +184,16 @@ class RealtimeSessionCore:
         }
 
     # -- read-only views of the parts' state ------------------------------------------------------------
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """The client events received (as ``keep_record`` keeps them), in order."""
+        return self._received
+
+    @property
+    def closed(self) -> bool:
+        """Closed, aborted or the connection lost: nothing more streams (what is queued still goes out)."""
+        return self._closed
 
     @property
     def input_format(self) -> AudioFormat:
@@ -199,7 +226,8 @@ class RealtimeSessionCore:
         self.session["id"] = self.id
         self.out.emit({"type": "session.created", "session": copy.deepcopy(self.session)})
 
-    def receive_binary(self, data: bytes) -> None:
+    def receive_binary(self, data: bytes, now_ms: float) -> None:
+        """A binary frame from the client: OpenAI answers it with an ``invalid_event`` error."""
         self.out.reject(
             None,
             SchemaProblem(
@@ -207,20 +235,28 @@ class RealtimeSessionCore:
             ),
             what="<binary frame>",
         )
+        self.responses.start_clock(now_ms)
 
-    def receive_text(self, text: str) -> None:
+    def receive_text(self, text: str, now_ms: float) -> None:
+        """A text frame from the client: one client event (JSON)."""
         try:
             event = json.loads(text)
         except ValueError as exc:
             problem = SchemaProblem("invalid_json", f"The message could not be parsed as JSON: {exc}.")
             self.out.reject(None, problem, what="<non-JSON text>")
+            self.responses.start_clock(now_ms)
             return
-        self.receive_event(event)
+        self.receive_event(event, now_ms)
 
-    def receive_event(self, event: Any) -> None:
+    def receive_event(self, event: Any, now_ms: float) -> None:
         """Handle one decoded client event: validate it, then act on it."""
+        self._handle(event)
+        self.responses.start_clock(now_ms)
+
+    def _handle(self, event: Any) -> None:
         if isinstance(event, dict):
-            self.received.append(event)
+            if self._keep_record is None or self._keep_record(event):
+                self._received.append(event)
             if self._on_received is not None:
                 self._on_received(event)
         problems = self.validator.validate(event)
@@ -258,49 +294,105 @@ class RealtimeSessionCore:
     def _response_finished(self) -> None:
         self.input.response_finished()
 
-    def resolve(self, work: PendingWork, result: Any) -> None:
-        """Hand in what an awaitable from an engine produced (``BaseException`` when it failed)."""
+    def resolve(self, work: PendingWork, result: Any, now_ms: float) -> None:
+        """Hand in what an awaitable from :meth:`events_received` produced (``BaseException``: it failed)."""
         if work.kind == "transcription":
             self.input.transcribed(work.key, result)
         else:
             self.responses.resolved(work.key, result)
+        self.responses.start_clock(now_ms)
 
-    # -- the response, pulled by the I/O layer: due time, then the event -----------------------------------
+    # -- output ----------------------------------------------------------------------------------------------
 
-    def next_due_ms(self) -> float | None:
-        """When the next response event is due, in ms after the response started; None: nothing to send."""
-        if self.closed:
+    def data_to_send(self) -> list[Outgoing]:
+        """What to write, in order, since the last call: server event dicts (send each as compact JSON),
+        :class:`RawFrame` (send as is), :class:`Close` / :class:`Abort` (end the connection: nothing
+        after one is sent). Every server event in it is already recorded (``sent``, ``on_sent``)."""
+        return self.out.take()
+
+    def events_received(self) -> list[PendingWork]:
+        """The engine work the client's events started (a response plan, an input transcript, when an
+        engine answered with an awaitable): await each and hand its result to :meth:`resolve`."""
+        return self.out.take_work()
+
+    # -- time: the active response at its pace ---------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must run next (``now_ms`` scale): the active response's next event is due.
+
+        None: nothing to stream (no response, its plan not there yet, held by ``stall_after_ms``, or the
+        session closed). ``-inf`` when a response can stream but its clock has not started yet (it was
+        released from a stall before any audio): due at once, and that tick starts its clock.
+        """
+        if self._closed:
             return None
-        return self.responses.next_due_ms()
+        return self.responses.next_deadline()
 
-    def next_response_event(self) -> dict[str, Any] | None:
-        """The next event of the active response, stamped and recorded; None when there is none."""
-        if self.next_due_ms() is None:
-            return None
+    def tick(self, now_ms: float) -> None:
+        """Queue the active response's next event when it is due at ``now_ms`` (at most one a tick).
+
+        One event a tick, so that the I/O layer writes it before the response goes on: a slow client
+        holds the stream back, and what it sends meanwhile (``response.cancel``, a barge-in) lands
+        between two events as it does live. A plan's ``drop_after_ms`` reached: :class:`Abort`.
+        """
+        if self._closed:
+            return
+        self.responses.start_clock(now_ms)
+        deadline = self.responses.next_deadline()
+        if deadline is None or deadline > now_ms:
+            return
         if self.responses.drop_due:
             self.abort()
-            return None
-        return self.responses.next_event()
+            return
+        self.responses.advance()
+
+    # -- commands --------------------------------------------------------------------------------------------
 
     def release(self) -> None:
         """Let a response held by ``stall_after_ms`` go on streaming."""
         self.responses.release()
 
-    # -- faults and closing ----------------------------------------------------------------------------------
+    def set_pace(self, pace: float | None) -> None:
+        """Stream responses at ``pace`` from now on, the active one included (None: as fast as ticked).
+
+        The active response's next deadline is recomputed from its start at the new pace; a plan's own
+        ``pace`` still wins.
+        """
+        _check_pace(pace)
+        self.responses.pace = pace
+
+    def clear_records(self) -> None:
+        """Forget this session's records: ``received``, ``sent`` and ``input_audio`` (its conversation,
+        buffer and state stay). For a long-running server; the callbacks' mirrors are the owner's."""
+        self._received.clear()
+        self.out.sent.clear()
+        self.input.input_audio.clear()
 
     def send_raw(self, data: str | bytes) -> None:
-        self.out.outbox.append(RawFrame(data))
+        """Queue a frame exactly as given (a fault: binary data, non-JSON text); not recorded."""
+        self.out.queue(RawFrame(data))
 
     def send_event(self, event: Mapping[str, Any]) -> None:
         """Queue any event dict exactly as given (recorded in ``sent`` like every server event)."""
         event = dict(event)
         self.out.record_sent(event)
-        self.out.outbox.append(event)
+        self.out.queue(event)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = True
-        self.out.outbox.append(Close(code, reason))
+        """Close the WebSocket with ``code`` and ``reason`` after what is queued."""
+        self._closed = True
+        self.out.queue(Close(code, reason))
 
     def abort(self) -> None:
-        self.closed = True
-        self.out.outbox.append(Abort())
+        """Drop the connection after what is queued, without a close frame."""
+        self._closed = True
+        self.out.queue(Abort())
+
+    def connection_lost(self) -> None:
+        """The client's side is gone (it closed, or the connection broke): stop streaming."""
+        self._closed = True
+
+
+def _check_pace(pace: float | None) -> None:
+    if pace is not None and pace <= 0:
+        raise ValueError(f"pace must be positive or None, got {pace}")

@@ -1,8 +1,9 @@
 """What a session puts out: server events (stamped, recorded, queued), close/abort commands, raw
 frames, engine work to await; and the id and error-event helpers every part of the session uses.
 
-:class:`SessionOutput` is the one channel the session's parts write to: the I/O layer drains
-``outbox`` in order and awaits ``pending``. Sans-I/O: no sockets, no asyncio.
+:class:`SessionOutput` is the one channel the session's parts write to. The core hands what it
+queues to the I/O layer: :meth:`SessionOutput.take` (what to send, in order: :data:`Outgoing`) and
+:meth:`SessionOutput.take_work` (:class:`PendingWork` to await). Sans-I/O: no sockets, no asyncio.
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ class RawFrame:
 
 
 Outgoing = dict[str, Any] | Close | Abort | RawFrame
+"""One item to send: a server event (a dict, sent as compact JSON), a :class:`RawFrame` (sent as is),
+:class:`Close` or :class:`Abort` (nothing after either is sent)."""
 
 
 @dataclass(slots=True)
 class PendingWork:
-    """An awaitable an engine returned; the I/O layer awaits it and calls ``core.resolve(work, result)``."""
+    """An awaitable an engine returned: the I/O layer awaits it, then calls
+    ``core.resolve(work, result, now_ms)``."""
 
     kind: Literal["response", "transcription"]
     key: str
@@ -107,7 +111,8 @@ class PendingWork:
 class SessionOutput:
     """One session's output side and its records: what was sent, what was rejected, what failed.
 
-    ``on_sent``/``on_violation`` let the owner mirror the records (the server keeps server-wide lists).
+    ``on_sent``/``on_violation`` let the owner mirror the records (the server keeps server-wide lists);
+    ``keep_record`` says which server events ``sent`` keeps (default: every one; ``on_sent`` sees all).
     """
 
     def __init__(
@@ -115,17 +120,40 @@ class SessionOutput:
         *,
         on_sent: Callable[[dict[str, Any]], None] | None = None,
         on_violation: Callable[[str], None] | None = None,
+        keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> None:
-        self.outbox: deque[Outgoing] = deque()
-        self.pending: deque[PendingWork] = deque()
+        self._outgoing: deque[Outgoing] = deque()
+        self._work: deque[PendingWork] = deque()
         self.sent: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.internal_errors: list[str] = []
         self._on_sent = on_sent
         self._on_violation = on_violation
+        self._keep_record = keep_record
+
+    # -- what the core hands out -----------------------------------------------------------------------------
+
+    def take(self) -> list[Outgoing]:
+        """Everything queued to send, in order; the queue is empty after."""
+        items = list(self._outgoing)
+        self._outgoing.clear()
+        return items
+
+    def take_work(self) -> list[PendingWork]:
+        """The engines' awaitables queued since the last call, in order."""
+        work = list(self._work)
+        self._work.clear()
+        return work
+
+    # -- what the parts put in -------------------------------------------------------------------------------
+
+    def queue(self, item: Outgoing) -> None:
+        """Queue one item as it is (a close, an abort, a raw frame, an event already recorded)."""
+        self._outgoing.append(item)
 
     def record_sent(self, event: dict[str, Any]) -> None:
-        self.sent.append(event)
+        if self._keep_record is None or self._keep_record(event):
+            self.sent.append(event)
         if self._on_sent is not None:
             self._on_sent(event)
 
@@ -139,12 +167,12 @@ class SessionOutput:
     def emit(self, event: dict[str, Any]) -> dict[str, Any]:
         """Stamp ``event`` and queue it."""
         stamped = self.stamp(event)
-        self.outbox.append(stamped)
+        self._outgoing.append(stamped)
         return stamped
 
     def defer(self, work: PendingWork) -> None:
         """Queue an engine's awaitable for the I/O layer."""
-        self.pending.append(work)
+        self._work.append(work)
 
     def violation(self, what: str, problem: SchemaProblem) -> None:
         text = f"{what}: {problem.code}: {problem.message}"

@@ -93,13 +93,13 @@ class ServerRecords:
 
     async def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until ``count`` client events of ``event_type`` were received (all sessions); returns them."""
-        return await self._wait_events(self.received, event_type, count, timeout, "received")
+        return await self.wait_for_events(self.received, event_type, count, timeout, "received")
 
     async def wait_for_sent(
         self, event_type: str, count: int = 1, timeout: float = 5.0
     ) -> list[dict[str, Any]]:
         """Wait until ``count`` server events of ``event_type`` were sent (all sessions); returns them."""
-        return await self._wait_events(self.sent, event_type, count, timeout, "sent")
+        return await self.wait_for_events(self.sent, event_type, count, timeout, "sent")
 
     async def wait_for_session(self, count: int = 1, timeout: float = 5.0) -> RealtimeConnection:
         """Wait until ``count`` sessions were accepted; returns the ``count``-th."""
@@ -120,9 +120,16 @@ class ServerRecords:
         )
         return self.rejections[count - 1]
 
-    async def _wait_events(
+    def notify_waiters(self) -> None:
+        """Re-check what the ``wait_for*`` coroutines wait for: call after the records changed."""
+        self._waiters.notify()
+
+    async def wait_for_events(
         self, events: list[dict[str, Any]], event_type: str, count: int, timeout: float, verb: str
     ) -> list[dict[str, Any]]:
+        """Wait until ``events`` (a records list: the server's or one session's) holds ``count`` events of
+        ``event_type``; returns them. ``verb`` names the list in the timeout message."""
+
         def matching() -> list[dict[str, Any]]:
             return [e for e in events if e.get("type") == event_type]
 

@@ -2,8 +2,9 @@
 to ``response.done``, streamed in OpenAI's event order, with the usage OpenAI reports.
 
 The engine (:class:`~voxline.realtime_server.engine.ResponseEngine`) says what to say; this module
-turns its plan into events. The I/O layer pulls them one at a time (:meth:`Responses.next_event`)
-when :meth:`Responses.next_due_ms` says so, which is how pacing, stalls and drops work without clocks.
+turns its plan into events, one at a time (:meth:`Responses.advance`) when
+:meth:`Responses.next_deadline` says so. Pacing, stalls and drops read no clock: the time comes in
+as an argument (:meth:`Responses.start_clock`), and the position in the response is its audio.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class _Run:
     said: str = ""
     audio: bytearray = field(default_factory=bytearray)
     done: bool = False
+    started_ms: float | None = None
 
 
 class Responses:
@@ -190,18 +192,40 @@ class Responses:
         run.plan = plan
         run.steps = self._stream(run, plan)
 
-    # The I/O layer pulls the response: due time, then the event.
+    # Streaming: the clock, the next deadline, the next event.
 
-    def next_due_ms(self) -> float | None:
-        """When the next response event is due, in ms after the response started; None: nothing to send."""
+    def _streaming(self) -> _Run | None:
+        """The active run when it has events to stream now: planned, and not held by its stall."""
         run = self._run
         if run is None or run.plan is None or run.steps is None:
             return None
         plan = run.plan
         if plan.stall_after_ms is not None and run.audio_ms >= plan.stall_after_ms and not run.released:
             return None
+        return run
+
+    def start_clock(self, now_ms: float) -> None:
+        """The run's pace counts from the first time the session is given once the run can stream
+        (its plan arrived; or, held by ``stall_after_ms`` before any audio, it was released)."""
+        run = self._streaming()
+        if run is not None and run.started_ms is None:
+            run.started_ms = now_ms
+
+    def next_deadline(self) -> float | None:
+        """When the run's next event is due (``now_ms`` scale); None: nothing to stream.
+
+        ``-inf`` when the run can stream but its clock has not started: due at once, the tick starts it.
+        """
+        run = self._streaming()
+        if run is None:
+            return None
+        if run.started_ms is None:
+            return -math.inf
+        plan = run.plan
+        assert plan is not None
         pace = plan.pace if plan.pace is not None else self.pace
-        return plan.delay_ms + (run.audio_ms / pace if pace is not None else 0.0)
+        due = plan.delay_ms + (run.audio_ms / pace if pace is not None else 0.0)
+        return run.started_ms + due
 
     @property
     def drop_due(self) -> bool:
@@ -212,14 +236,17 @@ class Responses:
         drop = run.plan.drop_after_ms
         return drop is not None and run.audio_ms >= drop
 
-    def next_event(self) -> dict[str, Any] | None:
-        """The next event of the active response, stamped and recorded; None when there is none."""
+    def advance(self) -> dict[str, Any] | None:
+        """Queue the next event of the active response (stamped, recorded); None when there is none.
+
+        After ``response.done``, the run ends and ``rate_limits.updated`` follows it.
+        """
         run = self._run
         assert run is not None and run.steps is not None and run.plan is not None
         event = next(run.steps, None)
         if event is None:
             return None
-        stamped = self._out.stamp(event)
+        stamped = self._out.emit(event)
         if event["type"] == "response.done":
             self._finish()
         return stamped

@@ -1,8 +1,10 @@
 """``RealtimeServer``: OpenAI's Realtime GA WebSocket API served on a local socket (asyncio, ``websockets``).
 
 One :class:`~voxline.realtime_server.core.RealtimeSessionCore` per connection holds the protocol; this
-module is its I/O: the handshake, a reader feeding client frames in, one writer sending what the core
-queues and pulling the active response at its pace, and the engines' awaitables. Two faces use it:
+module is its I/O: the handshake; a reader feeding client frames in with the loop's time; one writer
+that writes what the core's ``data_to_send()`` returns, starts the awaitables of ``events_received()``
+(handing each result back with ``resolve``) and calls ``tick`` when ``next_deadline()`` comes (the
+core decides the pace; the writer only keeps the time). Two faces use it:
 ``voxline.testing.FakeRealtimeServer`` (scripted responses, handshake refusals, for tests) and the
 embedded offline backend ``voxline.local.server`` (real speech engines).
 
@@ -23,7 +25,8 @@ What it does, like the live service (see the repository's protocol notes):
 Records and waiting (:class:`~voxline.realtime_server.records.ServerRecords`): ``received``, ``sent``,
 ``sessions``, ``violations``, ``truncations``, ``rejections``, ``wait_for()``, ``wait_for_sent()``,
 ``wait_for_session()``. Per connection (:class:`RealtimeConnection`): its records, ``close(code,
-reason)``, ``drop()``, ``send_binary()``, ``send_text()``, ``send_event()``.
+reason)``, ``drop()``, ``send_binary()``, ``send_text()``, ``send_event()``, ``release()``,
+``set_pace()``. ``keep_record=`` filters each session's own records (the server-wide ones keep all).
 
 Plug-ins (:mod:`voxline.realtime_server.engine`): ``engine=`` (responses), ``transcriber=`` (input
 transcription), ``detector=`` (per-frame speech probability; a detector with state gives each session
@@ -40,7 +43,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
@@ -52,7 +55,7 @@ from websockets.http11 import Request, Response
 from ..logs import redacting_logger
 from .core import RealtimeSessionCore
 from .engine import EnergySpeechDetector, ResponseEngine, SpeechDetector, Transcriber, session_detector
-from .events import Abort, Close, PendingWork, RawFrame, error_event, new_id
+from .events import Abort, Close, Outgoing, PendingWork, RawFrame, error_event, new_id
 from .records import HandshakeRejection, ServerRecords
 from .session import DEFAULT_INSTRUCTIONS
 from .validation import EventValidator
@@ -83,7 +86,6 @@ class RealtimeConnection:
         self.close_reason: str | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._run_started: dict[str, float] = {}
         self.finished = asyncio.get_running_loop().create_future()
 
     # -- what tests read -------------------------------------------------------------------------------------
@@ -125,13 +127,13 @@ class RealtimeConnection:
 
     async def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until this session received ``count`` client events of ``event_type``; returns them."""
-        return await self.server._wait_events(self.core.received, event_type, count, timeout, "received")
+        return await self.server.wait_for_events(self.core.received, event_type, count, timeout, "received")
 
     async def wait_for_sent(
         self, event_type: str, count: int = 1, timeout: float = 5.0
     ) -> list[dict[str, Any]]:
         """Wait until this session sent ``count`` server events of ``event_type``; returns them."""
-        return await self.server._wait_events(self.core.sent, event_type, count, timeout, "sent")
+        return await self.server.wait_for_events(self.core.sent, event_type, count, timeout, "sent")
 
     async def wait_closed(self, timeout: float = 5.0) -> None:
         await asyncio.wait_for(asyncio.shield(self.finished), timeout)
@@ -141,6 +143,11 @@ class RealtimeConnection:
     def release(self) -> None:
         """Let a response held by ``stall_after_ms`` stream on."""
         self.core.release()
+        self._wake.set()
+
+    def set_pace(self, pace: float | None) -> None:
+        """Stream this session's responses at ``pace`` from now on, the active one included."""
+        self.core.set_pace(pace)
         self._wake.set()
 
     def drop(self) -> None:
@@ -165,7 +172,7 @@ class RealtimeConnection:
     def send_event(self, event: dict[str, Any]) -> None:
         """Send any event dict as given (an unknown type, a malformed event ...); recorded in ``sent``."""
         self.core.send_event(event)
-        self.server._waiters.notify()
+        self.server.notify_waiters()
         self._wake.set()
 
     # -- I/O ------------------------------------------------------------------------------------------------
@@ -185,26 +192,28 @@ class RealtimeConnection:
                 self.close_reason = self.ws.close_reason
             if not self.finished.done():
                 self.finished.set_result(None)
-            self.server._waiters.notify()
+            self.server.notify_waiters()
+
+    def _now_ms(self) -> float:
+        return asyncio.get_running_loop().time() * 1000
 
     async def _read(self) -> None:
         try:
             async for message in self.ws:
                 if isinstance(message, bytes):
-                    self.core.receive_binary(message)
+                    self.core.receive_binary(message, self._now_ms())
                 else:
-                    self.core.receive_text(message)
-                self.server._waiters.notify()
+                    self.core.receive_text(message, self._now_ms())
+                self.server.notify_waiters()
                 self._wake.set()
         except ConnectionClosed:
             pass
         finally:
-            self.core.closed = True
+            self.core.connection_lost()
             self._wake.set()
 
     def _start_pending(self) -> None:
-        while self.core.pending:
-            work = self.core.pending.popleft()
+        for work in self.core.events_received():
             task = asyncio.create_task(self._resolve(work))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -214,11 +223,11 @@ class RealtimeConnection:
             result: Any = await work.awaitable
         except Exception as exc:
             result = exc
-        self.core.resolve(work, result)
-        self.server._waiters.notify()
+        self.core.resolve(work, result, self._now_ms())
+        self.server.notify_waiters()
         self._wake.set()
 
-    async def _send(self, item: dict[str, Any] | Close | Abort | RawFrame) -> bool:
+    async def _send(self, item: Outgoing) -> bool:
         """Send one outgoing item; False once the connection is finished."""
         if isinstance(item, Close):
             self.close_code, self.close_reason = item.code, item.reason
@@ -232,36 +241,40 @@ class RealtimeConnection:
         await self.ws.send(payload)
         return True
 
+    async def _write(self) -> bool:
+        """Send what the core has queued, and what it queues meanwhile; False once finished."""
+        while items := self.core.data_to_send():
+            for item in items:
+                if not await self._send(item):
+                    return False
+        return True
+
     async def _pump(self) -> None:
-        """The only writer: queued events first, then the active response at its pace."""
+        """The only writer: what the core queues, then a tick whenever the core's next deadline comes."""
         loop = asyncio.get_running_loop()
         try:
             while True:
-                while self.core.outbox:
-                    if not await self._send(self.core.outbox.popleft()):
-                        return
-                self._start_pending()
-                due = self.core.next_due_ms()
-                if due is not None:
-                    response_id = self.core.active_response_id or ""
-                    started = self._run_started.setdefault(response_id, loop.time())
-                    wait = started + due / 1000 - loop.time()
-                    if wait <= 0:
-                        event = self.core.next_response_event()
-                        if event is not None:
-                            self.server._waiters.notify()
-                            await self.ws.send(json.dumps(event, separators=(",", ":")))
-                            # A send into a non-full buffer does not suspend: yield so the reader (a
-                            # cancel, a barge-in) and other sessions run between response events.
-                            await asyncio.sleep(0)
-                        continue
-                elif self.core.closed and not self.core.outbox:
+                if not await self._write():
                     return
-                else:
-                    wait = None
+                self._start_pending()
+                deadline = self.core.next_deadline()
+                wait: float | None = None
+                if deadline is not None:
+                    now_ms = loop.time() * 1000
+                    if deadline <= now_ms:
+                        self.core.tick(now_ms)
+                        self.server.notify_waiters()
+                        if not await self._write():
+                            return
+                        # A send into a non-full buffer does not suspend: yield so the reader (a
+                        # cancel, a barge-in) and other sessions run between response events.
+                        await asyncio.sleep(0)
+                        continue
+                    wait = (deadline - now_ms) / 1000
+                elif self.core.closed:
+                    return
+                # Nothing was awaited since the core's queue was found empty: nothing new is queued.
                 self._wake.clear()
-                if self.core.outbox:
-                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
         except ConnectionClosed:
@@ -276,7 +289,8 @@ class RealtimeServer(ServerRecords):
     (default: OpenAI's schemas, which needs ``jsonschema``). ``api_keys``: accepted keys (default: any
     key starting with ``sk-``). ``models``: accepted models (default: any). ``pace``: None streams as
     fast as possible, 1.0 at real time (a plan may override it). ``instructions``: the session's
-    default instructions.
+    default instructions. ``keep_record``: which client and server events each session's own
+    ``received``/``sent`` keep (default: all; the server-wide lists get every one).
     """
 
     def __init__(
@@ -292,6 +306,7 @@ class RealtimeServer(ServerRecords):
         models: Collection[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> None:
         if pace is not None and pace <= 0:
             raise ValueError(f"pace must be positive or None, got {pace}")
@@ -303,6 +318,7 @@ class RealtimeServer(ServerRecords):
         self.detector: SpeechDetector = detector if detector is not None else EnergySpeechDetector()
         self.transcriber = transcriber
         self.instructions = instructions
+        self.keep_record = keep_record
         if validator is None:
             from .schema import default_validator  # jsonschema: only when no validator is given
 
@@ -465,6 +481,7 @@ class RealtimeServer(ServerRecords):
             on_sent=self.sent.append,
             on_violation=self.violations.append,
             on_truncation=self.truncations.append,
+            keep_record=self.keep_record,
         )
         connection = RealtimeConnection(self, ws, core)
         self.sessions.append(connection)

@@ -37,7 +37,7 @@ Client events are validated against OpenAI's official schemas, so this module ne
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -81,7 +81,8 @@ class FakeRealtimeServer(RealtimeServer):
     (default: any). ``pace``: None streams as fast as possible, 1.0 at real time (a
     :class:`ScriptedResponse` may override it). ``engine``/``detector``/``transcriber``: the pluggable
     brain (default: the scripted queues and the energy detector); ``instructions``: the session's
-    default instructions; ``validator``: default OpenAI's schemas.
+    default instructions; ``validator``: default OpenAI's schemas. ``keep_record``: which events each
+    session's own ``received``/``sent`` keep (default: all; the server-wide lists get every one).
     """
 
     failure_label = "the fake Realtime server"
@@ -99,6 +100,7 @@ class FakeRealtimeServer(RealtimeServer):
         validator: EventValidator | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> None:
         self.scripted = ScriptedEngine()
         self.scripted_transcriber = ScriptedTranscriber()
@@ -113,6 +115,7 @@ class FakeRealtimeServer(RealtimeServer):
             models=models,
             host=host,
             port=port,
+            keep_record=keep_record,
         )
         self._refusal: tuple[int, dict[str, Any]] | None = None
         self._refusals_left: int | None = None
