@@ -30,14 +30,13 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
 from voxline.testing import FakeRealtimeServer, ScriptedResponse
 from voxline.testing.realtime.engine import ResponseRequest
-from voxline.testing.realtime_server import RealtimeConnection
 from voxline.testing.schema import ClientEventValidator, SchemaProblem, default_validator
 
 CALL_TAG = re.compile(r"bench-call:(\S+)")
@@ -191,20 +190,9 @@ class ToneEngine:
         return self.answers.get(rate, self.answers[24000])
 
 
-class _Sessions(list[RealtimeConnection]):
-    """``server.sessions``: swaps each new session's record lists for ones that keep no audio events."""
-
-    def append(self, connection: RealtimeConnection) -> None:
-        connection.core.received = _Dropping()
-        connection.core.sent = _Dropping()
-        super().append(connection)
-
-
-class _Dropping(list[dict[str, Any]]):
-    def append(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind not in ("input_audio_buffer.append", "response.output_audio.delta"):
-            super().append(event)
+def _no_audio_events(event: Mapping[str, Any]) -> bool:
+    """What each session's own record lists keep: every event but appends and audio deltas."""
+    return event.get("type") not in ("input_audio_buffer.append", "response.output_audio.delta")
 
 
 class BenchRealtimeServer(FakeRealtimeServer):
@@ -214,12 +202,12 @@ class BenchRealtimeServer(FakeRealtimeServer):
             detector=PeakDetector(),
             validator=LeanValidator(default_validator()),
             port=port,
+            keep_record=_no_audio_events,
         )
         self.reuse_port = reuse_port
         self.received = _Received()  # type: ignore[assignment]
         self.sent = _Sent()  # type: ignore[assignment]
         self.records: list[CallRecord] = []
-        self.sessions = _Sessions()
 
     async def start(self) -> None:
         self._server = await serve(

@@ -41,7 +41,7 @@ class Sink(MediaUnit):
         super().__init__()
         self.count = 0
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         self.count += 1
 
 

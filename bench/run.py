@@ -496,21 +496,30 @@ def configs(args: argparse.Namespace) -> list[Config]:
             steps,
             "bare pass-through bridge (control), Twilio callers, μ-law straight through",
         ),
-        # An experiment beside the as-shipped runs: the scenario freezes the start-up heap (gc.freeze()).
+        # The optional event loop (voxline run --event-loop uvloop), beside the default.
         Config(
-            "voxline-twilio-g711-gcfreeze",
+            "voxline-twilio-g711-uvloop",
             "voxline",
             "twilio",
             "g711",
             steps,
-            "voxline, Twilio callers, G.711, experiment: gc.freeze() after start-up",
-            {"BENCH_GC_FREEZE": "1"},
+            "voxline, Twilio callers, G.711 pass-through, on uvloop",
+            {"VOXLINE_EVENT_LOOP": "uvloop"},
+        ),
+        Config(
+            "voxline-rtp-g711-uvloop",
+            "voxline",
+            "rtp",
+            "g711",
+            steps,
+            "voxline, SIP/RTP callers, G.711 pass-through, on uvloop",
+            {"VOXLINE_EVENT_LOOP": "uvloop"},
         ),
     ]
     if args.only:
         wanted = set(args.only.split(","))
         return [c for c in out if c.name in wanted]
-    return [c for c in out if not c.name.endswith("-gcfreeze")]  # the experiment runs when named
+    return out
 
 
 def machine() -> dict[str, Any]:

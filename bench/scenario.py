@@ -44,11 +44,6 @@ if not getattr(sys, "_bench_gc_watched", False):
     sys._bench_gc_watched = True
     if os.environ.get("BENCH_GC_OUT"):
         _watch_gc(os.environ["BENCH_GC_OUT"])
-    if os.environ.get("BENCH_GC_FREEZE") == "1":
-        # An experiment, not what voxline does: move everything alive after start-up (modules, the
-        # runtime) out of the collector's reach, so full collections only walk the calls' objects.
-        gc.collect()
-        gc.freeze()
 PCM24K = {"type": "audio/pcm", "rate": 24000}
 
 

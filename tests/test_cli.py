@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_module
 from voxline import __version__
 from voxline.testing import FakeRealtimeServer
 
@@ -183,3 +184,13 @@ async def test_the_measure_tool_prints_help_instead_of_running() -> None:
     assert proc.returncode == 0
     assert out.decode().startswith("usage: python -m voxline.local.measure")
     assert "asr " not in out.decode() and "CPUs, Python" not in out.decode()  # nothing was measured
+
+
+async def test_the_uvloop_event_loop_runs_a_session(tmp_path: Path, fake_openai: FakeRealtimeServer) -> None:
+    require_module("uvloop")  # the voxline[uvloop] extra; .ci/run installs it
+    args = ["run", str(outbound_scenario(tmp_path)), "--sip", "127.0.0.1:0", "--http", "off"]
+    args += ["--event-loop", "uvloop", "--start-session", "--grace", "0"]
+    out = await run_until(
+        args, {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}, "session created"
+    )
+    assert "session created" in out and "Traceback" not in out

@@ -11,11 +11,25 @@ import pkgutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import voxline.realtime_server
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+# The asyncio network libraries the sans-I/O cores must not import, and the optional packages (extras)
+# that no core needs either.
+NETWORK = ("aiohttp", "httpx", "websockets")
+OPTIONAL = ("jsonschema", "referencing", "pocketsphinx", "webrtcvad", "yaml")
+# Cores that need one more package than the rest, and which.
+NEEDS = {
+    "voxline.realtime_server.schema": "jsonschema (it raises an ImportError naming the extra without it)",
+    "voxline.openai.chat_stream": "jiter (a base dependency: partial JSON in the chat stream)",
+}
 
 BLOCKER = """
 import sys
@@ -36,9 +50,172 @@ sys.meta_path.insert(0, Blocker())
 """
 
 
+# Only the standard library and numpy: every other top-level name is unimportable.
+ALLOWLIST = """
+import sys
+
+ALLOWED = frozenset(sys.stdlib_module_names) | {"numpy", "voxline"}
+
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in ALLOWED:
+            raise ImportError(f"No module named {name!r} (not stdlib nor numpy: blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
 def run_blocked(blocked: Iterable[str], code: str) -> subprocess.CompletedProcess[str]:
     script = BLOCKER.format(blocked=sorted(blocked)) + textwrap.dedent(code)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def run_stdlib_numpy_only(code: str) -> subprocess.CompletedProcess[str]:
+    script = ALLOWLIST + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def sans_io_contract() -> dict[str, Any]:
+    """The import-linter contract that forbids the network libraries (pyproject.toml)."""
+    contracts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    [contract] = [c for c in contracts if set(NETWORK) <= set(c.get("forbidden_modules", ()))]
+    return dict(contract)
+
+
+def io_modules() -> set[str]:
+    """The I/O modules: the importers the contract exempts (``"module -> library"`` lines)."""
+    return {line.partition("->")[0].strip() for line in sans_io_contract()["ignore_imports"]}
+
+
+def core_modules() -> list[str]:
+    """Every module of the contract's sources but its I/O modules: a new module is a core by default."""
+    names: set[str] = set()
+    for source in sans_io_contract()["source_modules"]:
+        names.add(source)
+        spec = importlib.util.find_spec(source)
+        assert spec is not None, source
+        if spec.submodule_search_locations:
+            names |= {
+                info.name for info in pkgutil.walk_packages(spec.submodule_search_locations, source + ".")
+            }
+    return sorted(names - io_modules())
+
+
+def import_all(modules: Iterable[str]) -> str:
+    """A script importing each module, printing the ones that failed and why, then ``ok``."""
+    return f"""
+    import importlib
+
+    failed = []
+    for name in {sorted(modules)!r}:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            failed.append(f"{{name}}: {{exc}}")
+    print("\\n".join(failed) or "ok")
+    """
+
+
+def test_the_cores_are_the_packages_less_their_declared_io_modules() -> None:
+    cores = set(core_modules())
+    # The ones the architecture names (docs/architecture.md); a new module in these packages is added.
+    named = {
+        "voxline.audio",
+        "voxline.audio.codecs",
+        "voxline.media",
+        "voxline.media.clock",
+        "voxline.rtp",
+        "voxline.rtp.session",
+        "voxline.sip",
+        "voxline.sip.message",
+        "voxline.sip.sdp",
+        "voxline.sip.transaction",
+        "voxline.carriers",
+        "voxline.carriers._base",
+        "voxline.carriers.twilio",
+        "voxline.carriers.wsmedia",
+        "voxline.carriers.twiml",
+        "voxline.openai.realtime_protocol",
+        "voxline.openai.sse",
+        "voxline.openai.events",
+        "voxline.openai.params",
+        "voxline.openai.formats",
+        "voxline.realtime_server",
+        "voxline.realtime_server.core",
+        "voxline.context",
+        "voxline.events",
+    }
+    assert named <= cores, sorted(named - cores)
+    assert set(NEEDS) <= cores
+    assert io_modules() & cores == set()
+    assert {"voxline.carriers.endpoint", "voxline.openai.realtime", "voxline.realtime_server.server"} <= (
+        io_modules()
+    )
+
+
+def test_the_cores_import_without_network_libraries_or_extras() -> None:
+    result = run_blocked([*NETWORK, *OPTIONAL], import_all(set(core_modules()) - set(NEEDS)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok", result.stdout
+
+
+def test_the_cores_import_without_network_libraries() -> None:
+    result = run_blocked(NETWORK, import_all(core_modules()))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok", result.stdout
+
+
+def test_the_io_modules_are_the_ones_that_need_a_network_library() -> None:
+    # The blocker does block: each declared I/O module fails to import without the libraries.
+    result = run_blocked(NETWORK, import_all(io_modules()))
+    assert result.returncode == 0, result.stderr
+    failed = {line.partition(":")[0] for line in result.stdout.splitlines()}
+    assert failed == io_modules(), result.stdout
+
+
+def test_voxline_rtp_and_audio_import_with_only_the_standard_library_and_numpy() -> None:
+    result = run_stdlib_numpy_only(
+        """
+        import voxline.rtp
+        import voxline.audio
+        import voxline.audio.codecs
+        from voxline.rtp import RtpSession
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_every_core_but_the_named_ones_needs_only_the_standard_library_and_numpy() -> None:
+    result = run_stdlib_numpy_only(import_all(set(core_modules()) - set(NEEDS)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok", result.stdout
+
+
+def test_the_public_face_loads_lazily() -> None:
+    result = run_stdlib_numpy_only(
+        """
+        import sys
+
+        import voxline
+        from voxline import AppEvents, CallEvents, __version__
+
+        assert CallEvents.Connected == "Call.Connected" and AppEvents.Started == "AppEvents.Started"
+        loaded = sorted(m for m in sys.modules if m.startswith("voxline."))
+        assert loaded == ["voxline._lazy", "voxline._version", "voxline.events"], loaded
+        try:
+            voxline.VoxEngine
+        except ImportError as exc:
+            print("VoxEngine needs:", exc.name)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    # The runtime is loaded on first use, and it is what needs the network libraries.
+    assert result.stdout.startswith("VoxEngine needs: "), result.stdout
 
 
 def sans_io_modules() -> list[str]:
@@ -135,10 +312,11 @@ def test_realtime_server_core_modules_are_sans_io() -> None:
             transcriber=ScriptedTranscriber(), validator=AcceptAll(),
         )
         core.start()
-        core.receive_text(json.dumps({{"type": "response.create"}}))
-        while core.next_due_ms() is not None:
-            core.next_response_event()
+        core.receive_text(json.dumps({{"type": "response.create"}}), 0.0)
+        while (deadline := core.next_deadline()) is not None:
+            core.tick(deadline)
         assert [e["type"] for e in core.sent][-2:] == ["response.done", "rate_limits.updated"], core.sent
+        assert [e["type"] for e in core.data_to_send()] == [e["type"] for e in core.sent], core.sent
         print("ok")
         """,
     )

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .logs import configure_logging
 
 
@@ -20,6 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     flags = {
         "scenario": args.scenario,
         "backend": args.backend,
+        "event_loop": args.event_loop,
         "sip": args.sip,
         "http": args.http,
         "sip_allow": args.sip_allow,
@@ -42,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
                 "backend openai needs OPENAI_API_KEY (in the environment or the --secrets file); "
                 "--backend local runs the embedded offline backend instead"
             )
+        loop_factory = _loop_factory(config.event_loop)
         if config.backend == "local":
             from .local.server import LocalBackendUnavailableError, missing_local_modules
 
@@ -81,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
                 await backend.close()
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
     except ListenError as exc:
         print(f"voxline run: {exc}", file=sys.stderr)
         return 1
@@ -95,6 +98,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"voxline run: {setup_error_message(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``voxline run`` runs on: asyncio's own, or uvloop's (``--event-loop uvloop``)."""
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise ImportError("--event-loop uvloop needs uvloop: pip install 'voxline[uvloop]'") from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -164,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--sip",
         help="SIP listen address HOST:PORT for UDP and TCP (default 127.0.0.1:5060; 'off')",
+    )
+    run.add_argument(
+        "--event-loop",
+        choices=("asyncio", "uvloop"),
+        help="the event loop: asyncio's (default) or uvloop's (the voxline[uvloop] extra)",
     )
     run.add_argument(
         "--sip-allow",

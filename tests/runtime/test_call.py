@@ -17,27 +17,33 @@ from voxline.audio.wav import read_wav, write_wav
 from voxline.eventtarget import Event
 from voxline.media.clock import VirtualMediaClock
 from voxline.media.player import Player
-from voxline.runtime.call import Call, CallState
+from voxline.runtime.call import Call, CallState, LegListener
 
 
 class MemoryLeg:
     """A leg with no network: records what the call sends, lets the test speak as the caller."""
 
     media_format: AudioFormat = PCMU_8K
+    reports_playback = False
+    playout_batch_ms = FRAME_MS
 
     def __init__(self) -> None:
-        self.call: Call | None = None
+        self.listener: LegListener | None = None
         self.sent: list[tuple[bytes, int]] = []
         self.actions: list[Any] = []
         self.cleared = 0
 
-    def attach(self, call: Call) -> None:
-        self.call = call
+    @property
+    def call(self) -> LegListener:
+        assert self.listener is not None
+        return self.listener
+
+    def attach(self, listener: LegListener) -> None:
+        self.listener = listener
 
     def answer(self, headers: Mapping[str, str] | None) -> None:
         self.actions.append("answer")
-        assert self.call is not None
-        self.call._leg_connected()
+        self.call.connected()
 
     def reject(self, code: int, headers: Mapping[str, str] | None) -> None:
         self.actions.append(("reject", code))
@@ -45,18 +51,23 @@ class MemoryLeg:
     def hangup(self, headers: Mapping[str, str] | None) -> None:
         self.actions.append("hangup")
 
-    def send_audio(self, data: bytes, end_ms: int) -> None:
+    def capture_frame(self, data: bytes, end_ms: int) -> None:
         self.sent.append((data, end_ms))
 
-    def clear_audio(self) -> None:
+    def clear_buffer(self) -> None:
         self.cleared += 1
+
+    def flush(self) -> None:
+        pass
+
+    def played_ms(self) -> int | None:
+        return None
 
     def send_digits(self, digits: str) -> None:
         self.actions.append(("digits", digits))
 
     def speak(self, data: bytes, timestamp_ms: int) -> None:
-        assert self.call is not None
-        self.call._leg_audio(Frame(data, PCMU_8K, timestamp_ms))
+        self.call.audio(Frame(data, PCMU_8K, timestamp_ms))
 
 
 def collect(call: Call, *names: CallEvents) -> list[Event]:
@@ -105,9 +116,9 @@ def test_tones_remote_hangup_and_failure_from_the_leg() -> None:
     call = Call(leg)
     events = collect(call, CallEvents.ToneReceived, CallEvents.Disconnected)
     call.answer()
-    call._leg_tone("5")
-    call._leg_disconnected("BYE", "remote")
-    call._leg_disconnected("again", "remote")  # reported once
+    leg.call.tone("5")
+    leg.call.disconnected("BYE", "remote")
+    leg.call.disconnected("again", "remote")  # reported once
     assert [(e.name, e.extra) for e in events] == [
         (CallEvents.ToneReceived, {"call": call, "tone": "5"}),
         (CallEvents.Disconnected, {"call": call, "reason": "BYE", "initiator": "remote"}),
@@ -120,11 +131,11 @@ def test_audio_to_the_call_passes_through_or_is_converted_once() -> None:
     source = Player(VirtualMediaClock(), tone(300, 40, 8000), 8000, media_format=PCMU_8K)
     call.answer()
     ulaw = ulaw_encode(tone(300, 20, 8000))
-    call._receive_media(Frame(ulaw, PCMU_8K, 100), source)
+    call.receive_frame(Frame(ulaw, PCMU_8K, 100), source)
     assert leg.sent[0][0] is ulaw  # the very same bytes: no decode, no copy
     assert leg.sent[0][1] == 120  # where this audio ends on the source's timeline
     pcm24 = tone(300, 20, 24000)
-    call._receive_media(Frame(pcm24, PCM16_24K, 120), source)
+    call.receive_frame(Frame(pcm24, PCM16_24K, 120), source)
     assert len(leg.sent[1][0]) <= 160  # converted to μ-law 8 kHz
 
 

@@ -131,3 +131,36 @@ async def test_an_invite_from_outside_the_allowlist_gets_403_and_opens_no_model_
         assert runtime.sip.stats["rejected_source"] >= 1  # the INVITE (and its ACK, dropped)
     finally:
         await runtime.shutdown(grace_s=0)
+
+
+async def test_while_draining_a_new_invite_gets_503_and_the_running_call_goes_on(
+    slow_openai: tuple[FakeRealtimeServer, str],
+) -> None:
+    from voxline.sip.endpoint import CallFailedError
+
+    fake, base_url = slow_openai
+    runtime = await start(base_url)
+    shutdown: asyncio.Task[None] | None = None
+    try:
+        assert runtime.sip is not None
+        target = f"sip:agent@127.0.0.1:{runtime.sip.port}"
+        async with SipEndpoint("127.0.0.1", 0, transports=("udp",)) as caller:
+            running = await caller.call(target)
+            await asyncio.wait_for(running.wait_connected(), 5)
+            await _until(lambda: len(fake.sessions) == 1)
+            shutdown = asyncio.create_task(runtime.shutdown(grace_s=10))
+            await _until(lambda: runtime._draining)
+            late = await caller.call(target)
+            with pytest.raises(CallFailedError) as refused:
+                await asyncio.wait_for(late.wait_connected(), 5)
+            assert refused.value.status == 503
+            assert (
+                runtime.sip.stats["rejected_draining"] == 1 and runtime.sip.stats["rejected_over_limit"] == 0
+            )
+            assert running.state == "connected" and not shutdown.done()
+            running.hangup()  # the last session ends: the shutdown need not wait for its grace
+            await asyncio.wait_for(shutdown, 5)
+    finally:
+        await runtime.shutdown(grace_s=0)
+        if shutdown is not None:
+            await shutdown

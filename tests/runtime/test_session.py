@@ -6,11 +6,13 @@ import asyncio
 import logging
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from voxline import AppEvents, VoxEngine
-from voxline.runtime.context import adopt
+from voxline.context import adopt, current_session
 from voxline.runtime.session import Scenario, ScenarioError, Secrets, Session
 
 
@@ -200,3 +202,39 @@ def test_the_start_up_check_runs_the_top_level_once_without_events(tmp_path: Pat
     bad.write_text("import json\n\nVALUE = json.loadz('{}')\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"bad.py:3: AttributeError: module 'json' has no attribute"):
         Scenario(bad).check()
+
+
+def test_the_session_is_what_the_clients_see_through_voxline_context(tmp_path: Path) -> None:
+    from voxline.openai.realtime import default_base_url
+
+    seen: list[Any] = []
+    services = SimpleNamespace(
+        sip=None, realtime_base_url="ws://127.0.0.1:9/v1", trace=True, observers=[lambda s, r: seen.append(r)]
+    )
+    session = Session(Scenario(write(tmp_path, "")), services=services)
+    bare = Session(Scenario(write(tmp_path, "", name="bare.py")))
+    assert (session.realtime_base_url, session.trace) == ("ws://127.0.0.1:9/v1", True)
+    assert (bare.realtime_base_url, bare.trace) == (None, False)
+    token = current_session.set(session)
+    try:
+        assert default_base_url() == "ws://127.0.0.1:9/v1"
+        resource = Resource([], "client")
+        adopt(resource)
+    finally:
+        current_session.reset(token)
+    assert session.resources == (resource,) and seen == [resource]
+    adopt(Resource([], "outside"))  # no session: nothing to tie it to
+
+
+def test_the_runtime_names_re_export_the_bottom_modules() -> None:
+    import voxline
+    import voxline.context
+    import voxline.events
+    import voxline.runtime.context
+    import voxline.runtime.events
+
+    for name in ("Closable", "SessionContext", "adopt", "current_session"):
+        assert getattr(voxline.runtime.context, name) is getattr(voxline.context, name), name
+    for name in ("AppEvents", "CallEvents"):
+        assert getattr(voxline.runtime.events, name) is getattr(voxline.events, name), name
+        assert getattr(voxline, name) is getattr(voxline.events, name), name

@@ -13,12 +13,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..audio import FRAME_MS, AudioFormat, Frame
+from ..audio import AudioFormat, Frame
+from ..callstate import CallState as CallState  # re-exported: voxline.runtime.call.CallState
 from ..eventtarget import Event
 from ..media import FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
@@ -31,30 +32,61 @@ log = logging.getLogger("voxline.call")
 _call_ids = itertools.count(1)
 
 
-class CallState(StrEnum):
-    ALERTING = "alerting"  # inbound, not answered yet
-    PROGRESSING = "progressing"  # outbound, not answered yet
-    CONNECTED = "connected"
-    ENDED = "ended"
+class LegListener:
+    """What a leg tells its call: the caller's audio, the call's progress, DTMF. ``Call`` gives each
+    leg one (``CallLeg.attach``); its methods run on the event loop, synchronously."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        #: ``audio(frame)``: a 20 ms frame of the caller's audio (in the leg's ``media_format``).
+        self.audio: Callable[[Frame], None] = call._caller_audio
+
+    def connected(self) -> None:
+        self._call._connected()
+
+    def disconnected(self, reason: str = "", initiator: str = "remote") -> None:
+        self._call._end(CallEvents.Disconnected, reason=reason, initiator=initiator)
+
+    def failed(self, code: int, reason: str = "") -> None:
+        self._call._end(CallEvents.Failed, code=code, reason=reason)
+
+    def tone(self, digit: str) -> None:
+        self._call._emit(CallEvents.ToneReceived, tone=digit)
 
 
 class CallLeg(Protocol):
-    """What a transport gives a :class:`Call`. The leg calls back into the call's ``_leg_*`` methods."""
+    """What a transport gives a :class:`Call`: call control, and the output side of its media in the
+    spirit of LiveKit's ``AudioOutput`` -- push audio (``capture_frame``), drop what is not yet
+    played (``clear_buffer``), say the stream ran dry (``flush``) and how far the far end has really
+    played (``played_ms``). Its input side is ``LegListener.audio``."""
 
     @property
     def media_format(self) -> AudioFormat: ...
 
-    def attach(self, call: Call) -> None: ...
+    #: ``played_ms`` is what the far end really played (an RTP sender's send position, Twilio's marks).
+    reports_playback: bool
+    #: How much paced audio one ``capture_frame`` may carry (ms; 20, or 100 for Twilio's player).
+    playout_batch_ms: int
+
+    def attach(self, listener: LegListener) -> None: ...
     def answer(self, headers: Mapping[str, str] | None) -> None: ...
     def reject(self, code: int, headers: Mapping[str, str] | None) -> None: ...
     def hangup(self, headers: Mapping[str, str] | None) -> None: ...
-    def send_audio(self, data: bytes, end_ms: int) -> None: ...
-    def clear_audio(self) -> None: ...
     def send_digits(self, digits: str) -> None: ...
+    def capture_frame(self, data: bytes, end_ms: int) -> None:
+        """Send ``data`` (in ``media_format``) to the caller; it ends at ``end_ms`` on its source's
+        timeline, the timeline ``played_ms`` answers in."""
+
+    def clear_buffer(self) -> None: ...
+    def flush(self) -> None: ...
+    def played_ms(self) -> int | None: ...
 
 
 class _Heard(MediaUnit):
     """What the call plays to the caller, as a stream a recorder can tap (exists only while recording)."""
+
+    def play(self, frame: Frame) -> None:
+        self._deliver(frame)
 
 
 class Call(MediaUnit):
@@ -83,13 +115,13 @@ class Call(MediaUnit):
         self._custom_data = dict(custom_data or {})
         self._state = CallState.PROGRESSING if outbound else CallState.ALERTING
         self._adapter = FormatAdapter(leg.media_format)
-        self.reports_playout = bool(getattr(leg, "reports_playout", False))
-        self.playout_batch_ms = int(getattr(leg, "playout_batch_ms", FRAME_MS))
+        self.reports_playback = leg.reports_playback
+        self.playout_batch_ms = leg.playout_batch_ms
         self._clock = clock
         self._heard: _Heard | None = None
         self._recorders: list[Recorder] = []
         self._player: Player | None = None
-        leg.attach(self)
+        leg.attach(LegListener(self))
 
     def __repr__(self) -> str:
         return f"<Call {self._id} {self._caller_id} -> {self._destination} {self._state.value}>"
@@ -218,46 +250,37 @@ class Call(MediaUnit):
 
     # -- media ------------------------------------------------------------------------------------
 
-    def _receive_media(self, frame: Frame, source: MediaUnit) -> None:
+    def receive_frame(self, frame: Frame, source: MediaUnit) -> None:
         if self._state is not CallState.CONNECTED:
             return
         if self._heard is not None:
-            self._heard._deliver(frame)
+            self._heard.play(frame)
         data = self._adapter.convert(frame)
         if data:
-            # The end of this audio on the source's timeline: what a playout report refers to.
-            self._leg.send_audio(data, frame.timestamp_ms + int(frame.duration_ms))
+            # The end of this audio on the source's timeline: what played_ms answers in.
+            self._leg.capture_frame(data, frame.timestamp_ms + int(frame.duration_ms))
 
-    def _media_cleared(self, source: MediaUnit) -> None:
-        self._leg.clear_audio()
+    def clear_buffer(self, source: MediaUnit) -> None:
+        self._leg.clear_buffer()
 
-    # -- from the leg -----------------------------------------------------------------------------
+    def flush(self, source: MediaUnit) -> None:
+        self._leg.flush()
 
-    def _leg_audio(self, frame: Frame) -> None:
+    def playback_position(self, source: MediaUnit) -> int | None:
+        return self._leg.played_ms() if source is self.media_source else None
+
+    # -- from the leg (LegListener) ---------------------------------------------------------------
+
+    def _caller_audio(self, frame: Frame) -> None:
         self._deliver(frame)
 
-    def _leg_played(self, position_ms: int) -> None:
-        """The leg really played the source's audio up to ``position_ms`` (source timeline)."""
-        source = self.media_source
-        if source is not None:
-            source._playout_acknowledged(position_ms)
-
-    def _leg_connected(self) -> None:
+    def _connected(self) -> None:
         if self._state in (CallState.ALERTING, CallState.PROGRESSING):
             self._state = CallState.CONNECTED
             if self._leg.media_format != self.media_format:  # an outbound call's answer chose the codec
                 self.media_format = self._leg.media_format
                 self._adapter = FormatAdapter(self.media_format)
             self._emit(CallEvents.Connected)
-
-    def _leg_disconnected(self, reason: str = "", initiator: str = "remote") -> None:
-        self._end(CallEvents.Disconnected, reason=reason, initiator=initiator)
-
-    def _leg_failed(self, code: int, reason: str = "") -> None:
-        self._end(CallEvents.Failed, code=code, reason=reason)
-
-    def _leg_tone(self, digit: str) -> None:
-        self._emit(CallEvents.ToneReceived, tone=digit)
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -1,29 +1,12 @@
-"""Which call session the running code belongs to.
+"""The runtime's name for :mod:`voxline.context`, where the current session's context variable lives.
 
-A scenario file is executed once per call session with fresh globals; ``VoxEngine`` resolves to the
-session through this context variable. Listeners run in the context they were registered in
-(:mod:`voxline.eventtarget`), so the session follows the scenario's code into every callback.
+The same objects: the runtime sets ``current_session`` to its :class:`~voxline.runtime.session.Session`
+while a scenario's code runs, and the code below the runtime reads it as a
+:class:`~voxline.context.SessionContext`.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from ..context import Closable, SessionContext, adopt, current_session
 
-if TYPE_CHECKING:
-    from .session import Session
-
-
-class Closable(Protocol):
-    def close(self) -> Any: ...
-
-
-current_session: ContextVar[Session | None] = ContextVar("voxline_session", default=None)
-
-
-def adopt(resource: Closable) -> None:
-    """Tie a resource (an OpenAI client, a player, ...) to the current session, if any, so the
-    session closes it when it terminates."""
-    session = current_session.get()
-    if session is not None:
-        session.adopt(resource)
+__all__ = ["Closable", "SessionContext", "adopt", "current_session"]

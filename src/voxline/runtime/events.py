@@ -1,22 +1,7 @@
-"""Event constants of the VoxEngine runtime: application and call events."""
+"""Event constants of the VoxEngine runtime: the same objects as :mod:`voxline.events`, their home."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from ..events import AppEvents, CallEvents
 
-
-class AppEvents(StrEnum):
-    Started = "AppEvents.Started"
-    CallAlerting = "AppEvents.CallAlerting"
-    Terminating = "AppEvents.Terminating"
-    Terminated = "AppEvents.Terminated"
-
-
-class CallEvents(StrEnum):
-    Connected = "Call.Connected"
-    Disconnected = "Call.Disconnected"
-    Failed = "Call.Failed"
-    ToneReceived = "Call.ToneReceived"
-    PlaybackFinished = "Call.PlaybackFinished"
-    RecordStarted = "Call.RecordStarted"
-    RecordStopped = "Call.RecordStopped"
+__all__ = ["AppEvents", "CallEvents"]

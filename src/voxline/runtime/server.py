@@ -143,6 +143,7 @@ class RuntimeConfig:
 
     scenario: str = ""
     backend: str = "openai"  # where Realtime clients without a base_url connect: OpenAI or "local"
+    event_loop: str = "asyncio"  # or "uvloop" (the voxline[uvloop] extra)
     sip: str | None = "127.0.0.1:5060"
     http: str | None = "127.0.0.1:8080"
     sip_transports: tuple[str, ...] = ("udp", "tcp")
@@ -196,6 +197,9 @@ class RuntimeConfig:
         self.backend = str(self.backend).strip().lower()
         if self.backend not in ("openai", "local"):
             raise ValueError(f"backend must be 'openai' or 'local', not {self.backend!r}")
+        self.event_loop = str(self.event_loop).strip().lower()
+        if self.event_loop not in ("asyncio", "uvloop"):
+            raise ValueError(f"event_loop must be 'asyncio' or 'uvloop', not {self.event_loop!r}")
         for name in ("sip", "http"):
             value = getattr(self, name)
             if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "no"):
@@ -359,7 +363,7 @@ class Runtime:
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("shutting down: %d sessions running, grace %.0f s", len(self.sessions), grace)
         if self.sip is not None and self.sip.core is not None:
-            self.sip.core.config.max_calls = 0  # new INVITEs get 503
+            self.sip.stop_accepting()  # new INVITEs get 503
         waits = [s.terminated.wait() for s in self.sessions]
         if waits:
             _, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=grace)

@@ -17,15 +17,18 @@ import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dotenv.parser import parse_stream
 
 from .._tasks import background
+from ..context import Closable, current_session
 from ..errors import EndedError
+from ..events import AppEvents
 from ..eventtarget import Event, EventTarget
-from .context import Closable, current_session
-from .events import AppEvents
+
+if TYPE_CHECKING:
+    from ..sip.endpoint import SipEndpoint
 
 log = logging.getLogger("voxline.session")
 
@@ -115,15 +118,29 @@ class Secrets:
         return self._env.get(name) or self._file.get(name)
 
 
+class SessionServices(Protocol):
+    """What the runtime offers its sessions (:class:`voxline.runtime.server.Runtime` does)."""
+
+    # The SIP endpoint for ``VoxEngine.call_sip``, if the runtime listens for SIP.
+    sip: SipEndpoint | None
+    # Where Realtime clients connect when the scenario gives no base URL (the embedded backend).
+    realtime_base_url: str | None
+    # Trace every Realtime client (the scenario's own ``trace`` still wins).
+    trace: bool
+    # Called with (session, resource) for everything a session adopts.
+    observers: list[Callable[[Session, Any], None]]
+
+
 class Session(EventTarget):
-    """``VoxEngine`` for one call session."""
+    """``VoxEngine`` for one call session; the :class:`voxline.context.SessionContext` of the code it
+    runs."""
 
     def __init__(
         self,
         scenario: Scenario,
         secrets: Secrets | None = None,
         *,
-        services: Any = None,
+        services: SessionServices | None = None,
         on_terminated: Callable[[Session], None] | None = None,
     ) -> None:
         super().__init__()
@@ -168,11 +185,19 @@ class Session(EventTarget):
             _close_quietly(resource)
             return
         self._resources.append(resource)
-        for observer in getattr(self.services, "observers", ()):
+        for observer in self.services.observers if self.services is not None else ():
             try:
                 observer(self, resource)
             except Exception:
                 log.exception("%s: observer %r failed on %r", self.id, observer, resource)
+
+    @property
+    def realtime_base_url(self) -> str | None:
+        return self.services.realtime_base_url if self.services is not None else None
+
+    @property
+    def trace(self) -> bool:
+        return self.services.trace if self.services is not None else False
 
     @property
     def resources(self) -> tuple[Closable, ...]:

@@ -14,7 +14,7 @@ from .session import Session
 
 def _session() -> Session:
     session = current_session.get()
-    if session is None:
+    if not isinstance(session, Session):
         raise RuntimeError(
             "VoxEngine is only available inside a call session: run the scenario with `voxline run`"
         )
@@ -49,7 +49,7 @@ class _VoxEngine:
         the callee answers, ``CallEvents.Failed`` (with the SIP code) when it doesn't. Digest
         authentication answers a 401/407 with ``auth_user``/``password``."""
         session = _session()
-        endpoint = getattr(session.services, "sip", None)
+        endpoint = session.services.sip if session.services is not None else None
         if endpoint is None:
             raise RuntimeError("call_sip needs the runtime's SIP endpoint: run with --sip")
         if not isinstance(uri, str) or not uri.startswith(("sip:", "sips:")):
@@ -87,7 +87,7 @@ class _VoxEngine:
 
     def __repr__(self) -> str:
         session = current_session.get()
-        return f"<VoxEngine {session.id if session else '(no session)'}>"
+        return f"<VoxEngine {session.id if isinstance(session, Session) else '(no session)'}>"
 
 
 VoxEngine = _VoxEngine()

@@ -1,0 +1,26 @@
+"""Event constants of the VoxEngine reference: application and call events.
+
+At the bottom of the import graph (standard library only), so the media units that fire call events
+(:mod:`voxline.media`) need not import the runtime; :mod:`voxline.runtime.events` re-exports them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AppEvents(StrEnum):
+    Started = "AppEvents.Started"
+    CallAlerting = "AppEvents.CallAlerting"
+    Terminating = "AppEvents.Terminating"
+    Terminated = "AppEvents.Terminated"
+
+
+class CallEvents(StrEnum):
+    Connected = "Call.Connected"
+    Disconnected = "Call.Disconnected"
+    Failed = "Call.Failed"
+    ToneReceived = "Call.ToneReceived"
+    PlaybackFinished = "Call.PlaybackFinished"
+    RecordStarted = "Call.RecordStarted"
+    RecordStopped = "Call.RecordStopped"
