@@ -257,7 +257,16 @@ class RedactingFilter(logging.Filter):
 
 
 class _RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        # The call the library connection was opened for: its records carry it even when the code
+        # that makes it log runs elsewhere (the caller's audio arrives from the carrier's socket).
+        session_id, call_id = current_log_ids()
+        self._ids = {k: v for k, v in (("session_id", session_id), ("call_id", call_id)) if v is not None}
+
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        if self._ids:
+            kwargs["extra"] = {**self._ids, **(kwargs.get("extra") or {})}
         return msg, kwargs
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
@@ -269,7 +278,8 @@ class _RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
             except (TypeError, ValueError):
                 msg = " ".join(str(part) for part in (msg, *args))
             args = ()
-        super().log(level, redact(str(msg)), **kwargs)
+        text, options = self.process(redact(str(msg)), kwargs)
+        self.logger.log(level, text, **options)
 
     def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
         self.log(logging.DEBUG, msg, *args, **kwargs)
@@ -288,8 +298,9 @@ class _RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
 
 
 def redacting_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
-    """A logger for a library (``websockets.connect(logger=...)``) whose records carry no secret."""
-    return _RedactingAdapter(logging.getLogger(name), {})
+    """A logger for a library (``websockets.connect(logger=...)``) whose records carry no secret,
+    and the session and call ids of the context it is created in."""
+    return _RedactingAdapter(logging.getLogger(name))
 
 
 # -- set-up -------------------------------------------------------------------------------------
