@@ -156,3 +156,54 @@ async def test_text_lines_show_the_ids_and_no_secret(tmp_path: Path, root: loggi
         brackets[number] = {m.group(1) for m in found if m is not None}
         assert len(brackets[number]) == 1, mine
     assert brackets["+15550001"] != brackets["+15550002"]
+
+
+OUTBOUND = """\
+import logging
+
+from voxline import AppEvents, CallEvents, VoxEngine
+from voxline.context import adopt
+from voxline.runtime.call import Call
+from tests.runtime.test_call import MemoryLeg
+
+log = logging.getLogger("scenario")
+LEGS = []
+
+
+def on_started(event):
+    log.info("before dialling")
+    leg = MemoryLeg()
+    LEGS.append(leg)
+    call = Call(leg, outbound=True)
+    adopt(call)  # what VoxEngine.call_sip does with the call it dials
+    log.info("dialled")
+    call.add_event_listener(CallEvents.Connected, lambda e: log.info("connected"))
+
+
+VoxEngine.add_event_listener(AppEvents.Started, on_started)
+"""
+
+
+def test_an_outbound_session_gets_the_id_of_the_call_it_dials(tmp_path: Path, root: logging.Logger) -> None:
+    from voxline.runtime.session import Scenario, Session
+
+    out = io.StringIO()
+    configure_logging(log_format="json", level="info", stream=out)
+    path = tmp_path / "dial.py"
+    path.write_text(OUTBOUND)
+    session = Session(Scenario(path))
+    assert session.start()
+    (leg,) = session.globals["LEGS"]
+    leg.call.connected()  # the callee answers: delivered from the leg's I/O, outside the session
+    session.terminate()
+    got = {
+        r["msg"]: (r.get("session_id"), r.get("call_id"))
+        for r in map(json.loads, out.getvalue().split("\n")[:-1])
+    }
+    call_id = session.call_id
+    assert call_id is not None and call_id.startswith("call-")
+    assert got == {
+        "before dialling": (session.id, None),
+        "dialled": (session.id, call_id),
+        "connected": (session.id, call_id),
+    }
