@@ -178,6 +178,7 @@ def on_started(event):
     adopt(call)  # what VoxEngine.call_sip does with the call it dials
     log.info("dialled")
     call.add_event_listener(CallEvents.Connected, lambda e: log.info("connected"))
+    call.add_event_listener(CallEvents.Connected, lambda e: 1 / 0)  # a handler with a bug
 
 
 VoxEngine.add_event_listener(AppEvents.Started, on_started)
@@ -196,14 +197,15 @@ def test_an_outbound_session_gets_the_id_of_the_call_it_dials(tmp_path: Path, ro
     (leg,) = session.globals["LEGS"]
     leg.call.connected()  # the callee answers: delivered from the leg's I/O, outside the session
     session.terminate()
-    got = {
-        r["msg"]: (r.get("session_id"), r.get("call_id"))
-        for r in map(json.loads, out.getvalue().split("\n")[:-1])
-    }
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    got = {r["msg"]: (r.get("session_id"), r.get("call_id")) for r in records}
     call_id = session.call_id
     assert call_id is not None and call_id.startswith("call-")
     assert got == {
         "before dialling": (session.id, None),
         "dialled": (session.id, call_id),
         "connected": (session.id, call_id),
+        # Logged by the call itself, outside any handler's context: the leg's events carry the ids.
+        "listener for Call.Connected raised": (session.id, call_id),
     }
+    assert "ZeroDivisionError" in records[-1]["exc_info"]
