@@ -78,13 +78,12 @@ def test_fields_are_merged_in_both_formats(root: logging.Logger) -> None:
     out = io.StringIO()
     configure_logging(log_format="text", level="info", stream=out)
     with log_ids(session_id="session-1", call_id="call-1"):
-        logging.getLogger("voxline.calls").info(
-            "call ended", extra={"fields": {**fields, "outcome": "hung up"}}
-        )
+        more = {"outcome": "hung up", "rtp": {"lost": 0, "jitter_ms": 1.5}}
+        logging.getLogger("voxline.calls").info("call ended", extra={"fields": {**fields, **more}})
     (line,) = lines(out)
     assert line.endswith(
         " INFO voxline.calls [session-1 call-1]: call ended transport=twilio caller=+15550001 "
-        'duration_s=12.5 turns=3 p50_ms=null outcome="hung up"'
+        'duration_s=12.5 turns=3 p50_ms=null outcome="hung up" rtp={"lost":0,"jitter_ms":1.5}'
     ), line
 
 

@@ -206,15 +206,13 @@ class JsonFormatter(logging.Formatter):
 
 
 def _logfmt(value: Any) -> str:
-    if isinstance(value, str):
-        text = value
-    else:
-        text = json.dumps(_clean(value), ensure_ascii=False, default=str)
-        if not isinstance(value, Mapping | list | tuple | set | frozenset):
-            return text
-    if text and not any(c.isspace() or c in '"=\\' for c in text):
-        return text
-    return json.dumps(text, ensure_ascii=False)
+    """A field's value in a text line: a plain word as it is, other text in JSON quotes, the rest as
+    compact JSON (``null``, ``true``, ``[1,2]``)."""
+    if not isinstance(value, str):
+        return json.dumps(_clean(value), ensure_ascii=False, separators=(",", ":"), default=str)
+    if value and not any(c.isspace() or c in '"=\\' for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
