@@ -7,10 +7,9 @@ import asyncio
 import gc
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ._version import __version__
-from .logs import configure_logging
+from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,9 +31,18 @@ def _run(args: argparse.Namespace) -> int:
         "public_url": args.public_url,
         "open_media": True if args.open_media else None,
         "rtp_host": args.rtp_host,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
+        # The environment or the config file may say how to log: set up again with them. -v on
+        # the command line beats a log_level from there; --log-level beats -v.
+        configure_logging(
+            args.verbosity,
+            log_format=config.log_format,
+            level=args.log_level or (None if args.verbosity else config.log_level),
+        )
         if args.rules and config.backend != "local":
             raise ValueError("--rules is for the embedded backend: add --backend local")
         runtime = Runtime(config)
@@ -147,13 +155,32 @@ def _twiml(args: argparse.Namespace) -> int:
 def _common_options(*, top: bool) -> argparse.ArgumentParser:
     """Options every command takes, before or after its name (``voxline -v run`` = ``voxline run -v``)."""
     common = argparse.ArgumentParser(add_help=False)
+    # After the command's name they land in sub_*, and only when given (SUPPRESS): main merges them.
+    prefix = "" if top else "sub_"
+    default = None if top else argparse.SUPPRESS
     common.add_argument(
         "-v",
         "--verbose",
         action="count",
-        dest="verbose" if top else "sub_verbose",
+        dest=f"{prefix}verbose",
         default=0 if top else argparse.SUPPRESS,
         help="more logging (-v: calls, -vv: debug)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        type=str.lower,
+        dest=f"{prefix}log_format",
+        default=default,
+        help="log lines as text (default) or JSON objects, one a line",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        dest=f"{prefix}log_level",
+        default=default,
+        help="log level (wins over -v; default warning, -v info, -vv debug)",
     )
     return common
 
@@ -241,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    verbosity: Any = args.verbose + getattr(args, "sub_verbose", 0)
-    configure_logging(verbosity)
+    args.verbosity = args.verbose + getattr(args, "sub_verbose", 0)
+    args.log_format = getattr(args, "sub_log_format", args.log_format)
+    args.log_level = getattr(args, "sub_log_level", args.log_level)
+    configure_logging(args.verbosity, log_format=args.log_format or "text", level=args.log_level)
     code: int = args.func(args)
     return code
 

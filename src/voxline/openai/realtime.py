@@ -24,7 +24,7 @@ from ..audio import PCM16_24K, AudioFormat, Frame
 from ..context import adopt, current_session
 from ..errors import EndedError
 from ..eventtarget import Event
-from ..logs import redacting_logger
+from ..logs import mask_secret, redacting_logger
 from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.playout import Playout, PlayoutBuffer
@@ -149,6 +149,8 @@ class RealtimeAPIClient(MediaUnit):
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def _open(self) -> None:
+        # Whatever shape the key has, no log line shows it (the header patterns cover sk-... only).
+        mask_secret(self._params.api_key)
         headers = {"Authorization": f"Bearer {self._params.api_key}"}
         try:
             ws = await open_websocket(

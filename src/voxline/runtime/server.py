@@ -28,6 +28,7 @@ from .._tasks import background
 from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
 from ..carriers.http_guard import HttpGuard, start_http_site
 from ..carriers.stream import CarrierStream
+from ..logs import log_ids, mask_secret, parse_log_format, parse_log_level
 from ..media.clock import AsyncioMediaClock
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
@@ -163,6 +164,8 @@ class RuntimeConfig:
     mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
     twilio_batch_ms: int = 100  # model audio per Twilio media message (sent as the previous one ends)
     trace: bool = False
+    log_format: str = "text"  # or "json": one object per line
+    log_level: str | None = None  # debug/info/warning/error; None: from -v (warning without)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -209,6 +212,9 @@ class RuntimeConfig:
         if self.sip is None and self.http is None:
             raise ValueError("nothing to listen on: sip and http are both off")
         self.trace = _flag("trace", self.trace)
+        self.log_format = parse_log_format(self.log_format)
+        if self.log_level is not None:
+            self.log_level = parse_log_level(self.log_level)
         self.open_media = _flag("open_media", self.open_media)
         self.max_calls = _integer("max_calls", self.max_calls, 1)
         self.mark_interval_ms = _integer("mark_interval_ms", self.mark_interval_ms)
@@ -266,6 +272,9 @@ class Runtime:
         self.config = config
         self.scenario = Scenario(config.scenario)
         self.secrets = secrets or Secrets(config.secrets_file)
+        # No log line shows these, at any level, wherever they appear (DESIGN §4).
+        for secret in (config.token, config.twilio_auth_token, *self.secrets.values()):
+            mask_secret(secret)
         self.sessions: set[Session] = set()
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
@@ -435,21 +444,22 @@ class Runtime:
         session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
         self.sessions.add(session)
         session.adopt(call)
-        call.add_event_listener("Call.Disconnected", lambda e: self._call_ended(session))
-        call.add_event_listener("Call.Failed", lambda e: self._call_ended(session))
-        if not session.start():
-            return session
-        token = current_session.set(session)
-        try:
-            session.emit(
-                AppEvents.CallAlerting,
-                call=call,
-                callerid=call.caller_id(),
-                destination=call.destination(),
-                headers=call.headers(),
-            )
-        finally:
-            current_session.reset(token)
+        with log_ids(session_id=session.id, call_id=call.id()):
+            call.add_event_listener("Call.Disconnected", lambda e: self._call_ended(session))
+            call.add_event_listener("Call.Failed", lambda e: self._call_ended(session))
+            if not session.start():
+                return session
+            token = current_session.set(session)
+            try:
+                session.emit(
+                    AppEvents.CallAlerting,
+                    call=call,
+                    callerid=call.caller_id(),
+                    destination=call.destination(),
+                    headers=call.headers(),
+                )
+            finally:
+                current_session.reset(token)
         return session
 
     def _call_ended(self, session: Session) -> None:

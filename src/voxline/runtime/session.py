@@ -26,6 +26,8 @@ from ..context import Closable, current_session
 from ..errors import EndedError
 from ..events import AppEvents
 from ..eventtarget import Event, EventTarget
+from ..logs import bind_log_ids, log_ids
+from .call import Call
 
 if TYPE_CHECKING:
     from ..sip.endpoint import SipEndpoint
@@ -117,6 +119,11 @@ class Secrets:
     def get(self, name: str) -> str | None:
         return self._env.get(name) or self._file.get(name)
 
+    def values(self) -> tuple[str, ...]:
+        """What must never be logged: the secrets file's values and ``OPENAI_API_KEY``."""
+        key = self.get("OPENAI_API_KEY")
+        return (*self._file.values(), *((key,) if key else ()))
+
 
 class SessionServices(Protocol):
     """What the runtime offers its sessions (:class:`voxline.runtime.server.Runtime` does)."""
@@ -154,6 +161,9 @@ class Session(EventTarget):
         self._terminating = False
         self.terminated = asyncio.Event()
         self.globals: dict[str, Any] = {}
+        #: The id of the session's first call (the inbound call, or the first one it dials): the
+        #: ``call_id`` of the records its code emits.
+        self.call_id: str | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.scenario.path.name}>"
@@ -165,22 +175,32 @@ class Session(EventTarget):
 
         Returns False (and terminates) when the scenario's top level raised.
         """
-        token = current_session.set(self)
-        try:
-            self.globals = self.scenario.execute()
-        except Exception as exc:
-            log.error("%s: scenario %s failed while loading", self.id, self.scenario.path, exc_info=exc)
-            self.terminate()
-            return False
-        finally:
-            current_session.reset(token)
-        self.emit(AppEvents.Started)
+        # Listeners registered now run in a copy of this context: their records carry the ids.
+        with log_ids(session_id=self.id, call_id=self.call_id):
+            token = current_session.set(self)
+            try:
+                self.globals = self.scenario.execute()
+            except Exception as exc:
+                log.error("%s: scenario %s failed while loading", self.id, self.scenario.path, exc_info=exc)
+                self.terminate()
+                return False
+            finally:
+                current_session.reset(token)
+            self.emit(AppEvents.Started)
         return not self._terminating
 
     def emit(self, name: AppEvents, **fields: Any) -> None:
         self._dispatch(Event(name=name, extra=fields))
 
     def adopt(self, resource: Closable) -> None:
+        if isinstance(resource, Call):
+            resource.session_id = self.id
+            if self.call_id is None:
+                self.call_id = resource.id()
+                if current_session.get() is self:
+                    # A call the scenario dials: what its code does next (listeners it registers,
+                    # tasks it starts) is about this call.
+                    bind_log_ids(call_id=self.call_id)
         if self._terminating:
             _close_quietly(resource)
             return
@@ -209,15 +229,16 @@ class Session(EventTarget):
         if self._terminating:
             return
         self._terminating = True
-        self.emit(AppEvents.Terminating)
-        for resource in reversed(self._resources):
-            _close_quietly(resource)
-        self._resources.clear()
-        self.emit(AppEvents.Terminated)
-        self._release_listeners()
-        self.terminated.set()
-        if self._on_terminated is not None:
-            self._on_terminated(self)
+        with log_ids(session_id=self.id, call_id=self.call_id):
+            self.emit(AppEvents.Terminating)
+            for resource in reversed(self._resources):
+                _close_quietly(resource)
+            self._resources.clear()
+            self.emit(AppEvents.Terminated)
+            self._release_listeners()
+            self.terminated.set()
+            if self._on_terminated is not None:
+                self._on_terminated(self)
 
     @property
     def terminating(self) -> bool:
@@ -225,15 +246,19 @@ class Session(EventTarget):
 
     def _listener_failed(self, name: str, exc: BaseException) -> None:
         # An unhandled error in the scenario's own handler ends its session (VoxEngine semantics).
-        if isinstance(exc, EndedError):
-            # The handler met something that has ended (its caller hung up, its session ended
-            # meanwhile): a normal early hang-up, not a bug worth a traceback.
-            level = logging.DEBUG if self._terminating else logging.INFO
-            log.log(level, "%s: handler for %s stopped: %s", self.id, name, exc)
-        else:
-            log.error(
-                "%s: scenario handler for %s raised; terminating the session", self.id, name, exc_info=exc
-            )
+        with log_ids(session_id=self.id, call_id=self.call_id):
+            if isinstance(exc, EndedError):
+                # The handler met something that has ended (its caller hung up, its session ended
+                # meanwhile): a normal early hang-up, not a bug worth a traceback.
+                level = logging.DEBUG if self._terminating else logging.INFO
+                log.log(level, "%s: handler for %s stopped: %s", self.id, name, exc)
+            else:
+                log.error(
+                    "%s: scenario handler for %s raised; terminating the session",
+                    self.id,
+                    name,
+                    exc_info=exc,
+                )
         self.terminate()
 
     def discard(self) -> None:
