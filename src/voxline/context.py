@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-__all__ = ["Closable", "SessionContext", "adopt", "current_session"]
+__all__ = ["Closable", "SessionContext", "adopt", "current_session", "model_connect"]
 
 
 class Closable(Protocol):
@@ -43,6 +43,11 @@ class SessionContext(Protocol):
         """Own ``resource``: close it when the session terminates (at once if it is terminating)."""
         ...
 
+    def model_connect(self, error: str | None) -> None:
+        """A Realtime client's connect ended: ``error`` None when it connected, else why not (the
+        runtime's readiness counts failures in a row)."""
+        ...
+
 
 current_session: ContextVar[SessionContext | None] = ContextVar("voxline_session", default=None)
 
@@ -53,3 +58,11 @@ def adopt(resource: Closable) -> None:
     session = current_session.get()
     if session is not None:
         session.adopt(resource)
+
+
+def model_connect(error: str | None) -> None:
+    """Report a Realtime connect's outcome to the current session, if any (see
+    :meth:`SessionContext.model_connect`)."""
+    session = current_session.get()
+    if session is not None:
+        session.model_connect(error)

@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._tasks import background
 from ..audio import PCM16_24K, AudioFormat, Frame
-from ..context import adopt, current_session
+from ..context import adopt, current_session, model_connect
 from ..errors import EndedError
 from ..eventtarget import Event
 from ..logs import redacting_logger
@@ -537,6 +537,12 @@ async def create_realtime_api_client(
         kwargs["trace"] = True
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
     client = RealtimeAPIClient(params, clock)
-    await client._open()
+    try:
+        await client._open()
+    except RealtimeAPIError as exc:
+        # The runtime's readiness counts failures in a row (a cancelled attempt is neither).
+        model_connect(str(exc))
+        raise
+    model_connect(None)
     adopt(client)
     return client
