@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-__all__ = ["Closable", "SessionContext", "adopt", "current_session", "model_connect"]
+__all__ = ["Closable", "SessionContext", "adopt", "current_session"]
 
 
 class Closable(Protocol):
@@ -58,11 +58,3 @@ def adopt(resource: Closable) -> None:
     session = current_session.get()
     if session is not None:
         session.adopt(resource)
-
-
-def model_connect(error: str | None) -> None:
-    """Report a Realtime connect's outcome to the current session, if any (see
-    :meth:`SessionContext.model_connect`)."""
-    session = current_session.get()
-    if session is not None:
-        session.model_connect(error)

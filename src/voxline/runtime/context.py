@@ -7,6 +7,6 @@ while a scenario's code runs, and the code below the runtime reads it as a
 
 from __future__ import annotations
 
-from ..context import Closable, SessionContext, adopt, current_session, model_connect
+from ..context import Closable, SessionContext, adopt, current_session
 
-__all__ = ["Closable", "SessionContext", "adopt", "current_session", "model_connect"]
+__all__ = ["Closable", "SessionContext", "adopt", "current_session"]
