@@ -25,6 +25,8 @@ def _run(args: argparse.Namespace) -> int:
         "sip_allow": args.sip_allow,
         "max_calls": args.max_calls,
         "grace_s": args.grace,
+        "ready_model_failures": args.ready_model_failures,
+        "ready_model_retry_s": args.ready_model_retry,
         "secrets_file": args.secrets,
         "token": args.token,
         "twilio_auth_token": args.twilio_auth_token,
@@ -221,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rtp-host", help="address RTP sockets bind to (default: the SIP host)")
     run.add_argument("--max-calls", help="concurrent calls before SIP 503 / refused streams (100)")
     run.add_argument("--grace", help="seconds running calls get to finish on SIGTERM (30)")
+    run.add_argument(
+        "--ready-model-failures",
+        help="/readyz and SIP OPTIONS say 503 after this many failed Realtime connects in a row (3; 0: off)",
+    )
+    run.add_argument(
+        "--ready-model-retry",
+        help="seconds after the last failed Realtime connect until the node reports ready for a try (30)",
+    )
     run.add_argument("--secrets", help="dotenv file of NAME=value lines for VoxEngine.get_secret_value")
     run.add_argument("--config", help="TOML file with a [run] table of these settings")
     run.add_argument("--token", help="token carrier media connections must present")

@@ -31,6 +31,7 @@ from .call import Call
 
 if TYPE_CHECKING:
     from ..sip.endpoint import SipEndpoint
+    from .readiness import Readiness
 
 log = logging.getLogger("voxline.session")
 
@@ -136,6 +137,8 @@ class SessionServices(Protocol):
     trace: bool
     # Called with (session, resource) for everything a session adopts.
     observers: list[Callable[[Session, Any], None]]
+    # Whether the node takes calls; counts the Realtime connects that fail in a row.
+    readiness: Readiness
 
 
 class Session(EventTarget):
@@ -218,6 +221,10 @@ class Session(EventTarget):
     @property
     def trace(self) -> bool:
         return self.services.trace if self.services is not None else False
+
+    def model_connect(self, error: str | None) -> None:
+        if self.services is not None:
+            self.services.readiness.model_connect(error)
 
     @property
     def resources(self) -> tuple[Closable, ...]:
