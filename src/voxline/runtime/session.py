@@ -66,7 +66,8 @@ class Scenario:
         no event is delivered): an ImportError or a NameError there raises ``ScenarioError`` with
         the file and line, at start-up rather than at the first call. The top level of a scenario
         should only import and register listeners, as in VoxEngine."""
-        session = Session(self, secrets)
+        # Its own id, so the first call's session is session-1.
+        session = Session(self, secrets, session_id="session-check")
         token = current_session.set(session)
         try:
             self.execute()
@@ -152,9 +153,10 @@ class Session(EventTarget):
         *,
         services: SessionServices | None = None,
         on_terminated: Callable[[Session], None] | None = None,
+        session_id: str | None = None,
     ) -> None:
         super().__init__()
-        self.id = f"session-{next(_session_ids)}"
+        self.id = session_id or f"session-{next(_session_ids)}"
         self.scenario = scenario
         self.secrets = secrets or Secrets()
         # What the runtime offers the scenario (SIP endpoint for call_sip, backend choice, ...).
