@@ -17,7 +17,7 @@ The names, types and labels are listed in docs/observability.md ("## Metrics").
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -183,7 +183,7 @@ class Telemetry:
         from prometheus_client.process_collector import ProcessCollector
 
         # No *_created series: they double what a scrape carries and no dashboard here reads them.
-        disable_created_metrics()
+        cast(Callable[[], None], disable_created_metrics)()  # untyped in prometheus_client
 
         registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, open fds
