@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from ..telemetry import TELEMETRY, Telemetry
 
 __all__ = ["CONTENT_TYPE", "exposition", "metric_names"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The text format every Prometheus reads (newer prometheus_client versions default to 1.0.0;
+# our names and labels are plain, so the bytes are the same).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def exposition(telemetry: Telemetry = TELEMETRY) -> bytes:
