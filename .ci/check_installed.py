@@ -2,9 +2,10 @@
 
     python .ci/check_installed.py base|local|testing
 
-base: the command runs scenarios with a key (and serves /metrics), refuses without one, and asks for the right extra for
-the offline backend and the demo (one message, no traceback). local: the demo runs end to end.
-testing: the fake Realtime server of ``voxline.testing`` answers a scenario run by ``voxline run``.
+base: the command runs scenarios with a key (and serves /metrics), refuses without one, and asks for
+the right extra for the offline backend and the demo (one message, no traceback). local: the demo
+runs end to end. testing: the fake Realtime server of ``voxline.testing`` answers a scenario run
+by ``voxline run``.
 """
 
 from __future__ import annotations

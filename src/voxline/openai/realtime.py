@@ -440,7 +440,9 @@ class RealtimeAPIClient(MediaUnit):
         if key != self._audio_key:
             # An answer's first audio: the call stamps when its first frame reaches the leg.
             self._audio_key = key
-            self._out_meters.model_audio_at = self._read_at
+            out = self._out_meters
+            if out.on:
+                out.model_audio_at = self._read_at
         playout.push(audio, *key)
 
     def _media_fields(self) -> dict[str, Any]:

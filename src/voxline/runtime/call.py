@@ -270,7 +270,9 @@ class Call(MediaUnit):
                 meters.model_audio_at = 0.0
 
     def clear_buffer(self, source: MediaUnit) -> None:
-        self.meters.model_audio_at = 0.0
+        meters = self.meters
+        if meters.on:
+            meters.model_audio_at = 0.0  # the answer was cut before its first frame left
         self._leg.clear_buffer()
 
     def flush(self, source: MediaUnit) -> None:
