@@ -219,3 +219,24 @@ def test_scrape_hooks_run_before_each_exposition() -> None:
     exposition(telemetry)
     exposition(telemetry)
     assert value(telemetry, "voxline_calls_rejected_total", transport="http", reason="auth") == 3.0
+
+
+def test_realtime_errors_of_any_shape_are_counted_as_other_or_by_their_code() -> None:
+    from voxline.openai.realtime import RealtimeAPIClient
+    from voxline.openai.realtime_protocol import ErrorClass
+    from voxline.telemetry import TELEMETRY
+
+    TELEMETRY.enable()
+    before = value(TELEMETRY, "voxline_realtime_errors_total", code="other", **{"class": "recoverable"}) or 0
+    truncation_errors = value(TELEMETRY, "voxline_truncation_errors_total") or 0
+    for code in ({"nested": 1}, ["x"], None, 7, "made_up_code"):
+        RealtimeAPIClient._count_error({"code": code}, code, ErrorClass.RECOVERABLE)
+    error = {"code": "invalid_value", "param": "audio_end_ms", "message": "Audio content of 900ms is shorter"}
+    RealtimeAPIClient._count_error(error, "invalid_value", ErrorClass.RECOVERABLE)
+    after = value(TELEMETRY, "voxline_realtime_errors_total", code="other", **{"class": "recoverable"})
+    assert after == before + 5
+    assert (
+        value(TELEMETRY, "voxline_realtime_errors_total", code="invalid_value", **{"class": "recoverable"})
+        or 0
+    ) >= 1
+    assert value(TELEMETRY, "voxline_truncation_errors_total") == truncation_errors + 1

@@ -349,7 +349,8 @@ class RealtimeAPIClient(MediaUnit):
 
     @staticmethod
     def _count_error(error: object, code: object, cls: ErrorClass) -> None:
-        TELEMETRY.realtime_error(code if code in ERROR_CODES else "other", cls.value)
+        known = isinstance(code, str) and code in ERROR_CODES  # a server's code may be anything
+        TELEMETRY.realtime_error(code if known else "other", cls.value)
         # A truncation the server refused: its code, or the parameter it names (OpenAI answers an
         # audio_end_ms past the item's end with invalid_value on audio_end_ms, without our event_id).
         if isinstance(error, dict) and ("truncate" in str(code) or error.get("param") == "audio_end_ms"):
