@@ -591,13 +591,12 @@ class Runtime:
             TELEMETRY.call_setup_done(transport, "answered", time.monotonic() - record.started)
 
         def ended(event: Any) -> None:
-            if record.ended:
-                return
-            record.ended = True
-            self._calls.pop(session, None)
             # The outcome until the per-call tracker (issue 15, calls) reports call_finished itself.
-            outcome = "completed" if event.name == CallEvents.Disconnected else "failed"
-            TELEMETRY.call_finished(transport, outcome, time.monotonic() - record.started)
+            if event.name == CallEvents.Disconnected:
+                self._call_counted(session, "completed")
+            else:
+                rejected = event.extra.get("reason") == "rejected"
+                self._call_counted(session, "rejected" if rejected else "failed")
 
         call.add_event_listener(CallEvents.Connected, connected)
         call.add_event_listener(CallEvents.Disconnected, ended)
@@ -617,10 +616,15 @@ class Runtime:
 
         background(later(), name=f"idle-{session.id}")
 
+    def _call_counted(self, session: Session, outcome: str) -> None:
+        record = self._calls.pop(session, None)
+        if record is not None:
+            TELEMETRY.call_finished(record.transport, outcome, time.monotonic() - record.started)
+
     def _session_ended(self, session: Session) -> None:
         self.sessions.discard(session)
         self._winding_down.discard(session)
-        self._calls.pop(session, None)
+        self._call_counted(session, "terminated")  # a call whose end was never reported
 
 
 @dataclass
@@ -629,7 +633,6 @@ class _CallRecord:
 
     transport: str
     started: float
-    ended: bool = False
     model_ready: bool = False
 
 
