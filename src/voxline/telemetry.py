@@ -29,14 +29,6 @@ class Counting(Protocol):
     def inc(self, amount: float = 1) -> None: ...
 
 
-class Gauging(Protocol):
-    def inc(self, amount: float = 1) -> None: ...
-
-    def dec(self, amount: float = 1) -> None: ...
-
-    def set(self, value: float) -> None: ...
-
-
 class Observing(Protocol):
     def observe(self, amount: float) -> None: ...
 
@@ -302,9 +294,6 @@ class Telemetry:
             hook()
 
     # -- calls --------------------------------------------------------------------------------------
-
-    def transport(self, value: str) -> str:
-        return self._transport(value)
 
     def call_started(self, transport: str) -> CallMeters:
         """A call is up: counted in ``voxline_calls_active``; its meters for the media path."""
