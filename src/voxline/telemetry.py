@@ -168,7 +168,8 @@ class Telemetry:
     # -- the switch ---------------------------------------------------------------------------------
 
     def enable(self) -> None:
-        """Build the Prometheus metrics (imports ``prometheus_client``). Idempotent."""
+        """Build the Prometheus metrics (imports ``prometheus_client``). Idempotent. It turns off
+        ``prometheus_client``'s ``*_created`` series for the whole process (its switch is global)."""
         if self.enabled:
             return
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
