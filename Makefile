@@ -4,7 +4,7 @@ PIPECAT_VENV ?= bench/.venv-pipecat
 PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 PIPECAT_VERSION ?= 1.14.0
 
-.PHONY: bench bench-quick bench-voxline bench-setup
+.PHONY: bench bench-quick bench-metrics bench-voxline bench-setup
 
 # Pipecat in its own virtualenv (it pins its own websockets, numpy ... versions).
 $(PIPECAT_VENV)/bin/python:
@@ -22,6 +22,10 @@ bench: bench-setup
 # A few minutes: two N values per configuration, short steps.
 bench-quick: bench-setup
 	$(PYTHON) bench/run.py --steps 25,100 --pipecat-steps 10,25 --duration 8 --warmup 2 --keep-going $(BENCH_ARGS)
+
+# Metrics on (scraped) against off, on the Twilio and SIP G.711 paths, in one run.
+bench-metrics:
+	$(PYTHON) bench/run.py --only voxline-twilio-g711,voxline-twilio-g711-metrics-off,voxline-rtp-g711,voxline-rtp-g711-metrics-off --steps 10,50 --keep-going $(BENCH_ARGS)
 
 # voxline only (no Pipecat virtualenv needed).
 bench-voxline:

@@ -2,9 +2,10 @@
 
     python .ci/check_installed.py base|local|testing
 
-base: the command runs scenarios with a key, refuses without one, and asks for the right extra for
-the offline backend and the demo (one message, no traceback). local: the demo runs end to end.
-testing: the fake Realtime server of ``voxline.testing`` answers a scenario run by ``voxline run``.
+base: the command runs scenarios with a key (and serves /metrics), refuses without one, and asks for
+the right extra for the offline backend and the demo (one message, no traceback). local: the demo
+runs end to end. testing: the fake Realtime server of ``voxline.testing`` answers a scenario run
+by ``voxline run``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def check_base(folder: Path) -> None:
     if code != 0 or "Traceback" in out:
         fail("voxline run with a key should run and stop cleanly on SIGTERM", out)
 
+    check_metrics(scenario)
+
     code, out = cli("run", str(scenario), *listen)
     if code != 2 or "needs OPENAI_API_KEY" not in out or "Traceback" in out:
         fail("voxline run without a key should exit 2 saying so", out)
@@ -117,6 +120,34 @@ def check_base(folder: Path) -> None:
     asks = [line for line in out.splitlines() if "voxline[local]" in line]
     if code != 1 or len(asks) != 1 or "voxline[testing]" in out or "Traceback" in out:
         fail("voxline demo on the base install should ask for voxline[local], once", out)
+
+
+def check_metrics(scenario: Path) -> None:
+    """The base install serves Prometheus metrics (prometheus-client is a base dependency)."""
+    import re
+    import urllib.request
+
+    args = ["run", str(scenario), "--sip", "127.0.0.1:0", "--http", "off", "--metrics", "127.0.0.1:0"]
+    proc = subprocess.Popen(
+        [str(BIN / "voxline"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(OPENAI_API_KEY=KEY),
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        port = re.search(r"metrics 127\.0\.0\.1:(\d+)", line)
+        if port is None:
+            fail("voxline run --metrics HOST:PORT should say where metrics are", line)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=10) as response:
+            body = response.read().decode()
+        if "voxline_calls_active" not in body:
+            fail("GET /metrics of the installed voxline run", body[:2000])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
 
 
 def check_local(folder: Path) -> None:

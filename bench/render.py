@@ -211,6 +211,36 @@ def sip_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def metrics_table(report: dict[str, Any]) -> list[str]:
+    """CPU per call-minute with telemetry on (the default, /metrics scraped) and off, at every N both ran."""
+    by = {e["name"]: e for e in report["configs"]}
+    lines = []
+    for on_name, label in (("voxline-twilio-g711", "Twilio"), ("voxline-rtp-g711", "SIP/RTP")):
+        on, off = by.get(on_name), by.get(f"{on_name}-metrics-off")
+        if not on or not off:
+            continue
+        off_steps = {s["n"]: s for s in off["steps"]}
+        for s in on["steps"]:
+            o = off_steps.get(s["n"])
+            if o is None:
+                continue
+            a, b = s["cpu_s_per_call_minute"], o["cpu_s_per_call_minute"]
+            scrapes = (s.get("metrics_scrapes") or {}).get("ok", 0)
+            lines.append(
+                f"| {label} | {s['n']} | {_num(a, '.3f')} | {_num(b, '.3f')} | {_ratio(a, b, 3)} | "
+                f"{_pair(s['up_ms'])} / {_pair(o['up_ms'])} | {_pair(s['down_ms'])} / {_pair(o['down_ms'])} "
+                f"| {scrapes} |"
+            )
+    if not lines:
+        return []
+    return [
+        "| path | N | CPU s per call-minute, metrics on | metrics off | on ÷ off | caller → model p50 / p99 "
+        "(ms), on / off | model → caller p50 / p99 (ms), on / off | scrapes |",
+        "|---|---|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
 def gc_table(report: dict[str, Any]) -> list[str]:
     by = {e["name"]: e for e in report["configs"]}
     shipped, frozen = by.get("voxline-twilio-g711"), by.get("voxline-twilio-g711-gcfreeze")
@@ -270,6 +300,9 @@ def render(report: dict[str, Any]) -> str:
     lines += comparison(report)
     lines.append("")
     lines += sip_table(report)
+    metrics = metrics_table(report)
+    if metrics:
+        lines += ["", "### Metrics on / off (G.711 paths, same run)", "", *metrics]
     gc = gc_table(report)
     if gc:
         lines += ["", "### Garbage collector experiment (Twilio, G.711)", "", *gc]

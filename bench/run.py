@@ -20,7 +20,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,10 +256,16 @@ def run_step(
                         preexec_fn=_niced(args.nice, args.rt + 10 if args.rt else 0),
                     )
                 )
+        scraper = None
+        if cfg.bridge == "voxline" and cfg.env.get("VOXLINE_METRICS") != "off" and args.scrape_s > 0:
+            scraper = Scraper(f"http://127.0.0.1:{http_port}/metrics", args.scrape_s)
+            scraper.start()
         rss_peak = rss0
         while time.monotonic_ns() < end - 300_000_000:
             time.sleep(0.5)
             rss_peak = max(rss_peak, rss_mb(sut.pid))
+        if scraper is not None:
+            scraper.stop()
         cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
         cpu1["machine"] = machine_busy_seconds()
         cpu1["sut_system"] = cpu_times(sut.pid)[1]
@@ -273,6 +281,9 @@ def run_step(
     results = [json.loads(o.read_text()) for o in outs if o.exists()]
     fake_reports = [json.loads(o.read_text()) for o in fake_out if o.exists()]
     r = analyse(cfg, n, results, fake_reports, cpu0, cpu1, window, rss0, rss_peak, measure, end)
+    r["metrics"] = cfg.env.get("VOXLINE_METRICS", "on") if cfg.bridge == "voxline" else None
+    if scraper is not None:
+        r["metrics_scrapes"] = {"ok": scraper.ok, "failed": scraper.failed, "bytes": scraper.last_bytes}
     gc_file = workdir / f"{tag}-gc.json"
     if gc_file.exists():
         pauses = json.loads(gc_file.read_text())
@@ -293,6 +304,31 @@ def run_step(
             },
         }
     return r
+
+
+class Scraper(threading.Thread):
+    """GET /metrics every ``interval_s`` in the measured window, as a Prometheus server would (its
+    default interval is 60 s, 15 s is common: every 5 s by default here costs more, not less)."""
+
+    def __init__(self, url: str, interval_s: float) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.interval_s = interval_s
+        self.ok = self.failed = self.last_bytes = 0
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    self.last_bytes = len(response.read())
+                self.ok += 1
+            except OSError:
+                self.failed += 1
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(10)
 
 
 def analyse(
@@ -468,6 +504,17 @@ def configs(args: argparse.Namespace) -> list[Config]:
             steps,
             "voxline, Twilio callers, G.711 pass-through",
         ),
+        # The same path with telemetry off (voxline run --metrics off): the cost of the metrics, which
+        # the other voxline configurations have on (the default) and scraped (--scrape-s).
+        Config(
+            "voxline-twilio-g711-metrics-off",
+            "voxline",
+            "twilio",
+            "g711",
+            steps,
+            "voxline, Twilio callers, G.711 pass-through, metrics off",
+            {"VOXLINE_METRICS": "off"},
+        ),
         Config(
             "voxline-twilio-pcm24k",
             "voxline",
@@ -483,6 +530,15 @@ def configs(args: argparse.Namespace) -> list[Config]:
             "g711",
             steps,
             "voxline, SIP/RTP callers, G.711 pass-through",
+        ),
+        Config(
+            "voxline-rtp-g711-metrics-off",
+            "voxline",
+            "rtp",
+            "g711",
+            steps,
+            "voxline, SIP/RTP callers, G.711 pass-through, metrics off",
+            {"VOXLINE_METRICS": "off"},
         ),
         Config(
             "voxline-rtp-pcm24k", "voxline", "rtp", "pcm24k", steps, "voxline, SIP/RTP callers, 24 kHz PCM"
@@ -567,6 +623,9 @@ def main() -> None:
         default=10,
         help="SCHED_RR priority of every bench process (root; 0: use --nice): a shared machine's other "
         "jobs cannot delay them; the kernel's RT throttling still leaves others 5%%",
+    )
+    parser.add_argument(
+        "--scrape-s", type=float, default=5.0, help="GET voxline's /metrics this often (0: never)"
     )
     parser.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
     parser.add_argument("--profile", action="store_true", help="py-spy voxline at its last holding step")

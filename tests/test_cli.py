@@ -135,6 +135,11 @@ async def test_a_busy_sip_port_names_the_address() -> None:
         (["--sip", "off", "--http", "off"], "nothing to listen on"),
         (["--http", "999.1.1.1:8080"], "http: '999.1.1.1' is not a valid IPv4 address"),
         (["--rules", "x.yaml"], "--rules is for the embedded backend: add --backend local"),
+        (["--metrics", "0.0.0.0:9100"], "metrics: listening on 0.0.0.0 shows call volumes"),
+        (
+            ["--http", "off", "--metrics", "on"],
+            "metrics: 'on' serves /metrics on the HTTP listener, which is off",
+        ),
     ],
 )
 async def test_unsafe_or_nonsense_settings_are_refused_with_their_name(args: list[str], needle: str) -> None:

@@ -35,6 +35,8 @@ def _run(args: argparse.Namespace) -> int:
         "rtp_host": args.rtp_host,
         "log_format": args.log_format,
         "log_level": args.log_level,
+        "metrics": args.metrics,
+        "open_metrics": True if args.open_metrics else None,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
@@ -84,7 +86,9 @@ def _run(args: argparse.Namespace) -> int:
             http_host = (config.http or "").rpartition(":")[0]
             sip = f", SIP {sip_host}:{runtime.sip.port}" if runtime.sip else ""
             http = f", HTTP {http_host}:{runtime.http_port}" if config.http else ""
-            print(f"voxline {__version__}: running {config.scenario}{sip}{http}", flush=True)
+            metrics_host = (config.metrics_listen or "").rpartition(":")[0]
+            metrics = f", metrics {metrics_host}:{runtime.metrics_port}" if runtime.metrics_port else ""
+            print(f"voxline {__version__}: running {config.scenario}{sip}{http}{metrics}", flush=True)
             for _ in range(args.start_session):
                 runtime.start_session()
             await serving
@@ -240,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--open-media",
         action="store_true",
         help="accept media streams without a token on a non-loopback --http address (unsafe)",
+    )
+    run.add_argument(
+        "--metrics",
+        metavar="on|off|HOST:PORT",
+        help="Prometheus /metrics: on the HTTP listener (on; the default when --http is on loopback), "
+        "off, or a listener of its own (HOST:PORT)",
+    )
+    run.add_argument(
+        "--open-metrics",
+        action="store_true",
+        help="serve /metrics on a non-loopback address (it shows call volumes and errors)",
     )
     run.add_argument(
         "--start-session",

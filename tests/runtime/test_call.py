@@ -26,6 +26,7 @@ class MemoryLeg:
     media_format: AudioFormat = PCMU_8K
     reports_playback = False
     playout_batch_ms = FRAME_MS
+    transport = "local"
 
     def __init__(self) -> None:
         self.listener: LegListener | None = None

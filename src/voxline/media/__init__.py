@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from voxline.audio import FRAME_MS, AudioFormat, Frame
 from voxline.audio.transcode import Transcoder
 from voxline.eventtarget import EventTarget
+from voxline.telemetry import NO_METERS, CallMeters
 
 __all__ = [
     "ClearMediaBufferParameters",
@@ -149,6 +150,8 @@ class MediaUnit(EventTarget):
     #: for sinks whose far end buffers, plays at its own pace and reports what it played (Twilio):
     #: fewer, larger messages, the same timing.
     playout_batch_ms: int = FRAME_MS
+    #: A call's metric children (``voxline.telemetry``); every other unit's do nothing.
+    meters: CallMeters = NO_METERS
 
     def __init__(self) -> None:
         super().__init__()

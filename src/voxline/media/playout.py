@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 from voxline.audio import FRAME_MS, AudioFormat, Frame
 from voxline.audio.tone import silence
+from voxline.telemetry import TELEMETRY
 
 from .clock import ClockSubscription, MediaClock
 
@@ -164,6 +165,7 @@ class PlayoutBuffer:
         accepted = n if n <= room else max(room, 0)
         if accepted < n:
             self._dropped += n - accepted
+            TELEMETRY.audio_dropped((n - accepted) / self._bpm)
             if not accepted:
                 return
             data = data[:accepted]

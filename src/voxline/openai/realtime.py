@@ -28,11 +28,12 @@ from ..logs import mask_secret, redacting_logger
 from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.playout import Playout, PlayoutBuffer
+from ..telemetry import NO_METERS, TELEMETRY, CallMeters
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, RealtimeAPIEvents
 from .formats import to_openai
 from .params import DEFAULT_BASE_URL, RealtimeAPIClientParameters, build_parameters
-from .realtime_protocol import ErrorClass, MessageKind, RealtimeProtocol, classify_error
+from .realtime_protocol import ERROR_CODES, ErrorClass, MessageKind, RealtimeProtocol, classify_error
 from .websocket import HandshakeFailed, WebSocketClient, open_websocket
 
 log = logging.getLogger("voxline.openai.realtime")
@@ -141,6 +142,14 @@ class RealtimeAPIClient(MediaUnit):
         # comes first (a refused key is an error event after the 101 at OpenAI and the fake).
         self._session: SessionContext | None = current_session.get()
         self._connect_reported = False
+        # Metrics: the meters of the call this client hears (input) and speaks to (output), the time
+        # the message being handled was read, the answer whose first audio was stamped, when the
+        # caller's speech last started (for barge-in -> silence).
+        self._in_meters: CallMeters = NO_METERS
+        self._out_meters: CallMeters = NO_METERS
+        self._read_at = 0.0
+        self._audio_key: tuple[str | None, int] | None = None
+        self._speech_started_at: float | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -311,11 +320,13 @@ class RealtimeAPIClient(MediaUnit):
         ws.send_text(text)
 
     def _handle_binary(self, data: bytes) -> None:
+        self._read_at = time.monotonic()
         self._core.receive_binary(data)
         self._handle_events()
 
     def _handle_text(self, text: str) -> None:
-        self._core.receive_text(text, time.monotonic())
+        now = self._read_at = time.monotonic()
+        self._core.receive_text(text, now)
         self._handle_events(text)
 
     def _handle_events(self, text: str | None = None) -> None:
@@ -344,7 +355,13 @@ class RealtimeAPIClient(MediaUnit):
                 item_id, index = message.data.get("item_id"), message.data.get("content_index", 0)
                 if isinstance(item_id, str) and isinstance(index, int):
                     self._playout.end_item(item_id, index)
-            if message.name is RealtimeAPIEvents.Error:
+            if message.name is RealtimeAPIEvents.InputAudioBufferSpeechStarted:
+                self._speech_started_at = self._read_at
+            elif message.name is RealtimeAPIEvents.ResponseDone:
+                response = message.data.get("response")
+                if isinstance(response, dict):
+                    TELEMETRY.response_usage(response.get("usage"))
+            elif message.name is RealtimeAPIEvents.Error:
                 cls = classify_error(message.data)
                 level = logging.ERROR if cls is ErrorClass.FATAL else logging.WARNING
                 error = message.data.get("error")
@@ -355,7 +372,17 @@ class RealtimeAPIClient(MediaUnit):
                 )
                 if cls is ErrorClass.FATAL:
                     self._connect_ended(f"{code}: {reason}")
+                self._count_error(error, code, cls)
             self._emit(message.name, message.data)
+
+    @staticmethod
+    def _count_error(error: object, code: object, cls: ErrorClass) -> None:
+        known = isinstance(code, str) and code in ERROR_CODES  # a server's code may be anything
+        TELEMETRY.realtime_error(code if known else "other", cls.value)
+        # A truncation the server refused: its code, or the parameter it names (OpenAI answers an
+        # audio_end_ms past the item's end with invalid_value on audio_end_ms, without our event_id).
+        if isinstance(error, dict) and ("truncate" in str(code) or error.get("param") == "audio_end_ms"):
+            TELEMETRY.truncation_failed()
 
     # -- media ----------------------------------------------------------------------------------------
 
@@ -375,14 +402,20 @@ class RealtimeAPIClient(MediaUnit):
                 self._write(text)
                 if self._tracer is not None:
                     self._tracer.record("out", "input_audio_buffer.append", len(text), json.loads(text))
+            meters = self._in_meters
+            if meters.on and meters.inbound_at:
+                # The caller's frame is on the model's socket: added latency caller -> model.
+                meters.caller_to_model.observe(time.monotonic() - meters.inbound_at)
             if core.silence_timeout_s is not None:
                 self._handle_events()
 
     def _source_changed(self, source: MediaUnit | None) -> None:
+        self._in_meters = source.meters if source is not None else NO_METERS
         if source is not None:
             self._negotiate("input", source.media_format)
 
     def _sinks_changed(self) -> None:
+        self._out_meters = next((s.meters for s in self.media_sinks if s.meters.on), NO_METERS)
         for sink in self.media_sinks:
             if sink.media_format is not None:
                 self._negotiate("output", sink.media_format)
@@ -429,11 +462,17 @@ class RealtimeAPIClient(MediaUnit):
             playout.batch_ms = self._sinks_batch_ms
         item_id = data.get("item_id")
         content_index = data.get("content_index", 0)
-        playout.push(
-            audio,
+        key = (
             item_id if isinstance(item_id, str) else None,
             content_index if isinstance(content_index, int) else 0,
         )
+        if key != self._audio_key:
+            # An answer's first audio: the call stamps when its first frame reaches the leg.
+            self._audio_key = key
+            out = self._out_meters
+            if out.on:
+                out.model_audio_at = self._read_at
+        playout.push(audio, *key)
 
     def _media_fields(self) -> dict[str, Any]:
         params = next(
@@ -468,12 +507,19 @@ class RealtimeAPIClient(MediaUnit):
             self._playout.buffer.acknowledge(heard)
         cleared = self._playout.clear()
         self._clear_sinks()
+        if cleared:
+            # Until the per-call tracker (issue 15, calls) reports barge-ins itself.
+            started = self._speech_started_at
+            to_silence = (time.monotonic() - started) * 1000 if started is not None else None
+            TELEMETRY.barge_in(self._out_meters.transport, to_silence)
+        self._speech_started_at = None
         if not self._params.auto_truncate or self._closed:
             return
         for item in cleared:
             # Partly heard (or heard up to now while the model was still streaming it). Nothing heard:
             # the item stays as the model has it; fully heard items are never reported.
             if item.interrupted:
+                TELEMETRY.truncation_sent()
                 self._send(
                     "conversation.item.truncate",
                     {
@@ -517,6 +563,7 @@ class RealtimeAPIClient(MediaUnit):
         if self._unsent:
             log.warning("Realtime client %s closed with %d unsent messages dropped", self._id, self._unsent)
         close_event = {"code": code, "reason": reason, "was_clean": code != 1006}
+        TELEMETRY.websocket_closed("realtime", code)
         if not self._closed_here and code != 1000:
             # A refused key, an expired session, a dead socket: say so at the default verbosity.
             log.warning(

@@ -77,6 +77,8 @@ class RtpSession:
         self._last_rx_ms = now_ms
         self._timed_out = False
         self._rx_ssrc: int | None = None
+        self._last_arrival: tuple[int, int, float] | None = None  # (ssrc, timestamp, arrival ms)
+        self._jitter = 0.0
         self._base_ts = 0
         self._ts_offset_ms = 0
         self._last_ts_ms = 0
@@ -137,6 +139,13 @@ class RtpSession:
             if digit is not None:
                 self._events.append(digit)
             return
+        # Interarrival jitter (RFC 3550 §A.8), in ms; a new stream (SSRC) starts it over.
+        last = self._last_arrival
+        if last is not None and last[0] == packet.ssrc:
+            steps = (packet.timestamp - last[1] + 0x80000000) % 0x100000000 - 0x80000000  # signed, wraps
+            d = (now_ms - last[2]) - steps * 1000 / self.format.rate
+            self._jitter += ((d if d >= 0 else -d) - self._jitter) / 16
+        self._last_arrival = (packet.ssrc, packet.timestamp, now_ms)
         for ready in self.jitter.push(packet, now_ms):
             self._deliver(ready)
 
@@ -151,6 +160,11 @@ class RtpSession:
         )
         self._last_ts_ms = ts_ms
         self._events.append(Frame(packet.payload, self.format, ts_ms))
+
+    @property
+    def jitter_ms(self) -> float:
+        """Interarrival jitter of the received stream (RFC 3550), in ms."""
+        return self._jitter
 
     def events_received(self) -> list[RtpEvent]:
         events, self._events = self._events, []

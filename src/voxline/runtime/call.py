@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -74,6 +75,8 @@ class CallLeg(Protocol):
     reports_playback: bool
     #: How much paced audio one ``capture_frame`` may carry (ms; 20, or 100 for Twilio's player).
     playout_batch_ms: int
+    #: What carries the call, as the metrics label it: ``sip``, ``twilio``, ``voxengine``, ``local``.
+    transport: str
 
     def attach(self, listener: LegListener) -> None: ...
     def answer(self, headers: Mapping[str, str] | None) -> None: ...
@@ -126,6 +129,7 @@ class Call(MediaUnit):
         self._adapter = FormatAdapter(leg.media_format)
         self.reports_playback = leg.reports_playback
         self.playout_batch_ms = leg.playout_batch_ms
+        self.transport = leg.transport
         self._clock = clock
         self._heard: _Heard | None = None
         self._recorders: list[Recorder] = []
@@ -268,8 +272,16 @@ class Call(MediaUnit):
         if data:
             # The end of this audio on the source's timeline: what played_ms answers in.
             self._leg.capture_frame(data, frame.timestamp_ms + int(frame.duration_ms))
+            meters = self.meters
+            if meters.model_audio_at:
+                # The first frame of an answer is with the leg: added latency model -> caller.
+                meters.model_to_caller.observe(time.monotonic() - meters.model_audio_at)
+                meters.model_audio_at = 0.0
 
     def clear_buffer(self, source: MediaUnit) -> None:
+        meters = self.meters
+        if meters.on:
+            meters.model_audio_at = 0.0  # the answer was cut before its first frame left
         self._leg.clear_buffer()
 
     def flush(self, source: MediaUnit) -> None:
@@ -281,6 +293,9 @@ class Call(MediaUnit):
     # -- from the leg (LegListener) ---------------------------------------------------------------
 
     def _caller_audio(self, frame: Frame) -> None:
+        meters = self.meters
+        if meters.on:
+            meters.inbound_at = time.monotonic()  # added latency caller -> model starts here
         self._deliver(frame)
 
     def _connected(self) -> None:

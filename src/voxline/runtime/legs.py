@@ -28,6 +28,7 @@ class SipLeg:
 
     reports_playback = True
     playout_batch_ms = FRAME_MS
+    transport = "sip"
 
     def __init__(self, leg: SipCallLeg) -> None:
         self.sip = leg
@@ -96,6 +97,7 @@ class CarrierLeg:
         self.media_format = stream.media_format
         self.reports_playback = stream.kind == "twilio"
         self.playout_batch_ms = stream.playout_batch_ms
+        self.transport: str = stream.kind
         self._listener: LegListener | None = None
         self._acknowledged: int | None = None  # source position of the last echoed mark
 

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -35,11 +36,14 @@ from ..carriers.http_guard import HttpGuard, start_http_site
 from ..carriers.stream import CarrierStream
 from ..logs import log_ids, mask_secret, parse_log_format, parse_log_level
 from ..media.clock import AsyncioMediaClock
+from ..openai.events import RealtimeAPIEvents
+from ..openai.realtime import RealtimeAPIClient
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
+from ..telemetry import TELEMETRY
 from .call import Call
 from .context import current_session
-from .events import AppEvents
+from .events import AppEvents, CallEvents
 from .legs import CarrierLeg, SipLeg
 from .readiness import Readiness
 from .session import Scenario, Secrets, Session
@@ -176,6 +180,10 @@ class RuntimeConfig:
     # ready again for a try this many seconds after the last failure.
     ready_model_failures: int = 3
     ready_model_retry_s: float = 30.0
+    # Prometheus /metrics: "on" (the HTTP listener), "off", or HOST:PORT (a listener of its own).
+    # None: on when the HTTP listener is set and on loopback (or open_metrics), else off.
+    metrics: str | None = None
+    open_metrics: bool = False  # /metrics on a non-loopback address (it tells call volumes and errors)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -247,7 +255,45 @@ class RuntimeConfig:
         self.sip_allow = parse_sources(self.sip_allow)
         if self.rtp_host is not None:
             parse_hostport(f"{self.rtp_host}:0", "rtp_host")
+        self.open_metrics = _flag("open_metrics", self.open_metrics)
         self._check_exposure()
+        self._normalize_metrics()
+
+    def _normalize_metrics(self) -> None:
+        value = None if self.metrics is None else str(self.metrics).strip().lower()
+        http_public = self.http is not None and not is_loopback(parse_hostport(self.http, "http")[0])
+        if value in (None, "", "auto"):
+            # By default /metrics is where the carriers' HTTP listener is, unless that is public.
+            self.metrics = "on" if self.http is not None and (not http_public or self.open_metrics) else "off"
+            return
+        if value in ("on", "true", "yes", "1"):
+            if self.http is None:
+                raise ValueError(
+                    "metrics: 'on' serves /metrics on the HTTP listener, which is off: "
+                    "give --metrics HOST:PORT for a listener of its own"
+                )
+            if http_public and not self.open_metrics:
+                raise ValueError(
+                    f"metrics: /metrics on the HTTP listener ({self.http}) would be open to the network: "
+                    "give --metrics 127.0.0.1:PORT, or --open-metrics to allow it"
+                )
+            self.metrics = "on"
+            return
+        if value in ("off", "false", "no", "0", "none"):
+            self.metrics = "off"
+            return
+        host, _ = parse_hostport(str(self.metrics), "metrics")
+        if not is_loopback(host) and not self.open_metrics:
+            raise ValueError(
+                f"metrics: listening on {host} shows call volumes and errors to the network: "
+                "use a loopback address (127.0.0.1:PORT), or --open-metrics to allow it"
+            )
+        self.metrics = str(self.metrics).strip()
+
+    @property
+    def metrics_listen(self) -> str | None:
+        """HOST:PORT of a listener of /metrics' own, or None."""
+        return self.metrics if self.metrics not in (None, "on", "off") else None
 
     def _check_exposure(self) -> None:
         """A listener reachable from other machines needs access control (it starts paid sessions)."""
@@ -309,6 +355,11 @@ class Runtime:
         # Called with (session, resource) for every call, client, player... a session adopts:
         # how tools (the demo's live view, recorders) watch calls without touching scenarios.
         self.observers: list[Callable[[Session, Any], None]] = []
+        self._calls: dict[Session, _CallRecord] = {}
+        self._metrics_runner: web.AppRunner | None = None
+        self.metrics_port: int | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._counted: dict[str, int] = {}  # refusals counted elsewhere, as added to the metrics
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -319,6 +370,8 @@ class Runtime:
 
     async def start(self) -> None:
         cfg = self.config
+        if cfg.metrics != "off":
+            self._start_telemetry()
         if cfg.sip:
             host, port = parse_hostport(cfg.sip, "sip")
             self.sip = SipEndpoint(
@@ -363,6 +416,8 @@ class Runtime:
             app.router.add_get("/livez", self._livez)
             app.router.add_get("/readyz", self._readyz)
             app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
+            if cfg.metrics == "on":
+                app.router.add_get("/metrics", self._metrics)
             # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
                 http = await start_http_site(app, host, port, access_log=None)
@@ -375,6 +430,69 @@ class Runtime:
             log.info(
                 "HTTP on %s:%d (Twilio %s, media %s)", host, self.http_port, cfg.twilio_path, cfg.media_path
             )
+        if cfg.metrics_listen is not None:
+            await self._start_metrics_listener(cfg.metrics_listen)
+
+    def _start_telemetry(self) -> None:
+        TELEMETRY.enable()
+        TELEMETRY.on_scrape(self._catch_up_counters)
+        from ..observability.probes import watch_loop_lag
+
+        self._probe = background(watch_loop_lag(), name="loop-lag-probe")
+        self.observers.append(self._observe)
+
+    async def _start_metrics_listener(self, listen: str) -> None:
+        host, port = parse_hostport(listen, "metrics")
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        try:
+            site = await start_http_site(app, host, port, access_log=None)
+        except OSError as exc:
+            if self._http_runner is not None:
+                await self._http_runner.cleanup()
+            if self.sip is not None:
+                await self.sip.close()
+            raise ListenError(f"cannot listen for metrics on {listen}: {_reason(exc)}") from None
+        self._metrics_runner, self.metrics_port = site.runner, site.port
+        log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from ..observability.prometheus import CONTENT_TYPE, exposition
+
+        return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _catch_up_counters(self) -> None:
+        """Refusals counted by the SIP core and the carrier endpoints, added to the Prometheus
+        counters at each scrape (nothing on their paths)."""
+        sources: list[tuple[str, str, int]] = []
+        if self.sip is not None:
+            stats = self.sip.stats
+            sources += [
+                ("sip", "draining", stats.get("rejected_draining", 0)),
+                ("sip", "limit", stats.get("rejected_over_limit", 0)),
+                ("sip", "allowlist", stats.get("rejected_source", 0)),
+            ]
+        if self.carriers is not None:
+            stats = self.carriers.stats
+            refused = sum(stats.get(k, 0) for k in ("refused_unauthenticated", "refused_forbidden"))
+            sources += [("http", "auth", refused + stats.get("webhook_refused", 0))]
+        for transport, reason, total in sources:
+            key = f"{transport}:{reason}"
+            TELEMETRY.call_rejected(transport, reason, total - self._counted.get(key, 0))
+            self._counted[key] = total
+
+    def _observe(self, session: Session, resource: Any) -> None:
+        """Setup time to the model session: the first ``session.created`` of a call's session."""
+        record = self._calls.get(session)
+        if record is None or not isinstance(resource, RealtimeAPIClient):
+            return
+
+        def created(event: Any) -> None:
+            if not record.model_ready:
+                record.model_ready = True
+                TELEMETRY.call_setup_done(record.transport, "model_ready", time.monotonic() - record.started)
+
+        resource.add_event_listener(RealtimeAPIEvents.SessionCreated, created)
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -407,6 +525,10 @@ class Runtime:
             await self._http_runner.cleanup()
         if self.sip is not None:
             await self.sip.close()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        if self._probe is not None:
+            self._probe.cancel()
         self._stopped.set()
 
     async def _livez(self, request: web.Request) -> web.Response:
@@ -442,7 +564,9 @@ class Runtime:
         return len(self.sessions) - len(self._winding_down)
 
     async def _on_sip_call(self, leg: SipCallLeg) -> None:
-        if self._full():
+        refused = self._admit()
+        if refused is not None:
+            TELEMETRY.call_rejected("sip", "draining" if refused == "draining" else "limit")
             leg.reject(503, "Service Unavailable")
             return
         call = Call(
@@ -455,7 +579,9 @@ class Runtime:
         self._start_session(call)
 
     async def _on_stream(self, stream: CarrierStream) -> None:
-        if self._full():
+        refused = self._admit()
+        if refused is not None:
+            TELEMETRY.call_rejected(stream.kind, "draining" if refused == "draining" else "limit")
             await stream.close(1013, "too many calls")
             return
         custom = stream.custom_parameters
@@ -478,6 +604,8 @@ class Runtime:
     def _start_session(self, call: Call) -> Session:
         session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
         self.sessions.add(session)
+        if TELEMETRY.enabled:
+            self._count_call(session, call)
         session.adopt(call)
         with log_ids(session_id=session.id, call_id=call.id()):
             call.add_event_listener("Call.Disconnected", lambda e: self._call_ended(session))
@@ -497,6 +625,28 @@ class Runtime:
                 current_session.reset(token)
         return session
 
+    def _count_call(self, session: Session, call: Call) -> None:
+        """The call in the metrics: active from now, its meters bound, setup and end timed."""
+        transport = call.transport
+        record = _CallRecord(transport, time.monotonic())
+        self._calls[session] = record
+        call.meters = TELEMETRY.call_started(transport)
+
+        def connected(event: Any) -> None:
+            TELEMETRY.call_setup_done(transport, "answered", time.monotonic() - record.started)
+
+        def ended(event: Any) -> None:
+            # The outcome until the per-call tracker (issue 15, calls) reports call_finished itself.
+            if event.name == CallEvents.Disconnected:
+                self._call_counted(session, "completed")
+            else:
+                rejected = event.extra.get("reason") == "rejected"
+                self._call_counted(session, "rejected" if rejected else "failed")
+
+        call.add_event_listener(CallEvents.Connected, connected)
+        call.add_event_listener(CallEvents.Disconnected, ended)
+        call.add_event_listener(CallEvents.Failed, ended)
+
     def _call_ended(self, session: Session) -> None:
         """A session whose call ended and that does not terminate itself is ended after a pause."""
         if session.terminating:
@@ -511,9 +661,24 @@ class Runtime:
 
         background(later(), name=f"idle-{session.id}")
 
+    def _call_counted(self, session: Session, outcome: str) -> None:
+        record = self._calls.pop(session, None)
+        if record is not None:
+            TELEMETRY.call_finished(record.transport, outcome, time.monotonic() - record.started)
+
     def _session_ended(self, session: Session) -> None:
         self.sessions.discard(session)
         self._winding_down.discard(session)
+        self._call_counted(session, "terminated")  # a call whose end was never reported
+
+
+@dataclass
+class _CallRecord:
+    """What the metrics keep of a running call."""
+
+    transport: str
+    started: float
+    model_ready: bool = False
 
 
 __all__ = ["CallDisconnected", "CallFailed", "ListenError", "Runtime", "RuntimeConfig"]

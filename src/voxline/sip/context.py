@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable
 
+from ..telemetry import TELEMETRY
 from .config import SipConfig
 from .dialog import Dialog
 from .events import Address, Outgoing, SipEvent, Transport
@@ -112,6 +113,7 @@ class CoreContext:
         ``source``), From, To (with ``to_tag`` unless it has one), Call-ID and CSeq, then ``extra``
         headers and an SDP ``body``."""
         resp = SipResponse(status=status, reason=reason or reason_phrase(status))
+        TELEMETRY.sip_response(status)  # every response is built here once (resends reuse the bytes)
         vias = req.headers.get_all("Via")
         if vias and source is not None:
             try:

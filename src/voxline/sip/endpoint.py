@@ -31,6 +31,7 @@ from ..audio import AudioFormat, Frame
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..rtp import DtmfDigit, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
+from ..telemetry import TELEMETRY
 from .core import CallStateError, SipConfig, UserAgentCore
 from .dialog import DialogState, transition
 from .events import (
@@ -309,6 +310,14 @@ class SipCallLeg:
 
     def _close_media(self) -> None:
         if self.rtp is not None:
+            if not self.rtp.closed:
+                session = self.rtp.session
+                TELEMETRY.rtp_stream_finished(
+                    session.stats["received"],
+                    session.jitter.lost,
+                    session.jitter.late,
+                    session.jitter_ms / 1000,
+                )
             self.rtp.close()
 
 

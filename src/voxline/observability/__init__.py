@@ -1,0 +1,2 @@
+"""Exporters of what ``voxline.telemetry`` measures: the Prometheus exposition (``prometheus``) and the
+runtime's probes (``probes``)."""
