@@ -32,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         "public_url": args.public_url,
         "open_media": True if args.open_media else None,
         "rtp_host": args.rtp_host,
+        "call_log": args.call_log,
+        "otel": True if args.otel else None,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
@@ -203,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--open-media",
         action="store_true",
         help="accept media streams without a token on a non-loopback --http address (unsafe)",
+    )
+    run.add_argument(
+        "--call-log",
+        metavar="DIR",
+        help="write each call's quality record (turns, latencies, barge-ins, RTP, tokens) to DIR as JSON",
+    )
+    run.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry traces of calls, exported as the OTEL_* variables say (voxline[otel] extra)",
     )
     run.add_argument(
         "--start-session",

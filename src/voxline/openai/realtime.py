@@ -230,6 +230,12 @@ class RealtimeAPIClient(MediaUnit):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def privacy(self) -> bool:
+        """Created with ``privacy``: no message content in logs and traces (nor in voxline's call
+        records and spans)."""
+        return self._params.privacy
+
     def statistics(self) -> dict[str, Any]:
         if not self._params.statistics:
             raise RuntimeError("statistics are off for this client: create it with statistics=True")

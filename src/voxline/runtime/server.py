@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,11 +31,15 @@ from ..carriers.stream import CarrierStream
 from ..media.clock import AsyncioMediaClock
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
+from .accounting import Accounting, otel_requested
 from .call import Call
 from .context import current_session
 from .events import AppEvents
 from .legs import CarrierLeg, SipLeg
 from .session import Scenario, Secrets, Session
+
+if TYPE_CHECKING:
+    from ..observability.otel import CallTracing
 
 log = logging.getLogger("voxline.runtime")
 
@@ -163,6 +167,8 @@ class RuntimeConfig:
     mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
     twilio_batch_ms: int = 100  # model audio per Twilio media message (sent as the previous one ends)
     trace: bool = False
+    call_log: str | None = None  # a directory: one JSON quality record per call
+    otel: bool = False  # OpenTelemetry traces (the voxline[otel] extra), exported as OTEL_* says
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -209,6 +215,10 @@ class RuntimeConfig:
         if self.sip is None and self.http is None:
             raise ValueError("nothing to listen on: sip and http are both off")
         self.trace = _flag("trace", self.trace)
+        self.otel = _flag("otel", self.otel)
+        if self.call_log is not None:
+            text = str(self.call_log).strip()
+            self.call_log = None if text.lower() in ("", "off", "none") else text
         self.open_media = _flag("open_media", self.open_media)
         self.max_calls = _integer("max_calls", self.max_calls, 1)
         self.mark_interval_ms = _integer("mark_interval_ms", self.mark_interval_ms)
@@ -262,7 +272,12 @@ def _reason(exc: OSError) -> str:
 class Runtime:
     """Runs one scenario for every call it receives."""
 
-    def __init__(self, config: RuntimeConfig, secrets: Secrets | None = None) -> None:
+    def __init__(
+        self, config: RuntimeConfig, secrets: Secrets | None = None, *, tracer_provider: Any = None
+    ) -> None:
+        """``tracer_provider``: an OpenTelemetry tracer provider for the call spans (tests, embedding
+        applications); implies tracing. Raises ValueError naming the setting when ``call_log``
+        cannot be created or tracing is asked for without the ``otel`` extra."""
         self.config = config
         self.scenario = Scenario(config.scenario)
         self.secrets = secrets or Secrets(config.secrets_file)
@@ -282,6 +297,32 @@ class Runtime:
         # Called with (session, resource) for every call, client, player... a session adopts:
         # how tools (the demo's live view, recorders) watch calls without touching scenarios.
         self.observers: list[Callable[[Session, Any], None]] = []
+        # Every call's figures: the start/end log lines, metrics, the quality record, the spans.
+        self.accounting = Accounting(call_log=self._call_log_dir(), tracing=self._tracing(tracer_provider))
+        self.observers.append(self.accounting.observe)
+
+    def _call_log_dir(self) -> Path | None:
+        if self.config.call_log is None:
+            return None
+        directory = Path(self.config.call_log)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"call_log: cannot create the directory {directory}: {_reason(exc)}") from None
+        return directory
+
+    def _tracing(self, provider: Any) -> CallTracing | None:
+        explicit = self.config.otel or provider is not None
+        if not explicit and not otel_requested(os.environ):
+            return None  # opentelemetry is never imported
+        try:
+            from ..observability.otel import CallTracing
+        except ImportError:
+            if explicit:
+                raise ValueError("otel: traces need OpenTelemetry: pip install 'voxline[otel]'") from None
+            log.warning("OTEL_TRACES_EXPORTER is set but OpenTelemetry is not installed: no traces")
+            return None
+        return CallTracing(provider)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -377,6 +418,7 @@ class Runtime:
             await self._http_runner.cleanup()
         if self.sip is not None:
             await self.sip.close()
+        await self.accounting.close()
         self._stopped.set()
 
     async def _health(self, request: web.Request) -> web.Response:
