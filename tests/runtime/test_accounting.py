@@ -1,0 +1,162 @@
+"""The per-call tracker on a real call: the runtime on loopback, a Twilio-protocol caller that barges
+in, the fake Realtime server calling a tool; the quality record reaches the scenario and the
+``--call-log`` directory, and the call's start and end lines are logged with their fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.runtime.callflow import ANSWER, ORDER_ARGUMENTS, REPLY, barge_in_call
+from voxline import telemetry
+from voxline.runtime.server import RuntimeConfig
+
+
+class Recorder(telemetry.Telemetry):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def turn_finished(self, transport: str, response_ms: float | None) -> None:
+        self.calls.append(("turn", (transport, response_ms)))
+
+    def barge_in(self, transport: str, to_silence_ms: float | None) -> None:
+        self.calls.append(("barge_in", (transport, to_silence_ms)))
+
+    def call_finished(self, transport: str, outcome: str, duration_s: float) -> None:
+        self.calls.append(("call", (transport, outcome, duration_s)))
+
+
+async def test_the_quality_record_of_a_call_with_a_tool_call_and_a_barge_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = Recorder()
+    monkeypatch.setattr(telemetry, "TELEMETRY", seen)
+    caplog.set_level(logging.INFO, logger="voxline.calls")
+    result = await barge_in_call(tmp_path)
+    record = result.event_record
+
+    # The scenario's event and the --call-log file are the same record, one file per call.
+    assert len(result.records) == 1
+    assert result.records[0].name.endswith(f"-{record['call_id']}.json")
+    assert json.loads(result.records[0].read_text(encoding="utf-8")) == record
+
+    assert record["transport"] == "twilio" and record["direction"] == "inbound"
+    assert record["caller"] == "+15550001" and record["destination"] == "+15550002"
+    assert record["outcome"] == "completed" and record["privacy"] is False
+    assert record["duration_s"] > 3  # the caller's 3.5 s of audio, then its linger
+
+    # The tool call: arguments.done -> the function_call_output item the scenario sent.
+    [tool] = record["tool_calls"]
+    assert tool["name"] == "check_order" and tool["call_id"] == "call_1"
+    assert tool["arguments"] == ORDER_ARGUMENTS
+    assert tool["duration_ms"] is not None and tool["duration_ms"] >= 0
+    outputs = [e for e in result.received if e["type"] == "conversation.item.create"]
+    assert outputs and outputs[0]["item"]["call_id"] == "call_1"
+
+    # The barge-in: cleared while the answer played; heard no more than the leg had been given,
+    # and the truncation voxline sent is what the server confirmed.
+    [barge] = record["barge_ins"]
+    assert barge["to_silence_ms"] is not None and barge["to_silence_ms"] >= 0
+    assert 0 < barge["heard_ms"] <= barge["received_ms"]
+    assert barge["unplayed_ms"] == barge["received_ms"] - barge["heard_ms"]
+    assert barge["audio_end_ms"] == result.truncate["audio_end_ms"]
+    assert barge["truncated_item"] == result.truncate["item_id"]
+    assert record["truncations"] == 1 and record["truncation_errors"] == 0
+    assert record["clears"] >= 1
+
+    # The turn: the caller's speech stopped -> the reply's first audio at the caller.
+    [turn] = record["turns"]
+    assert turn["outcome"] == "answered"
+    assert turn["response_ms"] is not None and turn["response_ms"] >= 0
+    assert record["latency"]["count"] == 1 and record["latency"]["p50_ms"] == turn["response_ms"]
+    assert REPLY in turn["agent_said"]
+    assert ANSWER in record["greeting"]  # before the caller's first turn
+
+    # Tokens from every response.done's usage; no RTP on a carrier leg.
+    assert record["responses"]["created"] == 3
+    assert record["tokens"]["total_tokens"] > 0
+    assert record["tokens"]["total_tokens"] == sum(
+        record["tokens"][k] for k in ("input_tokens", "output_tokens")
+    )
+    assert turn["tokens"]["output_tokens"] > 0
+    assert record["rtp"] is None
+
+    # The metrics seam got each finished figure once.
+    assert seen.calls[0] == ("barge_in", ("twilio", barge["to_silence_ms"]))
+    assert seen.calls[1] == ("turn", ("twilio", turn["response_ms"]))
+    assert seen.calls[2][0] == "call" and seen.calls[2][1][:2] == ("twilio", "completed")
+    assert len(seen.calls) == 3
+
+    # One INFO line at the start, one at the end, readable and with their fields.
+    lines = [r for r in caplog.records if r.name == "voxline.calls"]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    start, end = lines
+    assert start.getMessage().startswith(f"call {record['call_id']} started: twilio inbound from +15550001")
+    assert start.fields["transport"] == "twilio" and start.fields["caller"] == "+15550001"  # type: ignore[attr-defined]
+    message = end.getMessage()
+    assert f"call {record['call_id']} ended: twilio from +15550001" in message
+    assert "completed" in message and "1 turn," in message and "1 barge-in," in message
+    fields = end.fields  # type: ignore[attr-defined]
+    assert fields["event"] == "call_ended" and fields["outcome"] == "completed"
+    assert fields["turns"] == 1 and fields["barge_ins"] == 1
+    assert fields["p50_response_ms"] == turn["response_ms"]
+    assert fields["session_id"] == record["session_id"]
+
+
+async def test_with_privacy_the_record_has_no_transcript_text(tmp_path: Path) -> None:
+    result = await barge_in_call(tmp_path, privacy=True)
+    record = result.event_record
+    assert record["privacy"] is True
+    text = json.dumps(record)
+    for words in (ANSWER, REPLY, "1234"):
+        assert words not in text
+    [turn] = record["turns"]
+    assert "agent_said" not in turn and "caller_said" not in turn
+    assert "arguments" not in record["tool_calls"][0] and "greeting" not in record
+    # The figures are all there.
+    assert turn["response_ms"] is not None and len(record["barge_ins"]) == 1
+
+
+def test_call_log_and_otel_settings(tmp_path: Path) -> None:
+    config = RuntimeConfig.load(
+        {"scenario": "s.py"}, env={"VOXLINE_CALL_LOG": str(tmp_path), "VOXLINE_OTEL": "yes"}
+    )
+    assert config.call_log == str(tmp_path) and config.otel is True
+    toml = tmp_path / "voxline.toml"
+    toml.write_text('[run]\ncall_log = "off"\notel = false\n', encoding="utf-8")
+    config = RuntimeConfig.load({"scenario": "s.py"}, env={}, config_file=str(toml))
+    assert config.call_log is None and config.otel is False
+    with pytest.raises(ValueError, match="otel must be true or false"):
+        RuntimeConfig.load({"scenario": "s.py", "otel": "maybe"}, env={})
+
+
+def test_a_call_log_that_cannot_be_created_names_the_setting(tmp_path: Path) -> None:
+    from voxline.runtime.server import Runtime
+
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    scenario = tmp_path / "s.py"
+    scenario.write_text("", encoding="utf-8")
+    config = RuntimeConfig.load({"scenario": str(scenario), "call_log": str(blocker / "calls")}, env={})
+    with pytest.raises(ValueError, match="call_log: cannot create the directory"):
+        Runtime(config)
+
+
+def test_without_otel_the_runtime_never_imports_opentelemetry(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.py"
+    scenario.write_text("", encoding="utf-8")
+    code = (
+        "import sys\n"
+        "from voxline.runtime.server import Runtime, RuntimeConfig\n"
+        f"Runtime(RuntimeConfig.load({{'scenario': {str(scenario)!r}}}, env={{}}))\n"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'\n"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
