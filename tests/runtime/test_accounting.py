@@ -4,6 +4,7 @@ in, the fake Realtime server calling a tool; the quality record reaches the scen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -13,9 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.callflow import ANSWER, ORDER_ARGUMENTS, REPLY, barge_in_call
+from tests.runtime.callflow import ANSWER, EXAMPLE, ORDER_ARGUMENTS, REPLY, barge_in_call
 from voxline import telemetry
-from voxline.runtime.server import RuntimeConfig
+from voxline.audio.g711 import ulaw_encode
+from voxline.audio.tone import tone
+from voxline.runtime.server import Runtime, RuntimeConfig
+from voxline.runtime.session import Secrets
+from voxline.sip.endpoint import SipEndpoint
+from voxline.testing import FakeRealtimeServer, ScriptedResponse
 
 
 class Recorder(telemetry.Telemetry):
@@ -137,8 +143,6 @@ def test_call_log_and_otel_settings(tmp_path: Path) -> None:
 
 
 def test_a_call_log_that_cannot_be_created_names_the_setting(tmp_path: Path) -> None:
-    from voxline.runtime.server import Runtime
-
     blocker = tmp_path / "file"
     blocker.write_text("", encoding="utf-8")
     scenario = tmp_path / "s.py"
@@ -160,3 +164,50 @@ def test_without_otel_the_runtime_never_imports_opentelemetry(tmp_path: Path) ->
     env = {"PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_sip_call_record_has_the_rtp_figures_and_the_sip_call_id(tmp_path: Path) -> None:
+    async with FakeRealtimeServer() as fake:
+        fake.script(ScriptedResponse(text="Hello.", audio=tone(300, 400, 24000, 0.3)))
+        config = RuntimeConfig.load(
+            {
+                "scenario": str(EXAMPLE),
+                "sip": "127.0.0.1:0",
+                "http": "off",
+                "idle_session_s": 0.2,
+                "call_log": str(tmp_path),
+            },
+            env={},
+        )
+        runtime = Runtime(config, Secrets(env={"OPENAI_API_KEY": "sk-test-key"}))
+        runtime.realtime_base_url = fake.base_url
+        await runtime.start()
+        caller = SipEndpoint("127.0.0.1", 0, transports=("udp",))
+        await caller.start()
+        try:
+            assert runtime.sip is not None
+            leg = await caller.call(f"sip:agent@127.0.0.1:{runtime.sip.port}", caller_id="sip-caller")
+            await asyncio.wait_for(leg.wait_connected(), 10)
+            connection = await fake.wait_for_session(timeout=5)
+            leg.send_audio(ulaw_encode(tone(500, 600, 8000, 0.2)))
+            for _ in range(500):  # until the model has had the caller's 600 ms
+                if len(connection.input_audio) >= 4800:
+                    break
+                await asyncio.sleep(0.01)
+            leg.hangup()
+            await asyncio.wait_for(leg.wait_ended(), 5)
+            for _ in range(500):
+                if list(tmp_path.glob("*.json")):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await caller.close()
+            await runtime.shutdown(grace_s=0)
+    [path] = list(tmp_path.glob("*.json"))
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["transport"] == "sip" and record["caller"] == "sip-caller"
+    assert record["carrier_call_id"] == leg.call_id
+    assert record["outcome"] == "completed" and record["initiator"] == "remote"
+    rtp = record["rtp"]
+    assert rtp["received"] >= 30  # the caller's 600 ms in 20 ms packets, and more silence
+    assert rtp["sent"] > 0 and rtp["lost"] == 0 and rtp["invalid"] == 0
