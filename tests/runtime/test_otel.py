@@ -147,3 +147,26 @@ async def test_spans_are_exported_over_otlp_http_as_the_otel_variables_say(
     attributes = {a.key: a.value for a in call.attributes}
     assert attributes["voxline.call.id"].string_value == result.event_record["call_id"]
     assert attributes["voxline.call.barge_ins"].int_value == 1
+
+
+def test_the_otel_variables_are_checked_and_name_the_variable() -> None:
+    from voxline.observability.otel import OtelSetupError, provider_from_env
+
+    with pytest.raises(OtelSetupError, match=r"OTEL_TRACES_EXPORTER: 'jaeger'"):
+        provider_from_env({"OTEL_TRACES_EXPORTER": "jaeger"})
+    with pytest.raises(OtelSetupError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL: .*'grpc'"):
+        provider_from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert provider_from_env({"OTEL_SDK_DISABLED": "true"}) is None
+    provider = provider_from_env({"OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "agents"})
+    assert isinstance(provider, TracerProvider)
+    assert provider.resource.attributes["service.name"] == "agents"
+    provider.shutdown()
+
+
+def test_tracing_is_asked_for_by_the_flag_or_the_exporter_variable() -> None:
+    from voxline.runtime.accounting import otel_requested
+
+    assert otel_requested({"OTEL_TRACES_EXPORTER": "otlp"})
+    assert not otel_requested({"OTEL_TRACES_EXPORTER": "none"})
+    assert not otel_requested({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert not otel_requested({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})

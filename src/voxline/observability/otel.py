@@ -38,8 +38,10 @@ class OtelSetupError(ValueError):
 
 def provider_from_env(env: Mapping[str, str] | None = None) -> TracerProvider | None:
     """voxline's own SDK tracer provider as the ``OTEL_*`` variables configure it (None when
-    ``OTEL_SDK_DISABLED`` is true). Needs ``opentelemetry-sdk`` (and the OTLP/HTTP exporter for
-    ``otlp``): ``pip install 'voxline[otel]'``."""
+    ``OTEL_SDK_DISABLED`` is true). ``env`` (default ``os.environ``) chooses the exporters and the
+    service name; the OTLP exporter and the SDK's resource detector read ``os.environ`` themselves.
+    Needs ``opentelemetry-sdk`` (and the OTLP/HTTP exporter for ``otlp``): ``pip install
+    'voxline[otel]'``."""
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -59,8 +61,10 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> TracerProvider | 
         if name == "console":
             exporters.append(ConsoleSpanExporter())
         elif name == "otlp":
-            protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+            protocol = (
+                env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf"
             )
             if protocol.strip().lower() != "http/protobuf":
                 raise OtelSetupError(
@@ -76,8 +80,14 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> TracerProvider | 
             exporters.append(OTLPSpanExporter())  # endpoint, headers, timeout: from OTEL_EXPORTER_OTLP_*
         else:
             raise OtelSetupError(f"OTEL_TRACES_EXPORTER: {name!r} is not otlp, console or none")
-    named = "OTEL_SERVICE_NAME" in env or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    resource = Resource.create({} if named else {"service.name": "voxline"})
+    service = env.get("OTEL_SERVICE_NAME")
+    if service:
+        attributes = {"service.name": service}
+    elif "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attributes = {}  # Resource.create reads it
+    else:
+        attributes = {"service.name": "voxline"}
+    resource = Resource.create(attributes)
     resource = resource.merge(Resource({"service.version": __version__}))
     provider = SdkTracerProvider(resource=resource)
     for exporter in exporters:
