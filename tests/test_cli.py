@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -194,3 +195,79 @@ async def test_the_uvloop_event_loop_runs_a_session(tmp_path: Path, fake_openai:
         args, {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}, "session created"
     )
     assert "session created" in out and "Traceback" not in out
+
+
+async def test_debug_json_logs_of_a_call_hold_no_secret(fake_openai: FakeRealtimeServer) -> None:
+    """``voxline run -vv --log-format json`` (options after the command) with the key, the media
+    token and the Twilio auth token set, and a Twilio-protocol call through it: every stderr line is
+    one JSON object, the call's lines carry its ids, and no secret shows at any level."""
+    from voxline.audio.tone import tone
+    from voxline.testing import ScriptedResponse
+    from voxline.testing.carrier_callers import TwilioTestCaller
+
+    token, twilio_auth = "cli-media-token-8a7b6c", "9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a"
+    fake_openai.script(ScriptedResponse(text="Hello there.", audio=tone(300, 400, 24000, 0.3)))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "VOXLINE_"))}
+    env = {**base, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxline", "run", "-vv", "--log-format", "json", str(EXAMPLE),
+        "--sip", "off", "--http", "127.0.0.1:0", "--token", token, "--twilio-auth-token", twilio_auth,
+        "--grace", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr = asyncio.ensure_future(proc.stderr.read())  # drained meanwhile: -vv says a lot
+    try:
+        running = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert "running" in running, running + (await stderr).decode()
+        port = int(running.rsplit(":", 1)[1])
+        caller = TwilioTestCaller(
+            f"ws://127.0.0.1:{port}/twilio?token={token}", b"\xff" * 4000, custom_parameters={"From": "+1555"}
+        )
+        await asyncio.wait_for(caller.run(), 20)
+        assert caller.errors == [] and caller.received
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+    out = (await stderr).decode()
+    for secret in (KEY, KEY[8:], token, twilio_auth):
+        assert secret not in out
+    records = [json.loads(line) for line in out.splitlines()]  # every line is one object
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])
+    handshake = [r for r in records if r["logger"] == "websockets.client" and r["msg"].startswith("> ")]
+    assert {"> Authorization: ***", "> GET /v1/realtime?model=gpt-realtime HTTP/1.1"} <= {
+        r["msg"] for r in handshake
+    }
+    ((session_id, call_id),) = {(r.get("session_id"), r.get("call_id")) for r in handshake}
+    assert str(session_id).startswith("session-") and call_id == "call-1"
+    assert any(r["level"] == "DEBUG" and r["logger"] == "voxline.openai.realtime" for r in records)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["run", str(EXAMPLE), "--log-format", "xml"], {}, "argument --log-format: invalid choice: 'xml'"),
+        (["--log-level", "loud", "run", str(EXAMPLE)], {}, "argument --log-level: invalid choice: 'loud'"),
+        (["run", str(EXAMPLE)], {"VOXLINE_LOG_FORMAT": "yaml"}, "log_format must be 'text' or 'json'"),
+        (["run", str(EXAMPLE)], {"VOXLINE_LOG_LEVEL": "chatty"}, "log_level must be one of debug, info"),
+    ],
+)
+async def test_bad_log_settings_are_refused_with_their_name(
+    args: list[str], env: dict[str, str], needle: str
+) -> None:
+    code, out = await voxline(*args, env={"OPENAI_API_KEY": KEY, **env})
+    assert code == 2, out
+    assert needle in out, out
+
+
+async def test_log_options_work_before_the_command_and_the_environment_sets_the_format(
+    tmp_path: Path, fake_openai: FakeRealtimeServer
+) -> None:
+    args = ["--log-level", "debug", "run", str(outbound_scenario(tmp_path)), "--sip", "127.0.0.1:0"]
+    args += ["--http", "off", "--start-session", "--grace", "0"]
+    env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url, "VOXLINE_LOG_FORMAT": "json"}
+    out = await run_until(args, env, "session created")
+    logged = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(r["msg"] == "> Authorization: ***" and "session_id" in r for r in logged), out
+    assert KEY[8:] not in out

@@ -7,10 +7,9 @@ import asyncio
 import gc
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ._version import __version__
-from .logs import configure_logging
+from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -26,17 +25,28 @@ def _run(args: argparse.Namespace) -> int:
         "sip_allow": args.sip_allow,
         "max_calls": args.max_calls,
         "grace_s": args.grace,
+        "ready_model_failures": args.ready_model_failures,
+        "ready_model_retry_s": args.ready_model_retry,
         "secrets_file": args.secrets,
         "token": args.token,
         "twilio_auth_token": args.twilio_auth_token,
         "public_url": args.public_url,
         "open_media": True if args.open_media else None,
         "rtp_host": args.rtp_host,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
         "call_log": args.call_log,
         "otel": True if args.otel else None,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
+        # The environment or the config file may say how to log: set up again with them. -v on
+        # the command line beats a log_level from there; --log-level beats -v.
+        configure_logging(
+            args.verbosity,
+            log_format=config.log_format,
+            level=args.log_level or (None if args.verbosity else config.log_level),
+        )
         if args.rules and config.backend != "local":
             raise ValueError("--rules is for the embedded backend: add --backend local")
         runtime = Runtime(config)
@@ -149,13 +159,32 @@ def _twiml(args: argparse.Namespace) -> int:
 def _common_options(*, top: bool) -> argparse.ArgumentParser:
     """Options every command takes, before or after its name (``voxline -v run`` = ``voxline run -v``)."""
     common = argparse.ArgumentParser(add_help=False)
+    # After the command's name they land in sub_*, and only when given (SUPPRESS): main merges them.
+    prefix = "" if top else "sub_"
+    default = None if top else argparse.SUPPRESS
     common.add_argument(
         "-v",
         "--verbose",
         action="count",
-        dest="verbose" if top else "sub_verbose",
+        dest=f"{prefix}verbose",
         default=0 if top else argparse.SUPPRESS,
         help="more logging (-v: calls, -vv: debug)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        type=str.lower,
+        dest=f"{prefix}log_format",
+        default=default,
+        help="log lines as text (default) or JSON objects, one a line",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        dest=f"{prefix}log_level",
+        default=default,
+        help="log level (wins over -v; default warning, -v info, -vv debug)",
     )
     return common
 
@@ -196,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rtp-host", help="address RTP sockets bind to (default: the SIP host)")
     run.add_argument("--max-calls", help="concurrent calls before SIP 503 / refused streams (100)")
     run.add_argument("--grace", help="seconds running calls get to finish on SIGTERM (30)")
+    run.add_argument(
+        "--ready-model-failures",
+        help="/readyz and SIP OPTIONS say 503 after this many failed Realtime connects in a row (3; 0: off)",
+    )
+    run.add_argument(
+        "--ready-model-retry",
+        help="seconds after the last failed Realtime connect until the node reports ready for a try (30)",
+    )
     run.add_argument("--secrets", help="dotenv file of NAME=value lines for VoxEngine.get_secret_value")
     run.add_argument("--config", help="TOML file with a [run] table of these settings")
     run.add_argument("--token", help="token carrier media connections must present")
@@ -253,8 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    verbosity: Any = args.verbose + getattr(args, "sub_verbose", 0)
-    configure_logging(verbosity)
+    args.verbosity = args.verbose + getattr(args, "sub_verbose", 0)
+    args.log_format = getattr(args, "sub_log_format", args.log_format)
+    args.log_level = getattr(args, "sub_log_level", args.log_level)
+    configure_logging(args.verbosity, log_format=args.log_format or "text", level=args.log_level)
     code: int = args.func(args)
     return code
 

@@ -43,6 +43,11 @@ class SessionContext(Protocol):
         """Own ``resource``: close it when the session terminates (at once if it is terminating)."""
         ...
 
+    def model_connect(self, error: str | None) -> None:
+        """A Realtime client's connect ended: ``error`` None when it connected, else why not (the
+        runtime's readiness counts failures in a row)."""
+        ...
+
 
 current_session: ContextVar[SessionContext | None] = ContextVar("voxline_session", default=None)
 

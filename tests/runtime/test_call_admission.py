@@ -149,7 +149,7 @@ async def test_while_draining_a_new_invite_gets_503_and_the_running_call_goes_on
             await asyncio.wait_for(running.wait_connected(), 5)
             await _until(lambda: len(fake.sessions) == 1)
             shutdown = asyncio.create_task(runtime.shutdown(grace_s=10))
-            await _until(lambda: runtime._draining)
+            await _until(lambda: runtime.readiness.draining)
             late = await caller.call(target)
             with pytest.raises(CallFailedError) as refused:
                 await asyncio.wait_for(late.wait_connected(), 5)

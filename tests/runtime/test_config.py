@@ -54,6 +54,9 @@ def test_listeners_can_be_turned_off_and_transports_chosen() -> None:
         ({"mark_interval_ms": "100ms"}, "mark_interval_ms must be an integer"),
         ({"mark_interval_ms": -20}, "mark_interval_ms must be an int >= 0"),
         ({"twilio_batch_ms": 50}, "twilio_batch_ms must be a positive multiple of 20"),
+        ({"ready_model_failures": -1}, "ready_model_failures must be >= 0, not -1"),
+        ({"ready_model_failures": "few"}, "ready_model_failures must be an integer, not 'few'"),
+        ({"ready_model_retry_s": 0}, "ready_model_retry_s must be > 0"),
     ],
 )
 def test_bad_settings_are_named(settings: dict[str, object], needle: str) -> None:
@@ -126,3 +129,17 @@ def test_options_go_before_or_after_the_subcommand() -> None:
     assert both.verbose + getattr(both, "sub_verbose", 0) == 2
     assert parser.parse_args(["run", "x.py", "--backend", "local"]).backend == "local"
     assert parser.parse_args(["demo"]).backend == "local"
+
+
+def test_readiness_settings_come_from_flags_environment_and_file(tmp_path: Path) -> None:
+    assert (RuntimeConfig.load({"scenario": "s.py"}, env={}).ready_model_failures) == 3
+    file = tmp_path / "voxline.toml"
+    file.write_text("[run]\nready_model_failures = 5\nready_model_retry_s = 12.5\n")
+    config = RuntimeConfig.load(
+        {"scenario": "s.py"}, env={"VOXLINE_READY_MODEL_FAILURES": "0"}, config_file=str(file)
+    )
+    assert (config.ready_model_failures, config.ready_model_retry_s) == (0, 12.5)
+    args = build_parser().parse_args(
+        ["run", "x.py", "--ready-model-failures", "2", "--ready-model-retry", "9"]
+    )
+    assert (args.ready_model_failures, args.ready_model_retry) == ("2", "9")

@@ -112,7 +112,7 @@ async def test_while_draining_new_streams_get_503(runtime: Runtime) -> None:
     await until(lambda: len(runtime.sessions) == 1)
     runtime.config.max_calls = 5  # room to spare: only the drain refuses
     shutdown = asyncio.create_task(runtime.shutdown(grace_s=5))
-    await until(lambda: runtime._draining)
+    await until(lambda: runtime.readiness.draining)
     draining = await refused(runtime)
     assert draining.response.status_code == 503 and draining.response.headers["Retry-After"] == "1"
     assert b"draining" in draining.response.body

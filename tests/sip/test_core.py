@@ -242,8 +242,13 @@ def test_after_stop_accepting_new_invites_get_503_and_calls_in_progress_go_on() 
     h.core.answer(ringing.call_id, h.now, rtp_port=30002)
     h.collect()
     assert h.responses()[-1].status == 200 and h.responses()[-1].call_id == ringing.call_id
-    h.feed(request("OPTIONS", cseq=1, branch="z9hG4bK-o"))
-    assert h.responses()[-1].status == 200
+    h.feed(request("OPTIONS", cseq=1, branch="z9hG4bK-o", call_id=call_id, to_tag=tag))
+    assert h.responses()[-1].status == 200  # inside a dialog: a keep-alive of that call
+    # Outside a dialog, OPTIONS is a balancer's probe: this node takes no new calls.
+    h.feed(request("OPTIONS", cseq=1, branch="z9hG4bK-probe", call_id="probe@127.0.0.1"))
+    probe = h.responses()[-1]
+    assert (probe.status, probe.headers.get("Retry-After")) == (503, "5")
+    assert probe.headers.get("Warning") == '399 voxline "not accepting new calls"'
     h.core.hangup(call_id, h.now)
     h.collect()
     assert isinstance(h.events[-1], CallDisconnected) and h.core.stats["rejected_draining"] == 1

@@ -23,6 +23,7 @@ import httpx
 from .._tasks import background
 from .._version import __version__
 from ..eventtarget import Event, EventTarget
+from ..logs import mask_secret
 from ._common import MessageLog, Tracer, connector_information, new_id, redact_url
 from .params import ClientParameters
 from .realtime import ClientClosedError
@@ -251,6 +252,7 @@ class StreamingHTTPClient(EventTarget):
             Tracer.for_client(self._kind, self._id, parameters.privacy) if parameters.trace else None
         )
         self._msglog = MessageLog(log, self._id, parameters.privacy)
+        mask_secret(parameters.api_key)  # no log line shows it, whatever its shape
         headers = {
             "Authorization": f"Bearer {parameters.api_key}",
             "User-Agent": f"voxline/{__version__}",

@@ -21,10 +21,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._tasks import background
 from ..audio import PCM16_24K, AudioFormat, Frame
-from ..context import adopt, current_session
+from ..context import SessionContext, adopt, current_session
 from ..errors import EndedError
 from ..eventtarget import Event
-from ..logs import redacting_logger
+from ..logs import mask_secret, redacting_logger
 from ..media import ClearMediaBufferParameters, FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.playout import Playout, PlayoutBuffer
@@ -136,6 +136,11 @@ class RealtimeAPIClient(MediaUnit):
         self._playout: Playout | None = None
         self._negotiated: dict[str, AudioFormat] = {}
         self._closed_here = False  # close() was called: the close that follows is ours
+        # The session this client runs in hears how its connect ended (the runtime's readiness):
+        # good at session.created; bad when the handshake fails, or a fatal error or the close
+        # comes first (a refused key is an error event after the 101 at OpenAI and the fake).
+        self._session: SessionContext | None = current_session.get()
+        self._connect_reported = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -148,7 +153,26 @@ class RealtimeAPIClient(MediaUnit):
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    def _connect_ended(self, error: str | None) -> None:
+        if self._connect_reported:
+            return
+        self._connect_reported = True
+        if self._session is not None:
+            try:
+                self._session.model_connect(error)
+            except Exception:  # the session's bookkeeping must not break the client
+                log.exception("Realtime client %s: reporting its connect failed", self._id)
+
     async def _open(self) -> None:
+        # Whatever shape the key has, no log line shows it (the header patterns cover sk-... only).
+        mask_secret(self._params.api_key)
+        try:
+            await self._handshake()
+        except RealtimeAPIError as exc:
+            self._connect_ended(str(exc))
+            raise
+
+    async def _handshake(self) -> None:
         headers = {"Authorization": f"Bearer {self._params.api_key}"}
         try:
             ws = await open_websocket(
@@ -320,6 +344,8 @@ class RealtimeAPIClient(MediaUnit):
                 self._on_model_audio(message.data, message.audio)
                 continue
             assert message.name is not None
+            if message.name is RealtimeAPIEvents.SessionCreated:
+                self._connect_ended(None)
             if message.name is RealtimeAPIEvents.ResponseOutputAudioDone and self._playout is not None:
                 item_id, index = message.data.get("item_id"), message.data.get("content_index", 0)
                 if isinstance(item_id, str) and isinstance(index, int):
@@ -333,6 +359,8 @@ class RealtimeAPIClient(MediaUnit):
                 log.log(
                     level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason
                 )
+                if cls is ErrorClass.FATAL:
+                    self._connect_ended(f"{code}: {reason}")
             self._emit(message.name, message.data)
 
     # -- media ----------------------------------------------------------------------------------------
@@ -486,6 +514,10 @@ class RealtimeAPIClient(MediaUnit):
     async def _finish(self) -> None:
         assert self._ws is not None
         code, reason = self._ws.closed.result()
+        if not self._closed_here:
+            self._connect_ended(
+                f"closed before session.created: code {code}{f' ({reason})' if reason else ''}"
+            )
         self._closed = True
         self._stop_media()
         if self._unsent:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ..audio import AudioFormat, Frame
 from ..callstate import CallState as CallState  # re-exported: voxline.runtime.call.CallState
 from ..eventtarget import Event
+from ..logs import log_ids
 from ..media import FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.player import Player, PlayerEvents
@@ -41,17 +42,23 @@ class LegListener:
         #: ``audio(frame)``: a 20 ms frame of the caller's audio (in the leg's ``media_format``).
         self.audio: Callable[[Frame], None] = call._caller_audio
 
+    # The leg calls these from its I/O (a SIP transaction, a carrier socket's reader), outside the
+    # call's session: what they log carries the call's ids all the same. Audio frames do not pay it.
     def connected(self) -> None:
-        self._call._connected()
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._connected()
 
     def disconnected(self, reason: str = "", initiator: str = "remote") -> None:
-        self._call._end(CallEvents.Disconnected, reason=reason, initiator=initiator)
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._end(CallEvents.Disconnected, reason=reason, initiator=initiator)
 
     def failed(self, code: int, reason: str = "") -> None:
-        self._call._end(CallEvents.Failed, code=code, reason=reason)
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._end(CallEvents.Failed, code=code, reason=reason)
 
     def tone(self, digit: str) -> None:
-        self._call._emit(CallEvents.ToneReceived, tone=digit)
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._emit(CallEvents.ToneReceived, tone=digit)
 
 
 class CallLeg(Protocol):
@@ -118,6 +125,8 @@ class Call(MediaUnit):
     ) -> None:
         super().__init__()
         self._id = f"call-{next(_call_ids)}"
+        #: The session that owns the call (set when it adopts it): its log records carry both ids.
+        self.session_id: str | None = None
         self._leg = leg
         self.media_format = leg.media_format
         self._caller_id = caller_id

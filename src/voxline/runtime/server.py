@@ -6,6 +6,11 @@ WebSocket format) each start a call session: the scenario file runs with fresh g
 session only. Over ``max_calls`` concurrent sessions, SIP calls get 503 and carrier streams are
 refused. On SIGTERM the runtime stops taking calls, lets running sessions finish within
 ``grace_s``, then terminates the rest.
+
+Health (docs/observability.md "Health"): ``GET /livez`` is 200 while the process serves HTTP;
+``GET /readyz`` (and ``/health``, the same) is 200 when the node should get calls and 503 with the
+reasons and ``Retry-After`` when it is draining, at ``max_calls`` or its Realtime connects keep
+failing (:mod:`voxline.runtime.readiness`); SIP ``OPTIONS`` answers 200 or 503 the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .._tasks import background
 from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
 from ..carriers.http_guard import HttpGuard, start_http_site
 from ..carriers.stream import CarrierStream
+from ..logs import log_ids, mask_secret, parse_log_format, parse_log_level
 from ..media.clock import AsyncioMediaClock
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
@@ -36,6 +42,7 @@ from .call import Call
 from .context import current_session
 from .events import AppEvents
 from .legs import CarrierLeg, SipLeg
+from .readiness import Readiness
 from .session import Scenario, Secrets, Session
 
 if TYPE_CHECKING:
@@ -167,6 +174,12 @@ class RuntimeConfig:
     mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
     twilio_batch_ms: int = 100  # model audio per Twilio media message (sent as the previous one ends)
     trace: bool = False
+    log_format: str = "text"  # or "json": one object per line
+    log_level: str | None = None  # debug/info/warning/error; None: from -v (warning without)
+    # Not ready (/readyz, OPTIONS 503) after this many Realtime connects failed in a row (0: never),
+    # ready again for a try this many seconds after the last failure.
+    ready_model_failures: int = 3
+    ready_model_retry_s: float = 30.0
     call_log: str | None = None  # a directory: one JSON quality record per call
     otel: bool = False  # OpenTelemetry traces (the voxline[otel] extra), exported as OTEL_* says
     extra: dict[str, Any] = field(default_factory=dict)
@@ -215,12 +228,17 @@ class RuntimeConfig:
         if self.sip is None and self.http is None:
             raise ValueError("nothing to listen on: sip and http are both off")
         self.trace = _flag("trace", self.trace)
+        self.log_format = parse_log_format(self.log_format)
+        if self.log_level is not None:
+            self.log_level = parse_log_level(self.log_level)
         self.otel = _flag("otel", self.otel)
         if self.call_log is not None:
             text = str(self.call_log).strip()
             self.call_log = None if text.lower() in ("", "off", "none") else text
         self.open_media = _flag("open_media", self.open_media)
         self.max_calls = _integer("max_calls", self.max_calls, 1)
+        self.ready_model_failures = _integer("ready_model_failures", self.ready_model_failures, 0)
+        self.ready_model_retry_s = _number("ready_model_retry_s", self.ready_model_retry_s, 0, exclusive=True)
         self.mark_interval_ms = _integer("mark_interval_ms", self.mark_interval_ms)
         self.twilio_batch_ms = _integer("twilio_batch_ms", self.twilio_batch_ms)
         # Their ranges are the carrier endpoints' to check; check them now, not at the first call.
@@ -281,14 +299,23 @@ class Runtime:
         self.config = config
         self.scenario = Scenario(config.scenario)
         self.secrets = secrets or Secrets(config.secrets_file)
+        # No log line shows these, at any level, wherever they appear (DESIGN §4).
+        for secret in (config.token, config.twilio_auth_token, *self.secrets.values()):
+            mask_secret(secret)
         self.sessions: set[Session] = set()
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
-        self._draining = False
         self._winding_down: set[Session] = set()  # sessions whose call has ended
+        # /readyz and SIP OPTIONS; sessions report their Realtime connects to it.
+        self.readiness = Readiness(
+            max_calls=config.max_calls,
+            active_calls=self._active_calls,
+            model_failures=config.ready_model_failures,
+            model_retry_s=config.ready_model_retry_s,
+        )
         self._stopped = asyncio.Event()
         # Where Realtime clients connect when the scenario gives no base_url (the embedded backend).
         self.realtime_base_url: str | None = None
@@ -346,6 +373,7 @@ class Runtime:
                 # RTP goes out on the clock of the playouts that feed it, right after them.
                 clock=AsyncioMediaClock.for_loop(),
                 on_incoming_call=self._on_sip_call,
+                readiness=self.readiness.reason,  # OPTIONS: 200, or 503 with the reason
             )
             try:
                 await self.sip.start()
@@ -373,7 +401,9 @@ class Runtime:
             )
             app = web.Application()
             self.carriers.add_to(app)
-            app.router.add_get("/health", self._health)
+            app.router.add_get("/livez", self._livez)
+            app.router.add_get("/readyz", self._readyz)
+            app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
             # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
                 http = await start_http_site(app, host, port, access_log=None)
@@ -398,9 +428,9 @@ class Runtime:
 
     async def shutdown(self, grace_s: float | None = None) -> None:
         """Stop taking calls, let running sessions end within the grace period, then end them."""
-        if self._draining:
+        if self.readiness.draining:
             return
-        self._draining = True
+        self.readiness.start_draining()
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("shutting down: %d sessions running, grace %.0f s", len(self.sessions), grace)
         if self.sip is not None and self.sip.core is not None:
@@ -421,8 +451,17 @@ class Runtime:
         await self.accounting.close()
         self._stopped.set()
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"sessions": len(self.sessions), "draining": self._draining})
+    async def _livez(self, request: web.Request) -> web.Response:
+        # The process serves: nothing else is checked (a restart would not cure the others).
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        readiness = self.readiness
+        body = {**readiness.status(), "sessions": len(self.sessions)}
+        if body["ready"]:
+            return web.json_response(body)
+        headers = {"Retry-After": str(readiness.retry_after())}
+        return web.json_response(body, status=503, headers=headers)
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -431,13 +470,18 @@ class Runtime:
 
     def _admit(self) -> str | None:
         """Why no call is taken now (carrier sockets get it in their 503), or None."""
-        if self._draining:
+        if self.readiness.draining:
             return "draining"
+        if self._active_calls() >= self.config.max_calls:
+            return "busy"
+        # Model connects failing is advice to balancers, not a refusal: a call that comes anyway
+        # is tried (and its connect tells whether the model is back).
+        return None
+
+    def _active_calls(self) -> int:
         # A session whose call has ended no longer holds a call slot while it winds down
         # (idle_session_s): a caller who never ACKed frees the slot when the dialog fails.
-        if len(self.sessions) - len(self._winding_down) >= self.config.max_calls:
-            return "busy"
-        return None
+        return len(self.sessions) - len(self._winding_down)
 
     async def _on_sip_call(self, leg: SipCallLeg) -> None:
         if self._full():
@@ -477,21 +521,22 @@ class Runtime:
         session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
         self.sessions.add(session)
         session.adopt(call)
-        call.add_event_listener("Call.Disconnected", lambda e: self._call_ended(session))
-        call.add_event_listener("Call.Failed", lambda e: self._call_ended(session))
-        if not session.start():
-            return session
-        token = current_session.set(session)
-        try:
-            session.emit(
-                AppEvents.CallAlerting,
-                call=call,
-                callerid=call.caller_id(),
-                destination=call.destination(),
-                headers=call.headers(),
-            )
-        finally:
-            current_session.reset(token)
+        with log_ids(session_id=session.id, call_id=call.id()):
+            call.add_event_listener("Call.Disconnected", lambda e: self._call_ended(session))
+            call.add_event_listener("Call.Failed", lambda e: self._call_ended(session))
+            if not session.start():
+                return session
+            token = current_session.set(session)
+            try:
+                session.emit(
+                    AppEvents.CallAlerting,
+                    call=call,
+                    callerid=call.caller_id(),
+                    destination=call.destination(),
+                    headers=call.headers(),
+                )
+            finally:
+                current_session.reset(token)
         return session
 
     def _call_ended(self, session: Session) -> None:

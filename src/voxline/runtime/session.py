@@ -26,9 +26,12 @@ from ..context import Closable, current_session
 from ..errors import EndedError
 from ..events import AppEvents
 from ..eventtarget import Event, EventTarget
+from ..logs import bind_log_ids, log_ids
+from .call import Call
 
 if TYPE_CHECKING:
     from ..sip.endpoint import SipEndpoint
+    from .readiness import Readiness
 
 log = logging.getLogger("voxline.session")
 
@@ -63,7 +66,8 @@ class Scenario:
         no event is delivered): an ImportError or a NameError there raises ``ScenarioError`` with
         the file and line, at start-up rather than at the first call. The top level of a scenario
         should only import and register listeners, as in VoxEngine."""
-        session = Session(self, secrets)
+        # Its own id, so the first call's session is session-1.
+        session = Session(self, secrets, session_id="session-check")
         token = current_session.set(session)
         try:
             self.execute()
@@ -117,6 +121,11 @@ class Secrets:
     def get(self, name: str) -> str | None:
         return self._env.get(name) or self._file.get(name)
 
+    def values(self) -> tuple[str, ...]:
+        """What must never be logged: the secrets file's values and ``OPENAI_API_KEY``."""
+        key = self.get("OPENAI_API_KEY")
+        return (*self._file.values(), *((key,) if key else ()))
+
 
 class SessionServices(Protocol):
     """What the runtime offers its sessions (:class:`voxline.runtime.server.Runtime` does)."""
@@ -129,6 +138,8 @@ class SessionServices(Protocol):
     trace: bool
     # Called with (session, resource) for everything a session adopts.
     observers: list[Callable[[Session, Any], None]]
+    # Whether the node takes calls; counts the Realtime connects that fail in a row.
+    readiness: Readiness
 
 
 class Session(EventTarget):
@@ -142,9 +153,10 @@ class Session(EventTarget):
         *,
         services: SessionServices | None = None,
         on_terminated: Callable[[Session], None] | None = None,
+        session_id: str | None = None,
     ) -> None:
         super().__init__()
-        self.id = f"session-{next(_session_ids)}"
+        self.id = session_id or f"session-{next(_session_ids)}"
         self.scenario = scenario
         self.secrets = secrets or Secrets()
         # What the runtime offers the scenario (SIP endpoint for call_sip, backend choice, ...).
@@ -154,6 +166,9 @@ class Session(EventTarget):
         self._terminating = False
         self.terminated = asyncio.Event()
         self.globals: dict[str, Any] = {}
+        #: The id of the session's first call (the inbound call, or the first one it dials): the
+        #: ``call_id`` of the records its code emits.
+        self.call_id: str | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.scenario.path.name}>"
@@ -165,22 +180,32 @@ class Session(EventTarget):
 
         Returns False (and terminates) when the scenario's top level raised.
         """
-        token = current_session.set(self)
-        try:
-            self.globals = self.scenario.execute()
-        except Exception as exc:
-            log.error("%s: scenario %s failed while loading", self.id, self.scenario.path, exc_info=exc)
-            self.terminate()
-            return False
-        finally:
-            current_session.reset(token)
-        self.emit(AppEvents.Started)
+        # Listeners registered now run in a copy of this context: their records carry the ids.
+        with log_ids(session_id=self.id, call_id=self.call_id):
+            token = current_session.set(self)
+            try:
+                self.globals = self.scenario.execute()
+            except Exception as exc:
+                log.error("%s: scenario %s failed while loading", self.id, self.scenario.path, exc_info=exc)
+                self.terminate()
+                return False
+            finally:
+                current_session.reset(token)
+            self.emit(AppEvents.Started)
         return not self._terminating
 
     def emit(self, name: AppEvents, **fields: Any) -> None:
         self._dispatch(Event(name=name, extra=fields))
 
     def adopt(self, resource: Closable) -> None:
+        if isinstance(resource, Call):
+            resource.session_id = self.id
+            if self.call_id is None:
+                self.call_id = resource.id()
+                if current_session.get() is self:
+                    # A call the scenario dials: what its code does next (listeners it registers,
+                    # tasks it starts) is about this call.
+                    bind_log_ids(call_id=self.call_id)
         if self._terminating:
             _close_quietly(resource)
             return
@@ -199,6 +224,10 @@ class Session(EventTarget):
     def trace(self) -> bool:
         return self.services.trace if self.services is not None else False
 
+    def model_connect(self, error: str | None) -> None:
+        if self.services is not None:
+            self.services.readiness.model_connect(error)
+
     @property
     def resources(self) -> tuple[Closable, ...]:
         """What the session owns: its calls, OpenAI clients, players, recorders (in creation order)."""
@@ -209,15 +238,16 @@ class Session(EventTarget):
         if self._terminating:
             return
         self._terminating = True
-        self.emit(AppEvents.Terminating)
-        for resource in reversed(self._resources):
-            _close_quietly(resource)
-        self._resources.clear()
-        self.emit(AppEvents.Terminated)
-        self._release_listeners()
-        self.terminated.set()
-        if self._on_terminated is not None:
-            self._on_terminated(self)
+        with log_ids(session_id=self.id, call_id=self.call_id):
+            self.emit(AppEvents.Terminating)
+            for resource in reversed(self._resources):
+                _close_quietly(resource)
+            self._resources.clear()
+            self.emit(AppEvents.Terminated)
+            self._release_listeners()
+            self.terminated.set()
+            if self._on_terminated is not None:
+                self._on_terminated(self)
 
     @property
     def terminating(self) -> bool:
@@ -225,15 +255,19 @@ class Session(EventTarget):
 
     def _listener_failed(self, name: str, exc: BaseException) -> None:
         # An unhandled error in the scenario's own handler ends its session (VoxEngine semantics).
-        if isinstance(exc, EndedError):
-            # The handler met something that has ended (its caller hung up, its session ended
-            # meanwhile): a normal early hang-up, not a bug worth a traceback.
-            level = logging.DEBUG if self._terminating else logging.INFO
-            log.log(level, "%s: handler for %s stopped: %s", self.id, name, exc)
-        else:
-            log.error(
-                "%s: scenario handler for %s raised; terminating the session", self.id, name, exc_info=exc
-            )
+        with log_ids(session_id=self.id, call_id=self.call_id):
+            if isinstance(exc, EndedError):
+                # The handler met something that has ended (its caller hung up, its session ended
+                # meanwhile): a normal early hang-up, not a bug worth a traceback.
+                level = logging.DEBUG if self._terminating else logging.INFO
+                log.log(level, "%s: handler for %s stopped: %s", self.id, name, exc)
+            else:
+                log.error(
+                    "%s: scenario handler for %s raised; terminating the session",
+                    self.id,
+                    name,
+                    exc_info=exc,
+                )
         self.terminate()
 
     def discard(self) -> None:

@@ -32,13 +32,20 @@ Calls that hold a slot for nothing end by themselves: an answer never ACKed at T
 
 New calls get ``503`` with ``Retry-After``: beyond ``SipConfig.max_calls`` (``rejected_over_limit``)
 and after ``stop_accepting()``, while a server drains (``rejected_draining``).
+
+OPTIONS outside a dialog is a health probe (a proxy's keep-alive: Kamailio's dispatcher, OpenSIPS'
+load balancer): ``200`` when a new call would be taken, otherwise ``503`` with ``Retry-After`` and a
+``Warning`` naming the reason: not accepting, at ``max_calls``, or what the ``readiness`` hook given
+to the core says (a callable the core asks on each OPTIONS: None when ready, else the reason; the
+runtime's :class:`voxline.runtime.readiness.Readiness`). The reason (it may name the model's last
+connect error) goes only to sources that ``allow_sources`` lets in; others get the status alone.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from .config import SipConfig, source_networks
@@ -67,8 +74,11 @@ class CallStateError(RuntimeError):
 class UserAgentCore:
     """One SIP user agent: any number of inbound and outbound calls (see the module docstring)."""
 
-    def __init__(self, config: SipConfig | None = None) -> None:
+    def __init__(
+        self, config: SipConfig | None = None, *, readiness: Callable[[], str | None] | None = None
+    ) -> None:
         self._ctx = ctx = CoreContext(config or SipConfig())
+        self._readiness = readiness
         self._uas = Uas(ctx)
         self._uac = Uac(ctx)
         self.stats = ctx.stats
@@ -101,6 +111,19 @@ class UserAgentCore:
     @property
     def active_calls(self) -> int:
         return sum(1 for d in self._ctx.dialogs.values() if d.state is not DialogState.ENDED)
+
+    def unready_reason(self) -> str | None:
+        """Why a new call would not be taken now (what a 503 to OPTIONS says), or None."""
+        if not self._accepting:
+            return "not accepting new calls"
+        if self.active_calls >= self.config.max_calls:
+            return f"at max_calls ({self.config.max_calls})"
+        if self._readiness is not None:
+            try:
+                return self._readiness()
+            except Exception:  # the hook's bug must not cost the answer: ready is the old behaviour
+                log.exception("the readiness hook raised; OPTIONS answered as ready")
+        return None
 
     def has_calls_on(self, addr: Address, transport: Transport) -> bool:
         """Whether a call not ended signals with ``addr`` over ``transport`` (a TCP connection that
@@ -269,10 +292,15 @@ class UserAgentCore:
             txn.respond(ctx.response(req, 483, source=src), now)
             return
         uas = self._uas
+        if req.method == "OPTIONS":
+            unready = self.unready_reason() if req.to.tag is None else None
+            # The reason may name an upstream error: for the sources allowed to call only.
+            shown = unready if unready is None or self._allowed is None or self._may_send(req, src) else ""
+            uas.on_options(req, txn, src, now, unready=shown, retry_after=_RETRY_AFTER_S)
+            return
         handler = {
             "CANCEL": uas.on_cancel,
             "BYE": uas.on_bye,
-            "OPTIONS": uas.on_options,
             "INFO": uas.on_info,
         }.get(req.method)
         if handler is not None:

@@ -332,6 +332,8 @@ class SipEndpoint:
     ``allow_sources``: IPs / CIDR networks that may call in (403 to others, see ``SipConfig``; None:
     anyone). ``tcp_message_timeout`` / ``tcp_idle_timeout``: seconds, see the module docstring (None
     disables). ``allow_sources`` and ``max_message_bytes``, when given, override those of ``config``.
+    ``readiness``: asked on each OPTIONS outside a dialog (None: ready, else the reason for a 503; see
+    ``voxline.sip.core``).
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
     playouts), from when the call connects until its media closes.
     """
@@ -353,6 +355,7 @@ class SipEndpoint:
         allow_sources: Sequence[str] | None = None,
         tcp_message_timeout: float | None = 10.0,
         tcp_idle_timeout: float | None = 300.0,
+        readiness: Callable[[], str | None] | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -386,6 +389,7 @@ class SipEndpoint:
         self.rtp_inactivity_timeout_ms = rtp_inactivity_timeout_ms
         self._clock = clock
         self.on_incoming_call = on_incoming_call
+        self.readiness = readiness
         self.core: UserAgentCore | None = None
         self.legs: dict[str, SipCallLeg] = {}
         self._incoming: asyncio.Queue[SipCallLeg] = asyncio.Queue()
@@ -437,7 +441,7 @@ class SipEndpoint:
         # given to the endpoint is not written to, and nothing changes the core's after this.
         advertised = self.advertise_host or (self.host if not _unspecified(self.host) else "127.0.0.1")
         self.config = dataclasses.replace(self.config, port=port, host=advertised)
-        self.core = UserAgentCore(self.config)
+        self.core = UserAgentCore(self.config, readiness=self.readiness)
         return self
 
     async def close(self) -> None:

@@ -341,9 +341,27 @@ class Uas:
                 ctx.emit(CallDisconnected(dialog.call_id, "remote", "BYE"))
             dialog.end(now)
 
-    def on_options(self, req: SipRequest, txn: ServerNonInviteTransaction, src: Address, now: float) -> None:
+    def on_options(
+        self,
+        req: SipRequest,
+        txn: ServerNonInviteTransaction,
+        src: Address,
+        now: float,
+        *,
+        unready: str | None = None,
+        retry_after: str = "5",
+    ) -> None:
+        """200 with what we support; 503 with ``Retry-After`` when ``unready`` (the reason, in a
+        ``Warning`` unless empty) says new calls would not be taken."""
         extra = [("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en")]
-        txn.respond(self._ctx.response(req, 200, source=src, to_tag=token(), extra=extra), now)
+        if unready is None:
+            txn.respond(self._ctx.response(req, 200, source=src, to_tag=token(), extra=extra), now)
+            return
+        extra.append(("Retry-After", retry_after))
+        if unready:
+            text = printable(unready).replace("\\", "\\\\").replace('"', '\\"')
+            extra.append(("Warning", f'399 voxline "{text}"'))
+        txn.respond(self._ctx.response(req, 503, source=src, to_tag=token(), extra=extra), now)
 
     def on_info(self, req: SipRequest, txn: ServerNonInviteTransaction, src: Address, now: float) -> None:
         ctx = self._ctx
