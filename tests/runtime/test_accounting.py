@@ -18,6 +18,7 @@ from tests.runtime.callflow import ANSWER, EXAMPLE, ORDER_ARGUMENTS, REPLY, barg
 from voxline import telemetry
 from voxline.audio.g711 import ulaw_encode
 from voxline.audio.tone import tone
+from voxline.logs import JsonFormatter
 from voxline.runtime.server import Runtime, RuntimeConfig
 from voxline.runtime.session import Secrets
 from voxline.sip.endpoint import SipEndpoint
@@ -112,7 +113,11 @@ async def test_the_quality_record_of_a_call_with_a_tool_call_and_a_barge_in(
     assert fields["event"] == "call_ended" and fields["outcome"] == "completed"
     assert fields["turns"] == 1 and fields["barge_ins"] == 1
     assert fields["p50_response_ms"] == turn["response_ms"]
-    assert fields["session_id"] == record["session_id"]
+    for line in lines:  # the record's own ids, which the log formats render
+        assert line.session_id == record["session_id"] and line.call_id == record["call_id"]  # type: ignore[attr-defined]
+    json_line = json.loads(JsonFormatter().format(end))
+    assert json_line["call_id"] == record["call_id"] and json_line["turns"] == 1
+    assert json_line["msg"] == message
 
 
 async def test_with_privacy_the_record_has_no_transcript_text(tmp_path: Path) -> None:

@@ -217,14 +217,16 @@ class CallTracker:
             direction,
             call.caller_id() or "-",
             call.destination() or "-",
-            extra={"fields": self._identity()},
+            extra={**self._log_ids(), "fields": self._identity()},
         )
+
+    def _log_ids(self) -> dict[str, Any]:
+        # The record's own ids (voxline.logs renders them), whichever context reports the end.
+        return {"session_id": self.session_id, "call_id": self.call.id()}
 
     def _identity(self) -> dict[str, Any]:
         return {
             "event": "call_started" if self.ended_at is None else "call_ended",
-            "call_id": self.call.id(),
-            "session_id": self.session_id,
             "transport": self.transport,
             "direction": self.direction,
             "caller": self.call.caller_id(),
@@ -496,6 +498,7 @@ class CallTracker:
             "" if len(self.barge_ins) == 1 else "s",
             f"{p50:.0f} ms" if p50 is not None else "n/a",
             extra={
+                **self._log_ids(),
                 "fields": {
                     **self._identity(),
                     "duration_s": round(duration_s, 3),
@@ -504,7 +507,7 @@ class CallTracker:
                     "turns": len(self.turns),
                     "barge_ins": len(self.barge_ins),
                     "p50_response_ms": p50,
-                }
+                },
             },
         )
         if self._spans is not None:
