@@ -37,6 +37,8 @@ def _run(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "metrics": args.metrics,
         "open_metrics": True if args.open_metrics else None,
+        "call_log": args.call_log,
+        "otel": True if args.otel else None,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
@@ -255,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--open-metrics",
         action="store_true",
         help="serve /metrics on a non-loopback address (it shows call volumes and errors)",
+    )
+    run.add_argument(
+        "--call-log",
+        metavar="DIR",
+        help="write each call's quality record (turns, latencies, barge-ins, RTP, tokens) to DIR as JSON",
+    )
+    run.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry traces of calls, exported as the OTEL_* variables say (voxline[otel] extra)",
     )
     run.add_argument(
         "--start-session",

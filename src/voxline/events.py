@@ -24,3 +24,6 @@ class CallEvents(StrEnum):
     PlaybackFinished = "Call.PlaybackFinished"
     RecordStarted = "Call.RecordStarted"
     RecordStopped = "Call.RecordStopped"
+    # voxline's: the call's quality record (turns, latencies, barge-ins, RTP, tokens) as
+    # ``event.record``, delivered once, just before ``Disconnected`` / ``Failed``.
+    QualityRecord = "Call.QualityRecord"

@@ -1,2 +1,3 @@
-"""Exporters of what ``voxline.telemetry`` measures: the Prometheus exposition (``prometheus``) and the
-runtime's probes (``probes``)."""
+"""Exporters of what voxline measures: the Prometheus exposition (``prometheus``), the runtime's
+probes (``probes``) and OpenTelemetry traces (``otel``, the ``otel`` extra). Nothing here is imported
+unless it is turned on."""

@@ -143,13 +143,11 @@ class RealtimeAPIClient(MediaUnit):
         self._session: SessionContext | None = current_session.get()
         self._connect_reported = False
         # Metrics: the meters of the call this client hears (input) and speaks to (output), the time
-        # the message being handled was read, the answer whose first audio was stamped, when the
-        # caller's speech last started (for barge-in -> silence).
+        # the message being handled was read, the answer whose first audio was stamped.
         self._in_meters: CallMeters = NO_METERS
         self._out_meters: CallMeters = NO_METERS
         self._read_at = 0.0
         self._audio_key: tuple[str | None, int] | None = None
-        self._speech_started_at: float | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -263,6 +261,12 @@ class RealtimeAPIClient(MediaUnit):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def privacy(self) -> bool:
+        """Created with ``privacy``: no message content in logs and traces (nor in voxline's call
+        records and spans)."""
+        return self._params.privacy
+
     def statistics(self) -> dict[str, Any]:
         if not self._params.statistics:
             raise RuntimeError("statistics are off for this client: create it with statistics=True")
@@ -355,9 +359,7 @@ class RealtimeAPIClient(MediaUnit):
                 item_id, index = message.data.get("item_id"), message.data.get("content_index", 0)
                 if isinstance(item_id, str) and isinstance(index, int):
                     self._playout.end_item(item_id, index)
-            if message.name is RealtimeAPIEvents.InputAudioBufferSpeechStarted:
-                self._speech_started_at = self._read_at
-            elif message.name is RealtimeAPIEvents.ResponseDone:
+            if message.name is RealtimeAPIEvents.ResponseDone:
                 response = message.data.get("response")
                 if isinstance(response, dict):
                     TELEMETRY.response_usage(response.get("usage"))
@@ -507,12 +509,6 @@ class RealtimeAPIClient(MediaUnit):
             self._playout.buffer.acknowledge(heard)
         cleared = self._playout.clear()
         self._clear_sinks()
-        if cleared:
-            # Until the per-call tracker (issue 15, calls) reports barge-ins itself.
-            started = self._speech_started_at
-            to_silence = (time.monotonic() - started) * 1000 if started is not None else None
-            TELEMETRY.barge_in(self._out_meters.transport, to_silence)
-        self._speech_started_at = None
         if not self._params.auto_truncate or self._closed:
             return
         for item in cleared:

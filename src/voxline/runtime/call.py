@@ -92,6 +92,18 @@ class CallLeg(Protocol):
     def played_ms(self) -> int | None: ...
 
 
+class CallMonitor(Protocol):
+    """What watches a call for the runtime (the per-call tracker of ``voxline.runtime.accounting``):
+    told of the two moments no event shows, synchronously, on the event loop."""
+
+    def clearing_media(self) -> None:
+        """The call's source dropped its unplayed audio (barge-in); the leg is cleared right after."""
+
+    def call_ending(self, name: CallEvents, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The call has ended (``Disconnected`` or ``Failed`` with ``fields`` is next): a quality
+        record to deliver as ``CallEvents.QualityRecord`` first, or None."""
+
+
 class _Heard(MediaUnit):
     """What the call plays to the caller, as a stream a recorder can tap (exists only while recording)."""
 
@@ -134,6 +146,8 @@ class Call(MediaUnit):
         self._heard: _Heard | None = None
         self._recorders: list[Recorder] = []
         self._player: Player | None = None
+        #: Watchers of the runtime's own (``CallMonitor``); a scenario has the events.
+        self.monitors: list[CallMonitor] = []
         leg.attach(LegListener(self))
 
     def __repr__(self) -> str:
@@ -282,6 +296,11 @@ class Call(MediaUnit):
         meters = self.meters
         if meters.on:
             meters.model_audio_at = 0.0  # the answer was cut before its first frame left
+        for monitor in self.monitors:
+            try:
+                monitor.clearing_media()
+            except Exception:
+                log.exception("%r: monitor %r failed on clear", self, monitor)
         self._leg.clear_buffer()
 
     def flush(self, source: MediaUnit) -> None:
@@ -323,6 +342,15 @@ class Call(MediaUnit):
         if self._state is CallState.ENDED:
             return
         self._state = CallState.ENDED
+        for monitor in self.monitors:
+            try:
+                record = monitor.call_ending(name, fields)
+            except Exception:
+                log.exception("%r: monitor %r failed at the end of the call", self, monitor)
+                continue
+            if record is not None:
+                # Before Disconnected/Failed: a scenario that terminates on those still gets it.
+                self._emit(CallEvents.QualityRecord, record=record)
         self._emit(name, **fields)
         self.stop_playback()
         self.stop_recording()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -41,12 +41,16 @@ from ..openai.realtime import RealtimeAPIClient
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
 from ..telemetry import TELEMETRY
+from .accounting import Accounting, otel_requested
 from .call import Call
 from .context import current_session
 from .events import AppEvents, CallEvents
 from .legs import CarrierLeg, SipLeg
 from .readiness import Readiness
 from .session import Scenario, Secrets, Session
+
+if TYPE_CHECKING:
+    from ..observability.otel import CallTracing
 
 log = logging.getLogger("voxline.runtime")
 
@@ -184,6 +188,8 @@ class RuntimeConfig:
     # None: on when the HTTP listener is set and on loopback (or open_metrics), else off.
     metrics: str | None = None
     open_metrics: bool = False  # /metrics on a non-loopback address (it tells call volumes and errors)
+    call_log: str | None = None  # a directory: one JSON quality record per call
+    otel: bool = False  # OpenTelemetry traces (the voxline[otel] extra), exported as OTEL_* says
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -233,6 +239,10 @@ class RuntimeConfig:
         self.log_format = parse_log_format(self.log_format)
         if self.log_level is not None:
             self.log_level = parse_log_level(self.log_level)
+        self.otel = _flag("otel", self.otel)
+        if self.call_log is not None:
+            text = str(self.call_log).strip()
+            self.call_log = None if text.lower() in ("", "off", "none") else text
         self.open_media = _flag("open_media", self.open_media)
         self.max_calls = _integer("max_calls", self.max_calls, 1)
         self.ready_model_failures = _integer("ready_model_failures", self.ready_model_failures, 0)
@@ -326,7 +336,12 @@ def _reason(exc: OSError) -> str:
 class Runtime:
     """Runs one scenario for every call it receives."""
 
-    def __init__(self, config: RuntimeConfig, secrets: Secrets | None = None) -> None:
+    def __init__(
+        self, config: RuntimeConfig, secrets: Secrets | None = None, *, tracer_provider: Any = None
+    ) -> None:
+        """``tracer_provider``: an OpenTelemetry tracer provider for the call spans (tests, embedding
+        applications); implies tracing. Raises ValueError naming the setting when ``call_log``
+        cannot be created or tracing is asked for without the ``otel`` extra."""
         self.config = config
         self.scenario = Scenario(config.scenario)
         self.secrets = secrets or Secrets(config.secrets_file)
@@ -360,6 +375,32 @@ class Runtime:
         self.metrics_port: int | None = None
         self._probe: asyncio.Task[None] | None = None
         self._counted: dict[str, int] = {}  # refusals counted elsewhere, as added to the metrics
+        # Every call's figures: the start/end log lines, metrics, the quality record, the spans.
+        self.accounting = Accounting(call_log=self._call_log_dir(), tracing=self._tracing(tracer_provider))
+        self.observers.append(self.accounting.observe)
+
+    def _call_log_dir(self) -> Path | None:
+        if self.config.call_log is None:
+            return None
+        directory = Path(self.config.call_log)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"call_log: cannot create the directory {directory}: {_reason(exc)}") from None
+        return directory
+
+    def _tracing(self, provider: Any) -> CallTracing | None:
+        explicit = self.config.otel or provider is not None
+        if not explicit and not otel_requested(os.environ):
+            return None  # opentelemetry is never imported
+        try:
+            from ..observability.otel import CallTracing
+        except ImportError:
+            if explicit:
+                raise ValueError("otel: traces need OpenTelemetry: pip install 'voxline[otel]'") from None
+            log.warning("OTEL_TRACES_EXPORTER is set but OpenTelemetry is not installed: no traces")
+            return None
+        return CallTracing(provider)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -529,6 +570,7 @@ class Runtime:
             await self._metrics_runner.cleanup()
         if self._probe is not None:
             self._probe.cancel()
+        await self.accounting.close()
         self._stopped.set()
 
     async def _livez(self, request: web.Request) -> web.Response:
@@ -633,12 +675,13 @@ class Runtime:
         call.meters = TELEMETRY.call_started(transport)
 
         def connected(event: Any) -> None:
+            record.connected = True
             TELEMETRY.call_setup_done(transport, "answered", time.monotonic() - record.started)
 
         def ended(event: Any) -> None:
-            # The outcome until the per-call tracker (issue 15, calls) reports call_finished itself.
+            # The outcomes of the call's quality record (runtime/accounting.py).
             if event.name == CallEvents.Disconnected:
-                self._call_counted(session, "completed")
+                self._call_counted(session, "completed" if record.connected else "abandoned")
             else:
                 rejected = event.extra.get("reason") == "rejected"
                 self._call_counted(session, "rejected" if rejected else "failed")
@@ -679,6 +722,7 @@ class _CallRecord:
     transport: str
     started: float
     model_ready: bool = False
+    connected: bool = False
 
 
 __all__ = ["CallDisconnected", "CallFailed", "ListenError", "Runtime", "RuntimeConfig"]
