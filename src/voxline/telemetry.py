@@ -162,6 +162,7 @@ class Telemetry:
         self.sip_responses = off
         self.rejected = off
         self.loop_lag = off
+        self.ready = off
         self._sip_classes: tuple[Counting, ...] = (off,) * len(SIP_CLASSES)
         self._tokens: dict[str, Counting] = dict.fromkeys(TOKEN_KINDS, off)
 
@@ -266,6 +267,9 @@ class Telemetry:
         )
         self.loop_lag = histogram(
             "voxline_event_loop_lag_seconds", "How late the event loop ran a periodic probe.", LAG_BUCKETS
+        )
+        self.ready = Gauge(
+            "voxline_ready", "1 when the node takes new calls (/readyz 200), else 0.", registry=registry
         )
         self._sip_classes = tuple(self.sip_responses.labels(c) for c in SIP_CLASSES)
         self._tokens = {kind: self.tokens.labels(kind) for kind in TOKEN_KINDS}
@@ -400,6 +404,10 @@ class Telemetry:
 
     def loop_lagged(self, seconds: float) -> None:
         self.loop_lag.observe(max(0.0, seconds))
+
+    def readiness(self, ready: bool) -> None:
+        """Whether the node takes new calls, set at each scrape (the runtime's readiness)."""
+        self.ready.set(1 if ready else 0)
 
 
 TELEMETRY = Telemetry()

@@ -61,6 +61,14 @@ async def until(predicate: Any, timeout: float = 10) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
+async def ready_gauge(port: int) -> str:
+    """The value of ``voxline_ready`` on /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith("voxline_ready ")]
+    return line.split()[1]
+
+
 async def get(port: int, path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as resp:
         return resp.status, await resp.json(), dict(resp.headers)
@@ -109,6 +117,7 @@ async def test_readyz_and_options_are_503_at_the_call_limit_and_200_when_the_cal
         status, body, _ = await get(http, "/readyz")
         assert (status, body["status"], body["calls"], body["max_calls"]) == (200, "ready", 0, 1)
         assert (await options(sip)).status == 200
+        assert await ready_gauge(http) == "1.0"
         async with SipEndpoint("127.0.0.1", 0, transports=("udp",)) as caller:
             leg = await caller.call(f"sip:agent@127.0.0.1:{sip}")
             await asyncio.wait_for(leg.wait_connected(), 5)
@@ -121,6 +130,7 @@ async def test_readyz_and_options_are_503_at_the_call_limit_and_200_when_the_cal
             assert (full.status, full.headers.get("Retry-After")) == (503, "5")
             assert full.headers.get("Warning") == '399 voxline "at max_calls (1)"'
             assert (await get(http, "/livez"))[:2] == (200, {"status": "alive"})
+            assert await ready_gauge(http) == "0.0"
             leg.hangup()
             await asyncio.wait_for(leg.wait_ended(), 5)
             # The slot is free as soon as the call ends (the session winding down holds none).
@@ -128,6 +138,7 @@ async def test_readyz_and_options_are_503_at_the_call_limit_and_200_when_the_cal
             status, body, headers = await get(http, "/readyz")
             assert (status, body["calls"], "Retry-After" in headers) == (200, 0, False)
             assert (await options(sip)).status == 200
+            assert await ready_gauge(http) == "1.0"
     finally:
         await runtime.shutdown(grace_s=0)
 
@@ -223,6 +234,7 @@ async def test_sigterm_flips_readyz_and_options_to_503_while_the_running_call_dr
             seen += line
         assert (await get(http, "/readyz"))[0] == 200
         assert (await options(sip)).status == 200
+        assert await ready_gauge(http) == "1.0"
         async with SipEndpoint("127.0.0.1", 0, transports=("udp",)) as caller:
             leg = await caller.call(f"sip:agent@127.0.0.1:{sip}")
             await asyncio.wait_for(leg.wait_connected(), 10)

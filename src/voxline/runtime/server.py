@@ -521,6 +521,7 @@ class Runtime:
             key = f"{transport}:{reason}"
             TELEMETRY.call_rejected(transport, reason, total - self._counted.get(key, 0))
             self._counted[key] = total
+        TELEMETRY.readiness(self.readiness.ready)
 
     def _observe(self, session: Session, resource: Any) -> None:
         """Setup time to the model session: the first ``session.created`` of a call's session."""
