@@ -421,7 +421,8 @@ class TwilioMediaStream:
 
     def _acknowledged(self, position_ms: int, source_ms: int | None, now_ms: float | None) -> None:
         if position_ms >= self._floor.position_ms:
-            self._floor = Heard(position_ms, source_ms, False)
+            # The source position of the last audio acknowledged with one (a mark may have none).
+            self._floor = Heard(position_ms, self._acknowledged_source_ms, False)
         segments = self._segments
         if now_ms is not None:
             played_at = self._timeline_at(position_ms)
