@@ -171,3 +171,38 @@ async def test_nothing_is_handled_while_the_task_closes_after_a_protocol_error(
         await read_until_closed(ws)
         assert ws.close_code == 1007
     assert bridge.frames == []
+
+
+async def test_a_stream_closed_by_the_application_ends_with_its_own_code_and_reason(
+    make_server: ServerFactory,
+) -> None:
+    async def bridge(stream: CarrierStream) -> None:
+        await asyncio.sleep(0.05)
+        await stream.close(1000, "hangup")
+
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await read_until_closed(ws)
+        assert ws.close_code == 1000 and ws.close_reason == "hangup"
+    stream = server.streams[0]
+    await asyncio.wait_for(stream.wait_closed(), 1)
+    assert (stream.close_code, stream.close_reason) == (1000, "hangup")
+    assert server.endpoints.stats["socket_errors"] == 0
+
+
+async def test_shutdown_closes_every_socket_with_1001_and_counts_no_error(make_server: ServerFactory) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.05)
+        reader = asyncio.create_task(read_until_closed(ws))
+        await asyncio.wait_for(server.endpoints.close(), 3)
+        await asyncio.wait_for(reader, 3)
+        assert ws.close_code == 1001
+    assert bridge.streams[0].close_code == 1001
+    assert server.endpoints.stats["socket_errors"] == 0
+    assert server.endpoints.active_sockets == 0

@@ -32,6 +32,7 @@ class AiohttpMediaSocket:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task = asyncio.get_running_loop().create_task(self._write(), name=name)
+        self._sent: tuple[int, str] | None = None  # the close this side sent
 
     def set_source(self, pop: Callable[[], str | None]) -> None:
         self._pop = pop
@@ -47,6 +48,8 @@ class AiohttpMediaSocket:
             pass
 
     async def close(self, code: int, reason: str) -> None:
+        if self._sent is None and not self.ws.closed:
+            self._sent = (code, reason)
         await self.ws.close(code=code, message=reason.encode("utf-8"))
 
     @property
@@ -89,7 +92,10 @@ class AiohttpMediaSocket:
                     return
                 else:  # CLOSE, CLOSING, CLOSED
                     break
-            session.lost(ws.close_code, "closed by peer")
+            if self._sent is not None:  # aiohttp reports the peer's answer; the stream ends with ours
+                session.lost(self._sent[0], self._sent[1], ours=True)
+            else:
+                session.lost(ws.close_code, "closed by peer")
         finally:
             self._task.cancel()
             if not ws.closed:

@@ -133,15 +133,16 @@ class CarrierSession:
         self.log.once("binary_frames", logging.WARNING, f"closing with 1003: {reason}")
         self.end(CLOSE_UNSUPPORTED_DATA, reason)
 
-    def lost(self, code: int | None, reason: str, *, error: bool = False) -> None:
-        """The socket is gone. ``code``: the close code sent on a socket error (1009 for a message
-        too big, 1007 for text that is not UTF-8), else the peer's."""
+    def lost(self, code: int | None, reason: str, *, error: bool = False, ours: bool = False) -> None:
+        """The socket is gone. ``code``, ``reason``: the close sent on a socket error (``error``:
+        1009 for a message too big, 1007 for text that is not UTF-8), or by this side (``ours``: a
+        shutdown), else the peer's."""
         self._cancel_start_timer()
         if error:
             self.log.once("socket_errors", logging.WARNING, f"closed with {code}: {reason}")
         if self.ending is not None:
             code, reason = self.ending
-        elif not error:
+        elif not error and not ours:
             reason = "closed by peer"
         self.finished(code, reason)
 
@@ -161,6 +162,12 @@ class CarrierSession:
     def protocol_error(self, event: ProtocolError) -> None:
         self.log.protocol_error(event)
         self.end(event.close_code, event.reason)
+
+    def closing(self, code: int, reason: str) -> None:
+        """A stream of this socket is closing it (``stream.close()``): the streams end with ``code``
+        and ``reason``, and no more messages are handled."""
+        if self.ending is None:
+            self.ending = (code, reason)
 
     def end(self, code: int, reason: str, *, drain_s: float = 0.0) -> None:
         """Close the socket with ``code`` after at most ``drain_s`` s of writing what is queued."""

@@ -91,6 +91,7 @@ class TwilioCarrierStream(CarrierStream):
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if self._closed.is_set():
             return
+        self._session.closing(code, reason)
         socket = self._session.socket
         await socket.drain(timeout=1.0)
         await socket.close(code, close_message(reason))

@@ -71,6 +71,7 @@ class VoxEngineCarrierStream(CarrierStream):
         session.forget(self)
         self.finish(code, reason)
         if not session.streams:
+            session.closing(code, reason)
             await session.socket.drain(timeout=1.0)
             await session.socket.close(code, close_message(reason))
 

@@ -79,6 +79,7 @@ class ServerConnection(asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._ping_data = b""
+        self._closing = False  # close() was called: the close is this side's, not a failure
 
     # -- MediaSocket ---------------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class ServerConnection(asyncio.Protocol):
             pass
 
     async def close(self, code: int, reason: str) -> None:
+        self._closing = True
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
@@ -164,8 +166,9 @@ class ServerConnection(asyncio.Protocol):
             return
         sent, received = self.protocol.close_sent, self.protocol.close_rcvd
         if sent is not None and (received is None or not self.protocol.close_rcvd_then_sent):
-            # This side closed first: a session's end, or websockets failing the connection.
-            session.lost(int(sent.code), sent.reason, error=session.ending is None)
+            # This side closed first: close() (a session's end, a stream's close, shutdown), or
+            # websockets failing the connection (1009, 1002, ...), which is the one error.
+            session.lost(int(sent.code), sent.reason, error=not self._closing, ours=self._closing)
         elif received is not None:
             session.lost(int(received.code), received.reason)
         else:
