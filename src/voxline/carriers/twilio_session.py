@@ -122,38 +122,33 @@ class TwilioSession(CarrierSession):
         return self.loop.time() * 1000.0
 
     def handle(self, text: str) -> None:
-        core = self.core
-        core.receive_text(text, self.loop.time() * 1000.0)
-        for event in core.events_received():
-            if isinstance(event, TwilioMedia):
-                stream = self.stream
-                if stream is not None and event.track in ("inbound", "inbound_track"):
-                    stream.deliver_audio(event.payload, event.timestamp_ms)
-                else:
-                    self.log.once(
-                        "media_other_track", logging.INFO, f"ignoring media of track {event.track!r}"
-                    )
-            elif isinstance(event, TwilioMark):
-                if self.stream is not None and event.acknowledged_ms is not None:
-                    self.stream.acknowledge(event.acknowledged_ms, event.source_ms)
-            elif isinstance(event, TwilioStart):
-                self.started()
-                stream = self.stream = TwilioCarrierStream(self, event)
-                stream.playout_batch_ms = self.config.twilio_batch_ms
-                self.stats["streams"] += 1
-                self.spawn(stream)
-            elif isinstance(event, TwilioDtmf):
-                if self.stream is not None:
-                    self.stream.deliver_dtmf(event.digit)
-            elif isinstance(event, TwilioStop):
-                # What was queued before the stop still goes out.
-                self.end(CLOSE_NORMAL, "stop", drain_s=0.5)
-                return
-            elif isinstance(event, ProtocolError):
-                self.protocol_error(event)
-                return
-            elif isinstance(event, Ignored):
-                self.log.ignored(event)
+        # One message, one event: ``receive`` is ``receive_text`` + ``events_received`` without the list.
+        event = self.core.receive(text, self.loop.time() * 1000.0)
+        if isinstance(event, TwilioMedia):
+            stream = self.stream
+            if stream is not None and event.track in ("inbound", "inbound_track"):
+                stream.deliver_audio(event.payload, event.timestamp_ms)
+            else:
+                self.log.once("media_other_track", logging.INFO, f"ignoring media of track {event.track!r}")
+        elif isinstance(event, TwilioMark):
+            if self.stream is not None and event.acknowledged_ms is not None:
+                self.stream.acknowledge(event.acknowledged_ms, event.source_ms)
+        elif isinstance(event, TwilioStart):
+            self.started()
+            stream = self.stream = TwilioCarrierStream(self, event)
+            stream.playout_batch_ms = self.config.twilio_batch_ms
+            self.stats["streams"] += 1
+            self.spawn(stream)
+        elif isinstance(event, TwilioDtmf):
+            if self.stream is not None:
+                self.stream.deliver_dtmf(event.digit)
+        elif isinstance(event, TwilioStop):
+            # What was queued before the stop still goes out.
+            self.end(CLOSE_NORMAL, "stop", drain_s=0.5)
+        elif isinstance(event, ProtocolError):
+            self.protocol_error(event)
+        elif isinstance(event, Ignored):
+            self.log.ignored(event)
 
     def finished(self, code: int | None, reason: str) -> None:
         self.cancel_tick()
