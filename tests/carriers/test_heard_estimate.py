@@ -198,3 +198,19 @@ def test_the_estimate_stops_at_a_clear_and_starts_again_with_new_audio() -> None
         call.step(now)
     heard = call.core.heard(now)
     assert start < heard.position_ms <= call.heard_by_player(now)
+
+
+def test_each_position_maps_to_its_own_audio_on_the_senders_timeline() -> None:
+    core = TwilioMediaStream(chunk_ms=100, mark_interval_ms=100)
+    core.receive_text(START, 0.0)
+    core.send_audio(b"\x7f" * 800, source_ms=1100, now_ms=0.0)  # stream 0-100 = source 1000-1100
+    core.send_audio(b"\x7f" * 800, source_ms=500, now_ms=0.0)  # stream 100-200 = source 400-500
+    names = [json.loads(text)["mark"]["name"] for text in core.data_to_send() if '"mark"' in text]
+    assert core.heard(50.0) == Heard(0, None, False)  # no echo yet: nothing to go by
+    core.receive_text(json.dumps({"event": "mark", "mark": {"name": names[0]}}), 110.0)  # lag 10 ms
+    assert core.heard(110.0) == Heard(100, 1100, False)
+    assert core.heard(150.0) == Heard(140, 440, True)
+    # Capped at the next mark, whose echo has not come, and that is all that was sent.
+    assert core.heard(400.0) == Heard(200, 500, True)
+    core.clear(400.0)
+    assert core.heard(10_000.0) == Heard(200, 500, True)

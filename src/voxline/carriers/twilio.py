@@ -446,30 +446,30 @@ class TwilioMediaStream:
             return floor
         t = now_ms - lag
         position = float(floor.position_ms)
-        segment: _Segment | None = None
-        for candidate in self._segments:
-            if t < candidate.sim_start:
-                break
-            if candidate.end_ms <= position:
+        for segment in self._segments:
+            if t < segment.sim_start:
+                break  # not playing yet at t (the player had run dry before it)
+            if segment.end_ms <= position:
                 continue
-            segment = candidate
-            if t < candidate.sim_start + (candidate.end_ms - candidate.start_ms):
-                position = max(position, candidate.start_ms + (t - candidate.sim_start))
+            if t < segment.sim_start + (segment.end_ms - segment.start_ms):
+                position = max(position, segment.start_ms + (t - segment.sim_start))
                 break
-            position = candidate.end_ms
+            position = segment.end_ms
         # Not beyond the next mark (its echo has not come) nor beyond what was sent.
         cap = float(self.sent_ms)
         for pending in self._pending:
             if pending.position_ms > floor.position_ms:
                 cap = min(cap, float(pending.position_ms))
                 break
-        position = min(position, cap)
-        whole = int(position)
-        if segment is None or whole <= floor.position_ms:
+        whole = int(min(position, cap))
+        if whole <= floor.position_ms:
             return floor
         source = floor.source_ms
-        if segment.source_end is not None:
-            source = segment.source_end - int(segment.end_ms - whole)
+        for segment in self._segments:
+            if segment.start_ms < whole <= segment.end_ms:
+                if segment.source_end is not None:
+                    source = segment.source_end - int(segment.end_ms - whole)
+                break
         return Heard(whole, source, True)
 
     # -- outbound ----------------------------------------------------------------------------------
