@@ -1,4 +1,9 @@
-"""A real aiohttp server on 127.0.0.1 with the carrier endpoints and an in-test echo bridge."""
+"""A real server on 127.0.0.1 with the carrier endpoints and an in-test echo bridge.
+
+``make_server`` runs every test that uses it on both ways a media socket is served: the carrier
+listener's fast path (websockets' Sans-I/O server, ``ws_server``) and aiohttp's routes with its
+public WebSocket API (``aiohttp_socket``, what an app served by its own runner gets).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ class Server:
     base: str  # http://127.0.0.1:port
     streams: list[CarrierStream] = field(default_factory=list)
     guard: HttpGuard | None = None
+    listener: str = "ws_server"  # or "aiohttp": which layer serves the media sockets
 
     @property
     def port(self) -> int:
@@ -44,8 +50,12 @@ async def echo_bridge(stream: CarrierStream) -> None:
 ServerFactory = Callable[..., Awaitable[Server]]
 
 
-@pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
+LISTENERS = ["ws_server", "aiohttp"]
+
+
+@pytest.fixture(params=LISTENERS)
+async def make_server(request: pytest.FixtureRequest) -> AsyncIterator[ServerFactory]:
+    kind: str = request.param
     runners: list[web.AppRunner] = []
     servers: list[Server] = []
 
@@ -65,10 +75,13 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
         endpoints = CarrierEndpoints(recording, CarrierConfig(**config), admit=admit)  # type: ignore[arg-type]
         app = web.Application()
-        endpoints.add_to(app)
+        if kind == "ws_server":
+            endpoints.add_to(app)
+        else:
+            app.add_routes(endpoints.routes())  # no upgrades offered: aiohttp serves the sockets
         # As the runtime serves them: behind the header and idle timeouts.
         listener = await start_http_site(app, "127.0.0.1", 0, guard or HttpGuard())
-        server = Server(endpoints, f"http://127.0.0.1:{listener.port}", guard=listener.guard)
+        server = Server(endpoints, f"http://127.0.0.1:{listener.port}", guard=listener.guard, listener=kind)
         holder.append(server)
         runners.append(listener.runner)
         servers.append(server)

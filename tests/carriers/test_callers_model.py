@@ -102,10 +102,10 @@ class _Stream(CarrierStream):
 async def test_frames_before_a_consumer_are_kept_for_it() -> None:
     stream = _Stream(stream_id="s", media_format=PCMU_8K)
     for i in range(3):
-        stream._deliver_payload(bytes([i]) * 160, i * 20)
+        stream.deliver_audio(bytes([i]) * 160, i * 20)
     got: list[Frame] = []
     stream.on_audio = got.append
-    stream._deliver_payload(b"\x03" * 160, 60)
+    stream.deliver_audio(b"\x03" * 160, 60)
     assert [f.timestamp_ms for f in got] == [0, 20, 40, 60]
     with pytest.raises(TypeError, match="on_audio"):
         stream.on_audio = "not callable"  # type: ignore[assignment]
@@ -113,9 +113,9 @@ async def test_frames_before_a_consumer_are_kept_for_it() -> None:
 
 async def test_async_iteration_ends_when_the_stream_ends() -> None:
     stream = _Stream(stream_id="s", media_format=PCMU_8K)
-    stream._deliver_payload(b"\xff" * 160, 0)
-    stream._deliver_payload(b"\xff" * 100, 20)  # a short tail, flushed at the end
-    stream._finish(1000, "stop")
+    stream.deliver_audio(b"\xff" * 160, 0)
+    stream.deliver_audio(b"\xff" * 100, 20)  # a short tail, flushed at the end
+    stream.finish(1000, "stop")
     frames = [frame async for frame in stream]
     assert [len(f.data) for f in frames] == [160, 100]
     assert stream.is_closed and stream.close_reason == "stop"

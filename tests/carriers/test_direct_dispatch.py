@@ -1,6 +1,7 @@
-"""Carrier text messages are handled inside aiohttp's parser callback (no task wake-up per message),
-in the order they came, with what needs ``await`` (Twilio's stop, a protocol error) left to the
-socket's task. Real aiohttp server, real WebSocket client, on loopback."""
+"""On the carrier listener's fast path (websockets' Sans-I/O server) text messages are handled inside
+the connection's ``data_received`` (no task wake-up per message); on either path in the order they
+came, and nothing after the message that ends the socket (Twilio's stop, a protocol error) is
+handled. Real server, real WebSocket client, on loopback."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from voxline.carriers import CarrierStream
-from voxline.carriers import endpoint as carrier_endpoint
+from voxline.carriers.aiohttp_socket import AiohttpMediaSocket
 from voxline.carriers.endpoint import TwilioCarrierStream
+from voxline.carriers.ws_server import ServerConnection
 
 from .conftest import ServerFactory
 
@@ -67,18 +69,12 @@ async def test_media_is_handled_inside_the_parser_callback_not_by_a_task(make_se
             await ws.send(media(byte))
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)
-    # Code run from a protocol callback has no current task; the fallback path would run in the
-    # socket handler's task.
     assert [data for data, _ in bridge.frames] == [1, 2, 3]
-    assert [task for _, task in bridge.frames] == [None, None, None]
+    # Code run from a protocol callback has no current task; aiohttp's path runs in the handler's task.
+    assert all((task is None) is (server.listener == "ws_server") for _, task in bridge.frames)
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "aiohttp-without-the-queue"])
-async def test_the_same_messages_reach_the_stream_with_or_without_the_direct_path(
-    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, direct: bool
-) -> None:
-    if not direct:  # what an aiohttp without WebSocketDataQueue gets: every message via receive()
-        monkeypatch.setattr(carrier_endpoint._CarrierSocket, "direct", lambda self, handler: None)
+async def test_the_same_messages_reach_the_stream_on_either_path(make_server: ServerFactory) -> None:
     bridge = Recorder()
     server = await make_server(bridge, start_timeout_s=0.2)
     async with connect(server.ws_url("/twilio")) as ws:
@@ -89,7 +85,6 @@ async def test_the_same_messages_reach_the_stream_with_or_without_the_direct_pat
         await read_until_closed(ws)
         assert ws.close_code == 1000
     assert [data for data, _ in bridge.frames] == [1, 2]
-    assert all((task is None) is direct for _, task in bridge.frames)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +133,7 @@ async def test_a_failure_in_the_callback_closes_that_socket_with_1011(
         if payload[0] == 9:
             raise RuntimeError("bug")
 
-    monkeypatch.setattr(TwilioCarrierStream, "_deliver_payload", broken)
+    monkeypatch.setattr(TwilioCarrierStream, "deliver_audio", broken)
     server = await make_server(Recorder())
     with caplog.at_level(logging.ERROR, logger="voxline.carriers"):
         async with connect(server.ws_url("/twilio")) as ws:
@@ -157,14 +152,15 @@ async def test_nothing_is_handled_while_the_task_closes_after_a_protocol_error(
     bridge = Recorder()
     server = await make_server(bridge)
     closing = asyncio.Event()
-    close = carrier_endpoint._CarrierSocket.close
+    socket_type: Any = ServerConnection if server.listener == "ws_server" else AiohttpMediaSocket
+    close = socket_type.close
 
-    async def slow_close(self: carrier_endpoint._CarrierSocket, **kwargs: Any) -> bool:
+    async def slow_close(self: Any, code: int, reason: str) -> None:
         closing.set()
-        await asyncio.sleep(0.1)  # media arriving now must stay queued, not reach the stream
-        return await close(self, **kwargs)
+        await asyncio.sleep(0.1)  # media arriving now must not reach the stream
+        await close(self, code, reason)
 
-    monkeypatch.setattr(carrier_endpoint._CarrierSocket, "close", slow_close)
+    monkeypatch.setattr(socket_type, "close", slow_close)
     async with connect(server.ws_url("/twilio")) as ws:
         await ws.send(CONNECTED)
         await ws.send(START)
@@ -175,3 +171,38 @@ async def test_nothing_is_handled_while_the_task_closes_after_a_protocol_error(
         await read_until_closed(ws)
         assert ws.close_code == 1007
     assert bridge.frames == []
+
+
+async def test_a_stream_closed_by_the_application_ends_with_its_own_code_and_reason(
+    make_server: ServerFactory,
+) -> None:
+    async def bridge(stream: CarrierStream) -> None:
+        await asyncio.sleep(0.05)
+        await stream.close(1000, "hangup")
+
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await read_until_closed(ws)
+        assert ws.close_code == 1000 and ws.close_reason == "hangup"
+    stream = server.streams[0]
+    await asyncio.wait_for(stream.wait_closed(), 1)
+    assert (stream.close_code, stream.close_reason) == (1000, "hangup")
+    assert server.endpoints.stats["socket_errors"] == 0
+
+
+async def test_shutdown_closes_every_socket_with_1001_and_counts_no_error(make_server: ServerFactory) -> None:
+    bridge = Recorder()
+    server = await make_server(bridge)
+    async with connect(server.ws_url("/twilio")) as ws:
+        await ws.send(CONNECTED)
+        await ws.send(START)
+        await asyncio.sleep(0.05)
+        reader = asyncio.create_task(read_until_closed(ws))
+        await asyncio.wait_for(server.endpoints.close(), 3)
+        await asyncio.wait_for(reader, 3)
+        assert ws.close_code == 1001
+    assert bridge.streams[0].close_code == 1001
+    assert server.endpoints.stats["socket_errors"] == 0
+    assert server.endpoints.active_sockets == 0

@@ -1,72 +1,93 @@
-"""The carrier socket writer: frames go straight to the transport while that is safe, in order always."""
+"""The fast path's writer (``ws_server.ServerConnection``): what the core queues is written at once,
+synchronously, while the transport keeps up; while the transport is paused it stays in the core
+(where a ``clear`` can still drop it) and goes out, in order, when writing resumes."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Any
 
-from voxline.carriers.endpoint import _text_frame, _Writer
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
+
+from voxline.carriers.ws_server import ServerConnection
 
 
-class FakeTransport(asyncio.WriteTransport):
+class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written: list[bytes] = []
-        self.backlog = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
 
-    def get_write_buffer_size(self) -> int:
-        return self.backlog
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555) if name == "peername" else default
 
     def is_closing(self) -> bool:
         return False
 
+    def can_write_eof(self) -> bool:
+        return True
 
-class FakeResponse:
-    compress = 0
-    closed = False
+    def write_eof(self) -> None:
+        pass
 
-    def __init__(self) -> None:
-        self.sent: list[str] = []
+    def close(self) -> None:
+        pass
 
-    async def send_str(self, text: str) -> None:
-        self.sent.append(text)
-        await asyncio.sleep(0)
-
-
-def decode(frame: bytes) -> str:
-    assert frame[0] == 0x81  # FIN + text, unmasked (a server's frame)
-    n = frame[1]
-    if n == 126:
-        return frame[4:].decode()
-    assert n < 126
-    return frame[2:].decode()
+    def abort(self) -> None:
+        pass
 
 
-async def test_frames_are_written_at_once_then_by_the_task_when_the_transport_is_backed_up() -> None:
+class NullSession:
+    ending = None
+
+    def receive_text(self, text: str) -> None:
+        pass
+
+    def receive_binary(self) -> None:
+        pass
+
+    def lost(self, code: int | None, reason: str, *, error: bool = False) -> None:
+        pass
+
+
+def texts(client: ClientProtocol, transport: FakeTransport) -> list[str]:
+    """The text messages the server wrote since the last call, as a client reads them."""
+    data = b"".join(transport.written)
+    transport.written.clear()
+    client.receive_data(data)
+    return [
+        bytes(e.data).decode()
+        for e in client.events_received()
+        if isinstance(e, Frame) and e.opcode is Opcode.TEXT
+    ]
+
+
+async def test_frames_are_written_at_once_and_held_back_while_the_transport_is_paused() -> None:
     queue: deque[str] = deque()
-    transport, ws = FakeTransport(), FakeResponse()
-    writer = _Writer(ws, lambda: queue.popleft() if queue else None, "test-writer", transport)  # type: ignore[arg-type]
+    connection = ServerConnection(lambda request, conn: lambda c: NullSession(), max_size=65536)  # type: ignore[arg-type, return-value]
+    transport = FakeTransport()
+    connection.connection_made(transport)
+    client = ClientProtocol(parse_uri("ws://127.0.0.1/twilio"))
+    client.send_request(client.connect())
+    connection.data_received(b"".join(client.data_to_send()))
+    client.receive_data(b"".join(transport.written))  # the 101
+    transport.written.clear()
+    connection.set_source(lambda: queue.popleft() if queue else None)
+
     queue.extend(["a", "b"])
-    writer.kick()
-    assert [decode(f) for f in transport.written] == ["a", "b"] and not queue  # no task switch needed
-    transport.backlog = 1 << 20  # the peer stopped reading: flow control is the task's job
+    connection.kick()
+    assert texts(client, transport) == ["a", "b"] and not queue  # written synchronously, no task
+    connection.pause_writing()  # the peer stopped reading
     queue.extend(["c", "d"])
-    writer.kick()
-    transport.backlog = 0
+    connection.kick()
+    assert texts(client, transport) == [] and list(queue) == ["c", "d"]  # still in the core
     queue.append("e")
-    writer.kick()  # the task is busy: "e" waits behind "c" and "d", not around them
-    await writer.drain(timeout=1.0)
-    assert ws.sent == ["c", "d", "e"]
-    assert len(transport.written) == 2
-    writer.stop()
-
-
-def test_text_frame_lengths() -> None:
-    assert _text_frame("x" * 125)[:2] == bytes((0x81, 125))
-    assert _text_frame("x" * 126)[:4] == bytes((0x81, 126, 0, 126))
-    assert _text_frame("x" * 70_000)[:2] == bytes((0x81, 127))
-    assert int.from_bytes(_text_frame("x" * 70_000)[2:10], "big") == 70_000
-    assert decode(_text_frame("é" * 100)) == "é" * 100  # length counts bytes, not characters
+    connection.kick()
+    connection.resume_writing()
+    assert texts(client, transport) == ["c", "d", "e"]  # in order, as soon as it may
+    await connection.drain(timeout=0.1)

@@ -1,12 +1,14 @@
 """Carrier WebSocket media: Twilio Media Streams and the VoxEngine WebSocket media format.
 
 Sans-I/O protocol cores (``twilio``, ``wsmedia``), TwiML and Twilio signatures (``twiml``), the
-``CarrierStream`` the runtime gets for each accepted stream (``stream``), the aiohttp
-handlers (``endpoint``), and the listener they are served on, with header and idle timeouts
+``CarrierStream`` the runtime gets for each accepted stream (``stream``), settings (``config``),
+access control (``access``), the per-carrier wiring (``twilio_session``, ``voxengine_session``,
+``webhook``), the socket I/O (``ws_server``, ``aiohttp_socket``), the endpoints tying them together
+(``endpoint``), and the listener they are served on, with header and idle timeouts
 (``http_guard.start_http_site``).
 
-The endpoint's names are loaded from here on first use, so importing the package or its sans-I/O
-modules does not import aiohttp.
+These names are loaded on first use; importing the package, its sans-I/O cores or its wiring does
+not import aiohttp or websockets (only ``CarrierEndpoints`` does).
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ from voxline._lazy import lazy_names
 
 from ._base import Ignored, ProtocolError
 from .stream import CarrierStream, OnStream
-from .twilio import TwilioMediaStream
+from .twilio import Heard, TwilioMediaStream
 from .twiml import compute_signature, connect_stream_twiml, validate_signature
 from .wsmedia import VoxEngineMediaSocket
 
 if TYPE_CHECKING:
-    from .endpoint import Admit, CarrierConfig, CarrierEndpoints, TwilioCarrierStream, VoxEngineCarrierStream
+    from .config import Admit, CarrierConfig
+    from .endpoint import CarrierEndpoints
+    from .twilio_session import TwilioCarrierStream
+    from .voxengine_session import VoxEngineCarrierStream
 
 __all__ = [
     "Admit",
     "CarrierConfig",
     "CarrierEndpoints",
     "CarrierStream",
+    "Heard",
     "Ignored",
     "OnStream",
     "ProtocolError",
@@ -41,12 +47,13 @@ __all__ = [
     "validate_signature",
 ]
 
+# Only CarrierEndpoints needs aiohttp and websockets; the others load without them.
 _LAZY = {
-    "Admit": ".endpoint",
-    "CarrierConfig": ".endpoint",
+    "Admit": ".config",
+    "CarrierConfig": ".config",
     "CarrierEndpoints": ".endpoint",
-    "TwilioCarrierStream": ".endpoint",
-    "VoxEngineCarrierStream": ".endpoint",
+    "TwilioCarrierStream": ".twilio_session",
+    "VoxEngineCarrierStream": ".voxengine_session",
 }
 
 

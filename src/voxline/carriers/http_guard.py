@@ -17,6 +17,13 @@ it when one of its requests is being handled.
   aiohttp's 400; the traceback aiohttp would log for each at ERROR becomes a count in
   ``bad_requests`` and one INFO line per kind of error.
 
+- WebSocket upgrades on the same port: when the app has ``app[WEBSOCKET_UPGRADES]`` (set by
+  ``CarrierEndpoints.add_to``), the first request head of each connection is read here first. An
+  upgrade to a path it names is handed, with the bytes read, to the protocol it gives (asyncio's
+  ``transport.set_protocol``): the carrier media sockets run on websockets' Sans-I/O server
+  (``ws_server``), not through aiohttp. Every other connection goes to aiohttp as before; counted
+  in ``websocket_upgrades``.
+
 Each reason is logged once at INFO (with the counter's name); ``HttpGuard.stats`` has the counts.
 """
 
@@ -34,17 +41,38 @@ from aiohttp.http import HttpProcessingError
 
 from ._base import Stats
 
-__all__ = ["GuardedSite", "HttpGuard", "HttpListener", "guard_middleware", "start_http_site"]
+__all__ = [
+    "WEBSOCKET_UPGRADES",
+    "GuardedSite",
+    "HttpGuard",
+    "HttpListener",
+    "Upgrades",
+    "guard_middleware",
+    "start_http_site",
+]
 
 log = logging.getLogger("voxline.carriers.http")
 
 _ABORT_AFTER_S = 1.0  # a peer that does not read even the 408 is cut off after this
+_MAX_HEAD = 16 * 1024  # a first request head longer than this is aiohttp's to refuse
+
+Upgrades = Callable[[str], Callable[[], asyncio.Protocol] | None]
+"""For a request path, the protocol factory that takes a WebSocket upgrade to it, or None."""
+
+WEBSOCKET_UPGRADES: web.AppKey[Upgrades] = web.AppKey("voxline_websocket_upgrades", Upgrades)  # type: ignore[arg-type]
+"""Where an app names the WebSocket upgrades its carrier listener hands on (``CarrierEndpoints.add_to``)."""
 
 
 class HttpGuard:
     """The timeouts and counters shared by the connections of one listener."""
 
-    def __init__(self, *, header_timeout_s: float | None = 10.0, idle_timeout_s: float | None = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        header_timeout_s: float | None = 10.0,
+        idle_timeout_s: float | None = 15.0,
+        upgrades: Upgrades | None = None,
+    ) -> None:
         for name, value in (("header_timeout_s", header_timeout_s), ("idle_timeout_s", idle_timeout_s)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
@@ -52,6 +80,7 @@ class HttpGuard:
                 raise ValueError(f"{name} must be a number > 0 or None, got {value!r}")
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
+        self.upgrades = upgrades
         self.stats = Stats()
         self._connections: set[_GuardedConnection] = set()
         self._logged: set[str] = set()
@@ -107,6 +136,7 @@ class _GuardedConnection(asyncio.Protocol):
         self._active = 0  # requests in their handler
         self._received = False  # bytes of a request not yet handed to its handler
         self._unsent = 0  # the write buffer at the last idle check
+        self._head: bytearray | None = None  # the first request head, while it decides who serves it
 
     # -- asyncio.Protocol: every call goes on to aiohttp's protocol ----------------------------------
 
@@ -114,9 +144,19 @@ class _GuardedConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # create_server: a stream transport
         self._guard._connections.add(self)
         self._wait("header", self._guard.header_timeout_s)
+        if self._guard.upgrades is not None:
+            self._head = bytearray()  # aiohttp's protocol meets the connection once it is its
+            return
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._received = True
+            head += data
+            if b"\r\n\r\n" in head or len(head) > _MAX_HEAD:
+                self._decide()
+            return
         if not self._active:
             self._received = True
             if self._waiting == "idle":
@@ -124,19 +164,65 @@ class _GuardedConnection(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
+        if self._head is not None and not self._decide():
+            return None
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         self._guard._connections.discard(self)
         self._transport = None
-        self._inner.connection_lost(exc)
+        if self._head is None:
+            self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._head is None:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._head is None:
+            self._inner.resume_writing()
+
+    # -- the first request: a WebSocket upgrade handed on, or aiohttp's ------------------------------
+
+    def _decide(self) -> bool:
+        """Give the connection to whoever serves its first request; False if it left aiohttp."""
+        head, self._head = bytes(self._head or b""), None
+        transport = self._transport
+        if transport is None:
+            return False
+        factory = self._upgrade_for(head)
+        if factory is not None:
+            self._cancel()
+            self._guard._connections.discard(self)
+            self._guard.stats["websocket_upgrades"] += 1
+            self._transport = None
+            protocol = factory()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            protocol.data_received(head)
+            return False
+        self._inner.connection_made(transport)
+        if head:
+            self._inner.data_received(head)
+        return True
+
+    def _upgrade_for(self, head: bytes) -> Callable[[], asyncio.Protocol] | None:
+        upgrades = self._guard.upgrades
+        end = head.find(b"\r\n\r\n")
+        if upgrades is None or end < 0:
+            return None
+        request_line, *lines = head[:end].split(b"\r\n")
+        method, _, rest = request_line.partition(b" ")
+        target = rest.partition(b" ")[0]
+        if method != b"GET" or not target.startswith(b"/"):
+            return None
+        for line in lines:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
+                path = target.partition(b"?")[0].decode("ascii", "surrogateescape")
+                return upgrades(path)
+        return None
 
     # -- from the middleware ----------------------------------------------------------------------
 
@@ -331,6 +417,8 @@ async def start_http_site(
     """Serve ``app`` on ``host:port`` with header and idle timeouts (``guard``, default
     ``HttpGuard()``). ``runner_kwargs`` go to ``web.AppRunner`` (``access_log=None``, ...)."""
     guard = guard or HttpGuard()
+    if guard.upgrades is None:
+        guard.upgrades = app.get(WEBSOCKET_UPGRADES)
     app.middlewares.insert(0, guard_middleware)  # outermost: it must see every request
     runner_kwargs.setdefault("logger", guard.server_logger())
     runner = web.AppRunner(app, **runner_kwargs)

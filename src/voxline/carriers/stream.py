@@ -20,8 +20,9 @@ from typing import Literal
 
 from ..audio import FRAME_MS, AudioFormat, Frame
 from ._base import Reframer, Stats
+from .twilio import Heard
 
-__all__ = ["AckCallback", "CarrierKind", "CarrierStream", "OnStream"]
+__all__ = ["AckCallback", "CarrierKind", "CarrierStream", "Heard", "OnStream"]
 
 log = logging.getLogger("voxline.carriers")
 
@@ -153,14 +154,21 @@ class CarrierStream:
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self.frames()
 
-    # -- what the endpoint calls -------------------------------------------------------------------
+    def heard_ms(self) -> Heard | None:
+        """What the caller has heard of the outbound stream, or None when the carrier never reports
+        playout (the VoxEngine format). ``Heard.estimated`` tells an acknowledged position from one
+        estimated between acknowledgements (see ``voxline.carriers.twilio``)."""
+        return None
+
+    # -- what the carrier session calls (the socket layer's side of the stream) ----------------------
 
     async def _iterate(self, queue: asyncio.Queue[Frame | None]) -> AsyncIterator[Frame]:
         while (frame := await queue.get()) is not None:
             yield frame
         queue.put_nowait(None)  # the end stays visible to any later iterator
 
-    def _deliver_payload(self, payload: bytes, timestamp_ms: int) -> None:
+    def deliver_audio(self, payload: bytes, timestamp_ms: int) -> None:
+        """Inbound audio from the carrier, cut into 20 ms frames for ``on_audio`` / ``frames()``."""
         for frame in self._reframer.push(payload, timestamp_ms):
             self._deliver(frame)
 
@@ -193,14 +201,16 @@ class CarrierStream:
             self.stats["frames_dropped"] += 1
         queue.put_nowait(frame)
 
-    def _deliver_dtmf(self, digit: str) -> None:
+    def deliver_dtmf(self, digit: str) -> None:
+        """A DTMF digit from the carrier, for ``on_dtmf``."""
         if self.on_dtmf is not None:
             try:
                 self.on_dtmf(digit)
             except Exception:
                 self._callback_error("on_dtmf")
 
-    def _acknowledge(self, position_ms: int, source_ms: int | None) -> None:
+    def acknowledge(self, position_ms: int, source_ms: int | None) -> None:
+        """The carrier confirmed playout up to ``position_ms``, for ``on_acknowledged``."""
         if self.on_acknowledged is not None:
             try:
                 self.on_acknowledged(position_ms, source_ms)
@@ -216,7 +226,7 @@ class CarrierStream:
                 "%s stream %s: %s raised (logged once; the stream goes on)", self.kind, self.stream_id, name
             )
 
-    def _finish(self, code: int | None, reason: str) -> None:
+    def finish(self, code: int | None, reason: str) -> None:
         """The stream ended: flush the last partial frame, end the iterator, set ``closed``."""
         if self._closed.is_set():
             return

@@ -1,8 +1,11 @@
 """Twilio Media Streams, sans-I/O: the server side of a bidirectional ``<Connect><Stream>``.
 
-Text in -> one event out (``receive``); commands in -> text out (``next_outgoing`` /
-``data_to_send``). No sockets, no asyncio, no clock: the I/O layer feeds it and writes what it
-returns.
+The project's one core shape: text in with the time (``receive_text(text, now_ms)``), events out
+(``events_received()``), commands in (``send_audio``, ``mark``, ``clear``) and text out
+(``data_to_send()``, or ``next_outgoing()`` one message at a time for a writer with flow control),
+and the next deadline (``next_deadline()`` / ``tick(now_ms)``: the mark after the tail of an
+utterance). No sockets, no asyncio, no clock of its own: the I/O layer feeds it the time (ms on
+any monotonic scale) and writes what it returns.
 
 Outbound audio is tracked with marks. Every ``mark_interval_ms`` of audio sent is followed by a
 mark with a name this core generates; Twilio echoes a mark once the audio queued before it has
@@ -11,6 +14,16 @@ played, which advances ``acknowledged_ms`` (a position in the outbound stream, i
 too, so marks sent before a clear are remembered as cleared and their echoes never count as
 played. A legitimate echo that crosses our clear on the wire is therefore ignored as well: the
 acknowledged position errs on the side of "not heard", never the other way.
+
+Between echoes, ``heard(now_ms)`` estimates what the caller has heard: Twilio plays what it
+receives at real time, so the core keeps the sender-side timeline of its audio (each piece starts
+when it was sent or when the piece before it ends, whichever is later) and, at every echo, the
+lag between that timeline and the echo (the network both ways plus Twilio's own delay). The
+estimate is the position on that timeline at ``now_ms - lag``: at least the acknowledged
+position, at most the next mark's position and what was sent. The lag includes the way back, so
+the estimate stays behind what was really heard (by the echo's own delay), never ahead of it.
+Before the first echo there is no lag to go by and ``heard`` answers the acknowledged position.
+``clear()`` freezes the estimate where it was: the cleared audio is never heard.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ from ._base import (
 
 __all__ = [
     "TWILIO_FORMAT",
+    "Heard",
     "TwilioConnected",
     "TwilioDtmf",
     "TwilioEvent",
@@ -135,6 +149,31 @@ class TwilioState(Enum):
     STOPPED = "stopped"
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What the caller has heard of the outbound stream.
+
+    ``position_ms``: on the ``sent_ms`` timeline. ``source_ms``: the same point on the sender's own
+    timeline (the ``source_ms`` of ``send_audio``), None when no audio there came with one.
+    ``estimated``: False for a position Twilio acknowledged with a mark echo, True for one estimated
+    from the time played since (see the module doc).
+    """
+
+    position_ms: int
+    source_ms: int | None
+    estimated: bool
+
+
+@dataclass(slots=True)
+class _Segment:
+    """One ``send_audio`` call's audio on the sender-side playback timeline (ms)."""
+
+    start_ms: float  # stream position
+    end_ms: float
+    sim_start: float  # when it would start playing with no delay on the way
+    source_end: int | None
+
+
 @dataclass(slots=True)
 class _PendingMark:
     name: str
@@ -185,6 +224,18 @@ class TwilioMediaStream:
         self._cleared: dict[str, None] = {}  # insertion-ordered set of cleared mark names
         self._outbox: deque[tuple[str, _PendingMark | None]] = deque()
         self._sid_json = ""
+        self._events: list[TwilioEvent] = []
+        # The heard estimate (module doc): the sender-side timeline of unacknowledged audio, the lag
+        # measured at the last echo, and the last certain (or frozen) answer.
+        self._segments: deque[_Segment] = deque()
+        self._timeline_end: float | None = None
+        self._lag_ms: float | None = None
+        self._floor = Heard(0, None, False)
+        # The tail mark's deadline (next_deadline): audio sent after the last mark waits one interval
+        # for more audio; if none came, the tail is marked.
+        self._tail_deadline: float | None = None
+        self._tail_seen_ms = -1
+        self._tail_period_ms = float(max(mark_interval_ms, 20))
 
     # -- positions ---------------------------------------------------------------------------------
 
@@ -220,16 +271,26 @@ class TwilioMediaStream:
 
     # -- inbound -----------------------------------------------------------------------------------
 
-    def receive(self, text: str | bytes) -> TwilioEvent:
-        """Parse one text message from Twilio."""
+    def receive_text(self, text: str | bytes, now_ms: float | None = None) -> None:
+        """Take one text message from Twilio, received at ``now_ms``; its event goes to
+        ``events_received()``. Without the time, a mark echo does not update the heard estimate."""
+        self._events.append(self.receive(text, now_ms))
+
+    def events_received(self) -> list[TwilioEvent]:
+        """The events of the messages received since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def receive(self, text: str | bytes, now_ms: float | None = None) -> TwilioEvent:
+        """``receive_text`` for one message, returning its event rather than queueing it."""
         self.stats["messages_in"] += 1
         try:
-            return self._receive(load_object(text))
+            return self._receive(load_object(text), now_ms)
         except BadMessage as exc:
             self.stats["protocol_errors"] += 1
             return ProtocolError(exc.reason, exc.close_code)
 
-    def _receive(self, message: dict[str, Any]) -> TwilioEvent:
+    def _receive(self, message: dict[str, Any], now_ms: float | None) -> TwilioEvent:
         event = message.get("event")
         if not isinstance(event, str):
             raise BadMessage("message has no string 'event'")
@@ -241,7 +302,7 @@ class TwilioMediaStream:
         if event == "media":
             return self._media(message)
         if event == "mark":
-            return self._mark(message)
+            return self._mark(message, now_ms)
         if event == "start":
             return self._start(message)
         if event == "dtmf":
@@ -333,7 +394,7 @@ class TwilioMediaStream:
             get_int(media, "timestamp", "media", 0),
         )
 
-    def _mark(self, message: dict[str, Any]) -> TwilioMark:
+    def _mark(self, message: dict[str, Any], now_ms: float | None) -> TwilioMark:
         self._require_started("mark")
         name = get_str(get_object(message, "mark", "mark"), "name", "mark")
         if name in self._cleared:
@@ -353,7 +414,63 @@ class TwilioMediaStream:
             self._acknowledged_ms = pending.position_ms
         if pending.source_ms is not None:
             self._acknowledged_source_ms = pending.source_ms
+        self._acknowledged(pending.position_ms, pending.source_ms, now_ms)
         return TwilioMark(name, self._acknowledged_ms, pending.source_ms)
+
+    # -- what was heard ----------------------------------------------------------------------------
+
+    def _acknowledged(self, position_ms: int, source_ms: int | None, now_ms: float | None) -> None:
+        if position_ms >= self._floor.position_ms:
+            # The source position of the last audio acknowledged with one (a mark may have none).
+            self._floor = Heard(position_ms, self._acknowledged_source_ms, False)
+        segments = self._segments
+        if now_ms is not None:
+            played_at = self._timeline_at(position_ms)
+            if played_at is not None:
+                self._lag_ms = max(0.0, now_ms - played_at)
+        while segments and segments[0].end_ms <= position_ms:
+            segments.popleft()
+
+    def _timeline_at(self, position_ms: float) -> float | None:
+        """When ``position_ms`` ended playing on the sender-side timeline."""
+        for segment in self._segments:
+            if segment.start_ms < position_ms <= segment.end_ms:
+                return segment.sim_start + (position_ms - segment.start_ms)
+        return None
+
+    def heard(self, now_ms: float) -> Heard:
+        """What the caller has heard by ``now_ms`` (the module doc says how it is estimated)."""
+        floor = self._floor
+        lag = self._lag_ms
+        if lag is None or not self._segments:
+            return floor
+        t = now_ms - lag
+        position = float(floor.position_ms)
+        for segment in self._segments:
+            if t < segment.sim_start:
+                break  # not playing yet at t (the player had run dry before it)
+            if segment.end_ms <= position:
+                continue
+            if t < segment.sim_start + (segment.end_ms - segment.start_ms):
+                position = max(position, segment.start_ms + (t - segment.sim_start))
+                break
+            position = segment.end_ms
+        # Not beyond the next mark (its echo has not come) nor beyond what was sent.
+        cap = float(self.sent_ms)
+        for pending in self._pending:
+            if pending.position_ms > floor.position_ms:
+                cap = min(cap, float(pending.position_ms))
+                break
+        whole = int(min(position, cap))
+        if whole <= floor.position_ms:
+            return floor
+        source = floor.source_ms
+        for segment in self._segments:
+            if segment.start_ms < whole <= segment.end_ms:
+                if segment.source_end is not None:
+                    source = segment.source_end - int(segment.end_ms - whole)
+                break
+        return Heard(whole, source, True)
 
     # -- outbound ----------------------------------------------------------------------------------
 
@@ -361,17 +478,28 @@ class TwilioMediaStream:
         if self.state is not TwilioState.STARTED:
             raise RuntimeError(f"{command}: the Twilio stream is {self.state.value}, not started")
 
-    def send_audio(self, data: bytes, source_ms: int | None = None) -> None:
+    def send_audio(self, data: bytes, source_ms: int | None = None, now_ms: float | None = None) -> None:
         """Queue μ-law 8 kHz audio for Twilio, cut into ``chunk_ms`` media messages.
 
         ``source_ms``: optional position in the sender's own timeline where this audio ends; the
         acknowledgement that covers it reports it back (a mark inside this audio reports the
-        position of its own byte offset, counted back from ``source_ms``).
+        position of its own byte offset, counted back from ``source_ms``). ``now_ms``: when it is
+        sent, for the heard estimate and the tail mark's deadline.
         """
         self._require_stream("send_audio")
         size = len(data)
         if not size:
             return
+        if now_ms is not None:
+            start_ms = self._sent_bytes / _MULAW_BYTES_PER_MS
+            end = self._timeline_end
+            begins = now_ms if end is None or end < now_ms else end
+            self._segments.append(
+                _Segment(start_ms, start_ms + size / _MULAW_BYTES_PER_MS, begins, source_ms)
+            )
+            if len(self._segments) > _PENDING_MEMORY:
+                self._segments.popleft()  # a peer that never echoes stays bounded
+            self._timeline_end = begins + size / _MULAW_BYTES_PER_MS
         step = self._chunk_bytes or size
         view = memoryview(data)
         prefix = '{"event":"media","streamSid":' + self._sid_json + ',"media":{"payload":"'
@@ -392,6 +520,28 @@ class TwilioMediaStream:
             if interval and self._sent_bytes - self._marked_bytes >= interval:
                 self.mark()
             start = end
+        if now_ms is not None and interval and self._tail_deadline is None and self.unmarked_ms:
+            self._tail_seen_ms = self.sent_ms
+            self._tail_deadline = now_ms + self._tail_period_ms
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` has something to do (ms, the scale of ``now_ms``), or None."""
+        return self._tail_deadline
+
+    def tick(self, now_ms: float) -> None:
+        """Mark the tail of an utterance: audio left unmarked for a whole mark interval with no
+        more audio after it would never be acknowledged otherwise."""
+        deadline = self._tail_deadline
+        if deadline is None or now_ms < deadline:
+            return
+        self._tail_deadline = None
+        if self.state is not TwilioState.STARTED or not self.unmarked_ms:
+            return
+        if self.sent_ms == self._tail_seen_ms:
+            self.mark_pending()
+            return
+        self._tail_seen_ms = self.sent_ms
+        self._tail_deadline = now_ms + self._tail_period_ms
 
     def mark(self, name: str | None = None) -> str:
         """Send a mark now; its echo acknowledges everything sent before it. Returns its name."""
@@ -416,9 +566,16 @@ class TwilioMediaStream:
             return None
         return self.mark()
 
-    def clear(self) -> None:
-        """Drop all audio Twilio has not played: unsent messages here and Twilio's buffer."""
+    def clear(self, now_ms: float | None = None) -> None:
+        """Drop all audio Twilio has not played: unsent messages here and Twilio's buffer. The
+        heard estimate stops where it is at ``now_ms`` (without the time: at the acknowledged
+        position)."""
         self._require_stream("clear")
+        if now_ms is not None:
+            self._floor = self.heard(now_ms)
+        self._segments.clear()
+        self._timeline_end = now_ms
+        self._tail_deadline = None
         for _text, pending in self._outbox:
             if pending is not None:
                 self._pending.remove(pending)  # never sent, so never echoed

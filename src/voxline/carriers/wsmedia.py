@@ -5,6 +5,10 @@ A media stream is ``start`` (media format, optional ``tag``, optional ``customPa
 ``stop``. Several streams share one socket, each with its own ``tag``; each tag has its own state
 here, inbound and outbound. Every message carries a socket-wide ``sequenceNumber``.
 
+The core has the project's one shape: text in with the time (``receive_text``), events out
+(``events_received``), commands in (``start_stream``, ``send_audio``, ``clear``, ``stop_stream``)
+and text out (``data_to_send``, or ``next_outgoing`` one at a time), and a next deadline (none).
+
 Encodings (``WebSocketAudioEncoding``): ``PCM8`` = PCM16 at 8 kHz (the default), ``PCM16`` = PCM16
 at 16 kHz, ``ULAW`` and ``ALAW`` at 8 kHz. ``OPUS`` is refused (close 1003). The MIME spellings
 ``audio/x-mulaw`` / ``audio/x-alaw`` are accepted inbound too.
@@ -164,6 +168,7 @@ class VoxEngineMediaSocket:
         self._sequence = 0
         # The sequence number too is given when a message is written.
         self._outbox: deque[_Queued] = deque()
+        self._events: list[WsMediaEvent] = []
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -188,7 +193,25 @@ class VoxEngineMediaSocket:
 
     # -- inbound -----------------------------------------------------------------------------------
 
+    def receive_text(self, text: str | bytes, now_ms: float | None = None) -> None:
+        """Take one text message (the time is accepted for the one core shape; this format has no
+        timers); its event goes to ``events_received()``."""
+        self._events.append(self.receive(text))
+
+    def events_received(self) -> list[WsMediaEvent]:
+        """The events of the messages received since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def next_deadline(self) -> float | None:
+        """Always None: nothing in this format is timed (no marks, no acknowledgements)."""
+        return None
+
+    def tick(self, now_ms: float) -> None:
+        """Nothing to do (see ``next_deadline``)."""
+
     def receive(self, text: str | bytes) -> WsMediaEvent:
+        """``receive_text`` for one message, returning its event rather than queueing it."""
         self.stats["messages_in"] += 1
         try:
             return self._receive(load_object(text))

@@ -90,7 +90,8 @@ class SipLeg:
 
 class CarrierLeg:
     """A carrier media stream (Twilio Media Streams, VoxEngine WebSocket format). The carrier answered
-    the call before the stream started; what was played is known from Twilio's mark echoes."""
+    the call before the stream started; what was played is the stream's ``heard_ms()``: Twilio's last
+    mark echo plus the time played since, capped at the next mark (``voxline.carriers.twilio``)."""
 
     def __init__(self, stream: CarrierStream) -> None:
         self.stream = stream
@@ -99,22 +100,16 @@ class CarrierLeg:
         self.playout_batch_ms = stream.playout_batch_ms
         self.transport: str = stream.kind
         self._listener: LegListener | None = None
-        self._acknowledged: int | None = None  # source position of the last echoed mark
 
     def attach(self, listener: LegListener) -> None:
         self._listener = listener
         self.stream.on_audio = listener.audio
         self.stream.on_dtmf = listener.tone
-        self.stream.on_acknowledged = self._on_acknowledged
         background(self._watch(listener), name=f"carrier-{self.stream.stream_id}")
 
     async def _watch(self, listener: LegListener) -> None:
         await self.stream.wait_closed()
         listener.disconnected(self.stream.close_reason or "stream closed", "remote")
-
-    def _on_acknowledged(self, position_ms: int, source_ms: int | None) -> None:
-        if source_ms is not None:
-            self._acknowledged = source_ms
 
     def answer(self, headers: Mapping[str, str] | None) -> None:
         listener = self._listener
@@ -137,7 +132,9 @@ class CarrierLeg:
         """Nothing to do: the stream marks the tail of an utterance itself."""
 
     def played_ms(self) -> int | None:
-        return self._acknowledged if self.reports_playback else None
+        """The source position the caller has heard up to (None: not known, or never reported)."""
+        heard = self.stream.heard_ms() if self.reports_playback else None
+        return None if heard is None else heard.source_ms
 
     def send_digits(self, digits: str) -> None:
         raise RuntimeError(f"{self.stream.kind} media streams cannot send DTMF")
