@@ -390,6 +390,7 @@ class Telemetry:
             self.rtp_jitter.observe(max(0.0, jitter_s))
 
     def carrier_late_frame(self, transport: str) -> None:
+        """Model audio handed to a carrier stream on a media-clock tick that ran late."""
         if self.enabled:
             self.carrier_late_frames.labels(self._transport(transport)).inc()
 

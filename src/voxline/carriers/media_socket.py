@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .._tasks import background
+from ..telemetry import TELEMETRY
 from ._base import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_POLICY_VIOLATION,
@@ -144,6 +145,7 @@ class CarrierSession:
             code, reason = self.ending
         elif not error and not ours:
             reason = "closed by peer"
+        TELEMETRY.websocket_closed(self.kind, code)
         self.finished(code, reason)
 
     # -- for subclasses -----------------------------------------------------------------------------

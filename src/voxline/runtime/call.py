@@ -27,6 +27,7 @@ from ..media import FormatAdapter, MediaUnit
 from ..media.clock import AsyncioMediaClock, MediaClock
 from ..media.player import Player, PlayerEvents
 from ..media.recorder import Recorder, RecorderEvents
+from ..telemetry import TELEMETRY
 from .events import CallEvents
 
 log = logging.getLogger("voxline.call")
@@ -90,6 +91,11 @@ class CallLeg(Protocol):
     def clear_buffer(self) -> None: ...
     def flush(self) -> None: ...
     def played_ms(self) -> int | None: ...
+
+
+# Carrier transports, whose late frames are counted, and how late a tick may run (half a tick).
+_CARRIERS = frozenset({"twilio", "voxengine"})
+_LATE_MS = 10
 
 
 class CallMonitor(Protocol):
@@ -291,6 +297,11 @@ class Call(MediaUnit):
                 # The first frame of an answer is with the leg: added latency model -> caller.
                 meters.model_to_caller.observe(time.monotonic() - meters.model_audio_at)
                 meters.model_audio_at = 0.0
+            if meters.on and self.transport in _CARRIERS:
+                # Handed over on a clock tick that ran late: the carrier gets this audio that late.
+                clock = self._clock if self._clock is not None else AsyncioMediaClock.for_loop()
+                if clock.now_ms() - clock.media_time_ms() > _LATE_MS:
+                    TELEMETRY.carrier_late_frame(meters.transport)
 
     def clear_buffer(self, source: MediaUnit) -> None:
         meters = self.meters
