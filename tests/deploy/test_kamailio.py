@@ -138,6 +138,13 @@ class Front:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def sent_to(self, node: Node, after: str | None = None) -> int:
+        """INVITEs Kamailio dispatched to ``node`` (those after the first line holding ``after``)."""
+        text = self.text()
+        if after is not None:
+            text = text[text.index(after) :]
+        return text.count(f" to node {node.uri}\n")
+
 
 async def start_node(tmp: Path, fake: FakeRealtimeServer, name: str) -> Node:
     scenario_file = tmp / "agent.py"
@@ -397,12 +404,14 @@ async def test_a_killed_node_gets_no_new_calls_and_none_fails(
     # goes to the survivor after FR_TIMER (failure_route), so these must not fail either.
     code, out, _ = await run_calls(tmp_path, front, "at-once", 4, pause_ms=1500)
     assert code == 0, out
-    await until(lambda: f"node OPTIONS {n1.uri} down" in front.text(), "Kamailio's probe takes node1 out")
+    down = f"dispatcher: node {n1.uri} down"  # by the probe or by a failed INVITE, whichever first
+    await until(lambda: down in front.text(), "Kamailio takes node1 out")
     code, out, _ = await run_calls(tmp_path, front, "after-probe", 10, pause_ms=1500)
     assert code == 0, out
+    assert front.sent_to(n1, after=down) == 0 and front.sent_to(n2, after=down) == 10
     await until(lambda: n2.calls_started() == 14, "node2 took all 14 calls")
     assert in_model(fake_openai) == 14
-    assert f"node OPTIONS {n2.uri} down" not in front.text()
+    assert f"dispatcher: node {n2.uri} down" not in front.text()
 
 
 async def test_a_draining_node_finishes_its_calls_gets_no_new_ones_and_exits_0(
@@ -414,10 +423,13 @@ async def test_a_draining_node_finishes_its_calls_gets_no_new_ones_and_exits_0(
     await until(lambda: n1.calls_started() == 3 and n2.calls_started() == 3, "3 long calls on each node")
     n1.proc.send_signal(signal.SIGTERM)
     # node1 now answers OPTIONS 503: Kamailio's probe takes it out.
-    await until(lambda: f"node OPTIONS {n1.uri} down" in front.text(), "Kamailio's probe takes node1 out")
+    down = f"dispatcher: node {n1.uri} down (probe)"
+    await until(lambda: down in front.text(), "Kamailio's probe takes node1 out")
     assert n1.proc.returncode is None  # still draining: its calls run
-    code, out, _ = await run_calls(tmp_path, front, "new", 6, pause_ms=500)
+    code, out, _ = await run_calls(tmp_path, front, "new", 6, pause_ms=1500)
     assert code == 0, out
+    # Kamailio sent it nothing new (not even an INVITE to refuse), node2 took them all.
+    assert front.sent_to(n1, after=down) == 0 and front.sent_to(n2, after=down) == 6
     assert n1.calls_started() == 3 and n2.calls_started() == 9
     code, out, _ = await long_calls
     assert code == 0, out  # node1's calls finished (the callers hung up, got their 200)
