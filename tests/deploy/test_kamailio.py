@@ -381,7 +381,9 @@ async def test_a_caller_outside_sip_allow_is_refused_through_the_proxy(tmp_path:
     directory.mkdir()
     (directory / "prompt.ulaw").write_bytes(PROMPT)
     scen = scenario(directory, "uac_proxy.xml", ULAW_FILE=str(directory / "prompt.ulaw"), PAUSE_MS="500")
-    argv = sipp_argv(sipp, scen, front.target, "-s", "agent", calls=1, timeout_s=10)
+    argv = sipp_argv(
+        sipp, scen, front.target, "-s", "agent", "-p", str(free_udp_port()), calls=1, timeout_s=10
+    )
     argv[argv.index("-i") + 1] = argv[argv.index("-mi") + 1] = "127.0.0.4"
     code, out = await run_peer(argv, directory, 20)
     assert code != 0, out  # the call failed ...
