@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         "sip": args.sip,
         "http": args.http,
         "sip_allow": args.sip_allow,
+        "sip_trusted_proxy": args.sip_trusted_proxy,
         "max_calls": args.max_calls,
         "grace_s": args.grace,
         "ready_model_failures": args.ready_model_failures,
@@ -224,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sip-allow",
         metavar="CIDRS",
         help="who may send INVITEs: comma-separated IPs/CIDRs, or 'any' (default: this machine only)",
+    )
+    run.add_argument(
+        "--sip-trusted-proxy",
+        metavar="CIDRS",
+        help="SIP proxies in front (Kamailio): comma-separated IPs/CIDRs whose Via headers tell the "
+        "caller's address, which --sip-allow then checks (default: none)",
     )
     run.add_argument("--http", help="HTTP listen address for carrier media (default 127.0.0.1:8080; 'off')")
     run.add_argument("--rtp-host", help="address RTP sockets bind to (default: the SIP host)")

@@ -145,6 +145,17 @@ def parse_sources(value: Any, name: str = "sip_allow") -> tuple[str, ...] | None
     return entries
 
 
+def parse_proxies(value: Any, name: str = "sip_trusted_proxy") -> tuple[str, ...] | None:
+    """Trusted proxies' IPs/CIDRs (comma-separated text or a list); empty or ``none``: none. Never
+    ``any``: believing everyone's Via would let any caller choose the address it is checked by."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off")):
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    if any(str(item).strip().lower() == "any" for item in items):
+        raise ValueError(f"{name} must list the proxies' IP addresses or networks (CIDR), not 'any'")
+    return parse_sources(items, name)
+
+
 @dataclass
 class RuntimeConfig:
     """Where to listen, who may call, the limits. Precedence: flags, then ``VOXLINE_*`` environment
@@ -163,6 +174,9 @@ class RuntimeConfig:
     http: str | None = "127.0.0.1:8080"
     sip_transports: tuple[str, ...] = ("udp", "tcp")
     sip_allow: tuple[str, ...] | None = LOOPBACK_SOURCES
+    # SIP proxies in front (Kamailio): their callers' addresses come from their Via headers, and
+    # sip_allow checks those (see voxline.sip.core). None: no proxy is trusted.
+    sip_trusted_proxy: tuple[str, ...] | None = None
     rtp_host: str | None = None
     max_calls: int = 100
     grace_s: float = 30.0
@@ -263,6 +277,7 @@ class RuntimeConfig:
         if not self.sip_transports or any(t not in ("udp", "tcp") for t in self.sip_transports):
             raise ValueError(f"sip_transports must be udp, tcp or both, not {self.sip_transports!r}")
         self.sip_allow = parse_sources(self.sip_allow)
+        self.sip_trusted_proxy = parse_proxies(self.sip_trusted_proxy)
         if self.rtp_host is not None:
             parse_hostport(f"{self.rtp_host}:0", "rtp_host")
         self.open_metrics = _flag("open_metrics", self.open_metrics)
@@ -421,6 +436,7 @@ class Runtime:
                 transports=cfg.sip_transports,  # type: ignore[arg-type]
                 max_calls=cfg.max_calls,
                 allow_sources=cfg.sip_allow,
+                trusted_proxies=cfg.sip_trusted_proxy,
                 rtp_host=cfg.rtp_host,
                 rtp_inactivity_timeout_ms=cfg.rtp_timeout_s * 1000 if cfg.rtp_timeout_s else None,
                 # RTP goes out on the clock of the playouts that feed it, right after them.

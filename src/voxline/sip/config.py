@@ -23,6 +23,10 @@ class SipConfig:
     ``allow_sources``: the IP addresses and CIDR networks (IPv4 and IPv6, e.g. ``"203.0.113.0/24"``,
     ``"2001:db8::1"``) that may send requests outside a dialog; None lets anyone in, ``()`` nobody
     (see ``voxline.sip.core`` for what is and is not checked). A single string is one entry.
+    ``trusted_proxies``: IPs / CIDRs of SIP proxies in front (Kamailio, OpenSIPS): for a request
+    from one of them the caller's address is the one the proxy received it from (its Via below the
+    proxy's: ``received``/``rport`` or sent-by), and that address is what ``allow_sources`` checks
+    (the proxies themselves may always send). None: no proxy is trusted.
     ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
     (None: forever). ``max_message_bytes``: larger messages are refused with 513.
     """
@@ -40,6 +44,7 @@ class SipConfig:
     # carriers expect of a ringing phone; a call the application forgot must not hold a slot forever.
     alerting_timeout: float | None = 60.0
     allow_sources: Sequence[str] | None = None
+    trusted_proxies: Sequence[str] | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
@@ -47,6 +52,12 @@ class SipConfig:
             entries = (self.allow_sources,) if isinstance(self.allow_sources, str) else self.allow_sources
             self.allow_sources = tuple(str(e) if not isinstance(e, str) else e for e in entries)
             source_networks(self.allow_sources)  # validates: ValueError naming the bad entry
+        if self.trusted_proxies is not None:
+            entries = (
+                (self.trusted_proxies,) if isinstance(self.trusted_proxies, str) else self.trusted_proxies
+            )
+            self.trusted_proxies = tuple(str(e) if not isinstance(e, str) else e for e in entries)
+            source_networks(self.trusted_proxies, "trusted_proxies")
         if self.alerting_timeout is not None and not self.alerting_timeout > 0:
             raise ValueError(f"alerting_timeout must be > 0 seconds or None, got {self.alerting_timeout}")
         if not 1024 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
@@ -66,15 +77,16 @@ class SipConfig:
 Network = IPv4Network | IPv6Network
 
 
-def source_networks(entries: Iterable[str]) -> tuple[Network, ...]:
-    """Parse ``allow_sources`` entries (IPs or CIDRs). Raises ValueError naming the bad entry."""
+def source_networks(entries: Iterable[str], name: str = "allow_sources") -> tuple[Network, ...]:
+    """Parse ``allow_sources`` (or ``name``) entries (IPs or CIDRs). Raises ValueError naming the
+    setting and the bad entry."""
     networks: list[Network] = []
     for entry in entries:
         try:
             networks.append(ip_network(entry.strip(), strict=False))
         except (ValueError, TypeError, AttributeError):
             raise ValueError(
-                f"allow_sources: {entry!r} is not an IP address or CIDR network (e.g. 203.0.113.7, "
+                f"{name}: {entry!r} is not an IP address or CIDR network (e.g. 203.0.113.7, "
                 "198.51.100.0/24, 2001:db8::/32)"
             ) from None
     return tuple(networks)

@@ -33,6 +33,15 @@ Calls that hold a slot for nothing end by themselves: an answer never ACKed at T
 New calls get ``503`` with ``Retry-After``: beyond ``SipConfig.max_calls`` (``rejected_over_limit``)
 and after ``stop_accepting()``, while a server drains (``rejected_draining``).
 
+Behind a SIP proxy (``SipConfig.trusted_proxies``): a request whose source is a trusted proxy has as
+its caller's address the one that proxy received it from, read from the Via below the proxy's own
+(``received`` and ``rport`` when the proxy added them, per RFC 3261 §18.2.1 and RFC 3581, else the
+sent-by; a chain of trusted proxies is followed down). ``allow_sources`` checks that address, not
+the proxy's (a proxy's own requests, OPTIONS or in-dialog ones, pass), and ``IncomingCall`` carries
+it as ``caller_address``. Nothing else changes: responses go back to the proxy (the source), and
+the proxy's Record-Route becomes the dialog's route set, so our BYE goes through it too. A Via
+from an untrusted source is never believed: anyone can write one.
+
 OPTIONS outside a dialog is a health probe (a proxy's keep-alive: Kamailio's dispatcher, OpenSIPS'
 load balancer): ``200`` when a new call would be taken, otherwise ``503`` with ``Retry-After`` and a
 ``Warning`` naming the reason: not accepting, at ``max_calls``, or what the ``readiness`` hook given
@@ -84,6 +93,8 @@ class UserAgentCore:
         self.stats = ctx.stats
         allowed = ctx.config.allow_sources
         self._allowed = source_networks(allowed) if allowed is not None else None
+        proxies = ctx.config.trusted_proxies
+        self._proxies = source_networks(proxies, "trusted_proxies") if proxies else ()
         self._refused_sources: OrderedDict[str, None] = OrderedDict()
         self._accepting = True
 
@@ -310,14 +321,38 @@ class UserAgentCore:
         else:
             txn.respond(ctx.response(req, 501, source=src, extra=[("Allow", ALLOW)]), now)
 
+    def caller_address(self, req: SipRequest, src: Address) -> Address:
+        """Who sent ``req``: ``src``, or behind trusted proxies the address the first of them received
+        it from (see the module docstring). A Via that does not parse leaves the last good address."""
+        if not self._trusted(src[0]):
+            return src
+        addr = src
+        try:
+            vias = req.vias[1:]  # the top Via is the proxy's own
+        except SipParseError:
+            return src
+        for via in vias:
+            rport = via.params.get("rport")
+            port = int(rport) if rport and rport.isdigit() else via.port or 5060
+            addr = (via.params.get("received") or via.host, port)
+            if not self._trusted(addr[0]):
+                break
+        return addr
+
+    def _trusted(self, host: str) -> bool:
+        ip = source_ip(host) if self._proxies else None
+        return ip is not None and any(ip in net for net in self._proxies)
+
     def _may_send(self, req: SipRequest, src: Address) -> bool:
-        """``allow_sources`` check: a listed source, or a dialog's own peer inside that dialog."""
+        """``allow_sources`` check: a listed caller (behind a trusted proxy: the address the proxy got
+        the request from), a trusted proxy's own request, or a dialog's own peer inside that dialog."""
         assert self._allowed is not None
+        caller = source_ip(self.caller_address(req, src)[0])
+        if caller is not None and (self._trusted(str(caller)) or any(caller in net for net in self._allowed)):
+            return True
         ip = source_ip(src[0])
         if ip is None:
             return False
-        if any(ip in net for net in self._allowed):
-            return True
         if req.to.tag is None:
             return False
         dialog = self._ctx.find_dialog(req)
@@ -325,18 +360,21 @@ class UserAgentCore:
 
     def _refuse_source(self, req: SipRequest, src: Address, transport: Transport) -> None:
         self.stats["rejected_source"] += 1
-        host = src[0]
+        caller = self.caller_address(req, src)
+        host = caller[0]
         if host in self._refused_sources:
             self._refused_sources.move_to_end(host)  # still at it: not logged again
         else:
             if len(self._refused_sources) >= _LOGGED_SOURCES:
                 self._refused_sources.popitem(last=False)
             self._refused_sources[host] = None
+            via = "" if caller == src else f" (via proxy {src[0]}:{src[1]})"
             log.info(
-                "403 to %s from %s:%s: source not in allow_sources (further refusals not logged)",
+                "403 to %s from %s:%s%s: source not in allow_sources (further refusals not logged)",
                 req.method,
                 host,
-                src[1],
+                caller[1],
+                via,
             )
         # Stateless (§8.2.7): no transaction, so nothing is retransmitted to a maybe spoofed source
         # (Timer G would send ~10 403s per INVITE), and a stranger's request cannot occupy the
@@ -377,7 +415,7 @@ class UserAgentCore:
             self.stats["rejected_over_limit"] += 1
             txn.respond(ctx.response(req, 503, source=src, extra=[("Retry-After", _RETRY_AFTER_S)]), now)
             return
-        self._uas.on_invite(req, txn, src, transport, now, local_host)
+        self._uas.on_invite(req, txn, src, transport, now, local_host, self.caller_address(req, src))
 
     @staticmethod
     def _unsupported(req: SipRequest) -> str:

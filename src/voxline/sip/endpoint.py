@@ -93,6 +93,7 @@ class SipCallLeg:
         remote_sdp: SessionDescription | None = None,
         media: NegotiatedMedia | None = None,
         remote_addr: Address | None = None,
+        caller_addr: Address | None = None,
     ) -> None:
         self._endpoint = endpoint
         self.call_id = call_id
@@ -104,6 +105,8 @@ class SipCallLeg:
         self.remote_sdp = remote_sdp
         self.media = media
         self.remote_addr = remote_addr
+        #: Who called (inbound): ``remote_addr``, or behind a trusted proxy the caller's own address.
+        self.caller_addr = caller_addr or remote_addr
         self._state = DialogState.INCOMING if direction == "inbound" else DialogState.CALLING
         self.rtp: RtpEndpoint | None = None
         self.on_audio: Callable[[Frame], Any] | None = None
@@ -339,8 +342,10 @@ class SipEndpoint:
     Limits: ``max_calls`` concurrent calls (503 beyond), ``max_message_bytes`` per message (513
     beyond), ``rtp_inactivity_timeout_ms`` (a call without RTP that long is hung up; None disables).
     ``allow_sources``: IPs / CIDR networks that may call in (403 to others, see ``SipConfig``; None:
-    anyone). ``tcp_message_timeout`` / ``tcp_idle_timeout``: seconds, see the module docstring (None
-    disables). ``allow_sources`` and ``max_message_bytes``, when given, override those of ``config``.
+    anyone). ``trusted_proxies``: IPs / CIDRs of SIP proxies in front, whose callers' addresses are
+    read from their Via headers (see ``SipConfig``). ``tcp_message_timeout`` / ``tcp_idle_timeout``:
+    seconds, see the module docstring (None disables). ``allow_sources``, ``trusted_proxies`` and
+    ``max_message_bytes``, when given, override those of ``config``.
     ``readiness``: asked on each OPTIONS outside a dialog (None: ready, else the reason for a 503; see
     ``voxline.sip.core``).
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
@@ -362,6 +367,7 @@ class SipEndpoint:
         on_incoming_call: Callable[[SipCallLeg], Any] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         allow_sources: Sequence[str] | None = None,
+        trusted_proxies: Sequence[str] | None = None,
         tcp_message_timeout: float | None = 10.0,
         tcp_idle_timeout: float | None = 300.0,
         readiness: Callable[[], str | None] | None = None,
@@ -380,12 +386,17 @@ class SipEndpoint:
         if config is None:
             # SipConfig validates allow_sources (ValueError naming the bad entry) and the size.
             config = SipConfig(
-                max_calls=max_calls, allow_sources=allow_sources, max_message_bytes=max_message_bytes
+                max_calls=max_calls,
+                allow_sources=allow_sources,
+                trusted_proxies=trusted_proxies,
+                max_message_bytes=max_message_bytes,
             )
         else:
             overrides: dict[str, Any] = {}
             if allow_sources is not None:
                 overrides["allow_sources"] = allow_sources
+            if trusted_proxies is not None:
+                overrides["trusted_proxies"] = trusted_proxies
             if max_message_bytes != MAX_MESSAGE_BYTES:
                 overrides["max_message_bytes"] = max_message_bytes
             if overrides:
@@ -686,7 +697,15 @@ class SipEndpoint:
                 remote_sdp=event.offer,
                 media=event.media,
                 remote_addr=event.source,
+                caller_addr=event.caller_address,
             )
+            if event.caller_address is not None and event.caller_address != event.source:
+                log.info(
+                    "call %s from %s:%s via proxy %s:%s",
+                    event.call_id,
+                    *event.caller_address,
+                    *event.source,
+                )
             self.legs[event.call_id] = leg
             if self.on_incoming_call is not None:
                 try:

@@ -47,8 +47,10 @@ class IncomingCall:
     headers: SipHeaders  # all headers of the INVITE, as received
     offer: SessionDescription | None  # None: the caller wants our offer (delayed offer)
     media: NegotiatedMedia | None  # what we will answer with
-    source: Address
+    source: Address  # where the INVITE came from (behind a proxy: the proxy)
     transport: Transport
+    # Who called: ``source``, or behind a trusted proxy the address it received the INVITE from.
+    caller_address: Address | None = None
 
 
 @dataclass(slots=True)

@@ -65,8 +65,10 @@ class Uas:
         transport: Transport,
         now: float,
         local_host: str,
+        caller_address: Address | None = None,
     ) -> None:
-        """A new INVITE (no To tag) that may start a call: its SDP is checked, then the call exists."""
+        """A new INVITE (no To tag) that may start a call: its SDP is checked, then the call exists.
+        ``caller_address``: who called, when not ``src`` (behind a trusted proxy)."""
         ctx = self._ctx
         offer: SessionDescription | None = None
         media: NegotiatedMedia | None = None
@@ -141,6 +143,7 @@ class Uas:
                 media=media,
                 source=src,
                 transport=transport,
+                caller_address=caller_address or src,
             )
         )
 
