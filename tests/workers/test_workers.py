@@ -38,6 +38,7 @@ class Supervised:
     lines: list[str] = field(default_factory=list)
     sip_port: int = 0
     http_port: int = 0
+    reader: asyncio.Future[None] | None = None
 
     def workers(self) -> dict[int, tuple[int, int]]:
         """worker index -> (pid, metrics port), the latest announcement of each."""
@@ -83,7 +84,7 @@ async def supervise(tmp: Path, fake: FakeRealtimeServer, *args: str) -> Supervis
         async for line in proc.stdout:
             sup.lines.append(line.decode().rstrip())
 
-    asyncio.ensure_future(read())
+    sup.reader = asyncio.ensure_future(read())
     m = await sup.wait_for(r"SIP front 127\.0\.0\.1:(\d+), HTTP 127\.0\.0\.1:(\d+)")
     sup.sip_port, sup.http_port = int(m.group(1)), int(m.group(2))
     loop = asyncio.get_running_loop()
@@ -239,7 +240,7 @@ async def test_a_killed_worker_is_started_again_and_only_its_own_call_is_lost(
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
         os.kill(victim_pid, signal.SIGKILL)
-        restarted = await sup.wait_for(r"voxline: worker 0 \(pid (?!%d\))(\d+)\) running" % victim_pid, 30)
+        restarted = await sup.wait_for(rf"voxline: worker 0 \(pid (?!{victim_pid}\))(\d+)\) running", 30)
         kept_code, kept_out = await going_on
         lost_code, _ = await lost
         assert kept_code == 0, kept_out  # the other worker's call went on to its BYE and 200
