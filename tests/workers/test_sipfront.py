@@ -216,6 +216,9 @@ def test_sources_outside_the_allowlist_get_403_and_strangers_on_the_inner_addres
     allowed = only(core.receive_outside(invite("c1"), ("203.0.113.9", 5060), "udp", 0.0))
     assert allowed.side == "inside"
     assert core.receive_inside(invite("c1"), ("127.0.0.1", 9), 0.0) == []
+    # OPTIONS outside a dialog is answered to anyone (a health probe opens nothing).
+    options = invite("o1").replace(b"INVITE sip:", b"OPTIONS sip:").replace(b"1 INVITE", b"1 OPTIONS")
+    assert response(only(core.receive_outside(options, CALLER, "udp", 0.0))).status == 503  # not probed yet
 
 
 VIA = b"Via: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1\r\n"

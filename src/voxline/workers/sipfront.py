@@ -6,7 +6,8 @@ from one address still spreads evenly (a 4-tuple hash would not), and every in-d
 BYE, re-INVITE, INFO, CANCEL) reaches the worker that has the dialog:
 
 - **Requests from outside** (``receive_outside``): refused here when their source is not in
-  ``allow_sources`` (403; the workers see only the front, so the front applies ``--sip-allow``), when
+  ``allow_sources`` (403, OPTIONS outside a dialog excepted; the workers see only the front, so
+  the front applies ``--sip-allow``, in and outside dialogs), when
   Max-Forwards is 0 (483, OPTIONS answered by the front), when unparseable (400/505/513 when a Via
   can be answered, dropped otherwise). Otherwise the top Via gets ``received``/``rport`` (§18.2.1,
   RFC 3581), Max-Forwards is decremented (70 added when absent), our own Route entries are removed,
@@ -206,8 +207,6 @@ class SipFront:
             return []
         if isinstance(message, SipResponse):
             return self._response_from_outside(message)
-        if not self._allowed(source):
-            return self._refuse(message, 403, source, transport)
         return self._request_from_outside(message, source, transport, now)
 
     def _allowed(self, source: Address) -> bool:
@@ -234,7 +233,11 @@ class SipFront:
         routed_to, _ = self._pop_own_routes(req)
         in_dialog = to_tag is not None or routed_to is not None
         if req.method == "OPTIONS" and not in_dialog:
+            # Answered to anyone, as a worker does (health checks come from elsewhere than trunks).
             return self._answer_options(req, source, transport)
+        if not self._allowed(source):
+            # Every other request: the workers only ever see the front, so the front decides.
+            return self._refuse(req, 403, source, transport)
         if forwards == 0:
             return self._refuse(req, 483, source, transport)
         if routed_to is not None:
