@@ -534,14 +534,10 @@ def _first_component(req: SipRequest, top: Via) -> str:
     else:
         # A pre-3261 peer: what varies across its transactions (not the CSeq method: the CANCEL
         # and the ACK of a non-2xx must match their INVITE).
-        from_tag = req.headers.get("From") or ""
-        to_tag = ""
         try:
-            to_tag = req.to.tag or ""
-            from_tag = req.from_.tag or ""
-            cseq = str(req.cseq[0])
+            to_tag, from_tag, cseq = req.to.tag or "", req.from_.tag or "", str(req.cseq[0])
         except SipParseError:
-            cseq = ""
+            to_tag = from_tag = cseq = ""
         key = f"{top}|{to_tag}|{from_tag}|{req.call_id}|{cseq}|{req.uri}"
     return hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
