@@ -211,6 +211,53 @@ def sip_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def workers_table(report: dict[str, Any]) -> list[str]:
+    """--workers 1 against --workers 2, and what 16 cores would carry (on paper, from per-core figures)."""
+    entries = [e for e in report["configs"] if e["name"].endswith(("-workers1", "-workers2"))]
+    if not entries:
+        return []
+    cores = report["machine"].get("cores") or 0
+    lines = [
+        f"Callers and the fake Realtime server run on the same {cores} cores as voxline: the columns "
+        "give the cores each used at the largest N carried in real time.",
+        "",
+        "| configuration | calls in real time | CPU s per call-minute | voxline cores | callers' cores | "
+        "fake server's cores | MB per call | processes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    per_core: list[float] = []
+    mb: list[float] = []
+    idle: list[float] = []
+    for e in entries:
+        s = _capacity_step(e)
+        if s is None:
+            lines.append(f"| {e['label']} | – | – | – | – | – | – | – |")
+            continue
+        c = s["cpu_cores"]
+        lines.append(
+            f"| {e['label']} | {e['capacity_realtime']} | {_num(s['cpu_s_per_call_minute'], '.3f')} | "
+            f"{_num(c.get('sut'), '.2f')} | {_num(c.get('callers'), '.2f')} | {_num(c.get('fake'), '.2f')} | "
+            f"{_num(s['mb_per_call'], '.2f')} | {s.get('sut_processes', 1)} |"
+        )
+        if e["name"].endswith("-workers2") and s["cpu_s_per_call_minute"]:
+            per_core.append(60.0 / s["cpu_s_per_call_minute"])
+            mb.append(s["mb_per_call"])
+            idle.append(s.get("idle_mb_per_process") or 0.0)
+    if per_core:
+        calls = min(per_core)
+        lines += [
+            "",
+            f"**16 cores, on paper**: one core carries about {calls:.0f} calls by CPU cost with "
+            f"`--workers 2` (60 s ÷ the CPU seconds per call-minute, the worse of the two caller kinds); "
+            f"`--workers 16` on 16 such cores with nothing else on them: about {16 * calls:.0f} calls, "
+            f"{16 * calls * max(mb):.0f} MB of memory for the calls plus {max(idle):.0f} MB per "
+            "process idle (17 of them: the supervisor and 16 workers). "
+            "Linear scaling is assumed (workers share nothing but the kernel); keep ~30 % headroom "
+            "for bursts and the event-loop lag that precedes late frames.",
+        ]
+    return lines
+
+
 def metrics_table(report: dict[str, Any]) -> list[str]:
     """CPU per call-minute with telemetry on (the default, /metrics scraped) and off, at every N both ran."""
     by = {e["name"]: e for e in report["configs"]}
@@ -303,6 +350,9 @@ def render(report: dict[str, Any]) -> str:
     metrics = metrics_table(report)
     if metrics:
         lines += ["", "### Metrics on / off (G.711 paths, same run)", "", *metrics]
+    workers = workers_table(report)
+    if workers:
+        lines += ["", "### Workers: `--workers 1` and `--workers 2` (same run)", "", *workers]
     gc = gc_table(report)
     if gc:
         lines += ["", "### Garbage collector experiment (Twilio, G.711)", "", *gc]

@@ -65,6 +65,16 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / TICKS
 
 
+def family(pid: int) -> list[int]:
+    """A process and its descendants (voxline run --workers: the supervisor and its workers)."""
+    out = [pid]
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in f.read().split():
+                out += family(int(child))
+    return out
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -123,6 +133,7 @@ class Config:
     steps: list[int]
     label: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 0  # voxline run --workers N (0: the flag not given)
 
 
 @dataclass
@@ -189,6 +200,8 @@ def run_step(
             "--max-calls",
             str(max(n * 2, 100)),
         ]
+        if cfg.workers:
+            cmd += ["--workers", str(cfg.workers)]
         sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
     elif cfg.bridge == "passthrough":
         cmd = [PY, str(BENCH / "passthrough_bridge.py"), "--port", str(http_port)]
@@ -200,7 +213,10 @@ def run_step(
     try:
         wait_port(http_port, sut, timeout=60)
         time.sleep(1.0)
-        rss0 = rss_mb(sut.pid)
+        if cfg.workers > 1:
+            time.sleep(2.0)  # every worker listening (the first one opens the shared port)
+        sut_pids = family(sut.pid)  # with --workers: the supervisor and every worker
+        rss0 = sum(rss_mb(p) for p in sut_pids)
         # Always split the calls over the caller processes: one process handling every call showed its
         # own stalls in the p99 at 10 calls (voxline sends 20 ms frames and marks: ~8x the messages).
         procs = max(1, min(args.caller_procs, n))
@@ -226,10 +242,10 @@ def run_step(
             callers.append(subprocess.Popen(cmd, cwd=ROOT, preexec_fn=_niced(args.nice, args.rt)))
             first += count
         time.sleep(max(0.0, (measure - time.monotonic_ns()) / 1e9))
-        pids = {"sut": [sut.pid], "fake": [f.pid for f in fakes], "callers": [c.pid for c in callers]}
+        pids = {"sut": sut_pids, "fake": [f.pid for f in fakes], "callers": [c.pid for c in callers]}
         cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
         cpu0["machine"] = machine_busy_seconds()
-        cpu0["sut_system"] = cpu_times(sut.pid)[1]
+        cpu0["sut_system"] = sum(cpu_times(p)[1] for p in sut_pids)
         t0 = time.monotonic()
         spies = []
         if profile:
@@ -257,18 +273,24 @@ def run_step(
                     )
                 )
         scraper = None
-        if cfg.bridge == "voxline" and cfg.env.get("VOXLINE_METRICS") != "off" and args.scrape_s > 0:
+        # With workers /metrics is per worker, not on the HTTP port: not scraped here.
+        if (
+            cfg.bridge == "voxline"
+            and cfg.env.get("VOXLINE_METRICS") != "off"
+            and args.scrape_s > 0
+            and cfg.workers < 2
+        ):
             scraper = Scraper(f"http://127.0.0.1:{http_port}/metrics", args.scrape_s)
             scraper.start()
         rss_peak = rss0
         while time.monotonic_ns() < end - 300_000_000:
             time.sleep(0.5)
-            rss_peak = max(rss_peak, rss_mb(sut.pid))
+            rss_peak = max(rss_peak, sum(rss_mb(p) for p in sut_pids))
         if scraper is not None:
             scraper.stop()
         cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
         cpu1["machine"] = machine_busy_seconds()
-        cpu1["sut_system"] = cpu_times(sut.pid)[1]
+        cpu1["sut_system"] = sum(cpu_times(p)[1] for p in sut_pids)
         window = time.monotonic() - t0
         for c in callers:
             c.wait(timeout=60)
@@ -282,6 +304,9 @@ def run_step(
     fake_reports = [json.loads(o.read_text()) for o in fake_out if o.exists()]
     r = analyse(cfg, n, results, fake_reports, cpu0, cpu1, window, rss0, rss_peak, measure, end)
     r["metrics"] = cfg.env.get("VOXLINE_METRICS", "on") if cfg.bridge == "voxline" else None
+    r["workers"] = cfg.workers or 1
+    r["sut_processes"] = len(sut_pids)
+    r["idle_mb_per_process"] = round(rss0 / len(sut_pids), 1)
     if scraper is not None:
         r["metrics_scrapes"] = {"ok": scraper.ok, "failed": scraper.failed, "bytes": scraper.last_bytes}
     gc_file = workdir / f"{tag}-gc.json"
@@ -572,6 +597,21 @@ def configs(args: argparse.Namespace) -> list[Config]:
             {"VOXLINE_EVENT_LOOP": "uvloop"},
         ),
     ]
+    # voxline run --workers 1 and --workers 2 side by side (the workers step of `make bench`): the
+    # supervisor and its workers are measured together (CPU and memory of the whole process tree).
+    for kind, callers in (("twilio", "Twilio"), ("rtp", "SIP/RTP")):
+        for workers in (1, 2):
+            out.append(
+                Config(
+                    f"voxline-{kind}-g711-workers{workers}",
+                    "voxline",
+                    kind,
+                    "g711",
+                    steps,
+                    f"voxline --workers {workers}, {callers} callers, G.711 pass-through",
+                    workers=workers,
+                )
+            )
     if args.only:
         wanted = set(args.only.split(","))
         return [c for c in out if c.name in wanted]

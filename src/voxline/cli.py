@@ -40,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         "open_metrics": True if args.open_metrics else None,
         "call_log": args.call_log,
         "otel": True if args.otel else None,
+        "workers": args.workers,
+        "rtp_ports": args.rtp_ports,
     }
     try:
         config = RuntimeConfig.load(flags, config_file=args.config)
@@ -66,9 +68,52 @@ def _run(args: argparse.Namespace) -> int:
             if missing:
                 raise LocalBackendUnavailableError(missing)
         runtime.check_scenario()
+        if config.workers > 1 and args.worker_index is None:
+            from .runtime.server import parse_hostport
+            from .workers.launch import worker_spec
+
+            spec, http_holder = worker_spec(
+                argv=args.argv,
+                count=config.workers,
+                sip=parse_hostport(config.sip, "sip") if config.sip else None,
+                sip_transports=config.sip_transports,
+                sip_allow=config.sip_allow,
+                rtp_host=config.rtp_host,
+                http=parse_hostport(config.http, "http") if config.http else None,
+                metrics=str(config.metrics),
+                metrics_listen=parse_hostport(config.metrics_listen, "metrics")
+                if config.metrics_listen
+                else None,
+                rtp_ports=config.rtp_ports,
+            )
     except (ValueError, ScenarioError, ImportError) as exc:
         print(f"voxline run: {exc}", file=sys.stderr)
         return 2
+    if config.workers > 1 and args.worker_index is None:
+        from .workers.supervisor import Supervisor, supervise
+
+        def listening(supervisor: Supervisor) -> None:
+            sip = (
+                f", SIP front {(config.sip or '').rpartition(':')[0]}:{supervisor.sip_port}"
+                if config.sip
+                else ""
+            )
+            http = f", HTTP {config.http.rpartition(':')[0]}:{spec.http_port}" if config.http else ""
+            print(
+                f"voxline {__version__}: supervising {config.workers} workers of "
+                f"{config.scenario}{sip}{http}",
+                flush=True,
+            )
+
+        spec.on_listening = listening
+        try:
+            return supervise(spec)
+        except OSError as exc:
+            print(f"voxline run: cannot listen for SIP on {config.sip}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if http_holder is not None:
+                http_holder.close()
 
     async def main() -> None:
         backend = None
@@ -92,6 +137,17 @@ def _run(args: argparse.Namespace) -> int:
             metrics_host = (config.metrics_listen or "").rpartition(":")[0]
             metrics = f", metrics {metrics_host}:{runtime.metrics_port}" if runtime.metrics_port else ""
             print(f"voxline {__version__}: running {config.scenario}{sip}{http}{metrics}", flush=True)
+            if args.worker_index is not None:
+                from .workers.launch import announce_line
+
+                line = announce_line(
+                    args.worker_index,
+                    sip=("127.0.0.1", runtime.sip.port) if runtime.sip else None,
+                    http_port=runtime.http_port,
+                    metrics=(metrics_host, runtime.metrics_port) if runtime.metrics_port else None,
+                    rtp_ports=config.rtp_ports,
+                )
+                print(line, flush=True)
             for _ in range(args.start_session):
                 runtime.start_session()
             await serving
@@ -276,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenTelemetry traces of calls, exported as the OTEL_* variables say (voxline[otel] extra)",
     )
     run.add_argument(
+        "--workers",
+        metavar="N|auto",
+        help="worker processes (1; auto: one per usable core): a supervisor spreads calls over them "
+        "(docs/deploy.md)",
+    )
+    run.add_argument(
+        "--rtp-ports",
+        metavar="LOW-HIGH",
+        help="the UDP port range RTP binds in (default: any port; split between --workers)",
+    )
+    run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    run.add_argument(
         "--start-session",
         action="count",
         default=0,
@@ -312,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a worker of --workers is run with
     args.verbosity = args.verbose + getattr(args, "sub_verbose", 0)
     args.log_format = getattr(args, "sub_log_format", args.log_format)
     args.log_level = getattr(args, "sub_log_level", args.log_level)

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from .._tasks import background
 from ..carriers.endpoint import CarrierConfig, CarrierEndpoints
-from ..carriers.http_guard import HttpGuard, start_http_site
+from ..carriers.http_guard import GuardedSite, HttpGuard, HttpListener, guard_middleware, start_http_site
 from ..carriers.stream import CarrierStream
 from ..logs import log_ids, mask_secret, parse_log_format, parse_log_level
 from ..media.clock import AsyncioMediaClock
@@ -156,6 +156,32 @@ def parse_proxies(value: Any, name: str = "sip_trusted_proxy") -> tuple[str, ...
     return parse_sources(items, name)
 
 
+def parse_workers(value: Any) -> int:
+    """``workers``: a number >= 1, or ``auto`` (the cores this process may run on)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _integer("workers", value, 1)
+
+
+def parse_port_range(value: Any) -> tuple[int, int] | None:
+    """``rtp_ports``: ``LOW-HIGH`` (or a pair), 1024 <= LOW < HIGH <= 65535; None/off: any port."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none", "any")):
+        return None
+    if isinstance(value, str):
+        low_text, sep, high_text = value.strip().partition("-")
+        if not sep or not low_text.strip().isdigit() or not high_text.strip().isdigit():
+            raise ValueError(f"rtp_ports must be LOW-HIGH (e.g. 20000-29999), not {value!r}")
+        low, high = int(low_text), int(high_text)
+    else:
+        try:
+            low, high = (_integer("rtp_ports", v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"rtp_ports must be LOW-HIGH (e.g. 20000-29999), not {value!r}") from None
+    if not 1024 <= low < high <= 65535:
+        raise ValueError(f"rtp_ports must be LOW-HIGH with 1024 <= LOW < HIGH <= 65535, not {value!r}")
+    return (low, high)
+
+
 @dataclass
 class RuntimeConfig:
     """Where to listen, who may call, the limits. Precedence: flags, then ``VOXLINE_*`` environment
@@ -204,6 +230,11 @@ class RuntimeConfig:
     open_metrics: bool = False  # /metrics on a non-loopback address (it tells call volumes and errors)
     call_log: str | None = None  # a directory: one JSON quality record per call
     otel: bool = False  # OpenTelemetry traces (the voxline[otel] extra), exported as OTEL_* says
+    # Worker processes (docs/deploy.md "One machine, every core"): 1 runs here; N > 1 a supervisor,
+    # its SIP front and N workers; "auto" one per usable core.
+    workers: int = 1
+    rtp_ports: tuple[int, int] | None = None  # "LOW-HIGH": where RTP sockets bind (None: any port)
+    http_reuse_port: bool = False  # SO_REUSEPORT on the HTTP listener (the supervisor sets it for workers)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -281,6 +312,9 @@ class RuntimeConfig:
         if self.rtp_host is not None:
             parse_hostport(f"{self.rtp_host}:0", "rtp_host")
         self.open_metrics = _flag("open_metrics", self.open_metrics)
+        self.workers = parse_workers(self.workers)
+        self.rtp_ports = parse_port_range(self.rtp_ports)
+        self.http_reuse_port = _flag("http_reuse_port", self.http_reuse_port)
         self._check_exposure()
         self._normalize_metrics()
 
@@ -342,6 +376,22 @@ class RuntimeConfig:
 
 class ListenError(OSError):
     """A listener cannot be opened; the message names the setting and the address."""
+
+
+async def _start_shared_http_site(app: web.Application, host: str, port: int) -> HttpListener:
+    """``start_http_site`` with ``SO_REUSEPORT``: the workers of ``--workers`` listen on one port and
+    the kernel spreads the connections (the same guard, middleware and runner, by their public API)."""
+    guard = HttpGuard()
+    app.middlewares.insert(0, guard_middleware)
+    runner = web.AppRunner(app, access_log=None, logger=guard.server_logger())
+    await runner.setup()
+    site = GuardedSite(runner, host, port, guard, reuse_port=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return HttpListener(runner, site, guard)
 
 
 def _reason(exc: OSError) -> str:
@@ -443,6 +493,7 @@ class Runtime:
                 clock=AsyncioMediaClock.for_loop(),
                 on_incoming_call=self._on_sip_call,
                 readiness=self.readiness.reason,  # OPTIONS: 200, or 503 with the reason
+                rtp_ports=cfg.rtp_ports,
             )
             try:
                 await self.sip.start()
@@ -477,7 +528,10 @@ class Runtime:
                 app.router.add_get("/metrics", self._metrics)
             # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
-                http = await start_http_site(app, host, port, access_log=None)
+                if cfg.http_reuse_port:
+                    http = await _start_shared_http_site(app, host, port)
+                else:
+                    http = await start_http_site(app, host, port, access_log=None)
             except OSError as exc:
                 if self.sip is not None:
                     await self.sip.close()

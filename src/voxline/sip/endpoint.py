@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import inspect
 import logging
 import socket
@@ -247,7 +248,24 @@ class SipCallLeg:
             inactivity_timeout_ms=ep.rtp_inactivity_timeout_ms,
             now_ms=ep.clock.now_ms(),
         )
-        self.rtp = await RtpEndpoint.create(session, ep.rtp_host, 0, self._on_rtp_event, clock=ep.clock)
+        if ep.rtp_ports is None:
+            self.rtp = await RtpEndpoint.create(session, ep.rtp_host, 0, self._on_rtp_event, clock=ep.clock)
+            return
+        # A port of the range (even, as RTP's are), starting after the last one handed out.
+        low, high = ep.rtp_ports
+        count = (high - low + 1) // 2
+        for _ in range(count):
+            port = low + 2 * (ep.next_rtp_slot % count)
+            ep.next_rtp_slot += 1
+            try:
+                self.rtp = await RtpEndpoint.create(
+                    session, ep.rtp_host, port, self._on_rtp_event, clock=ep.clock
+                )
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, f"no free RTP port in {low}-{high}")
 
     @staticmethod
     def _media_addr(media: NegotiatedMedia | None) -> Address | None:
@@ -347,7 +365,8 @@ class SipEndpoint:
     seconds, see the module docstring (None disables). ``allow_sources``, ``trusted_proxies`` and
     ``max_message_bytes``, when given, override those of ``config``.
     ``readiness``: asked on each OPTIONS outside a dialog (None: ready, else the reason for a 503; see
-    ``voxline.sip.core``).
+    ``voxline.sip.core``). ``rtp_ports``: (low, high), the range RTP sockets bind in (even ports,
+    taken in turn; None: any port the system gives; ``voxline run --workers`` splits one range).
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
     playouts), from when the call connects until its media closes.
     """
@@ -371,8 +390,15 @@ class SipEndpoint:
         tcp_message_timeout: float | None = 10.0,
         tcp_idle_timeout: float | None = 300.0,
         readiness: Callable[[], str | None] | None = None,
+        rtp_ports: tuple[int, int] | None = None,
     ) -> None:
         self.host = host
+        if rtp_ports is not None and not (1024 <= rtp_ports[0] < rtp_ports[1] <= 65535):
+            raise ValueError(
+                f"rtp_ports must be (low, high) with 1024 <= low < high <= 65535, got {rtp_ports}"
+            )
+        self.rtp_ports = rtp_ports
+        self.next_rtp_slot = 0
         self.requested_port = port
         self.transports = tuple(transports)
         if not self.transports or any(t not in ("udp", "tcp") for t in self.transports):
