@@ -145,6 +145,20 @@ def parse_sources(value: Any, name: str = "sip_allow") -> tuple[str, ...] | None
     return entries
 
 
+def parse_trusted_proxies(value: Any, name: str = "http_trusted_proxies") -> tuple[str, ...]:
+    """Proxy addresses (comma-separated text or a list of IPs/CIDRs); empty or ``none``: none."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    entries = tuple(str(item).strip() for item in items if str(item).strip())
+    if [e.lower() for e in entries] in (["none"], ["off"]):
+        return ()
+    for entry in entries:
+        try:
+            ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{name}: {entry!r} is not an IP address or network (CIDR)") from None
+    return entries
+
+
 @dataclass
 class RuntimeConfig:
     """Where to listen, who may call, the limits. Precedence: flags, then ``VOXLINE_*`` environment
@@ -172,6 +186,8 @@ class RuntimeConfig:
     token: str | None = None
     twilio_auth_token: str | None = None
     public_url: str | None = None
+    # Reverse proxies (IPs/CIDRs) whose X-Forwarded-Proto/-Host are believed (Twilio signatures).
+    http_trusted_proxies: tuple[str, ...] = ()
     open_media: bool = False  # media WebSockets without a token on a non-loopback address
     twilio_path: str = "/twilio"
     media_path: str = "/media"
@@ -263,6 +279,7 @@ class RuntimeConfig:
         if not self.sip_transports or any(t not in ("udp", "tcp") for t in self.sip_transports):
             raise ValueError(f"sip_transports must be udp, tcp or both, not {self.sip_transports!r}")
         self.sip_allow = parse_sources(self.sip_allow)
+        self.http_trusted_proxies = parse_trusted_proxies(self.http_trusted_proxies)
         if self.rtp_host is not None:
             parse_hostport(f"{self.rtp_host}:0", "rtp_host")
         self.open_metrics = _flag("open_metrics", self.open_metrics)
@@ -444,6 +461,7 @@ class Runtime:
                     token=cfg.token,
                     twilio_auth_token=cfg.twilio_auth_token,
                     public_url=cfg.public_url,
+                    trusted_proxies=cfg.http_trusted_proxies,
                     twilio_path=cfg.twilio_path,
                     media_path=cfg.media_path,
                     max_streams=cfg.max_calls,
