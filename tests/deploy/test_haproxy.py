@@ -171,41 +171,48 @@ async def start_node(tmp: Path, name: str, fake: FakeRealtimeServer, *trusted: s
             pytest.fail(f"voxline run {name} exited: {log.read_text()}")
         return b"running" in log.read_bytes()
 
-    await until(running, f"voxline run {name} is running")
+    try:
+        await until(running, f"voxline run {name} is running")
+    except BaseException:
+        await stop(proc, signal.SIGKILL)
+        raise
     return node
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path, tls: Path, fake_openai: FakeRealtimeServer) -> AsyncIterator[Cluster]:
     binary = require_tool("haproxy")
-    nodes = [await start_node(tmp_path, f"node{i}", fake_openai, "127.0.0.1") for i in (1, 2)]
-    lb_port = free_port()
-    log = tmp_path / "haproxy.log"
-    env = {**os.environ, **render_env(lb_port, tls, [n.port for n in nodes])}
-    with log.open("wb") as out:
-        proxy = await asyncio.create_subprocess_exec(
-            binary, "-f", str(CONFIG), "-db", stdout=out, stderr=asyncio.subprocess.STDOUT, env=env
-        )
-    trusting = ssl.create_default_context(cafile=str(tls.with_name("cert.pem")))
-    cluster = Cluster(nodes, lb_port, proxy, log, trusting)
-
-    async def listening() -> bool:
-        if proxy.returncode is not None:
-            pytest.fail(f"haproxy exited: {log.read_text()}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", lb_port)
-        except OSError:
-            return False
-        writer.close()
-        return True
-
-    await until(listening, "haproxy listens")
+    started: list[tuple[Any, int]] = []  # what to stop, however far the start-up got
     try:
-        yield cluster
+        nodes = []
+        for i in (1, 2):
+            nodes.append(await start_node(tmp_path, f"node{i}", fake_openai, "127.0.0.1"))
+            started.append((nodes[-1].proc, signal.SIGTERM))
+        lb_port = free_port()
+        log = tmp_path / "haproxy.log"
+        env = {**os.environ, **render_env(lb_port, tls, [n.port for n in nodes])}
+        with log.open("wb") as out:
+            proxy = await asyncio.create_subprocess_exec(
+                binary, "-f", str(CONFIG), "-db", stdout=out, stderr=asyncio.subprocess.STDOUT, env=env
+            )
+        started.insert(0, (proxy, signal.SIGUSR1))  # HAProxy's graceful stop; stopped first
+        trusting = ssl.create_default_context(cafile=str(tls.with_name("cert.pem")))
+
+        async def listening() -> bool:
+            if proxy.returncode is not None:
+                pytest.fail(f"haproxy exited: {log.read_text()}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", lb_port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await until(listening, "haproxy listens")
+        yield Cluster(nodes, lb_port, proxy, log, trusting)
     finally:
-        await stop(proxy, signal.SIGUSR1)  # HAProxy's graceful stop
-        for node in nodes:
-            await stop(node.proc)
+        for proc, sig in started:
+            await stop(proc, sig)
     fake_openai.assert_no_violations()
 
 
