@@ -110,8 +110,7 @@ class CarrierConfig:
             address = ip_address(remote.partition("%")[0])  # an IPv6 scope (fe80::1%eth0) aside
         except ValueError:
             return False
-        if (
-            isinstance(address, IPv6Address) and address.ipv4_mapped is not None
-        ):  # ::ffff:10.0.0.1, dual stack
+        # A dual-stack listener sees an IPv4 proxy as ::ffff:10.0.0.1.
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.proxy_networks)
