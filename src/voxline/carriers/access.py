@@ -28,7 +28,7 @@ from ._base import Stats
 from .config import Admit, CarrierConfig
 from .twiml import SIGNATURE_HEADER, validate_signature
 
-__all__ = ["AccessControl", "Refusal", "UpgradeRequest", "forwarded_origin", "public_url"]
+__all__ = ["AccessControl", "Refusal", "UpgradeRequest", "forwarded_origin", "header_lines", "public_url"]
 
 log = logging.getLogger("voxline.carriers")
 
@@ -74,20 +74,22 @@ class Refusal:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def header_lines(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every line of header ``name``, in order, from either socket layer's headers."""
+    # aiohttp's headers have getall(), websockets' get_all(); a plain get() takes the first of a
+    # repeated header (aiohttp) or raises MultipleValuesError (websockets).
+    getall, get_all = getattr(headers, "getall", None), getattr(headers, "get_all", None)
+    if getall is not None:
+        return list(getall(name, []))
+    if get_all is not None:
+        return list(get_all(name))
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
 def _last_value(headers: Mapping[str, str], name: str) -> str | None:
     """The last value of a header over all its lines and commas (the one the nearest proxy set)."""
-    # aiohttp's headers have getall(), websockets' get_all(); a plain get() takes the first line
-    # (aiohttp) or raises on a repeated one (websockets).
-    getall, get_all = getattr(headers, "getall", None), getattr(headers, "get_all", None)
-    lines: list[str]
-    if getall is not None:
-        lines = list(getall(name, []))
-    elif get_all is not None:
-        lines = list(get_all(name))
-    else:
-        value = headers.get(name)
-        lines = [] if value is None else [value]
-    values = [v.strip() for line in lines for v in line.split(",") if v.strip()]
+    values = [v.strip() for line in header_lines(headers, name) for v in line.split(",") if v.strip()]
     return values[-1] if values else None
 
 
@@ -155,11 +157,18 @@ class AccessControl:
             return self.over_limit(active_sockets)
         # From here a credential is required; /media with only a Twilio auth token admits nobody.
         auth_token = cfg.twilio_auth_token if twilio else None
+        authorization = header_lines(request.headers, "Authorization")
+        signatures = header_lines(request.headers, SIGNATURE_HEADER) if twilio else []
+        if len(authorization) > 1 or len(signatures) > 1:
+            # Which one would count differs between the socket layers: none does.
+            self.stats["refused_forbidden"] += 1
+            log.info("refused %s from %s: a credential header repeated", request.path, request.remote)
+            return Refusal(403, "wrong credentials\n")
         presented = request.query("token")
-        header = request.headers.get("Authorization", "")
+        header = authorization[0] if authorization else ""
         if presented is None and header[:7].lower() == "bearer ":
             presented = header[7:].strip()
-        signature = request.headers.get(SIGNATURE_HEADER) if twilio else None
+        signature = signatures[0] if signatures else None
         if (
             presented is not None
             and cfg.token is not None
