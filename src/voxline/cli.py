@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         "token": args.token,
         "twilio_auth_token": args.twilio_auth_token,
         "public_url": args.public_url,
+        "http_trusted_proxies": args.http_trusted_proxy,
         "open_media": True if args.open_media else None,
         "rtp_host": args.rtp_host,
         "log_format": args.log_format,
@@ -305,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--token", help="token carrier media connections must present")
     run.add_argument("--twilio-auth-token", help="Twilio auth token: validates X-Twilio-Signature")
     run.add_argument("--public-url", help="base URL as Twilio sees this server (for signatures)")
+    run.add_argument(
+        "--http-trusted-proxy",
+        metavar="CIDRS",
+        help="reverse proxies (comma-separated IPs/CIDRs) whose X-Forwarded-Proto/-Host give the URL "
+        "Twilio signed (default: none, the headers are ignored)",
+    )
     run.add_argument(
         "--open-media",
         action="store_true",

@@ -447,6 +447,27 @@ async def test_undecodable_credentials_and_bodies_get_a_4xx_not_a_500(
     assert_no_tracebacks(caplog)
 
 
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"Host: x\r\nAuthorization: Bearer s3cret\r\nAuthorization: Bearer other\r\n", 403),
+        (b"Host: x\r\nAuthorization: Bearer other\r\nAuthorization: Bearer s3cret\r\n", 403),
+        (b"Host: x\r\nX-Twilio-Signature: abc=\r\nX-Twilio-Signature: def=\r\n", 403),
+        (b"Host: x\r\nHost: y\r\nAuthorization: Bearer s3cret\r\n", 400),
+    ],
+    ids=["bearer-right-first", "bearer-right-second", "signature", "host"],
+)
+async def test_a_repeated_credential_or_host_header_gets_a_4xx_on_both_listeners(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, head: bytes, status: int
+) -> None:
+    """websockets' headers raised MultipleValuesError on a repeated header: no answer and a
+    traceback on the fast path, while aiohttp took the first line. Now both answer alike."""
+    server = await make_server(token="s3cret", twilio_auth_token="authtok")
+    assert await raw_http(server, ws_get(head)) == status
+    assert_no_tracebacks(caplog)
+    await healthy(server, query={"token": "s3cret"})  # the listener is unharmed
+
+
 async def test_a_webhook_body_cut_off_is_counted_without_a_traceback(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

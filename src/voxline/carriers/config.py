@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 from ..audio import FRAME_MS
@@ -25,6 +26,9 @@ class CarrierConfig:
     requires a valid ``X-Twilio-Signature`` and the Twilio stream endpoint accepts one in place of
     the token. ``public_url``: the base URL as the carrier sees it (``https://voice.example.com``),
     needed for signatures behind a proxy; otherwise the request's own scheme and Host are used.
+    ``trusted_proxies``: addresses or networks (CIDR) of reverse proxies whose ``X-Forwarded-Proto``
+    and ``X-Forwarded-Host`` give that scheme and Host instead (default none: the headers are
+    ignored, since anyone can send them).
     ``stream_url``: the ``wss://`` URL put into the TwiML (default: public base + ``twilio_path``).
     ``twiml_parameters``: maps the webhook's form fields to the stream's custom parameters
     (default: ``From`` and ``To``). ``start_timeout_s``: a socket that sends no ``start`` in this
@@ -42,6 +46,7 @@ class CarrierConfig:
     token: str | None = None
     twilio_auth_token: str | None = None
     public_url: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
     twilio_path: str = "/twilio"
     media_path: str = "/media"
     voice_path: str = "/twilio/voice"
@@ -55,8 +60,21 @@ class CarrierConfig:
     mark_interval_ms: int = 100
     heartbeat_s: float | None = None
     max_tags_per_socket: int = 16
+    proxy_networks: tuple[IPv4Network | IPv6Network, ...] = field(init=False, default=(), repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.trusted_proxies, str):
+            raise ValueError(f"trusted_proxies must be a sequence of IPs/CIDRs, not {self.trusted_proxies!r}")
+        networks = []
+        for entry in self.trusted_proxies:
+            try:
+                networks.append(ip_network(str(entry).strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or network (CIDR)"
+                ) from None
+        self.trusted_proxies = tuple(str(n) for n in networks)
+        self.proxy_networks = tuple(networks)
         for name in ("token", "twilio_auth_token"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -83,3 +101,16 @@ class CarrierConfig:
             raise ValueError(f"public_url must be an http(s) URL, got {self.public_url!r}")
         if self.stream_url is not None and urlsplit(self.stream_url).scheme not in ("ws", "wss"):
             raise ValueError(f"stream_url must be a ws(s) URL, got {self.stream_url!r}")
+
+    def trusts(self, remote: str | None) -> bool:
+        """Whether a request from ``remote`` (the peer's IP) comes through a trusted proxy."""
+        if remote is None or not self.proxy_networks:
+            return False
+        try:
+            address = ip_address(remote.partition("%")[0])  # an IPv6 scope (fe80::1%eth0) aside
+        except ValueError:
+            return False
+        # A dual-stack listener sees an IPv4 proxy as ::ffff:10.0.0.1.
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.proxy_networks)

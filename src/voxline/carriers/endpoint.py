@@ -33,7 +33,7 @@ from websockets.http11 import Request as WsRequest
 
 from .._tasks import background
 from ._base import CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, Stats
-from .access import AccessControl, Refusal, UpgradeRequest
+from .access import AccessControl, Refusal, UpgradeRequest, header_lines
 from .aiohttp_socket import AiohttpMediaSocket
 from .config import Admit, CarrierConfig
 from .http_guard import WEBSOCKET_UPGRADES
@@ -118,7 +118,12 @@ class CarrierEndpoints:
             request: WsRequest, connection: ServerConnection
         ) -> Refusal | Callable[[ServerConnection], CarrierSession]:
             headers = request.headers
-            upgrade = UpgradeRequest(request.path, headers, headers.get("Host", ""), False, connection.remote)
+            hosts = header_lines(headers, "Host")
+            if len(hosts) > 1:  # as aiohttp answers one (RFC 9112 §3.2: exactly one Host)
+                return Refusal(400, "repeated Host header\n")
+            upgrade = UpgradeRequest(
+                request.path, headers, hosts[0] if hosts else "", False, connection.remote
+            )
             refusal = self.access.refuse(upgrade, twilio=twilio, active_sockets=len(self._sockets))
             if refusal is not None:
                 return refusal

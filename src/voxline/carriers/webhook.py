@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from ._base import Stats
-from .access import public_url
+from .access import UpgradeRequest, public_url
 from .config import CarrierConfig
 from .twiml import SIGNATURE_HEADER, connect_stream_twiml, validate_signature
 
@@ -37,10 +37,11 @@ class TwilioVoiceWebhook:
         if isinstance(form, web.Response):
             return form
         params = [(key, value) for key, value in form.items() if isinstance(value, str)]
+        origin = UpgradeRequest(
+            request.raw_path, request.headers, request.host, request.secure, request.remote
+        )
         if cfg.twilio_auth_token is not None:
-            url = public_url(
-                cfg, secure=request.secure, host=request.host, raw_path=request.raw_path, websocket=False
-            )
+            url = public_url(cfg, origin, websocket=False)
             if not validate_signature(
                 cfg.twilio_auth_token, request.headers.get(SIGNATURE_HEADER), url, params
             ):
@@ -52,14 +53,7 @@ class TwilioVoiceWebhook:
             custom = dict(cfg.twiml_parameters(fields))
         else:
             custom = {key: fields[key] for key in ("From", "To") if key in fields}
-        stream_url = cfg.stream_url or public_url(
-            cfg,
-            secure=request.secure,
-            host=request.host,
-            raw_path=request.raw_path,
-            websocket=True,
-            path=cfg.twilio_path,
-        )
+        stream_url = cfg.stream_url or public_url(cfg, origin, websocket=True, path=cfg.twilio_path)
         self.stats["webhooks"] += 1
         return web.Response(text=connect_stream_twiml(stream_url, custom), content_type="text/xml")
 

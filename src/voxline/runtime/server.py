@@ -148,12 +148,15 @@ def parse_sources(value: Any, name: str = "sip_allow") -> tuple[str, ...] | None
 def parse_proxies(value: Any, name: str = "sip_trusted_proxy") -> tuple[str, ...] | None:
     """Trusted proxies' IPs/CIDRs (comma-separated text or a list); empty or ``none``: none. Never
     ``any``: believing everyone's Via would let any caller choose the address it is checked by."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off")):
+    if value is None:
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
-    if any(str(item).strip().lower() == "any" for item in items):
+    entries = [str(item).strip() for item in items if str(item).strip()]
+    if not entries or [e.lower() for e in entries] in (["none"], ["off"]):
+        return None
+    if any(entry.lower() == "any" for entry in entries):
         raise ValueError(f"{name} must list the proxies' IP addresses or networks (CIDR), not 'any'")
-    return parse_sources(items, name)
+    return parse_sources(entries, name)
 
 
 def parse_workers(value: Any) -> int:
@@ -212,6 +215,8 @@ class RuntimeConfig:
     token: str | None = None
     twilio_auth_token: str | None = None
     public_url: str | None = None
+    # Reverse proxies (IPs/CIDRs) whose X-Forwarded-Proto/-Host are believed (Twilio signatures).
+    http_trusted_proxies: tuple[str, ...] = ()
     open_media: bool = False  # media WebSockets without a token on a non-loopback address
     twilio_path: str = "/twilio"
     media_path: str = "/media"
@@ -309,6 +314,8 @@ class RuntimeConfig:
             raise ValueError(f"sip_transports must be udp, tcp or both, not {self.sip_transports!r}")
         self.sip_allow = parse_sources(self.sip_allow)
         self.sip_trusted_proxy = parse_proxies(self.sip_trusted_proxy)
+        # The same rule for HTTP proxies (X-Forwarded-* for Twilio signatures); none: ().
+        self.http_trusted_proxies = parse_proxies(self.http_trusted_proxies, "http_trusted_proxies") or ()
         if self.rtp_host is not None:
             parse_hostport(f"{self.rtp_host}:0", "rtp_host")
         self.open_metrics = _flag("open_metrics", self.open_metrics)
@@ -511,6 +518,7 @@ class Runtime:
                     token=cfg.token,
                     twilio_auth_token=cfg.twilio_auth_token,
                     public_url=cfg.public_url,
+                    trusted_proxies=cfg.http_trusted_proxies,
                     twilio_path=cfg.twilio_path,
                     media_path=cfg.media_path,
                     max_streams=cfg.max_calls,
