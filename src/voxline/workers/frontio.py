@@ -84,7 +84,8 @@ class FrontServer:
             port = self._tcp_server.sockets[0].getsockname()[1]
         self.port = port
         inner_addr = inner.get_extra_info("sockname")
-        transports: tuple[Transport, ...] = tuple(t for t in ("udp", "tcp") if t in self.transports)
+        known: tuple[Transport, ...] = ("udp", "tcp")
+        transports = tuple(t for t in known if t in self.transports)
         config = FrontConfig(
             public=(self.public_host, port),
             inner=(str(inner_addr[0]), int(inner_addr[1])),
