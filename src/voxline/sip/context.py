@@ -118,14 +118,7 @@ class CoreContext:
         if vias and source is not None:
             try:
                 top = parse_via(vias[0])
-                changed = False
-                if top.host != source[0]:
-                    top.params["received"] = source[0]
-                    changed = True
-                if "rport" in top.params and top.params["rport"] is None:
-                    top.params["rport"] = str(source[1])
-                    changed = True
-                if changed:
+                if top.stamp_received(source):
                     vias = [str(top), *vias[1:]]
             except SipParseError:
                 pass

@@ -763,6 +763,18 @@ class Via:
         port = self.port or (5061 if self.transport == "TLS" else 5060)
         return f"{self.host.lower()}:{port}"
 
+    def stamp_received(self, source: tuple[str, int]) -> bool:
+        """§18.2.1: ``received`` when the sent-by host is not the request's source; RFC 3581: an
+        empty ``rport`` gets the source port. True when the Via changed."""
+        changed = False
+        if self.host != source[0]:
+            self.params["received"] = source[0]
+            changed = True
+        if "rport" in self.params and self.params["rport"] is None:
+            self.params["rport"] = str(source[1])
+            changed = True
+        return changed
+
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""

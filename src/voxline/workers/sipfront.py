@@ -430,14 +430,7 @@ class SipFront:
 
     def _stamp_received(self, req: SipRequest, top: Via, source: Address) -> None:
         """§18.2.1: ``received`` when the sent-by host is not the source; RFC 3581 ``rport``."""
-        changed = False
-        if top.host != source[0]:
-            top.params["received"] = source[0]
-            changed = True
-        if "rport" in top.params and top.params["rport"] is None:
-            top.params["rport"] = str(source[1])
-            changed = True
-        if changed:
+        if top.stamp_received(source):
             items = req.headers.items()
             first = next(i for i, (n, _) in enumerate(items) if n == "Via")
             items[first] = ("Via", str(top))
