@@ -490,6 +490,9 @@ class SipEndpoint:
             "tcp_idle_closed": 0,
             "tcp_framing_errors": 0,
             "tcp_backlog_closed": 0,
+            "tls_accepted": 0,  # TLS connections accepted (handshake done)
+            "tls_connected": 0,  # our own TLS connections (handshake done, certificate verified)
+            "tls_connect_failed": 0,  # ours that failed: refused, timed out, or a certificate not trusted
         }
         self.port = 0
 
@@ -830,6 +833,8 @@ class SipEndpoint:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: Transport = "tcp"
     ) -> None:
         peer = writer.get_extra_info("peername")
+        if transport == "tls":
+            self._io_stats["tls_accepted"] += 1
         task = asyncio.current_task()
         if task is not None:
             self._tcp_tasks.add(task)
@@ -856,7 +861,11 @@ class SipEndpoint:
         except (OSError, ssl.SSLError) as exc:  # TimeoutError and certificate errors included
             log.info("SIP %s connect to %s:%s failed: %s", transport.upper(), *addr, str(exc) or "timed out")
             pendings.pop(addr, None)
+            if transport == "tls":
+                self._io_stats["tls_connect_failed"] += 1
             return
+        if transport == "tls":
+            self._io_stats["tls_connected"] += 1
         for data in pendings.pop(addr, []):
             writer.write(data)
         await self._tcp_read_loop(addr, reader, writer, transport)
