@@ -40,7 +40,7 @@ from ..rtp import DtmfDigit, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
 from ..telemetry import TELEMETRY
 from .core import CallStateError, SipConfig, UserAgentCore
-from .crypto import SrtpKeys
+from .crypto import SrtpKeys, SrtpPolicy
 from .dialog import DialogState, transition
 from .events import (
     Address,
@@ -396,7 +396,7 @@ class SipEndpoint:
     taken in turn; None: any port the system gives; ``voxline run --workers`` splits one range).
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
     playouts), from when the call connects until its media closes. ``tls``: SIP over TLS (see the
-    module docstring); the SRTP policy of calls is ``config.srtp`` (``SipConfig``).
+    module docstring). ``srtp``: the SRTP policy of calls (``SipConfig.srtp``; overrides ``config``'s).
     """
 
     def __init__(
@@ -420,6 +420,7 @@ class SipEndpoint:
         readiness: Callable[[], str | None] | None = None,
         rtp_ports: tuple[int, int] | None = None,
         tls: SipTls | None = None,
+        srtp: SrtpPolicy | None = None,
     ) -> None:
         self.host = host
         self.tls = tls
@@ -452,6 +453,7 @@ class SipEndpoint:
                 allow_sources=allow_sources,
                 trusted_proxies=trusted_proxies,
                 max_message_bytes=max_message_bytes,
+                srtp=srtp,
             )
         else:
             overrides: dict[str, Any] = {}
@@ -461,6 +463,8 @@ class SipEndpoint:
                 overrides["trusted_proxies"] = trusted_proxies
             if max_message_bytes != MAX_MESSAGE_BYTES:
                 overrides["max_message_bytes"] = max_message_bytes
+            if srtp is not None:
+                overrides["srtp"] = srtp
             if overrides:
                 config = dataclasses.replace(config, **overrides)
         self.config = config
