@@ -1,0 +1,62 @@
+"""`voxline run` TLS and SRTP settings: flags and TOML keys, the files checked at load, the public
+listener rule, and what does not go together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.sip.tlscert import make_cert
+from voxline.cli import build_parser
+from voxline.runtime.server import RuntimeConfig
+
+
+def test_flags_and_toml_keys(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    args = build_parser().parse_args(
+        ["run", "s.py", "--sip-tls", "127.0.0.1:5061", "--sip-cert", str(cert), "--sip-key", str(key),
+         "--sip-tls-ca", str(cert), "--srtp", "require"]
+    )  # fmt: skip
+    assert (args.sip_tls, args.sip_cert, args.sip_key, args.sip_tls_ca, args.srtp) == (
+        "127.0.0.1:5061", str(cert), str(key), str(cert), "require"
+    )  # fmt: skip
+    file = tmp_path / "voxline.toml"
+    file.write_text(
+        f'[run]\nsip_tls = "127.0.0.1:5062"\nsip_cert = "{cert}"\nsip_key = "{key}"\nsrtp = "Offer"\n'
+    )
+    config = RuntimeConfig.load({"scenario": "s.py"}, env={}, config_file=str(file))
+    tls = config.sip_tls_settings()
+    assert tls is not None and (tls.host, tls.port, tls.cert, tls.verify) == (
+        "127.0.0.1",
+        5062,
+        str(cert),
+        True,
+    )
+    assert config.srtp == "offer"
+    assert RuntimeConfig.load({"scenario": "s.py"}, env={}).sip_tls_settings() is None  # off by default
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"sip_tls": "0.0.0.0:5061"}, "sip_tls: listening on 0.0.0.0 takes calls from the network"),
+        ({"sip_tls": "127.0.0.1:5061", "sip_key": None}, "needs a certificate and its key"),
+        ({"sip_tls": "127.0.0.1:5061", "sip": "off"}, "sip_tls needs the SIP listener"),
+        ({"sip_tls": "127.0.0.1:5061", "workers": 2}, "does not work with workers > 1"),
+        ({"sip_tls": None}, "give sip_tls HOST:PORT too"),
+        ({"srtp": "sometimes"}, "srtp must be off, offer or require"),
+    ],
+)
+def test_bad_tls_settings_are_named(tmp_path: Path, extra: dict[str, object], needle: str) -> None:
+    cert, key = make_cert(tmp_path)
+    settings: dict[str, object] = {"scenario": "s.py", "sip_cert": str(cert), "sip_key": str(key), **extra}
+    with pytest.raises(ValueError, match=needle.replace(">", ".")):
+        RuntimeConfig.load({k: v for k, v in settings.items() if v is not None}, env={})
+
+
+def test_a_missing_certificate_file_is_named(tmp_path: Path) -> None:
+    _, key = make_cert(tmp_path)
+    settings = {"scenario": "s.py", "sip_tls": "127.0.0.1:5061", "sip_cert": str(tmp_path / "nope.crt")}
+    with pytest.raises(ValueError, match=r"cert: '.*nope\.crt' is not a readable file"):
+        RuntimeConfig.load({**settings, "sip_key": str(key)}, env={})
