@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
 from .session import RtpEvent, RtpSession
-from .srtp import SrtpTransform
+
+if TYPE_CHECKING:
+    from .srtp import SrtpTransform
 
 __all__ = ["RtpEndpoint"]
 
@@ -118,7 +120,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def set_srtp(self, suite: str | None, local_key: bytes = b"", remote_key: bytes = b"") -> None:
         """Protect the stream with SRTP from now on (``suite`` None: plain RTP again)."""
-        self.srtp = None if suite is None else SrtpTransform(suite, local_key, remote_key)
+        if suite is None:
+            self.srtp = None
+            return
+        # Loaded with the first SRTP call: plain RTP needs nothing beyond the standard library.
+        from .srtp import SrtpTransform
+
+        self.srtp = SrtpTransform(suite, local_key, remote_key)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         srtp = self.srtp
