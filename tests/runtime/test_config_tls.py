@@ -34,7 +34,8 @@ def test_flags_and_toml_keys(tmp_path: Path) -> None:
         True,
     )
     assert config.srtp == "offer"
-    assert RuntimeConfig.load({"scenario": "s.py"}, env={}).sip_tls_settings() is None  # off by default
+    # No listener by default; outbound sips: calls are still verified against the system's store.
+    assert RuntimeConfig.load({"scenario": "s.py"}, env={}).sip_tls_settings().port is None
 
 
 @pytest.mark.parametrize(

@@ -348,16 +348,18 @@ class RuntimeConfig:
         if self.sip_tls is None:
             if self.sip_cert or self.sip_key:
                 raise ValueError("sip_cert / sip_key are for the TLS listener: give sip_tls HOST:PORT too")
+            self.sip_tls_settings()  # sip_tls_ca exists, or a ValueError names it
             return
         if self.sip is None:
             raise ValueError("sip_tls needs the SIP listener (sip HOST:PORT) it runs beside")
         parse_hostport(str(self.sip_tls), "sip_tls")
         self.sip_tls_settings()  # the files exist, or a ValueError names the one that does not
 
-    def sip_tls_settings(self) -> SipTls | None:
-        """The ``SipTls`` of ``sip_tls`` / ``sip_cert`` / ``sip_key`` / ``sip_tls_ca``, or None."""
+    def sip_tls_settings(self) -> SipTls:
+        """The ``SipTls`` of ``sip_tls`` / ``sip_cert`` / ``sip_key`` / ``sip_tls_ca``. Without
+        ``sip_tls`` there is no listener, but outbound ``sips:`` calls still work (verified)."""
         if self.sip_tls is None:
-            return None
+            return SipTls(port=None, ca_file=self.sip_tls_ca)
         host, port = parse_hostport(self.sip_tls, "sip_tls")
         return SipTls(host=host, port=port, cert=self.sip_cert, key=self.sip_key, ca_file=self.sip_tls_ca)
 

@@ -615,7 +615,7 @@ class SipEndpoint:
             secure = parsed.scheme == "sips" or (parsed.params.get("transport") or "").lower() == "tls"
             transport = "tls" if secure else "udp"
         if transport == "tls" and self.tls is None:
-            raise ValueError(f"uri {uri!r} needs TLS: give the endpoint tls=SipTls(...)")
+            raise ValueError(f"uri {uri!r} needs TLS, which this endpoint has not (tls=SipTls(...))")
         if transport != "tls" and transport not in self.transports:
             raise ValueError(f"transport {transport!r} is not enabled on this endpoint ({self.transports})")
         if target is None and parsed.scheme != "tel":
