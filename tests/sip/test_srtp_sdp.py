@@ -1,4 +1,5 @@
-"""SDES keys in SDP (RFC 4568): the a=crypto attribute, and offer/answer under each SRTP policy."""
+"""SDES keys in SDP (RFC 4568): the a=crypto attribute, offer/answer under each SRTP policy, and the
+core's 488 naming why."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 
 import pytest
 
+from voxline.sip import IncomingCall, SipConfig, SipResponse, UserAgentCore
 from voxline.sip.crypto import (
     SUITES,
     CryptoAttribute,
@@ -15,7 +17,10 @@ from voxline.sip.crypto import (
     parse_crypto,
     parse_policy,
 )
+from voxline.sip.message import parse_message
 from voxline.sip.sdp import NotAcceptable, accept_answer, answer_offer, build_offer, parse_sdp
+
+from .messages import OFFER_PCMU_PCMA, invite
 
 KEY = bytes(range(30))
 INLINE = base64.b64encode(KEY).decode()
@@ -132,3 +137,24 @@ def test_our_offers_and_their_answers() -> None:
     assert accept_answer(build_offer("127.0.0.1", 5000, srtp="offer"), plain_answer).srtp is None
     with pytest.raises(NotAcceptable, match="no usable a=crypto line"):
         accept_answer(ours, plain_answer)
+
+
+def test_the_core_answers_488_with_the_reason_and_srtp_with_our_key() -> None:
+    core = UserAgentCore(SipConfig(srtp="offer"))
+    savp = OFFER_PCMU_PCMA.replace("RTP/AVP", "RTP/SAVP")
+    core.receive(
+        invite(sdp=savp + f"a=crypto:1 F8_128_HMAC_SHA1_80 inline:{INLINE}\r\n"), ("127.0.0.1", 5062), 0.0
+    )
+    (out,) = core.data_to_send()
+    resp = parse_message(out.data)
+    assert isinstance(resp, SipResponse) and resp.status == 488
+    assert "unknown crypto suite 'F8_128_HMAC_SHA1_80'" in (resp.headers.get("Warning") or "")
+    assert core.events_received() == []
+    good = savp + f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}\r\n"
+    core.receive(invite(call_id="c2", branch="z9hG4bK-2", sdp=good), ("127.0.0.1", 5062), 0.0)
+    (event,) = core.events_received()
+    assert isinstance(event, IncomingCall) and event.media is not None and event.media.srtp is not None
+    core.data_to_send()
+    answer = parse_sdp(core.answer("c2", 0.0, 5000))
+    (line,) = [v for k, v in answer.media[0].attributes if k == "crypto"]
+    assert parse_crypto(line or "").key == event.media.srtp.local_key  # the key the leg protects with
