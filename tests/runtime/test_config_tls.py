@@ -1,15 +1,23 @@
 """`voxline run` TLS and SRTP settings: flags and TOML keys, the files checked at load, the public
-listener rule, and what does not go together."""
+listener rule, what does not go together, and `voxline run --sip-tls` itself."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import ssl
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.sip.peers import free_udp_port
 from tests.sip.tlscert import make_cert
 from voxline.cli import build_parser
 from voxline.runtime.server import RuntimeConfig
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "inbound_agent.py"
 
 
 def test_flags_and_toml_keys(tmp_path: Path) -> None:
@@ -61,3 +69,28 @@ def test_a_missing_certificate_file_is_named(tmp_path: Path) -> None:
     settings = {"scenario": "s.py", "sip_tls": "127.0.0.1:5061", "sip_cert": str(tmp_path / "nope.crt")}
     with pytest.raises(ValueError, match=r"cert: '.*nope\.crt' is not a readable file"):
         RuntimeConfig.load({**settings, "sip_key": str(key)}, env={})
+
+
+async def test_voxline_run_listens_for_tls_and_says_where(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    sip_port, tls_port = free_udp_port(), free_udp_port()
+    env = {**os.environ, "OPENAI_API_KEY": "sk-unused"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxline.cli", "run", str(EXAMPLE), "--sip", f"127.0.0.1:{sip_port}",
+        "--sip-tls", f"127.0.0.1:{tls_port}", "--sip-cert", str(cert), "--sip-key", str(key),
+        "--http", "off", "--grace", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        assert f"SIP TLS 127.0.0.1:{tls_port}".encode() in line, line
+        # A TLS handshake with the listener, the certificate verified against the test's own.
+        context = ssl.create_default_context(cafile=str(cert))
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", tls_port, ssl=context), 10)
+        assert writer.get_extra_info("peercert") is not None
+        writer.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 10)
+    assert code == 0, await proc.stdout.read()

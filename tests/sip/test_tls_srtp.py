@@ -1,6 +1,7 @@
 """SIP over TLS between two SipEndpoints on loopback (a self-signed certificate the caller trusts):
 one connection carries the whole call both ways (RFC 3261 §18), SDES keys make the RTP SRTP, an
-untrusted certificate stops the call, and a plain-RTP offer to an SRTP-required listener gets 488."""
+untrusted certificate stops the call, a plain-RTP offer to an SRTP-required listener gets 488, and a
+best-effort offer to a plain callee makes a plain call."""
 
 from __future__ import annotations
 
@@ -108,3 +109,24 @@ def test_tls_settings_are_checked(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ValueError, match=r"bad\.pem"):
         SipTls(cert=str(bad), key=str(bad)).server_context()
+
+
+async def test_a_best_effort_offer_to_a_plain_callee_is_a_plain_call(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    callees: list[SipCallLeg] = []
+
+    async def on_call(leg: SipCallLeg) -> None:
+        callees.append(leg)
+        await leg.answer()
+
+    listener = SipTls(port=0, cert=str(cert), key=str(key))
+    async with (
+        SipEndpoint("127.0.0.1", 0, srtp="off", on_incoming_call=on_call, tls=listener) as uas,
+        SipEndpoint("127.0.0.1", 0, tls=SipTls(port=None, ca_file=str(cert))) as uac,
+    ):
+        caller = await uac.call(f"sip:agent@127.0.0.1:{uas.tls_port};transport=tls")  # srtp: offer
+        await asyncio.wait_for(caller.wait_connected(), 5)
+        assert "a=crypto:" in (callees[0].remote_sdp.to_bytes().decode() if callees[0].remote_sdp else "")
+        assert caller.srtp is None and callees[0].srtp is None
+        assert caller.rtp is not None and caller.rtp.srtp is None
+        caller.hangup()
