@@ -230,12 +230,18 @@ def dominant_hz(pcm: bytes, window_ms: int = 100) -> list[float]:
     return out
 
 
+@pytest.mark.parametrize("who_hangs_up", ["caller", "person"])
 async def test_warm_transfer_hold_music_then_the_person_and_the_model_leaves(
-    tmp_path: Path, fake_openai: FakeRealtimeServer
+    tmp_path: Path, fake_openai: FakeRealtimeServer, who_hangs_up: str
 ) -> None:
     baresip, sipp = require_tool("baresip"), require_tool("sipp")
     port = free_udp_port()
-    human = callee(sipp, tmp_path, "uas_tone.xml", port, ULAW_FILE=str(human_tone(tmp_path)))
+    if who_hangs_up == "caller":
+        human = callee(sipp, tmp_path, "uas_tone.xml", port, ULAW_FILE=str(human_tone(tmp_path)))
+    else:  # the person hangs up 5 s after answering: well after the bridge, before the caller quits
+        human = callee(
+            sipp, tmp_path, "uas_tone_hangup.xml", port, ULAW_FILE=str(human_tone(tmp_path)), PAUSE_MS="5000"
+        )
     hold = tmp_path / "hold.wav"
     write_wav(hold, tone(HOLD_HZ, 600, 8000, 0.3) + bytes(2 * 8 * 200), 8000)
     briefing = tone(700.0, 600, 24000, 0.3)
@@ -243,12 +249,14 @@ async def test_warm_transfer_hold_music_then_the_person_and_the_model_leaves(
         ScriptedResponse(function_calls=[FunctionCall("transfer_to_human", '{"summary": "a refund"}')]),
         ScriptedResponse(text="The caller wants a refund.", audio=briefing, pace=1.0),
     )
-    cfg, rec = silent_caller(tmp_path, 9000)
+    quit_after_s = 8 if who_hangs_up == "caller" else 12
+    cfg, rec = silent_caller(tmp_path, 1000 * (quit_after_s + 1))
     runtime = await start(fake_openai, WARM, [], HUMAN_URI=f"sip:human@127.0.0.1:{port}", HOLD_WAV=str(hold))
     try:
         assert runtime.sip is not None
         await asyncio.sleep(0.3)
-        caller = asyncio.create_task(run_peer(baresip_argv(baresip, cfg, runtime.sip.port, 8), tmp_path, 20))
+        argv = baresip_argv(baresip, cfg, runtime.sip.port, quit_after_s)
+        caller = asyncio.create_task(run_peer(argv, tmp_path, quit_after_s + 10))
         agent = await fake_openai.wait_for_session(timeout=10)
         briefer = await fake_openai.wait_for_session(count=2, timeout=10)
         await briefer.wait_for("response.create", timeout=10)
@@ -256,12 +264,23 @@ async def test_warm_transfer_hold_music_then_the_person_and_the_model_leaves(
         await agent.wait_closed(timeout=10)
         await briefer.wait_closed(timeout=10)
         assert not caller.done() and len(runtime.sessions) == 1
+        if who_hangs_up == "person":
+            human_code, human_out = await finish(human)  # its BYE ends the session...
+            for _ in range(100):
+                if not runtime.sessions:
+                    break
+                await asyncio.sleep(0.05)
+            assert not runtime.sessions
         _, out = await caller
-        human_code, human_out = await finish(human)
+        if who_hangs_up == "caller":
+            human_code, human_out = await finish(human)  # ...or the caller's ends the person's call
     finally:
         await runtime.shutdown(grace_s=0)
     assert "Call established" in out, out
-    assert human_code == 0, human_out  # the caller's hang-up ended the person's call too: our BYE
+    assert human_code == 0, human_out
+    if who_hangs_up == "person":
+        # baresip was hung up (our BYE) before it would have quit.
+        assert out.index("terminated") < out.index("stop all"), out
     assert "a refund" in briefer.session["instructions"]
     heard = dominant_hz(recording(rec))
     near = lambda hz, f: abs(hz - f) < 30  # noqa: E731

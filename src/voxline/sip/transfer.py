@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from .context import CoreContext, checked_headers, printable
 from .dialog import Dialog, DialogState
@@ -108,8 +109,10 @@ class Transfer:
             return
         log.info("REFER of %s refused: %d %s", dialog.call_id, resp.status, resp.reason)
         # A 408 without a Server header is our transaction's own: the peer never answered.
-        by = "timeout" if resp.status == 408 and not resp.headers.get("Server") else "remote"
-        self._end(dialog, record, resp.status, resp.reason or "REFER refused", by)
+        timed_out = resp.status == 408 and not resp.headers.get("Server")
+        self._end(
+            dialog, record, resp.status, resp.reason or "REFER refused", "timeout" if timed_out else "remote"
+        )
 
     def on_notify(self, req: SipRequest, txn: ServerNonInviteTransaction, src: Address, now: float) -> None:
         ctx = self._ctx
@@ -179,10 +182,17 @@ class Transfer:
         reason = printable(f"Bad Request ({why})")[:120]
         txn.respond(self._ctx.response(req, status, reason, source=src), now)
 
-    def _end(self, dialog: Dialog, record: OutgoingRefer, status: int, reason: str, by: str) -> None:
+    def _end(
+        self,
+        dialog: Dialog,
+        record: OutgoingRefer,
+        status: int,
+        reason: str,
+        by: Literal["remote", "timeout"],
+    ) -> None:
         record.done = True
         record.deadline = None
-        self._ctx.emit(ReferEnded(dialog.call_id, status, reason, "timeout" if by == "timeout" else "remote"))
+        self._ctx.emit(ReferEnded(dialog.call_id, status, reason, by))
 
     # ------------------------------------------------------------------------------ the peer refers us
 
@@ -251,9 +261,11 @@ class Transfer:
     ) -> None:
         body = build_sipfrag(status, reason)
         final = status >= 200
-        if dialog.state is DialogState.ENDED:
-            record.done, record.deadline = final or record.done, None if final else record.deadline
-            return  # the dialog is gone: nobody to tell
+        if dialog.state is DialogState.ENDED:  # the dialog is gone: nobody to tell
+            if final:
+                record.done = True
+                record.deadline = None
+            return
         ctx = self._ctx
         req = ctx.dialog_request(dialog, "NOTIFY")
         req.headers.add("Contact", ctx.contact(dialog.local_host, dialog.transport))
