@@ -8,7 +8,8 @@ to us is hung up (``Disconnected``, reason ``transferred``); when the person is 
 refused (``TransferFailed``), the model is told and goes on with the caller.
 
 The other way round: a peer that REFERs this call elsewhere (a PBX user pressing "transfer") gets
-its request accepted here: Voxy calls the target itself (``VoxEngine.call_sip``), the outcome goes
+its request accepted here when the target is on a host in ``REFER_ALLOW`` (comma-separated, default
+127.0.0.1; others get 403): Voxy calls the target itself (``VoxEngine.call_sip``), the outcome goes
 back to the peer in NOTIFYs, and the model goes on with the new call.
 """
 
@@ -89,6 +90,12 @@ async def on_call(event):
 
     def on_transfer_requested(e):
         # The peer wants this call to go on with e.target: call it and carry the conversation over.
+        # Only to the hosts allowed: a caller must not make us dial wherever it likes (toll fraud).
+        allowed = secret("REFER_ALLOW", "127.0.0.1").split(",")
+        host = e.target.partition("@")[2].split(";")[0].split(":")[0]
+        if not e.target.startswith("sip:") or host not in allowed:
+            e.reject(403)
+            return
         target = VoxEngine.call_sip(e.target)
         e.accept(target)  # 202; the peer hears how the call to the target goes
         moved["call"] = target

@@ -1,6 +1,7 @@
 """Transfers with real peers: baresip calls the agent, which transfers it (REFER) to a sipp callee;
 baresip follows the REFER and its NOTIFYs reach the scenario as events (success, and a busy target).
-A sipp caller REFERs the agent: 603 without a handler, 202 + NOTIFYs with one. A warm transfer:
+A sipp caller REFERs the agent: 603 without a handler, 403 for a target the scenario does not
+allow, 202 + NOTIFYs when it accepts. A warm transfer:
 the caller hears hold music, then the person's tone once bridged, and the model's sockets close."""
 
 from __future__ import annotations
@@ -174,20 +175,25 @@ async def test_a_busy_person_is_reported_and_the_caller_stays_with_the_model(
 # -------------------------------------------------------------------------------------- the peer refers us
 
 
-async def test_a_refer_without_a_handler_is_refused_603(
-    tmp_path: Path, fake_openai: FakeRealtimeServer
+@pytest.mark.parametrize(
+    ("example", "status"),
+    [(INBOUND, "603"), (BLIND, "403")],  # no TransferRequested handler; a target the scenario refuses
+)
+async def test_a_refer_is_refused_without_a_handler_or_by_the_scenario(
+    tmp_path: Path, fake_openai: FakeRealtimeServer, example: Path, status: str
 ) -> None:
     sipp = require_tool("sipp")
-    runtime = await start(fake_openai, INBOUND, [])
+    runtime = await start(fake_openai, example, [], REFER_ALLOW="192.0.2.1")  # not the target's host
     try:
         assert runtime.sip is not None
-        scen = scenario(tmp_path, "uac_refer_refused.xml", PAUSE_MS="300", TARGET_PORT="5999")
+        scen = scenario(tmp_path, "uac_refer_refused.xml", PAUSE_MS="300", TARGET_PORT="5999", STATUS=status)
         code, out = await run_peer(
             sipp_argv(sipp, scen, f"127.0.0.1:{runtime.sip.port}", "-s", "agent"), tmp_path
         )
     finally:
         await runtime.shutdown(grace_s=0)
-    assert code == 0, out  # sipp got its 603 Decline, then hung up normally
+    assert code == 0, out  # sipp got the refusal it expects, then hung up normally
+    assert len(fake_openai.sessions) == 1  # the call went on with its model session
 
 
 async def test_a_refer_accepted_by_the_scenario_is_answered_202_and_notified(
