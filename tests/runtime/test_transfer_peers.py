@@ -1,8 +1,8 @@
 """Transfers with real peers: baresip calls the agent, which transfers it (REFER) to a sipp callee;
 baresip follows the REFER and its NOTIFYs reach the scenario as events (success, and a busy target).
 A sipp caller REFERs the agent: 603 without a handler, 403 for a target the scenario does not
-allow, 202 + NOTIFYs when it accepts. A warm transfer:
-the caller hears hold music, then the person's tone once bridged, and the model's sockets close."""
+allow, 202 + NOTIFYs when it accepts. A warm transfer: the caller hears hold music, then the
+person's tone once bridged, and the model's sockets close; either side's hang-up ends both."""
 
 from __future__ import annotations
 
