@@ -326,3 +326,15 @@ def test_bad_incoming_refers() -> None:
     assert h.responses()[-1].status == 481  # outside any dialog
     assert not any(isinstance(e, ReferReceived) for e in h.events)
     assert call_id
+
+
+def test_refer_before_the_ack_or_after_the_bye() -> None:
+    h = Harness()
+    _, tag = h.answered()  # our 200 is not ACKed yet: not connected
+    h.feed(refer_in(tag))
+    assert h.responses()[-1].status == 403 and "not connected" in h.responses()[-1].reason
+    h.feed(ack(tag))
+    h.feed(request("BYE", to_tag=tag, cseq=6, branch="z9hG4bK-bye"))
+    h.feed(refer_in(tag, cseq=7))
+    assert h.responses()[-1].status == 481
+    assert not any(isinstance(e, ReferReceived) for e in h.events)

@@ -11,7 +11,8 @@ logged once and counted.
 limits, dispatches and runs the timers. What happens to a call is in its parts, each on the shared
 ``CoreContext`` (``voxline.sip.context``: queues, tables, counters, response construction): the
 UAS (``voxline.sip.uas``: calls coming in, requests inside a dialog), the UAC (``voxline.sip.uac``:
-calls we place), and the dialog record with its states (``voxline.sip.dialog``).
+calls we place), transfer (``voxline.sip.transfer``: REFER and its NOTIFYs, both ways), and the
+dialog record with its states (``voxline.sip.dialog``).
 
 Routing choices: responses go back to the source address of the request (symmetric, as rport does),
 and in-dialog requests go to the first Record-Route hop when there is one (as an IP address),

@@ -199,7 +199,7 @@ class Transfer:
     def on_refer(self, req: SipRequest, txn: ServerNonInviteTransaction, src: Address, now: float) -> None:
         ctx = self._ctx
         dialog = ctx.find_dialog(req)
-        if dialog is None or req.to.tag is None:
+        if dialog is None or req.to.tag is None or dialog.state is DialogState.ENDED:
             txn.respond(ctx.response(req, 481, source=src), now)
             return
         if dialog.state is not DialogState.CONNECTED:
