@@ -10,8 +10,9 @@ anything about a call; below the UAS, the UAC and the facade, it imports none of
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..telemetry import TELEMETRY
 from .config import SipConfig
@@ -27,7 +28,7 @@ from .transaction import (
 
 __all__ = ["ALLOW", "CoreContext", "txn_key"]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
 
 ServerTransaction = ServerInviteTransaction | ServerNonInviteTransaction
 ClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction
@@ -174,6 +175,21 @@ def txn_key(req: SipRequest) -> str:
     # RFC 2543 peers, or the bare magic cookie (RFC 4475 badbranch): match on the request's
     # identity instead (§17.2.3); the whole top Via (sent-by included) is part of it.
     return f"{req.call_id}|{req.cseq[0]}|{req.from_.tag}|{via}|{method}"
+
+
+def checked_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None, param: str = "headers"
+) -> list[tuple[str, str]]:
+    """Extra headers an application gives for a request, checked: a token name, no CR/LF in the
+    value (a header injection). ``ValueError`` naming ``param`` otherwise."""
+    extra: list[tuple[str, str]] = []
+    if headers is not None:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            if not re.match(r"^[A-Za-z0-9.!%*_+`'~\-]+$", name) or "\r" in value or "\n" in value:
+                raise ValueError(f"{param}: invalid header {name!r}: {value!r}")
+            extra.append((name, value))
+    return extra
 
 
 def token(nbytes: int = 6) -> str:

@@ -52,6 +52,10 @@ from .events import (
     DtmfInfo,
     IncomingCall,
     Outgoing,
+    ReferAccepted,
+    ReferEnded,
+    ReferProgress,
+    ReferReceived,
     SipEvent,
     Transport,
 )
@@ -63,7 +67,19 @@ __all__ = ["CallFailedError", "SipCallLeg", "SipEndpoint"]
 
 log = logging.getLogger("voxline.sip")
 
-LegEvent = CallProgress | CallConnected | CallReinvite | CallDisconnected | CallFailed | DtmfInfo | DtmfDigit
+LegEvent = (
+    CallProgress
+    | CallConnected
+    | CallReinvite
+    | CallDisconnected
+    | CallFailed
+    | DtmfInfo
+    | DtmfDigit
+    | ReferAccepted
+    | ReferProgress
+    | ReferEnded
+    | ReferReceived
+)
 Listener = Callable[[LegEvent], Any]
 
 
@@ -84,7 +100,8 @@ class SipCallLeg:
     """One call (inbound or outbound) and its RTP stream.
 
     Listeners (``add_listener``) get ``CallProgress``, ``CallConnected``, ``CallReinvite``,
-    ``CallDisconnected``, ``CallFailed``, ``DtmfDigit`` (RFC 4733) and ``DtmfInfo`` (SIP INFO).
+    ``CallDisconnected``, ``CallFailed``, ``DtmfDigit`` (RFC 4733) and ``DtmfInfo`` (SIP INFO), and
+    for transfers ``ReferAccepted``, ``ReferProgress``, ``ReferEnded`` and ``ReferReceived``.
     Received audio frames go to ``on_audio`` (the 20 ms path: a plain callback, no event objects).
     ``state`` is a ``DialogState`` (the core's vocabulary), as the leg's commands and events move it.
     """
@@ -237,6 +254,30 @@ class SipCallLeg:
     def clear_audio(self) -> int:
         """Drop audio not yet sent at once (barge-in); returns the milliseconds dropped."""
         return self.rtp.session.clear_audio() if self.rtp else 0
+
+    def transfer(
+        self,
+        target: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        """Blind transfer (REFER, see ``UserAgentCore.transfer``): ``ReferAccepted``,
+        ``ReferProgress`` and ``ReferEnded`` follow as events; the call stays up until hung up."""
+        self._endpoint._command(
+            lambda core, now: core.transfer(self.call_id, now, target, headers=headers, timeout=timeout)
+        )
+
+    def accept_refer(self) -> None:
+        """Accept the peer's REFER (``ReferReceived``): 202 and NOTIFY ``100 Trying``; report the
+        call to the target with ``notify_refer``."""
+        self._endpoint._command(lambda core, now: core.accept_refer(self.call_id, now))
+
+    def reject_refer(self, code: int = 603, reason: str | None = None) -> None:
+        self._endpoint._command(lambda core, now: core.reject_refer(self.call_id, now, code, reason))
+
+    def notify_refer(self, code: int, reason: str | None = None) -> None:
+        """A NOTIFY to the referrer with the sipfrag status ``code`` (final: the subscription ends)."""
+        self._endpoint._command(lambda core, now: core.notify_refer(self.call_id, now, code, reason))
 
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         if self.rtp is None:

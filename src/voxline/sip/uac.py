@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from .auth import DigestChallenge, DigestError, build_authorization, parse_challenge
-from .context import ALLOW, CoreContext, branch, host_for_uri, ignore, token
+from .context import ALLOW, CoreContext, branch, checked_headers, host_for_uri, ignore, token
 from .dialog import Dialog, DialogState, is_ip, strip_tag
 from .events import Address, CallConnected, CallFailed, CallProgress, Transport
 from .message import SipParseError, SipRequest, SipResponse, parse_name_addr, parse_uri, reason_phrase
@@ -72,13 +72,7 @@ class Uac:
             raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', got {transport!r}")
         if parsed.scheme == "sips" and transport != "tls":
             raise ValueError(f"uri: a sips: URI is called over TLS only, not {transport} ({uri!r})")
-        extra: list[tuple[str, str]] = []
-        if headers is not None:
-            items = headers.items() if isinstance(headers, Mapping) else headers
-            for name, value in items:
-                if not re.match(r"^[A-Za-z0-9.!%*_+`'~\-]+$", name) or "\r" in value or "\n" in value:
-                    raise ValueError(f"headers: invalid header {name!r}: {value!r}")
-                extra.append((name, value))
+        extra = checked_headers(headers)
         if auth is not None and (len(auth) != 2 or not all(isinstance(x, str) for x in auth)):
             raise ValueError("auth must be a (user, password) tuple of strings")
         host = local_host or config.host
