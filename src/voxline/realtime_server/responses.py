@@ -79,6 +79,10 @@ class Responses:
         self._run: _Run | None = None
         self.assistant_audio_sent = False
         self._rate_tokens = 40000
+        # A SIP/WebRTC call's sideband: OpenAI plays the audio itself, so no output_audio.delta goes
+        # to the client; output_audio_buffer.started/stopped/cleared tell it about the playback.
+        self.sideband = False
+        self.playing: str | None = None  # the response whose audio OpenAI plays (sideband)
 
     @property
     def active(self) -> bool:
@@ -261,6 +265,22 @@ class Responses:
         self._on_finished()
         if self._config.kind == "realtime":
             self._out.emit(self._rate_limits())
+        if self.playing is not None:
+            # The fake's playback ends with the response (it streams at the audio's pace).
+            self._out.emit({"type": "output_audio_buffer.stopped", "response_id": self.playing})
+            self.playing = None
+
+    def clear_output(self) -> None:
+        """``output_audio_buffer.clear`` on a sideband: stop the playback (its response is cancelled
+        first, as a barge-in would), then ``output_audio_buffer.cleared``."""
+        playing = self.playing
+        self.playing = None
+        if self._run is not None:
+            self.cancel("client_cancelled")
+        event: dict[str, Any] = {"type": "output_audio_buffer.cleared"}
+        if playing is not None:
+            event["response_id"] = playing
+        self._out.emit(event)
 
     def _rate_limits(self) -> dict[str, Any]:
         self._rate_tokens = max(0, self._rate_tokens - 250)
@@ -296,6 +316,11 @@ class Responses:
         self._out.emit(self._response_done(run, "cancelled", {"type": "cancelled", "reason": reason}))
         if self._config.kind == "realtime":
             self._out.emit(self._rate_limits())
+        if self.playing is not None:
+            # A barge-in clears OpenAI's playback; a response.cancel lets it stop where it is.
+            kind = "cleared" if reason == "turn_detected" else "stopped"
+            self._out.emit({"type": f"output_audio_buffer.{kind}", "response_id": self.playing})
+            self.playing = None
 
     # -- streaming, in OpenAI's event order ------------------------------------------------------------------
 
@@ -397,6 +422,11 @@ class Responses:
             self.assistant_audio_sent = True
             if run.open_item is not None:
                 self._conversation.item_audio[run.open_item["id"]] = (bytes(run.audio), fmt)
+            if self.sideband:
+                if self.playing is None:
+                    self.playing = ids["response_id"]
+                    yield {"type": "output_audio_buffer.started", "response_id": ids["response_id"]}
+                continue
             yield {
                 "type": "response.output_audio.delta",
                 **ids,
