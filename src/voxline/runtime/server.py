@@ -51,6 +51,8 @@ from .session import Scenario, Secrets, Session
 
 if TYPE_CHECKING:
     from ..observability.otel import CallTracing
+    from ..openai.calls import OpenAICall
+    from .openai_sip import OpenAIWebhookEndpoint
 
 log = logging.getLogger("voxline.runtime")
 
@@ -240,6 +242,10 @@ class RuntimeConfig:
     workers: int = 1
     rtp_ports: tuple[int, int] | None = None  # "LOW-HIGH": where RTP sockets bind (None: any port)
     http_reuse_port: bool = False  # SO_REUSEPORT on the HTTP listener (the supervisor sets it for workers)
+    # OpenAI-hosted SIP calls (docs/openai-sip.md): the project's webhook secret (whsec_...) turns the
+    # webhook endpoint on, at this path of the HTTP listener. None: off.
+    openai_webhook_secret: str | None = None
+    openai_webhook_path: str = "/openai/webhook"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -322,8 +328,29 @@ class RuntimeConfig:
         self.workers = parse_workers(self.workers)
         self.rtp_ports = parse_port_range(self.rtp_ports)
         self.http_reuse_port = _flag("http_reuse_port", self.http_reuse_port)
+        self._normalize_openai_webhook()
         self._check_exposure()
         self._normalize_metrics()
+
+    def _normalize_openai_webhook(self) -> None:
+        secret = self.openai_webhook_secret
+        if secret is not None and str(secret).strip().lower() in ("", "off", "none"):
+            secret = None
+        if secret is not None:
+            from ..openai.webhooks import decode_secret
+
+            mask_secret(str(secret))
+            try:
+                decode_secret(str(secret))
+            except ValueError:
+                raise ValueError("openai_webhook_secret must be the webhook's whsec_... secret") from None
+            if self.http is None:
+                raise ValueError("openai_webhook_secret: the webhook needs the HTTP listener, which is off")
+        self.openai_webhook_secret = None if secret is None else str(secret)
+        path = str(self.openai_webhook_path)
+        if not path.startswith("/"):
+            raise ValueError(f"openai_webhook_path must start with '/', not {path!r}")
+        self.openai_webhook_path = path
 
     def _normalize_metrics(self) -> None:
         value = None if self.metrics is None else str(self.metrics).strip().lower()
@@ -423,6 +450,7 @@ class Runtime:
         self.sessions: set[Session] = set()
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
+        self.openai_webhook: OpenAIWebhookEndpoint | None = None  # openai_webhook_secret set
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
@@ -534,6 +562,13 @@ class Runtime:
             app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
             if cfg.metrics == "on":
                 app.router.add_get("/metrics", self._metrics)
+            if cfg.openai_webhook_secret is not None:
+                from .openai_sip import OpenAIWebhookEndpoint
+
+                self.openai_webhook = OpenAIWebhookEndpoint(
+                    cfg.openai_webhook_secret, admit=self._admit, on_call=self._on_openai_call
+                )
+                self.openai_webhook.add_to(app, cfg.openai_webhook_path)
             # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
                 if cfg.http_reuse_port:
@@ -714,6 +749,30 @@ class Runtime:
             custom_data={**custom, "stream_id": stream.stream_id, "call_id": stream.call_id or ""},
         )
         self._start_session(call)
+
+    def _on_openai_call(self, call: OpenAICall) -> None:
+        """A verified OpenAI SIP call: its own session, ``AppEvents.OpenAICallIncoming``; the session
+        winds down like any other once the call ends (rejected, hung up, its sideband closed)."""
+        session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
+        self.sessions.add(session)
+        session.call_id = call.call_id
+        session.adopt(call)
+        call.on_ended(lambda c: self._call_ended(session))
+        with log_ids(session_id=session.id, call_id=call.call_id):
+            if not session.start():
+                return
+            token = current_session.set(session)
+            try:
+                session.emit(
+                    AppEvents.OpenAICallIncoming,
+                    call=call,
+                    call_id=call.call_id,
+                    callerid=call.caller_id(),
+                    destination=call.destination(),
+                    headers=call.headers(),
+                )
+            finally:
+                current_session.reset(token)
 
     def start_session(self) -> Session:
         """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""
