@@ -59,9 +59,9 @@ class OpenAIWebhookEndpoint:
         self.stats: Counter[str] = Counter()
 
     def add_to(self, app: web.Application, path: str = DEFAULT_WEBHOOK_PATH) -> None:
-        app.router.add_post(path, self)
+        app.router.add_post(path, self.handle)
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         refused = self._admit()
         if refused is not None:
             self.stats["webhook_busy"] += 1
