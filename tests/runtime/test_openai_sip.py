@@ -245,3 +245,17 @@ def test_bad_webhook_settings_are_refused_naming_them(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         RuntimeConfig.load({"scenario": "x.py", "sip": "off", "http": "127.0.0.1:0", **settings}, env={})
+
+
+async def test_the_callers_hang_up_closes_the_sideband_and_ends_the_session(
+    runtime: Runtime, openai: tuple[FakeOpenAICalls, FakeRealtimeServer]
+) -> None:
+    calls, realtime = openai
+    assert (await calls.ring(webhook_url(runtime), call_id="rtc_h1")).status == 200
+    connection = await realtime.wait_for_session()
+    await until(lambda: len(runtime.sessions) == 1)
+    calls.caller_hangs_up("rtc_h1")
+    await connection.wait_closed()
+    assert connection.close_code == 1000
+    await until(lambda: not runtime.sessions)
+    assert not calls.hung_up  # nobody had to ask

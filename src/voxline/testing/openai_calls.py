@@ -16,7 +16,8 @@
   Every request is recorded (``requests``, and ``accepted``, ``rejected``, ``referred``,
   ``hung_up``).
 - Linked to a :class:`~voxline.testing.FakeRealtimeServer` (``realtime=``), an accepted call's
-  sideband (``?call_id=``) starts with the accepted configuration; a hang-up closes it.
+  sideband (``?call_id=``) starts with the accepted configuration; a hang-up (``/hangup``, or the
+  caller's: :meth:`~FakeOpenAICalls.caller_hangs_up`) closes it.
 """
 
 from __future__ import annotations
@@ -221,6 +222,13 @@ class FakeOpenAICalls:
             delivery = WebhookDelivery(url, dict(headers), body, reply.status, text)
         self.deliveries.append(delivery)
         return delivery
+
+    def caller_hangs_up(self, call_id: str) -> None:
+        """The SIP caller hung up: the call ends and its sideband closes (1000), as OpenAI does."""
+        call = self.calls[call_id]
+        call.state = "ended"
+        if self.realtime is not None:
+            self.realtime.end_call(call_id)
 
     # -- the REST endpoints ------------------------------------------------------------------------------
 
