@@ -75,7 +75,7 @@ PRODUCE: dict[OpenAI.RealtimeAPIEvents, Produce] = {
     Ev.OutputAudioBufferStarted: respond,
     Ev.OutputAudioBufferStopped: respond,
     Ev.OutputAudioBufferCleared: clear,
-    Ev.InputAudioBufferDtmfEventReceived: dtmf,
+    Ev.InputAudioBufferDTMFEventReceived: dtmf,
     Ev.ConversationCreated: created,
 }
 

@@ -53,7 +53,7 @@ async def on_call(event):
         elif e.data["event"] == "#":
             await calls.hangup(call)
 
-    client.add_event_listener(Ev.InputAudioBufferDtmfEventReceived, on_dtmf)
+    client.add_event_listener(Ev.InputAudioBufferDTMFEventReceived, on_dtmf)
     client.add_event_listener(Ev.SessionCreated, lambda e: client.response_create(
         {"response": {"instructions": "Greet the caller."}}))
 

@@ -78,7 +78,7 @@ class RealtimeAPIEvents(StrEnum):
     ConnectorInformation = "OpenAI.RealtimeAPI.ConnectorInformation"
     # voxline's: GA server events of the installed spec that the reference lacks (see ``ADDITIONS``).
     ConversationCreated = "OpenAI.RealtimeAPI.ConversationCreated"
-    InputAudioBufferDtmfEventReceived = "OpenAI.RealtimeAPI.InputAudioBufferDtmfEventReceived"
+    InputAudioBufferDTMFEventReceived = "OpenAI.RealtimeAPI.InputAudioBufferDTMFEventReceived"
     OutputAudioBufferStarted = "OpenAI.RealtimeAPI.OutputAudioBufferStarted"
     OutputAudioBufferStopped = "OpenAI.RealtimeAPI.OutputAudioBufferStopped"
     OutputAudioBufferCleared = "OpenAI.RealtimeAPI.OutputAudioBufferCleared"
@@ -209,7 +209,7 @@ REALTIME_SERVER_TYPES: dict[str, RealtimeAPIEvents] = {
     # GA events beyond the reference (voxline's additions). The output_audio_buffer.* and DTMF events
     # come only on WebRTC and SIP calls (OpenAI plays the audio), e.g. a sideband client's.
     "conversation.created": RealtimeAPIEvents.ConversationCreated,
-    "input_audio_buffer.dtmf_event_received": RealtimeAPIEvents.InputAudioBufferDtmfEventReceived,
+    "input_audio_buffer.dtmf_event_received": RealtimeAPIEvents.InputAudioBufferDTMFEventReceived,
     "output_audio_buffer.started": RealtimeAPIEvents.OutputAudioBufferStarted,
     "output_audio_buffer.stopped": RealtimeAPIEvents.OutputAudioBufferStopped,
     "output_audio_buffer.cleared": RealtimeAPIEvents.OutputAudioBufferCleared,
@@ -299,7 +299,7 @@ CHAT_COMPLETIONS_TYPES: dict[str, ChatCompletionsAPIEvents] = {
 GA_ADDITIONS: frozenset[RealtimeAPIEvents] = frozenset(
     {
         RealtimeAPIEvents.ConversationCreated,
-        RealtimeAPIEvents.InputAudioBufferDtmfEventReceived,
+        RealtimeAPIEvents.InputAudioBufferDTMFEventReceived,
         RealtimeAPIEvents.OutputAudioBufferStarted,
         RealtimeAPIEvents.OutputAudioBufferStopped,
         RealtimeAPIEvents.OutputAudioBufferCleared,
