@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from voxline.testing import FakeRealtimeServer
+from voxline.testing import FakeRealtimeServer, ScriptedResponse
 
 from .conftest import RawClient, open_client, types
 
@@ -210,3 +210,122 @@ async def test_output_audio_buffer_clear_is_refused_on_a_plain_websocket_session
         "invalid_value",
         "type",
     )
+
+
+def compact(events: list[dict[str, Any]]) -> list[str]:
+    """Event types with repeated deltas folded into one."""
+    out: list[str] = []
+    for kind in types(events):
+        if not (out and kind == out[-1] and kind.endswith(".delta")):
+            out.append(kind)
+    return out
+
+
+async def test_an_mcp_call_asks_approval_then_runs_in_openais_order() -> None:
+    from voxline.testing import MCPCall, Say
+
+    tools = [{"name": "lookup_order", "input_schema": {"type": "object"}}]
+    async with FakeRealtimeServer(mcp_servers={"crm": tools}) as server:
+        client, _ = await open_client(server)
+        await client.send("session.update", session=session(output_modalities=["text"], tools=[MCP]))
+        await client.until("conversation.item.done")  # the listing
+        call = MCPCall("crm", "lookup_order", '{"order_id": "A-42"}', output='{"status": "shipped"}')
+        server.script(
+            ScriptedResponse(outputs=[call]), ScriptedResponse(outputs=[call, Say("It has shipped.")])
+        )
+        await client.send("response.create")
+        first = await client.until("response.done")
+        assert compact(first) == [
+            "response.created",
+            "response.output_item.added",
+            "conversation.item.added",
+            "conversation.item.done",
+            "response.output_item.done",
+            "response.done",
+        ]
+        request = first[1]["item"]
+        assert request["type"] == "mcp_approval_request"
+        assert (request["server_label"], request["name"], request["arguments"]) == (
+            "crm",
+            "lookup_order",
+            '{"order_id": "A-42"}',
+        )
+        answer = {
+            "type": "mcp_approval_response",
+            "id": "mcpa_1",
+            "approval_request_id": request["id"],
+            "approve": True,
+        }
+        await client.send("conversation.item.create", item=answer)
+        await client.until("conversation.item.done")
+        await client.send("response.create")
+        second = await client.until("response.done")
+        assert compact(second)[:10] == [
+            "response.created",
+            "response.output_item.added",
+            "conversation.item.added",
+            "response.mcp_call_arguments.delta",
+            "response.mcp_call_arguments.done",
+            "response.mcp_call.in_progress",
+            "response.mcp_call.completed",
+            "conversation.item.done",
+            "response.output_item.done",
+            "response.output_item.added",  # then the message
+        ]
+        done = next(e for e in second if e["type"] == "response.output_item.done")["item"]
+        assert (done["type"], done["output"], done["error"]) == ("mcp_call", '{"status": "shipped"}', None)
+        assert (
+            next(e for e in second if e["type"] == "response.mcp_call_arguments.done")["arguments"]
+            == call.arguments
+        )
+        server.assert_no_violations()
+        await client.ws.close()
+
+
+async def test_an_mcp_call_without_approval_runs_at_once_and_a_failure_is_reported() -> None:
+    from voxline.testing import MCPCall
+
+    async with FakeRealtimeServer(mcp_servers={"crm": []}) as server:
+        client, _ = await open_client(server)
+        tool = {**MCP, "require_approval": "never"}
+        await client.send("session.update", session=session(output_modalities=["text"], tools=[tool]))
+        await client.until("conversation.item.done")
+        server.script(
+            ScriptedResponse(outputs=[MCPCall("crm", "lookup_order", error="timeout talking to CRM")])
+        )
+        await client.send("response.create")
+        events = await client.until("response.done")
+        assert "mcp_approval_request" not in str(events)
+        assert "response.mcp_call.failed" in types(events)
+        item = next(e for e in events if e["type"] == "response.output_item.done")["item"]
+        assert item["error"] == {"type": "mcp_tool_execution_error", "message": "timeout talking to CRM"}
+        await client.ws.close()
+
+
+async def test_a_refused_approval_leaves_the_mcp_call_out() -> None:
+    from voxline.testing import MCPCall, Say
+
+    async with FakeRealtimeServer(mcp_servers={"crm": []}) as server:
+        client, _ = await open_client(server)
+        await client.send("session.update", session=session(output_modalities=["text"], tools=[MCP]))
+        await client.until("conversation.item.done")
+        call = MCPCall("crm", "delete_account")
+        server.script(
+            ScriptedResponse(outputs=[call]), ScriptedResponse(outputs=[call, Say("I won't do that.")])
+        )
+        await client.send("response.create")
+        request = (await client.until("response.done"))[1]["item"]
+        answer = {
+            "type": "mcp_approval_response",
+            "id": "mcpa_2",
+            "approval_request_id": request["id"],
+            "approve": False,
+        }
+        await client.send("conversation.item.create", item=answer)
+        await client.until("conversation.item.done")
+        await client.send("response.create")
+        events = await client.until("response.done")
+        assert not [e for e in events if e["type"].startswith("response.mcp_call")]
+        assert events[-1]["response"]["output"][0]["type"] == "message"
+        server.assert_no_violations()
+        await client.ws.close()

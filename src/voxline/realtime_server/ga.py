@@ -13,7 +13,8 @@ And when a ``session.update`` adds an MCP tool, OpenAI lists its tools, in this 
 ``session.updated``: ``conversation.item.added`` (an ``mcp_list_tools`` item, no tools yet),
 ``mcp_list_tools.in_progress``, then ``mcp_list_tools.completed`` and ``conversation.item.done``
 with the tools, or ``mcp_list_tools.failed`` when the server cannot be reached (here: a label the
-fake's ``mcp_servers`` catalogue does not hold).
+fake's ``mcp_servers`` catalogue does not hold). :func:`needs_approval` and :func:`approval_for`
+decide whether a scripted MCP call (:class:`~.engine.MCPCall`) runs or asks first (``.responses``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from .events import new_id
 from .validation import SchemaProblem, format_param
 
-__all__ = ["item_problem", "mcp_listing", "mcp_tools", "session_problem"]
+__all__ = ["approval_for", "item_problem", "mcp_listing", "mcp_tools", "needs_approval", "session_problem"]
 
 _IMAGE_URI = re.compile(r"data:image/(png|jpeg|jpg);base64,[A-Za-z0-9+/=\s]+", re.IGNORECASE)
 
@@ -107,3 +108,29 @@ def mcp_listing(
     events.append({"type": "mcp_list_tools.completed", "item_id": item_id})
     events.append({"type": "conversation.item.done", "previous_item_id": previous_item_id, "item": listed})
     return listed, events
+
+
+def needs_approval(tool: Mapping[str, Any], name: str) -> bool:
+    """Whether a call of ``name`` needs the client's approval (``require_approval``, default always)."""
+    policy = tool.get("require_approval", "always")
+    if policy is None or isinstance(policy, str):
+        return policy != "never"
+    # A filter object: the tools it lists under "never" go without; every other one asks.
+    never = policy.get("never") or {}
+    return name not in (never.get("tool_names") or [])
+
+
+def approval_for(items: Sequence[Mapping[str, Any]], label: str, name: str) -> bool | None:
+    """The client's answer to the latest approval request for this tool: True, False, or None (none)."""
+    requests = {
+        item["id"]
+        for item in items
+        if item.get("type") == "mcp_approval_request"
+        and item.get("server_label") == label
+        and item.get("name") == name
+    }
+    answer: bool | None = None
+    for item in items:
+        if item.get("type") == "mcp_approval_response" and item.get("approval_request_id") in requests:
+            answer = bool(item.get("approve"))
+    return answer

@@ -33,7 +33,8 @@ transcription), ``detector=`` (per-frame speech probability; a detector with sta
 its own copy through ``for_session()``), ``validator=``.
 
 ``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
-streams no audio never times out). Not modelled: MCP tools, WebRTC/SIP-only events
+streams no audio never times out). MCP: tool listing on ``session.update`` (``mcp_servers=``) and
+scripted ``MCPCall`` outputs with approval (:mod:`.ga`). Not modelled: WebRTC/SIP-only events
 (``output_audio_buffer.*``) except on a SIP call's sideband, browser subprotocol authentication, the
 60-minute session limit.
 

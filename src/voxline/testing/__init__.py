@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from voxline.realtime_server.engine import (
         EnergySpeechDetector,
         FunctionCall,
+        MCPCall,
         ResponseEngine,
         ResponseRequest,
         Say,
@@ -56,6 +57,7 @@ __all__ = [
     "FakeRealtimeServer",
     "FunctionCall",
     "HandshakeRejection",
+    "MCPCall",
     "RealtimeConnection",
     "ResponseEngine",
     "ResponseRequest",
@@ -80,6 +82,7 @@ _WHERE = {
         for name in (
             "EnergySpeechDetector",
             "FunctionCall",
+            "MCPCall",
             "ResponseEngine",
             "ResponseRequest",
             "Say",
