@@ -93,7 +93,7 @@ class CoreContext:
     def start_client(self, req: SipRequest, dialog: Dialog, now: float) -> None:
         """A non-INVITE client transaction for an in-dialog request, sent to the dialog's destination."""
         sender = self.sender(dialog.destination(), dialog.transport)
-        txn = ClientNonInviteTransaction(req, sender, dialog.transport == "tcp", self.timers, now, ignore)
+        txn = ClientNonInviteTransaction(req, sender, dialog.transport != "udp", self.timers, now, ignore)
         self.client[f"{req.vias[0].branch}|{req.method}"] = txn
 
     # ---------------------------------------------------------------------------------- messages
@@ -143,12 +143,22 @@ class CoreContext:
             resp.body = body
         return resp
 
-    def contact(self, host: str, transport: Transport) -> str:
-        suffix = ";transport=tcp" if transport == "tcp" else ""
-        return f"<sip:{self.config.user}@{host_for_uri(host)}:{self.config.port}{suffix}>"
+    def contact(self, host: str, transport: Transport, secure: bool = False) -> str:
+        """Our Contact; ``secure``: a ``sips:`` URI (§8.1.1.8, §12.1.1: the request was to one)."""
+        if secure and transport == "tls":
+            return f"<sips:{self.config.user}@{host_for_uri(host)}:{self.port_for(transport)}>"
+        suffix = f";transport={transport}" if transport != "udp" else ""
+        return f"<sip:{self.config.user}@{host_for_uri(host)}:{self.port_for(transport)}{suffix}>"
 
     def via(self, host: str, transport: Transport, branch: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {host_for_uri(host)}:{self.config.port};branch={branch};rport"
+        port = self.port_for(transport)
+        return f"SIP/2.0/{transport.upper()} {host_for_uri(host)}:{port};branch={branch};rport"
+
+    def port_for(self, transport: Transport) -> int:
+        """The port we take ``transport`` on: the TLS listener's for TLS, else the UDP/TCP one."""
+        if transport == "tls" and self.config.tls_port is not None:
+            return self.config.tls_port
+        return self.config.port
 
 
 def txn_key(req: SipRequest) -> str:

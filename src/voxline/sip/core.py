@@ -206,7 +206,7 @@ class UserAgentCore:
             self.stats["keepalives"] += 1  # a CRLF keep-alive (RFC 5626): nothing to say
             return
         try:
-            message = parse_message(data, stream=transport == "tcp", max_bytes=self.config.max_message_bytes)
+            message = parse_message(data, stream=transport != "udp", max_bytes=self.config.max_message_bytes)
         except SipParseError as exc:
             self._malformed(exc, data, addr, transport)
             return
@@ -233,7 +233,7 @@ class UserAgentCore:
         if exc.limit:
             self.stats["over_limit"] += 1
         request = exc.request
-        if request is None and transport == "tcp":
+        if request is None and transport != "udp":
             # A connection is its own way back (and its source is no spoofed one): a request
             # without a usable Via is answered there too, so the peer learns why it is closed.
             request = summary_request(data.split(b"\r\n\r\n", 1)[0], need_via=False)
@@ -279,7 +279,7 @@ class UserAgentCore:
             self.stats["retransmissions_absorbed"] += 1
             return
         send = ctx.sender(src, transport)
-        reliable = transport == "tcp"
+        reliable = transport != "udp"
         unsupported = self._unsupported(req) if req.method != "CANCEL" else ""
         if unsupported:
             # Not supported: answered before anything else looks at it (§8.2.2.3).

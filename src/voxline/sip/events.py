@@ -22,12 +22,12 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
-Transport = Literal["udp", "tcp"]
+Transport = Literal["udp", "tcp", "tls"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """Bytes the I/O layer must write: a datagram (udp) or onto the connection to ``addr`` (tcp)."""
+    """Bytes the I/O layer must write: a datagram (udp) or onto the connection to ``addr`` (tcp, tls)."""
 
     data: bytes
     addr: Address

@@ -68,8 +68,10 @@ class Uac:
                     f"uri: host {parsed.host!r} is not an IP address; resolve it and pass target"
                 )
             target = (parsed.host, parsed.port or 5060)
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"transport must be 'udp' or 'tcp', got {transport!r}")
+        if transport not in ("udp", "tcp", "tls"):
+            raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', got {transport!r}")
+        if parsed.scheme == "sips" and transport != "tls":
+            raise ValueError(f"uri: a sips: URI is called over TLS only, not {transport} ({uri!r})")
         extra: list[tuple[str, str]] = []
         if headers is not None:
             items = headers.items() if isinstance(headers, Mapping) else headers
@@ -107,6 +109,7 @@ class Uac:
             codecs=config.codecs,
             dtmf_payload_type=config.dtmf_payload_type,
             session_id=dialog.sdp_id,
+            srtp=config.srtp_for(transport),
         )
         ctx.dialogs[dialog.call_id] = dialog
         self._send_invite(dialog, now, None)
@@ -234,7 +237,8 @@ class Uac:
         req.headers.add("To", dialog.remote_uri)
         req.headers.add("Call-ID", dialog.call_id)
         req.headers.add("CSeq", f"{dialog.local_cseq} INVITE")
-        req.headers.add("Contact", ctx.contact(dialog.local_host, dialog.transport))
+        secure = dialog.request_uri.lower().startswith("sips:")
+        req.headers.add("Contact", ctx.contact(dialog.local_host, dialog.transport, secure))
         req.headers.add("Allow", ALLOW)
         req.headers.add("User-Agent", ctx.config.user_agent)
         if authorization is not None:
@@ -251,7 +255,7 @@ class Uac:
         txn = ClientInviteTransaction(
             req,
             ctx.sender(dialog.peer, dialog.transport),
-            dialog.transport == "tcp",
+            dialog.transport != "udp",
             ctx.timers,
             now,
             on_response,
@@ -304,7 +308,7 @@ class Uac:
         txn = ClientNonInviteTransaction(
             cancel,
             ctx.sender(dialog.peer, dialog.transport),
-            dialog.transport == "tcp",
+            dialog.transport != "udp",
             ctx.timers,
             now,
             ignore,
