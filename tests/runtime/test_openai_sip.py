@@ -259,3 +259,25 @@ async def test_the_callers_hang_up_closes_the_sideband_and_ends_the_session(
     assert connection.close_code == 1000
     await until(lambda: not runtime.sessions)
     assert not calls.hung_up  # nobody had to ask
+
+
+async def test_a_call_the_scenario_never_answers_ends_its_session(
+    tmp_path: Path, openai: tuple[FakeOpenAICalls, FakeRealtimeServer]
+) -> None:
+    calls, _ = openai
+    scenario = tmp_path / "deaf.py"
+    scenario.write_text("# listens for nothing\n", encoding="utf-8")
+    config = RuntimeConfig.load(
+        {"scenario": str(scenario), "sip": "off", "http": "127.0.0.1:0"},
+        env={"VOXLINE_OPENAI_WEBHOOK_SECRET": calls.secret},
+    )
+    rt = Runtime(config, Secrets(env={}))
+    rt.openai_answer_timeout_s = 0.2
+    await rt.start()
+    try:
+        delivery = await calls.ring(f"http://127.0.0.1:{rt.http_port}/openai/webhook")
+        assert delivery.status == 200
+        await until(lambda: len(rt.sessions) == 1)
+        await until(lambda: not rt.sessions)
+    finally:
+        await rt.shutdown(grace_s=0)

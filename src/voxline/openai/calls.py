@@ -73,7 +73,8 @@ class OpenAICall:
     """An incoming OpenAI SIP call, from a verified ``realtime.call.incoming`` webhook event.
 
     ``call_id`` (``rtc_...``), ``sip_headers`` (the INVITE's headers as ``(name, value)`` in order),
-    ``event`` (the whole webhook event), ``webhook_id``. ``ended`` turns True once the call was
+    ``event`` (the whole webhook event), ``webhook_id``. ``accepted`` turns True once a
+    :class:`RealtimeCallsClient` accepted it; ``ended`` turns True once the call was
     rejected or hung up through a :class:`RealtimeCallsClient`, or its sideband closed; callbacks
     added with :meth:`on_ended` run once then (the runtime winds its session down).
     """
@@ -104,6 +105,7 @@ class OpenAICall:
         self.sip_headers: list[tuple[str, str]] = pairs
         self.event: dict[str, Any] = dict(event)
         self.webhook_id = webhook_id
+        self.accepted = False  # a RealtimeCallsClient accepted it
         self.ended = False
         self._ended_callbacks: list[Callable[[OpenAICall], None]] = []
 
@@ -214,6 +216,8 @@ class RealtimeCallsClient:
         if not isinstance(session, Mapping):
             raise TypeError(f"parameter 'session' must be a dict, not {type(session).__name__}")
         await self._post(call, "accept", dict(session))
+        if isinstance(call, OpenAICall):
+            call.accepted = True
 
     async def reject(self, call: OpenAICall | str, status_code: int | None = None) -> None:
         """Refuse the call with a SIP status (OpenAI's default: 603 Decline)."""

@@ -497,6 +497,8 @@ class Runtime:
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
         self.openai_webhook: OpenAIWebhookEndpoint | None = None  # openai_webhook_secret set
+        # An OpenAI SIP call's session ends if its scenario has not accepted or rejected it by then.
+        self.openai_answer_timeout_s = 30.0
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
@@ -814,6 +816,7 @@ class Runtime:
         with log_ids(session_id=session.id, call_id=call.call_id):
             if not session.start():
                 return
+            background(self._openai_call_unanswered(session, call), name=f"answer-{session.id}")
             token = current_session.set(session)
             try:
                 session.emit(
@@ -826,6 +829,19 @@ class Runtime:
                 )
             finally:
                 current_session.reset(token)
+
+    async def _openai_call_unanswered(self, session: Session, call: OpenAICall) -> None:
+        """A call the scenario neither accepted nor rejected in time ends its session (nothing else
+        would: no media, no sideband)."""
+        await asyncio.sleep(self.openai_answer_timeout_s)
+        if not (call.accepted or call.ended or session.terminating):
+            log.warning(
+                "%s: OpenAI call %s not accepted or rejected within %.0f s; ending its session",
+                session.id,
+                call.call_id,
+                self.openai_answer_timeout_s,
+            )
+            session.terminate()
 
     def start_session(self) -> Session:
         """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""
