@@ -14,6 +14,9 @@ class AppEvents(StrEnum):
     CallAlerting = "AppEvents.CallAlerting"
     Terminating = "AppEvents.Terminating"
     Terminated = "AppEvents.Terminated"
+    # voxline's: an OpenAI-hosted SIP call rings (a verified ``realtime.call.incoming`` webhook):
+    # ``event.call`` is a voxline.openai.calls.OpenAICall (no media here: OpenAI keeps it).
+    OpenAICallIncoming = "AppEvents.OpenAICallIncoming"
 
 
 class CallEvents(StrEnum):

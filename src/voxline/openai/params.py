@@ -56,6 +56,9 @@ class RealtimeAPIClientParameters(ClientParameters):
     # voxline's own: emit Events.ModelSilent when the server sends nothing this long (seconds) while
     # the caller's audio goes to it; None turns it off.
     server_silence_timeout_s: float | None = 30.0
+    # voxline's own: attach to an OpenAI SIP (or WebRTC) call's sideband (``?call_id=`` instead of
+    # ``?model=``; the model is the one the call was accepted with). See voxline.openai.calls.
+    call_id: str | None = None
 
 
 @dataclass(slots=True, repr=False)
@@ -82,6 +85,7 @@ _CAMEL = {
     "summaryModel": "summary_model",
     "summaryPrompt": "summary_prompt",
     "autoTruncate": "auto_truncate",
+    "callId": "call_id",
 }
 
 
@@ -129,6 +133,8 @@ def _check(p: ClientParameters) -> None:
         except ValueError:
             allowed = ", ".join(repr(t.value) for t in RealtimeAPIClientType)
             raise ValueError(f"parameter 'type' must be one of {allowed}, not {p.type!r}") from None
+        if p.call_id is not None and (not isinstance(p.call_id, str) or not p.call_id):
+            raise TypeError("parameter 'call_id' must be a non-empty string or None")
         if p.on_web_socket_close is not None and not callable(p.on_web_socket_close):
             raise TypeError("parameter 'on_web_socket_close' must be callable")
         timeout = p.server_silence_timeout_s

@@ -61,7 +61,9 @@ class ClientClosedError(EndedError):
     """A command was sent on a client whose WebSocket is closed."""
 
 
-def realtime_url(base_url: str, model: str, client_type: RealtimeAPIClientType) -> str:
+def realtime_url(
+    base_url: str, model: str, client_type: RealtimeAPIClientType, call_id: str | None = None
+) -> str:
     """``https://api.openai.com/`` -> ``wss://api.openai.com/v1/realtime?model=...``.
 
     ``http`` becomes ``ws`` and ``https`` becomes ``wss``; a base URL that already ends in ``/v1`` or
@@ -72,7 +74,9 @@ def realtime_url(base_url: str, model: str, client_type: RealtimeAPIClientType) 
     path = parts.path.rstrip("/")
     if not path.endswith("/v1/realtime"):
         path = path + "/realtime" if path.endswith("/v1") else path + "/v1/realtime"
-    if client_type is RealtimeAPIClientType.TRANSCRIPTION:
+    if call_id is not None:
+        query = {"call_id": call_id}  # an OpenAI SIP/WebRTC call's sideband (voxline.openai.calls)
+    elif client_type is RealtimeAPIClientType.TRANSCRIPTION:
         query = {"intent": "transcription"}
     else:
         query = {"model": model}
@@ -121,7 +125,7 @@ class RealtimeAPIClient(MediaUnit):
         self._params = parameters
         self._id = new_id()
         self._core = RealtimeProtocol(parameters.server_silence_timeout_s)
-        self._url = realtime_url(parameters.base_url, parameters.model, parameters.type)
+        self._url = realtime_url(parameters.base_url, parameters.model, parameters.type, parameters.call_id)
         self._ws: WebSocketClient | None = None
         self._delivering = False  # messages reach listeners once the scenario has had a turn
         self._finished: asyncio.Task[None] | None = None
@@ -312,6 +316,11 @@ class RealtimeAPIClient(MediaUnit):
 
     def input_audio_buffer_commit(self, parameters: Mapping[str, Any] | None = None) -> None:
         self._send("input_audio_buffer.commit", parameters)
+
+    def output_audio_buffer_clear(self, parameters: Mapping[str, Any] | None = None) -> None:
+        """voxline's addition (GA): stop the audio OpenAI is playing on a WebRTC or SIP call (a
+        sideband client); over a plain WebSocket session OpenAI answers it with an error."""
+        self._send("output_audio_buffer.clear", parameters)
 
     # -- I/O ------------------------------------------------------------------------------------------
 

@@ -33,8 +33,17 @@ transcription), ``detector=`` (per-frame speech probability; a detector with sta
 its own copy through ``for_session()``), ``validator=``.
 
 ``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
-streams no audio never times out). Not modelled: MCP tools, WebRTC/SIP-only events
-(``output_audio_buffer.*``), browser subprotocol authentication, the 60-minute session limit.
+streams no audio never times out). MCP: tool listing on ``session.update`` (``mcp_servers=``) and
+scripted ``MCPCall`` outputs with approval (:mod:`.ga`). Not modelled: WebRTC/SIP-only events
+(``output_audio_buffer.*``) except on a SIP call's sideband, browser subprotocol authentication, the
+60-minute session limit.
+
+OpenAI SIP calls: :meth:`RealtimeServer.accept_call` (the REST fake calls it on ``/accept``) lets
+``?call_id=`` attach a sideband session that starts with the accepted configuration; there no
+``response.output_audio.delta`` is sent (OpenAI plays the audio), ``output_audio_buffer.started`` /
+``stopped`` / ``cleared`` tell the playback, ``output_audio_buffer.clear`` is taken, and
+``connection.send_dtmf()`` sends ``input_audio_buffer.dtmf_event_received``. An unknown call id gets
+an ``error`` ``call_not_found`` and close 4000 (the fake's choice; OpenAI's answer is not documented).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
@@ -84,6 +93,7 @@ class RealtimeConnection:
         self.headers = dict(ws.request.headers.raw_items()) if ws.request is not None else {}
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.call_id: str | None = None  # a SIP call's sideband (``?call_id=``)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.finished = asyncio.get_running_loop().create_future()
@@ -172,6 +182,14 @@ class RealtimeConnection:
     def send_event(self, event: dict[str, Any]) -> None:
         """Send any event dict as given (an unknown type, a malformed event ...); recorded in ``sent``."""
         self.core.send_event(event)
+        self.server.notify_waiters()
+        self._wake.set()
+
+    def send_dtmf(self, digit: str) -> None:
+        """The SIP caller pressed ``digit``: ``input_audio_buffer.dtmf_event_received`` (sideband only)."""
+        if not self.core.sideband:
+            raise RuntimeError("DTMF events come only on a SIP call's sideband (?call_id=)")
+        self.core.send_dtmf(digit, int(time.time()))
         self.server.notify_waiters()
         self._wake.set()
 
@@ -307,6 +325,7 @@ class RealtimeServer(ServerRecords):
         host: str = "127.0.0.1",
         port: int = 0,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
+        mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         if pace is not None and pace <= 0:
             raise ValueError(f"pace must be positive or None, got {pace}")
@@ -319,6 +338,8 @@ class RealtimeServer(ServerRecords):
         self.transcriber = transcriber
         self.instructions = instructions
         self.keep_record = keep_record
+        # MCP servers the fake "reaches": server_label -> the tools mcp_list_tools reports (others fail).
+        self.mcp_servers = mcp_servers
         if validator is None:
             from .schema import default_validator  # jsonschema: only when no validator is given
 
@@ -327,6 +348,20 @@ class RealtimeServer(ServerRecords):
         self.host = host
         self._port = port
         self._server: Server | None = None
+        # OpenAI SIP calls accepted through the REST fake (voxline.testing.FakeOpenAICalls): call_id ->
+        # the session configuration /accept carried; their sideband sessions start with it.
+        self.calls: dict[str, dict[str, Any]] = {}
+
+    def accept_call(self, call_id: str, session: Mapping[str, Any]) -> None:
+        """A SIP call was accepted with this session configuration: ``?call_id=`` may attach now."""
+        self.calls[call_id] = dict(session)
+
+    def end_call(self, call_id: str) -> None:
+        """The call ended (hung up, referred away): its sideband sessions close (1000)."""
+        self.calls.pop(call_id, None)
+        for connection in self.sessions:
+            if connection.call_id == call_id and connection.close_code is None:
+                connection.close(1000, "call ended")
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -449,6 +484,16 @@ class RealtimeServer(ServerRecords):
                 "to use the GA interface.",
             )
             return
+        call_ids = query.get("call_id")
+        call_id = call_ids[0] if call_ids else None
+        if call_id is not None:
+            accepted = self.calls.get(call_id)
+            if accepted is None:
+                await self._refuse_after_upgrade(
+                    ws, CLOSE_SHAPE, "call_not_found", f"No active call found with id '{call_id}'."
+                )
+                return
+            query["model"] = [str(accepted.get("model") or "gpt-realtime")]
         models = query.get("model")
         model = models[0] if models else None
         kind: Literal["realtime", "transcription"] = (
@@ -482,8 +527,13 @@ class RealtimeServer(ServerRecords):
             on_violation=self.violations.append,
             on_truncation=self.truncations.append,
             keep_record=self.keep_record,
+            sideband=call_id is not None,
+            mcp_servers=self.mcp_servers,
         )
         connection = RealtimeConnection(self, ws, core)
+        if call_id is not None:
+            connection.call_id = call_id
+            core.apply_call_session(self.calls[call_id])
         self.sessions.append(connection)
         core.start()
         self._waiters.notify()

@@ -53,6 +53,8 @@ from .session import Scenario, Secrets, Session
 
 if TYPE_CHECKING:
     from ..observability.otel import CallTracing
+    from ..openai.calls import OpenAICall
+    from .openai_sip import OpenAIWebhookEndpoint
 
 log = logging.getLogger("voxline.runtime")
 
@@ -250,6 +252,10 @@ class RuntimeConfig:
     workers: int = 1
     rtp_ports: tuple[int, int] | None = None  # "LOW-HIGH": where RTP sockets bind (None: any port)
     http_reuse_port: bool = False  # SO_REUSEPORT on the HTTP listener (the supervisor sets it for workers)
+    # OpenAI-hosted SIP calls (docs/openai-sip.md): the project's webhook secret (whsec_...) turns the
+    # webhook endpoint on, at this path of the HTTP listener. None: off.
+    openai_webhook_secret: str | None = None
+    openai_webhook_path: str = "/openai/webhook"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -337,6 +343,7 @@ class RuntimeConfig:
             raise ValueError(
                 "sip_tls: SIP over TLS runs in one process; it does not work with workers > 1 yet"
             )
+        self._normalize_openai_webhook()
         self._check_exposure()
         self._normalize_metrics()
 
@@ -362,6 +369,26 @@ class RuntimeConfig:
             return SipTls(port=None, ca_file=self.sip_tls_ca)
         host, port = parse_hostport(self.sip_tls, "sip_tls")
         return SipTls(host=host, port=port, cert=self.sip_cert, key=self.sip_key, ca_file=self.sip_tls_ca)
+
+    def _normalize_openai_webhook(self) -> None:
+        secret = self.openai_webhook_secret
+        if secret is not None and str(secret).strip().lower() in ("", "off", "none"):
+            secret = None
+        if secret is not None:
+            from ..openai.webhooks import decode_secret
+
+            mask_secret(str(secret))
+            try:
+                decode_secret(str(secret))
+            except ValueError:
+                raise ValueError("openai_webhook_secret must be the webhook's whsec_... secret") from None
+            if self.http is None:
+                raise ValueError("openai_webhook_secret: the webhook needs the HTTP listener, which is off")
+        self.openai_webhook_secret = None if secret is None else str(secret)
+        path = str(self.openai_webhook_path)
+        if not path.startswith("/"):
+            raise ValueError(f"openai_webhook_path must start with '/', not {path!r}")
+        self.openai_webhook_path = path
 
     def _normalize_metrics(self) -> None:
         value = None if self.metrics is None else str(self.metrics).strip().lower()
@@ -469,6 +496,9 @@ class Runtime:
         self.sessions: set[Session] = set()
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
+        self.openai_webhook: OpenAIWebhookEndpoint | None = None  # openai_webhook_secret set
+        # An OpenAI SIP call's session ends if its scenario has not accepted or rejected it by then.
+        self.openai_answer_timeout_s = 30.0
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
@@ -587,6 +617,13 @@ class Runtime:
             app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
             if cfg.metrics == "on":
                 app.router.add_get("/metrics", self._metrics)
+            if cfg.openai_webhook_secret is not None:
+                from .openai_sip import OpenAIWebhookEndpoint
+
+                self.openai_webhook = OpenAIWebhookEndpoint(
+                    cfg.openai_webhook_secret, admit=self._admit, on_call=self._on_openai_call
+                )
+                self.openai_webhook.add_to(app, cfg.openai_webhook_path)
             # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
                 if cfg.http_reuse_port:
@@ -767,6 +804,44 @@ class Runtime:
             custom_data={**custom, "stream_id": stream.stream_id, "call_id": stream.call_id or ""},
         )
         self._start_session(call)
+
+    def _on_openai_call(self, call: OpenAICall) -> None:
+        """A verified OpenAI SIP call: its own session, ``AppEvents.OpenAICallIncoming``; the session
+        winds down like any other once the call ends (rejected, hung up, its sideband closed)."""
+        session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
+        self.sessions.add(session)
+        session.call_id = call.call_id
+        session.adopt(call)
+        call.on_ended(lambda c: self._call_ended(session))
+        with log_ids(session_id=session.id, call_id=call.call_id):
+            if not session.start():
+                return
+            background(self._openai_call_unanswered(session, call), name=f"answer-{session.id}")
+            token = current_session.set(session)
+            try:
+                session.emit(
+                    AppEvents.OpenAICallIncoming,
+                    call=call,
+                    call_id=call.call_id,
+                    callerid=call.caller_id(),
+                    destination=call.destination(),
+                    headers=call.headers(),
+                )
+            finally:
+                current_session.reset(token)
+
+    async def _openai_call_unanswered(self, session: Session, call: OpenAICall) -> None:
+        """A call the scenario neither accepted nor rejected in time ends its session (nothing else
+        would: no media, no sideband)."""
+        await asyncio.sleep(self.openai_answer_timeout_s)
+        if not (call.accepted or call.ended or session.terminating):
+            log.warning(
+                "%s: OpenAI call %s not accepted or rejected within %.0f s; ending its session",
+                session.id,
+                call.call_id,
+                self.openai_answer_timeout_s,
+            )
+            session.terminate()
 
     def start_session(self) -> Session:
         """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""

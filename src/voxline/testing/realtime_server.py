@@ -37,7 +37,7 @@ Client events are validated against OpenAI's official schemas, so this module ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -101,6 +101,7 @@ class FakeRealtimeServer(RealtimeServer):
         host: str = "127.0.0.1",
         port: int = 0,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
+        mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         self.scripted = ScriptedEngine()
         self.scripted_transcriber = ScriptedTranscriber()
@@ -116,6 +117,7 @@ class FakeRealtimeServer(RealtimeServer):
             host=host,
             port=port,
             keep_record=keep_record,
+            mcp_servers=mcp_servers,
         )
         self._refusal: tuple[int, dict[str, Any]] | None = None
         self._refusals_left: int | None = None
