@@ -6,8 +6,9 @@ openai_webhook_path`` (default ``/openai/webhook``) on the HTTP listener takes O
 
 - 401 without a valid Standard Webhooks signature (``webhook-id``/``-timestamp``/``-signature``);
 - 400 for a timestamp outside the tolerance (300 s either way) or a body that is not JSON;
-- 409 for a ``webhook-id`` already delivered within the window (a replay; OpenAI's retry of an
-  event that was taken also gets it, and the event is not delivered twice);
+- 200 ``{"status": "duplicate"}`` for a ``webhook-id`` already delivered within the window: a
+  replay or OpenAI's retry of an event whose answer it lost is acknowledged (so the retries stop)
+  and never delivered twice;
 - 503 with ``Retry-After`` while the runtime drains or is at ``max_calls`` (checked before the
   signature, so the id is not spent and OpenAI's retry is taken later);
 - 200 for a ``realtime.call.incoming`` (a new session gets ``AppEvents.OpenAICallIncoming``) and for
@@ -36,7 +37,7 @@ log = logging.getLogger("voxline.runtime.openai_sip")
 DEFAULT_WEBHOOK_PATH = "/openai/webhook"
 # OpenAI's webhook bodies are small JSON; a call's SIP headers fit many times over.
 MAX_BODY = 256 * 1024
-_STATUS = {"missing_header": 401, "bad_signature": 401, "replayed": 409}
+_STATUS = {"missing_header": 401, "bad_signature": 401}
 
 
 class OpenAIWebhookEndpoint:
@@ -80,6 +81,14 @@ class OpenAIWebhookEndpoint:
             event = self.verifier.verify(request.headers, body, self._clock())
         except WebhookVerificationError as exc:
             self.stats[f"webhook_{exc.reason}"] += 1
+            if exc.reason == "replayed":
+                # Signed and in the window, but taken before: acknowledge without a second call.
+                log.info(
+                    "OpenAI webhook %s from %s already delivered",
+                    request.headers.get("webhook-id"),
+                    request.remote,
+                )
+                return web.json_response({"status": "duplicate"})
             log.info("refused OpenAI webhook from %s: %s (%s)", request.remote, exc, exc.reason)
             return web.Response(status=_STATUS.get(exc.reason, 400), text=f"{exc.reason}\n")
         if event.get("type") != INCOMING_CALL_EVENT:
