@@ -369,7 +369,10 @@ class SessionCarry:
     # -- the rolling summary --------------------------------------------------------------------------
 
     def _records(self) -> list[CarriedItem]:
-        return [r for r in self.items.values() if r.kind != "user" or r.text]
+        # A message with no text (audio never transcribed, an answer cut before its first word) has
+        # nothing to carry.
+        keep = ("function_call", "function_call_output")
+        return [r for r in self.items.values() if r.text or r.kind in keep]
 
     def _context(self) -> tuple[ConversationContext, list[CarriedItem]]:
         records = self._records()
