@@ -18,7 +18,7 @@ from voxline.eventtarget import Event
 from voxline.media import send_media_between
 from voxline.media.clock import VirtualMediaClock
 from voxline.media.loopback import LoopbackCall
-from voxline.testing import FakeRealtimeServer, RealtimeConnection, ScriptedResponse
+from voxline.testing import FakeRealtimeServer, FunctionCall, RealtimeConnection, ScriptedResponse
 
 Ev = OpenAI.RealtimeAPIEvents
 E = OpenAI.Events
@@ -326,9 +326,7 @@ async def test_without_recycle_session_expired_is_the_scenarios_error_and_close(
 async def test_a_function_call_without_output_holds_the_recycle(
     server: FakeRealtimeServer, clock: VirtualMediaClock
 ) -> None:
-    from voxline.testing import FunctionCall
-
-    client, _call, first = await connect(server, clock, max_session_duration_s=60)
+    client, _call, _first = await connect(server, clock, max_session_duration_s=60)
     rec = Recorder(client, Ev.ResponseDone, Ev.ConversationItemDone, E.SessionRecycled)
     server.script(ScriptedResponse(function_calls=[FunctionCall("lookup", '{"q": "x"}', call_id="call_1")]))
     client.response_create({})
