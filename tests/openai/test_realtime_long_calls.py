@@ -368,3 +368,42 @@ async def test_bad_long_call_parameters_are_named(
 ) -> None:
     with pytest.raises(error, match=match):
         await OpenAI.create_realtime_api_client(api_key=KEY, **params)
+
+
+async def test_session_expired_without_a_new_session_reports_the_close(
+    server: FakeRealtimeServer, clock: VirtualMediaClock
+) -> None:
+    closes: list[dict[str, Any]] = []
+    client, _call, first = await connect(
+        server, clock, max_session_duration_s=3300, on_web_socket_close=closes.append
+    )
+    server.refuse_handshake(503, "The server is overloaded.")
+    first.expire()
+    await client.wait_closed()
+    assert len(closes) == 1 and closes[0]["code"] == 1001
+    assert len(server.sessions) == 1
+
+
+async def test_session_expired_then_a_refused_handshake_goes_on_with_the_reconnect_policy(
+    server: FakeRealtimeServer, clock: VirtualMediaClock
+) -> None:
+    closes: list[dict[str, Any]] = []
+    client, call, first = await connect(
+        server, clock, reconnect={"backoff_s": 0.01}, on_web_socket_close=closes.append
+    )
+    rec = Recorder(client, Ev.ResponseDone, Ev.Error, E.SessionRecycled, E.Reconnecting, E.Reconnected)
+    await turn(client, server, call, clock, rec, 0)
+    server.refuse_handshake(503, "The server is overloaded.", times=1)
+    first.expire()
+    await rec.count(E.Reconnected, 1)
+    assert [n for n in rec.names() if n != "ResponseDone"] == [
+        "Reconnecting",
+        "SessionRecycled",
+        "Reconnected",
+    ]
+    assert rec.of(E.Reconnecting)[0].data["code"] == 1001
+    second = server.sessions[1]
+    await second.wait_for("conversation.item.create", count=2)
+    assert texts(second) == [("user", "turn 0"), ("assistant", "answer 0")]
+    assert closes == []
+    client.close()

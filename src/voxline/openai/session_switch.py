@@ -200,7 +200,7 @@ class SessionSwitching:
                 ws = await self._connect_ws()
             except Exception as exc:  # RealtimeAPIError: refused, unreachable
                 log.warning("Realtime client %s: cannot open a new session (%s): %s", self._id, reason, exc)
-                self._switch_failed(old)
+                self._switch_failed(old, expired=reason == "session_expired")
                 return
             if self._closed:
                 ws.close()
@@ -210,8 +210,8 @@ class SessionSwitching:
             if self._switch_task is asyncio.current_task():
                 self._switch_task = None
 
-    def _switch_failed(self, old: WebSocketClient | None) -> None:
-        if old is not None and old.open:
+    def _switch_failed(self, old: WebSocketClient | None, *, expired: bool) -> None:
+        if old is not None and old.open and not expired:
             # The old session goes on: what was held goes to it, the recycle is tried again later.
             self._release_held(old)
             retry_ms = int(RECYCLE_RETRY_S * 1000)
