@@ -407,3 +407,41 @@ async def test_session_expired_then_a_refused_handshake_goes_on_with_the_reconne
     assert texts(second) == [("user", "turn 0"), ("assistant", "answer 0")]
     assert closes == []
     client.close()
+
+
+class RuntimeSession:
+    """The runtime's call session as a client sees it (voxline.context.SessionContext)."""
+
+    realtime_base_url: str | None = None
+    trace = False
+
+    def adopt(self, resource: Any) -> None:
+        pass
+
+    def model_connect(self, error: str | None) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("given", "recycled_at_min"), [({}, 55), ({"max_session_duration_s": None}, None)])
+async def test_in_the_runtime_sessions_recycle_at_55_minutes_unless_the_scenario_says_otherwise(
+    server: FakeRealtimeServer, clock: VirtualMediaClock, given: dict[str, Any], recycled_at_min: int | None
+) -> None:
+    from voxline.context import current_session
+
+    token = current_session.set(RuntimeSession())
+    try:
+        client, _call, _first = await connect(server, clock, **given)
+    finally:
+        current_session.reset(token)
+    rec = Recorder(client, E.SessionRecycled)
+    clock.advance_to(55 * MINUTE_MS - 20)
+    await asyncio.sleep(0.05)
+    assert rec.events == []
+    clock.advance(20)
+    if recycled_at_min is None:
+        await asyncio.sleep(0.05)
+        assert rec.events == [] and len(server.sessions) == 1
+    else:
+        await rec.count(E.SessionRecycled, 1)
+        assert len(server.sessions) == 2
+    client.close()

@@ -411,6 +411,7 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
                     level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason
                 )
                 if code == "session_expired" and self._expired():
+                    self._count_error(error, code, cls)
                     continue  # a new session takes over (session_switch.py)
                 if cls is ErrorClass.FATAL:
                     self._connect_ended(f"{code}: {reason}")
