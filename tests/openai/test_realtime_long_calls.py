@@ -445,3 +445,60 @@ async def test_in_the_runtime_sessions_recycle_at_55_minutes_unless_the_scenario
         await rec.count(E.SessionRecycled, 1)
         assert len(server.sessions) == 2
     client.close()
+
+
+async def test_over_the_budget_the_summary_model_folds_the_oldest_turns(
+    server: FakeRealtimeServer, clock: VirtualMediaClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Chat Completions request of the summary (pointed at the fake Chat Completions server), its
+    summary first in the new session, the newest turns as they were."""
+    from voxline.openai import chat
+    from voxline.testing.openai_http import ChatReply, FakeOpenAIHTTPServer
+
+    async with FakeOpenAIHTTPServer(api_key=KEY) as chat_server:
+        chat_server.script_chat(ChatReply(text="The caller asked numbered questions."))
+        real = chat.create_chat_completions_api_client
+
+        async def at_the_fake(**kwargs: Any) -> chat.ChatCompletionsAPIClient:
+            return await real(**{**kwargs, "base_url": chat_server.base_url})
+
+        monkeypatch.setattr(chat, "create_chat_completions_api_client", at_the_fake)
+        client = await OpenAI.create_realtime_api_client(
+            api_key=KEY,
+            base_url=server.base_url,
+            media_clock=clock,
+            carry_over_budget_chars=400,
+            max_session_duration_s=600,
+        )
+        first = await server.wait_for_session()
+        client.session_update(NO_VAD)
+        call = LoopbackCall(clock, send_silence=False)
+        call.answer()
+        send_media_between(call, client)
+        rec = Recorder(client, Ev.ResponseDone, E.SessionRecycled)
+        for k in range(8):
+            await turn(client, server, call, clock, rec, k)
+        async with asyncio.timeout(5):
+            while not chat_server.requests:
+                await asyncio.sleep(0.01)
+        body = chat_server.requests[0].body
+        assert body["model"] == "gpt-4o"
+        assert "user: turn 0" in body["messages"][1]["content"]
+        async with asyncio.timeout(5):
+            while client.carry_over_summary is None:
+                await asyncio.sleep(0.01)
+        assert client.carry_over_summary == "The caller asked numbered questions."
+        clock.advance_to(11 * MINUTE_MS)
+        recycled = await rec.count(E.SessionRecycled, 1)
+        assert recycled[0].data["summary"] is True
+        second = server.sessions[1]
+        await second.wait_for("conversation.item.create", count=recycled[0].data["items"])
+        held = texts(second)
+        assert held[0] == (
+            "system",
+            "Summary of the conversation so far:\nThe caller asked numbered questions.",
+        )
+        assert ("user", "turn 0") not in held and held[-1] == ("assistant", "answer 7")
+        assert len(first.items) > len(second.items)
+        server.assert_no_violations()
+        client.close()

@@ -95,6 +95,12 @@ class SessionSwitching:
         self._expiry_seen = False  # this session sent session_expired: its close is no surprise
         self.sessions_opened = 1  # how many Realtime sessions this client has had
 
+    @property
+    def carry_over_summary(self) -> str | None:
+        """The rolling summary of the oldest turns a new session would get (None until the carried
+        conversation first exceeds ``carry_over_budget_chars``)."""
+        return self._carry.summary
+
     # -- hooks the client calls -----------------------------------------------------------------------
 
     def _session_clock(self) -> MediaClock:
