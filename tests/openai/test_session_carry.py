@@ -208,3 +208,41 @@ def test_reconnect_policy() -> None:
         ReconnectPolicy.coerce({"attempts": 2})
     with pytest.raises(ValueError, match="backoff_factor"):
         ReconnectPolicy(backoff_factor=0.5)
+
+
+def test_many_updates_are_merged_oldest_first_as_the_session_applies_them() -> None:
+    carry = SessionCarry()
+    vad = {"type": "server_vad", "silence_duration_ms": 500}
+    carry.note_sent(
+        "session.update",
+        {
+            "session": {
+                "type": "realtime",
+                "audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": vad}},
+            }
+        },
+        by_scenario=False,
+    )
+    carry.note_sent(
+        "session.update",
+        {
+            "session": {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 0.7}}},
+            }
+        },
+        by_scenario=True,
+    )
+    for k in range(20):
+        carry.note_sent(
+            "session.update", {"session": {"type": "realtime", "instructions": f"v{k}"}}, by_scenario=True
+        )
+    assert len(carry.updates) == 16
+    merged, by_scenario = carry.updates[0]
+    assert by_scenario
+    assert merged["session"]["audio"]["input"] == {
+        "format": {"type": "audio/pcmu"},
+        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500, "threshold": 0.7},
+    }
+    assert merged["session"]["instructions"] == "v4"
+    assert [u["session"]["instructions"] for u, _ in carry.updates[1:]] == [f"v{k}" for k in range(5, 20)]

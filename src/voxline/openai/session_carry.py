@@ -63,6 +63,31 @@ INTERRUPTED_MARK = " [cut off]"
 MAX_ITEM_ID_CHARS = 32  # OpenAI's limit on client-chosen item ids
 
 
+MAX_REPLAYED_UPDATES = 16
+
+
+def merge_session_update(base: dict[str, Any], update: Mapping[str, Any], path: str = "") -> None:
+    """Merge one ``session.update`` body into another as the session applies them in turn: the
+    nested ``session``/``audio``/``audio.input``/``audio.output`` objects merge, a ``turn_detection``
+    of the same type merges, every other value is replaced."""
+    for key, value in update.items():
+        here = f"{path}.{key}" if path else key
+        current = base.get(key)
+        nested = here in ("session", "session.audio", "session.audio.input", "session.audio.output")
+        same_detection = (
+            here == "session.audio.input.turn_detection"
+            and isinstance(value, Mapping)
+            and isinstance(current, dict)
+            and current.get("type", "server_vad") == value.get("type", "server_vad")
+        )
+        if nested and isinstance(value, Mapping) and isinstance(current, dict):
+            merge_session_update(current, value, here)
+        elif same_detection and isinstance(value, Mapping) and isinstance(current, dict):
+            current.update(copy.deepcopy(dict(value)))
+        else:
+            base[key] = copy.deepcopy(value)
+
+
 def check_max_session_duration(value: object) -> float | None:
     """``max_session_duration_s``: None (off) or seconds in (0, 3600]."""
     if value is None:
@@ -237,6 +262,12 @@ class SessionCarry:
             entry[0].pop("event_id", None)
             if not self.updates or self.updates[-1] != entry:
                 self.updates.append(entry)
+            if len(self.updates) > MAX_REPLAYED_UPDATES:
+                # A scenario that updates every turn: the two oldest become one, merged as OpenAI
+                # applies them, so the replay stays short.
+                (first, by_first), (second, by_second) = self.updates[:2]
+                merge_session_update(first, second)
+                self.updates[:2] = [(first, by_first or by_second)]
 
     # -- what the server sends ------------------------------------------------------------------------
 

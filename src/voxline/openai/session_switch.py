@@ -29,6 +29,7 @@ followed by ``on_web_socket_close`` with the original close, as without a policy
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from .session_carry import RECONNECT_CLOSE_CODES, ReconnectPolicy, SessionCarry
 
 if TYPE_CHECKING:
     from ..media.playout import Playout
+    from ._common import MessageLog, Tracer
     from .events import RealtimeAPIEvents
     from .realtime_protocol import RealtimeProtocol
     from .websocket import WebSocketClient
@@ -69,6 +71,8 @@ class SessionSwitching:
         _delivering: bool
         _playout: Playout | None
         _finished: asyncio.Task[None] | None
+        _tracer: Tracer | None
+        _msglog: MessageLog
 
         def _emit(self, name: RealtimeAPIEvents | Events, data: Any, **fields: Any) -> None: ...
         async def _connect_ws(self) -> WebSocketClient: ...
@@ -202,6 +206,7 @@ class SessionSwitching:
         try:
             if reason == "session_expired":
                 self._carry.session_ended()
+                self._core.active_response_id = None  # the old session ended it
             try:
                 ws = await self._connect_ws()
             except Exception as exc:  # RealtimeAPIError: refused, unreachable
@@ -257,6 +262,12 @@ class SessionSwitching:
         self._ws = ws
         for text in replay:
             ws.send_text(text)
+            kind = "carry-over " + (
+                "session.update" if text.startswith('{"type":"session.update"') else "item"
+            )
+            self._msglog.message("out", kind, len(text), text)
+            if self._tracer is not None:
+                self._tracer.record("out", kind, len(text), json.loads(text))
         held, self._held = self._held or [], None
         for text in held:
             ws.send_text(text)
