@@ -407,12 +407,13 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
                 error = message.data.get("error")
                 code = error.get("code") if isinstance(error, dict) else error
                 reason = error.get("message") if isinstance(error, dict) else None
+                if code == "session_expired" and self._expired():
+                    log.info("Realtime client %s: session expired: moving to a new session", self._id)
+                    self._count_error(error, code, cls)
+                    continue  # a new session takes over (session_switch.py)
                 log.log(
                     level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason
                 )
-                if code == "session_expired" and self._expired():
-                    self._count_error(error, code, cls)
-                    continue  # a new session takes over (session_switch.py)
                 if cls is ErrorClass.FATAL:
                     self._connect_ended(f"{code}: {reason}")
                 self._count_error(error, code, cls)
