@@ -17,6 +17,13 @@ class Events(StrEnum):
     # voxline's: the Realtime server sent nothing for ``server_silence_timeout_s`` while the caller's
     # audio went to it (a server that answers pings but has stopped working).
     ModelSilent = "OpenAI.Events.ModelSilent"
+    # voxline's (docs/long-calls.md): the client moved to a new Realtime session with the
+    # conversation carried over (max_session_duration_s, session_expired, or a reconnect).
+    SessionRecycled = "OpenAI.Events.SessionRecycled"
+    # voxline's: reconnecting after an unexpected close (one per attempt), then success or giving up.
+    Reconnecting = "OpenAI.Events.Reconnecting"
+    Reconnected = "OpenAI.Events.Reconnected"
+    ReconnectFailed = "OpenAI.Events.ReconnectFailed"
 
 
 class RealtimeAPIClientType(StrEnum):
@@ -305,7 +312,16 @@ GA_ADDITIONS: frozenset[RealtimeAPIEvents] = frozenset(
         RealtimeAPIEvents.OutputAudioBufferCleared,
     }
 )
-ADDITIONS: frozenset[StrEnum] = frozenset({Events.ModelSilent, *GA_ADDITIONS})
+ADDITIONS: frozenset[StrEnum] = frozenset(
+    {
+        Events.ModelSilent,
+        Events.SessionRecycled,
+        Events.Reconnecting,
+        Events.Reconnected,
+        Events.ReconnectFailed,
+        *GA_ADDITIONS,
+    }
+)
 
 ALL_EVENT_ENUMS: tuple[type[StrEnum], ...] = (
     Events,

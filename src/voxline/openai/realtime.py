@@ -34,6 +34,8 @@ from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, Realti
 from .formats import to_openai
 from .params import DEFAULT_BASE_URL, RealtimeAPIClientParameters, build_parameters
 from .realtime_protocol import ERROR_CODES, ErrorClass, MessageKind, RealtimeProtocol, classify_error
+from .session_carry import RUNTIME_MAX_SESSION_DURATION_S
+from .session_switch import SessionSwitching
 from .websocket import HandshakeFailed, WebSocketClient, open_websocket
 
 log = logging.getLogger("voxline.openai.realtime")
@@ -106,7 +108,7 @@ def _error_message(body: bytes) -> tuple[str, str | None]:
     return (text[:500] or "no error message"), None
 
 
-class RealtimeAPIClient(MediaUnit):
+class RealtimeAPIClient(SessionSwitching, MediaUnit):
     """``OpenAI.RealtimeAPIClient``: one Realtime session over one WebSocket, and a media unit.
 
     Audio it receives (``call.send_media_to(client)``) is appended to the model's input buffer in the
@@ -152,6 +154,8 @@ class RealtimeAPIClient(MediaUnit):
         self._out_meters: CallMeters = NO_METERS
         self._read_at = 0.0
         self._audio_key: tuple[str | None, int] | None = None
+        self._finish_started = asyncio.Event()
+        self._init_switching()  # session recycle and reconnect (session_switch.py)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -184,6 +188,25 @@ class RealtimeAPIClient(MediaUnit):
             raise
 
     async def _handshake(self) -> None:
+        ws = await self._connect_ws()
+        self._ws = ws
+        # Messages are held until the scenario has had a turn: a listener it registers right after
+        # `await create_realtime_api_client(...)` still gets HTTPResponse and session.created.
+        ws.closed.add_done_callback(self._socket_closed)
+        handshake = ws.response
+        assert handshake is not None
+        http_response = {
+            "status": handshake.status_code,
+            "reason": handshake.reason_phrase,
+            "headers": dict(handshake.headers.raw_items()),
+        }
+        info = connector_information(
+            self._id, self._url, self._tracer, model=self._params.model, type=self._params.type.value
+        )
+        asyncio.get_running_loop().call_soon(self._start_delivery, http_response, info)
+
+    async def _connect_ws(self) -> WebSocketClient:
+        """Open one WebSocket to the endpoint (the first session, or the next one of a switch)."""
         headers = {"Authorization": f"Bearer {self._params.api_key}"}
         try:
             ws = await open_websocket(
@@ -205,21 +228,7 @@ class RealtimeAPIClient(MediaUnit):
             raise RealtimeAPIError(message, status=response.status_code, code=code) from None
         except (OSError, TimeoutError, ValueError) as exc:
             raise RealtimeAPIError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
-        self._ws = ws
-        # Messages are held until the scenario has had a turn: a listener it registers right after
-        # `await create_realtime_api_client(...)` still gets HTTPResponse and session.created.
-        ws.closed.add_done_callback(self._socket_closed)
-        handshake = ws.response
-        assert handshake is not None
-        http_response = {
-            "status": handshake.status_code,
-            "reason": handshake.reason_phrase,
-            "headers": dict(handshake.headers.raw_items()),
-        }
-        info = connector_information(
-            self._id, self._url, self._tracer, model=self._params.model, type=self._params.type.value
-        )
-        asyncio.get_running_loop().call_soon(self._start_delivery, http_response, info)
+        return ws
 
     def _start_delivery(self, http_response: dict[str, Any], info: dict[str, Any]) -> None:
         ws = self._ws
@@ -227,9 +236,23 @@ class RealtimeAPIClient(MediaUnit):
         self._emit(RealtimeAPIEvents.HTTPResponse, http_response)
         self._emit(RealtimeAPIEvents.ConnectorInformation, info)
         self._delivering = True
-        ws.start(self._handle_text, self._handle_binary)
+        self._session_opened()
+        self._start_reading(ws)
         if ws.closed.done() and self._finished is None:
             self._socket_closed(ws.closed)
+
+    def _start_reading(self, ws: WebSocketClient) -> None:
+        """Read ``ws``; once a switch has replaced it, what it still sends is not the client's."""
+
+        def on_text(text: str) -> None:
+            if ws is self._ws:
+                self._handle_text(text)
+
+        def on_binary(data: bytes) -> None:
+            if ws is self._ws:
+                self._handle_binary(data)
+
+        ws.start(on_text, on_binary)
 
     def close(self) -> None:
         """Close the WebSocket (or the connection attempt). Idempotent."""
@@ -238,21 +261,31 @@ class RealtimeAPIClient(MediaUnit):
         self._closed = True
         self._closed_here = True
         self._stop_media()
+        self._stop_switching()
         if self._ws is not None:
             self._ws.close()  # what was sent before is on the wire already, in order
 
     def _socket_closed(self, closed: asyncio.Future[tuple[int, str]]) -> None:
         if not self._delivering or self._finished is not None:
             return  # reported once delivery has started (_start_delivery)
+        ws = self._ws
+        if ws is None or closed is not ws.closed:
+            return  # a session a switch has replaced
+        if self._close_handled(ws):
+            return  # a switch or a reconnect takes over (session_switch.py)
+        self._end()
+
+    def _end(self) -> None:
         self._finished = background(self._finish(), name=f"voxline-realtime-close-{self._id}")
+        self._finish_started.set()
 
     async def wait_closed(self) -> None:
         """Wait until the socket is closed and ``on_web_socket_close`` has run."""
         if self._ws is None:
             return
         await self._ws.wait_closed()
-        while self._finished is None:
-            await asyncio.sleep(0)
+        await self._finish_started.wait()  # a reconnect may come in between
+        assert self._finished is not None
         await asyncio.shield(self._finished)
 
     def id(self) -> str:
@@ -284,6 +317,7 @@ class RealtimeAPIClient(MediaUnit):
         if self._closed:
             raise ClientClosedError(f"cannot send {event_type}: the Realtime client {self._id} is closed")
         self._core.send(event_type, parameters, time.monotonic(), by_scenario=by_scenario)
+        self._carry.note_sent(event_type, parameters, by_scenario=by_scenario)
         for text in self._core.data_to_send():
             self._write(text)
             self._msglog.message("out", event_type, len(text), text)
@@ -326,6 +360,8 @@ class RealtimeAPIClient(MediaUnit):
 
     def _write(self, text: str) -> None:
         """Write one message now: the transport buffers, order is kept, no task per message."""
+        if self._hold(text):
+            return  # a switch to a new session is under way: sent there, in order
         ws = self._ws
         if ws is None or not ws.open:
             self._unsent += 1  # the socket is closing: the close report follows
@@ -362,6 +398,8 @@ class RealtimeAPIClient(MediaUnit):
                 self._on_model_audio(message.data, message.audio)
                 continue
             assert message.name is not None
+            if self._observe(event_type, message.data):
+                continue  # the new session's answer to the carry-over replay
             if message.name is RealtimeAPIEvents.SessionCreated:
                 self._connect_ended(None)
             if message.name is RealtimeAPIEvents.ResponseOutputAudioDone and self._playout is not None:
@@ -378,6 +416,10 @@ class RealtimeAPIClient(MediaUnit):
                 error = message.data.get("error")
                 code = error.get("code") if isinstance(error, dict) else error
                 reason = error.get("message") if isinstance(error, dict) else None
+                if code == "session_expired" and self._expired():
+                    log.info("Realtime client %s: session expired: moving to a new session", self._id)
+                    self._count_error(error, code, cls)
+                    continue  # a new session takes over (session_switch.py)
                 log.log(
                     level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason
                 )
@@ -565,6 +607,7 @@ class RealtimeAPIClient(MediaUnit):
             )
         self._closed = True
         self._stop_media()
+        self._stop_switching()
         if self._unsent:
             log.warning("Realtime client %s closed with %d unsent messages dropped", self._id, self._unsent)
         close_event = {"code": code, "reason": reason, "was_clean": code != 1006}
@@ -619,6 +662,10 @@ async def create_realtime_api_client(
     session = current_session.get()
     if session is not None and session.trace and "trace" not in given | set(kwargs):
         kwargs["trace"] = True
+    loose = parameters is None or isinstance(parameters, Mapping)
+    if session is not None and loose and "max_session_duration_s" not in given | set(kwargs):
+        # In the runtime a call outlives OpenAI's 60-minute cap: recycle before it (docs/long-calls.md).
+        kwargs["max_session_duration_s"] = RUNTIME_MAX_SESSION_DURATION_S
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
     client = RealtimeAPIClient(params, clock)
     await client._open()

@@ -439,6 +439,14 @@ class RealtimeSessionCore:
         self._closed = True
         self.out.queue(Close(code, reason))
 
+    def expire(self) -> None:
+        """End the session as OpenAI does at its maximum duration: an ``error`` ``session_expired``
+        (whatever is in flight), then close 1001."""
+        if self._closed:
+            return
+        self.out.emit(error_event("session_expired", SESSION_EXPIRED_MESSAGE))
+        self.close(CLOSE_EXPIRED, "session expired")
+
     def abort(self) -> None:
         """Drop the connection after what is queued, without a close frame."""
         self._closed = True
@@ -447,6 +455,12 @@ class RealtimeSessionCore:
     def connection_lost(self) -> None:
         """The client's side is gone (it closed, or the connection broke): stop streaming."""
         self._closed = True
+
+
+# What OpenAI sends when a session reaches its 60 minutes, and the close code that follows (going
+# away), as reported by its users (docs/long-calls.md).
+SESSION_EXPIRED_MESSAGE = "Your session hit the maximum duration of 60 minutes."
+CLOSE_EXPIRED = 1001
 
 
 def _check_pace(pace: float | None) -> None:

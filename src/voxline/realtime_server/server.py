@@ -33,10 +33,13 @@ transcription), ``detector=`` (per-frame speech probability; a detector with sta
 its own copy through ``for_session()``), ``validator=``.
 
 ``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
-streams no audio never times out). MCP: tool listing on ``session.update`` (``mcp_servers=``) and
-scripted ``MCPCall`` outputs with approval (:mod:`.ga`). Not modelled: WebRTC/SIP-only events
-(``output_audio_buffer.*``) except on a SIP call's sideband, browser subprotocol authentication, the
-60-minute session limit.
+streams no audio never times out). ``max_session_s`` enforces a session limit like OpenAI's 60 minutes
+(off by default): once a session is that old on ``clock`` (seconds; default the loop's time), it gets
+``error`` ``session_expired`` and close 1001, checked at each client message and, on the loop's
+clock, when it is due; ``connection.expire()`` does it at once. MCP: tool listing on
+``session.update`` (``mcp_servers=``) and scripted ``MCPCall`` outputs with approval (:mod:`.ga`).
+Not modelled: WebRTC/SIP-only events (``output_audio_buffer.*``) except on a SIP call's sideband,
+browser subprotocol authentication.
 
 OpenAI SIP calls: :meth:`RealtimeServer.accept_call` (the REST fake calls it on ``/accept``) lets
 ``?call_id=`` attach a sideband session that starts with the accepted configuration; there no
@@ -97,6 +100,7 @@ class RealtimeConnection:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.finished = asyncio.get_running_loop().create_future()
+        self.started_at = server.session_clock()
 
     # -- what tests read -------------------------------------------------------------------------------------
 
@@ -170,6 +174,17 @@ class RealtimeConnection:
         self.core.close(code, reason)
         self._wake.set()
 
+    def expire(self) -> None:
+        """End the session now as OpenAI does at its limit: ``session_expired``, then close 1001."""
+        self.core.expire()
+        self.server.notify_waiters()
+        self._wake.set()
+
+    def _expiry_in(self) -> float | None:
+        """Seconds until the session limit (<= 0: due), None without one."""
+        limit = self.server.max_session_s
+        return None if limit is None else self.started_at + limit - self.server.session_clock()
+
     def send_binary(self, data: bytes = b"\x00\x01") -> None:
         self.core.send_raw(bytes(data))
         self._wake.set()
@@ -222,6 +237,9 @@ class RealtimeConnection:
                     self.core.receive_binary(message, self._now_ms())
                 else:
                     self.core.receive_text(message, self._now_ms())
+                left = self._expiry_in()
+                if left is not None and left <= 0:
+                    self.core.expire()
                 self.server.notify_waiters()
                 self._wake.set()
         except ConnectionClosed:
@@ -291,6 +309,12 @@ class RealtimeConnection:
                     wait = (deadline - now_ms) / 1000
                 elif self.core.closed:
                     return
+                left = self._expiry_in()
+                if left is not None and self.server.clock is None:
+                    if left <= 0:
+                        self.expire()
+                        continue
+                    wait = left if wait is None else min(wait, left)
                 # Nothing was awaited since the core's queue was found empty: nothing new is queued.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -326,6 +350,8 @@ class RealtimeServer(ServerRecords):
         port: int = 0,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
         mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        max_session_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if pace is not None and pace <= 0:
             raise ValueError(f"pace must be positive or None, got {pace}")
@@ -340,6 +366,10 @@ class RealtimeServer(ServerRecords):
         self.keep_record = keep_record
         # MCP servers the fake "reaches": server_label -> the tools mcp_list_tools reports (others fail).
         self.mcp_servers = mcp_servers
+        if max_session_s is not None and not max_session_s > 0:
+            raise ValueError(f"max_session_s must be positive or None, got {max_session_s}")
+        self.max_session_s = max_session_s
+        self.clock = clock
         if validator is None:
             from .schema import default_validator  # jsonschema: only when no validator is given
 
@@ -362,6 +392,10 @@ class RealtimeServer(ServerRecords):
         for connection in self.sessions:
             if connection.call_id == call_id and connection.close_code is None:
                 connection.close(1000, "call ended")
+
+    def session_clock(self) -> float:
+        """Seconds on the clock the session limit counts on (``clock``, or the loop's time)."""
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class FakeRealtimeServer(RealtimeServer):
     brain (default: the scripted queues and the energy detector); ``instructions``: the session's
     default instructions; ``validator``: default OpenAI's schemas. ``keep_record``: which events each
     session's own ``received``/``sent`` keep (default: all; the server-wide lists get every one).
+    ``max_session_s``: a session limit like OpenAI's 60 minutes (``session_expired``, then close 1001),
+    counted on ``clock`` (seconds; default the loop's time; tests pass a virtual one).
     """
 
     failure_label = "the fake Realtime server"
@@ -102,6 +104,8 @@ class FakeRealtimeServer(RealtimeServer):
         port: int = 0,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
         mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        max_session_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.scripted = ScriptedEngine()
         self.scripted_transcriber = ScriptedTranscriber()
@@ -118,6 +122,8 @@ class FakeRealtimeServer(RealtimeServer):
             port=port,
             keep_record=keep_record,
             mcp_servers=mcp_servers,
+            max_session_s=max_session_s,
+            clock=clock,
         )
         self._refusal: tuple[int, dict[str, Any]] | None = None
         self._refusals_left: int | None = None
