@@ -62,14 +62,13 @@ async def test_heard_text_at_random_barge_in_points_is_within_one_word(seed: int
     clock = VirtualMediaClock()
     async with FakeElevenLabsServer(chunk_delay_s=0.002) as server:
         player, call, events = make(server, clock)
-        for piece in deltas(SENTENCE, rng.randint(3, 12)):
-            player.append(piece)
+        (turn_id,) = {player.append(piece) for piece in deltas(SENTENCE, rng.randint(3, 12))}
         player.flush()
         turn_words = rng.randint(2, word_count(SENTENCE) - 1)
         await server.wait_until(lambda: server.turns and len(server.turns[0].words) >= turn_words)
         spoken = server.turns[0]
-        # Stay inside the audio the player has: the caller hears a random part of it.
-        await until(lambda: len(spoken.words) >= turn_words)
+        # Barge in within what the player holds (no underrun: the fake's timeline is the caller's).
+        await until(lambda: player.received_ms(turn_id) >= spoken.words[turn_words - 1].end_ms)
         available = spoken.words[turn_words - 1].end_ms
         clock.advance(rng.randint(1, max(2, available - 40)))
         position = played_position(call, player)
@@ -118,7 +117,8 @@ async def open_ws(url: str) -> WebSocketClient:
 
 async def test_the_fake_refuses_what_elevenlabs_refuses() -> None:
     async with FakeElevenLabsServer(api_keys={"good"}) as server:
-        url = f"{server.base_url}/v1/text-to-speech/v/stream-input?model_id=eleven_flash_v2_5&output_format=pcm_16000"
+        query = "model_id=eleven_flash_v2_5&output_format=pcm_16000"
+        url = f"{server.base_url}/v1/text-to-speech/v/stream-input?{query}"
         firsts = [
             {"text": "hello", "xi_api_key": "good"},  # not a BOS
             {"text": " ", "xi_api_key": "bad"},

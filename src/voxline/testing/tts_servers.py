@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
@@ -123,7 +123,7 @@ class _WebSocketFake:
         self.port = 0
         self._changed = asyncio.Event()
 
-    async def __aenter__(self) -> _WebSocketFake:
+    async def __aenter__(self) -> Self:
         self._server = await serve(
             self._handle, "127.0.0.1", 0, process_request=self._process_request, max_size=2**20
         )
