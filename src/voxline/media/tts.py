@@ -319,6 +319,12 @@ class TTSPlayer(MediaUnit):
             return
         super().close_media()
 
+    def _sinks_changed(self) -> None:
+        # A sink that reports what its far end played (RTP, Twilio marks) is the only judge of what
+        # was heard; one that buffers (Twilio) takes larger batches.
+        self._buffer.acknowledged = self._sinks_report_playback
+        self._playout.batch_ms = self._sinks_batch_ms
+
     # -- from the turns -----------------------------------------------------------------------------
 
     def turn_audio(self, turn: _Turn, data: bytes) -> None:

@@ -8,7 +8,7 @@ clears the player and makes the interrupted assistant item hold only what the ca
 
 Text items cannot be truncated (``conversation.item.truncate`` is for output audio only: the server
 answers ``unsupported_content_type``), so the item is deleted and created again, with the same id,
-at the same place (``previous_item_id``), holding the heard text, status ``incomplete``; an item the
+at the same place (``previous_item_id``), holding the heard text (``output_text``); an item the
 caller heard none of is deleted. This happens once the interrupted response is over
 (``response.done``): the server would still write to an item of an active response.
 """
@@ -163,7 +163,6 @@ class HalfCascade:
                         "id": cut.item_id,
                         "type": "message",
                         "role": "assistant",
-                        "status": "incomplete",
                         "content": [{"type": "output_text", "text": cut.text}],
                     },
                 }
