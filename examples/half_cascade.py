@@ -61,7 +61,12 @@ async def on_call(event: Any) -> None:
     call.send_media_to(client)
     player.send_media_to(call)
     client.response_create({})  # Voxi speaks first
-    call.add_event_listener(CallEvents.Disconnected, lambda e: (player.close(), VoxEngine.terminate()))
+
+    def on_disconnected(_event: Any) -> None:
+        player.close()
+        VoxEngine.terminate()
+
+    call.add_event_listener(CallEvents.Disconnected, on_disconnected)
 
 
 if __name__ == "__voxline_scenario__":
