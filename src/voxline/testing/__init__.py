@@ -14,7 +14,8 @@ See ``voxline.testing.realtime_server`` for the testing surface. The protocol it
 engine and the schema validator moved to :mod:`voxline.realtime_server` (the embedded offline backend
 runs the same server); the names below are re-exported from there. Also here:
 ``voxline.testing.carrier_callers`` (Twilio and VoxEngine test callers) and
-``voxline.testing.openai_http`` (fake Chat Completions and Responses servers).
+``voxline.testing.openai_http`` (fake Chat Completions and Responses servers) and
+``voxline.testing.tts_servers`` (fake ElevenLabs, Cartesia and OpenAI speech services).
 
 Names load on first use, so ``import voxline.testing.carrier_callers`` needs no optional package; the
 schema-validating parts (``FakeRealtimeServer``, ``ClientEventValidator``) need ``jsonschema`` and
