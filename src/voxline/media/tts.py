@@ -94,7 +94,7 @@ def heard_chars(text: str, spans: Sequence[TextSpan], position_ms: int) -> int:
         if span.start_ms < position_ms and span.end_char > reached:
             reached = span.end_char
     reached = min(reached, len(text))
-    while reached < len(text) and not text[reached].isspace():
+    while 0 < reached < len(text) and not text[reached].isspace():
         reached += 1
     while reached > 0 and text[reached - 1].isspace():
         reached -= 1
