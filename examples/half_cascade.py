@@ -6,14 +6,16 @@ the call, and a barge-in cuts the model's interrupted answer to what the caller 
 
 The voice is Cartesia with a ``CARTESIA_API_KEY`` secret, else ElevenLabs with an
 ``ELEVENLABS_API_KEY``, else OpenAI speech with ``TTS=openai``, else the embedded espeak-ng voice
-(offline: with no ``OPENAI_API_KEY`` either, ``voxline run`` answers with its embedded backend and
-the whole call needs no network). The shape follows the reference's half-cascade guide: caller
+(offline: ``voxline run --backend local`` answers with its embedded backend and the whole call
+needs no network: ``voxline demo --scenario examples/half_cascade.py`` calls it).
+The shape follows the reference's half-cascade guide: caller
 audio goes one way to the model (``call.send_media_to(client)``), the player sends to the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 from typing import Any
@@ -23,7 +25,29 @@ from voxline.media.tts import SpeechProvider, TTSPlayer, TTSPlayerEvents
 from voxline.tts import CartesiaTTS, ElevenLabsTTS, HalfCascade, OpenAITTS
 
 INSTRUCTIONS = "You are Voxi, a helpful phone assistant. Keep responses short and telephony-friendly."
-TEXT_MODE = {"session": {"type": "realtime", "output_modalities": ["text"], "instructions": INSTRUCTIONS}}
+TOOLS = [
+    {
+        "type": "function",
+        "name": "check_order",
+        "description": "Look up the delivery status of an order by its number.",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string", "description": "The order number"}},
+            "required": ["order_id"],
+        },
+    }
+]
+TEXT_MODE = {
+    "session": {
+        "type": "realtime",
+        "output_modalities": ["text"],
+        "instructions": INSTRUCTIONS,
+        "tools": TOOLS,
+        "tool_choice": "auto",
+        # What the caller said, as text (no audio formats here: the call and the player agree them).
+        "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+    }
+}
 
 
 def secret(name: str) -> str | None:
@@ -55,12 +79,24 @@ async def on_call(event: Any) -> None:
         model="gpt-realtime",
         on_web_socket_close=lambda e: VoxEngine.terminate(),
     )
-    client.session_update(TEXT_MODE)  # no audio formats: the player and the call negotiate them
+    client.session_update(TEXT_MODE)
     player = TTSPlayer(choose_voice())
     HalfCascade(client, player)  # deltas -> append, text done -> flush, speech started -> cut
     call.send_media_to(client)
     player.send_media_to(call)
     client.response_create({})  # Voxi speaks first
+
+    def on_item_done(e: Any) -> None:
+        item = e.data["item"]
+        if item.get("type") != "function_call" or item.get("name") != "check_order":
+            return
+        order = json.loads(item.get("arguments") or "{}").get("order_id", "")
+        result = {"order_id": order, "status": "shipped", "delivery": "tomorrow"}
+        output = {"type": "function_call_output", "call_id": item["call_id"], "output": json.dumps(result)}
+        client.conversation_item_create({"item": output})
+        client.response_create({})
+
+    client.add_event_listener(OpenAI.RealtimeAPIEvents.ResponseOutputItemDone, on_item_done)
 
     def on_disconnected(_event: Any) -> None:
         player.close()

@@ -218,3 +218,26 @@ def test_an_item_heard_in_full_is_left_alone() -> None:
     clock.advance(1000)
     client.server(Ev.InputAudioBufferSpeechStarted, {})
     assert client.sent == []
+
+
+def test_turns_play_in_order_even_when_a_later_one_renders_first() -> None:
+    player, provider, call, clock, events = setup()
+    player.append("First turn.")
+    player.flush()
+    player.append("Second.")
+    player.flush()
+    first, second = provider.streams
+    second.speak(200)  # the provider finished the short second turn first
+    second.sink.done()
+    assert call.received == [] and player.generating
+    first.speak(300)
+    assert len(events) == 1 and player.received_ms(events[0].turn_id) == 300
+    first.sink.done()
+    clock.advance(1000)
+    started = [e.turn_id for e in events if e.name == TTSPlayerEvents.PlaybackStarted]
+    finished = [e.text for e in events if e.name == TTSPlayerEvents.PlaybackFinished]
+    assert finished == ["First turn.", "Second."] and len(started) == 2
+    # The first turn's 300 ms came out before any of the second's.
+    sources = [r.frame.timestamp_ms for r in call.received]
+    assert sources == sorted(sources) and len(call.received) == 25
+    assert not player.generating and not player.playing

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from voxline.audio import AudioFormat
+from voxline.context import adopt
 from voxline.eventtarget import Event
 
 from . import MediaUnit
@@ -146,6 +147,7 @@ class _Turn:
         self.started = False
         self.finished = False
         self.stream: SpeechStream | None = None
+        self.held: list[bytes] = []  # audio that waits for the turns before this one
 
     # -- SpeechSink ---------------------------------------------------------------------------------
 
@@ -204,8 +206,12 @@ class TTSPlayer(MediaUnit):
         self._buffer = PlayoutBuffer(fmt, max_buffer_ms)
         self._playout = Playout(self._buffer, self.clock, self._deliver, on_dry=self._on_dry)
         self._turn: _Turn | None = None
+        # Turns in the order they were opened, until the provider is done with them: only the first
+        # one's audio goes to the playout, the others' is held (providers render turns in parallel).
+        self._order: list[_Turn] = []
         self._playing: list[_Turn] = []  # turns with audio not yet all delivered, oldest first
         self._closed = False
+        adopt(self)  # a call session closes its players when it terminates
         if text is not None:
             self.append(text)
 
@@ -223,13 +229,16 @@ class TTSPlayer(MediaUnit):
 
     @property
     def playing(self) -> bool:
-        return self._buffer.buffered_ms > 0 or any(not t.finished for t in self._playing)
+        return (
+            self._buffer.buffered_ms > 0
+            or any(not t.finished for t in self._playing)
+            or any(t.held for t in self._order)
+        )
 
     @property
     def generating(self) -> bool:
         """The provider is still rendering a turn (a flushed one included)."""
-        turns = [*self._playing, *([self._turn] if self._turn is not None else [])]
-        return any(not t.provider_done and not t.cancelled for t in turns)
+        return any(not t.provider_done and not t.cancelled for t in self._order)
 
     def received_ms(self, turn_id: str) -> int:
         """Milliseconds of ``turn_id``'s audio received from the provider so far."""
@@ -244,6 +253,7 @@ class TTSPlayer(MediaUnit):
         turn = self._turn
         if turn is None or turn.flushed:
             turn = self._turn = _Turn(self, f"tts_{next(_turn_ids)}")
+            self._order.append(turn)
             turn.stream = self.provider.open_stream(turn)
         if text:
             turn.text += text
@@ -273,7 +283,9 @@ class TTSPlayer(MediaUnit):
         cleared = {c.item_id: c for c in self._playout.clear()}
         self._clear_sinks()
         result: HeardText | None = None
-        for turn in [*self._playing, *([self._turn] if self._turn is not None else [])]:
+        turns = dict.fromkeys([*self._playing, *self._order, *([self._turn] if self._turn else [])])
+        for turn in turns:
+            turn.held.clear()
             if turn.cancelled or (turn.finished and turn.id not in cleared):
                 continue
             turn.cancelled = True
@@ -295,6 +307,7 @@ class TTSPlayer(MediaUnit):
                 chars < len(turn.text.rstrip()),
             )
         self._playing.clear()
+        self._order.clear()
         self._turn = None
         if result is not None:
             self.emit(TTSPlayerEvents.Interrupted, turn_id=result.turn_id, heard=result)
@@ -330,6 +343,12 @@ class TTSPlayer(MediaUnit):
     def turn_audio(self, turn: _Turn, data: bytes) -> None:
         if self._closed:
             return
+        if self._order and self._order[0] is not turn:
+            turn.held.append(data)  # an earlier turn is still being rendered: this one waits
+            return
+        self._push(turn, data)
+
+    def _push(self, turn: _Turn, data: bytes) -> None:
         if not turn.started:
             turn.started = True
             self._playing.append(turn)
@@ -337,13 +356,22 @@ class TTSPlayer(MediaUnit):
         self._playout.push(data, turn.id)
 
     def turn_done(self, turn: _Turn) -> None:
-        if turn.started:
-            self._playout.end_item(turn.id)
+        # Release the turns whose predecessors are done, in order.
+        while self._order:
+            head = self._order[0]
+            for data in head.held:
+                self._push(head, data)
+            head.held.clear()
+            if not head.provider_done:
+                break
+            self._order.pop(0)
+            if head.started:
+                self._playout.end_item(head.id)
+            else:
+                head.finished = True  # nothing to play (blank text)
+                self.emit(TTSPlayerEvents.PlaybackFinished, turn_id=head.id, text=head.text)
         if self._buffer.buffered_ms == 0:
             self._on_dry()
-        if not turn.started:
-            turn.finished = True  # nothing to play (blank text)
-            self.emit(TTSPlayerEvents.PlaybackFinished, turn_id=turn.id, text=turn.text)
 
     def _on_dry(self) -> None:
         # Everything pushed has been delivered: every provider-finished turn has played out.
