@@ -72,7 +72,7 @@ async def latency(text: str, trials: int) -> list[float]:
     player = TTSPlayer(provider, clock)
     sink = Sink()
     player.send_media_to(sink)
-    results = []
+    results: list[float] = []
     for _ in range(trials):
         sink.first_at = None
         start = time.perf_counter()
