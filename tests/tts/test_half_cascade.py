@@ -17,7 +17,7 @@ from voxline.media.clock import VirtualMediaClock
 from voxline.media.loopback import LoopbackCall
 from voxline.media.tts import TTSPlayer, TTSPlayerEvents
 from voxline.testing import FakeRealtimeServer, ScriptedResponse
-from voxline.testing.openai_http import ChatReply, FakeOpenAIHTTPServer
+from voxline.testing.openai_http import ChatReply, FakeOpenAIHTTPServer, ResponsesReply
 from voxline.testing.tts_servers import FakeCartesiaServer, FakeElevenLabsServer
 from voxline.tts.cartesia import CartesiaTTS
 from voxline.tts.cascade import HalfCascade, feed_player, speak_text_stream
@@ -149,6 +149,21 @@ async def test_the_same_player_speaks_a_chat_completions_stream() -> None:
         assert finished == [SENTENCE]
         player.close()
         chat.close()
+
+
+async def test_the_same_player_speaks_a_responses_stream() -> None:
+    clock = VirtualMediaClock()
+    async with FakeOpenAIHTTPServer() as http, FakeCartesiaServer() as speech:
+        http.script_responses(ResponsesReply(text=SENTENCE))
+        player = TTSPlayer(CartesiaTTS(api_key="ca-t", voice_id="v", base_url=speech.base_url), clock)
+        responses = await OpenAI.create_responses_api_client(api_key="sk-test", base_url=http.base_url)
+        feed_player(responses, player)
+        await responses.create_responses({"model": "gpt-4o-mini", "input": "Hi"})
+        await until(lambda: speech.turns and speech.turns[0].finished and not player.generating)
+        assert speech.turns[0].text == SENTENCE
+        assert [m["continue"] for m in speech.turns[0].messages][-1] is False  # flushed at text done
+        player.close()
+        responses.close()
 
 
 async def test_any_async_stream_of_text_feeds_the_player() -> None:
