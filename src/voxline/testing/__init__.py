@@ -46,10 +46,14 @@ if TYPE_CHECKING:
 
     from .realtime_server import FakeRealtimeServer
     from .schema import ClientEventValidator
+    from .tts_servers import FakeCartesiaServer, FakeElevenLabsServer, FakeOpenAISpeechServer
 
 __all__ = [
     "ClientEventValidator",
     "EnergySpeechDetector",
+    "FakeCartesiaServer",
+    "FakeElevenLabsServer",
+    "FakeOpenAISpeechServer",
     "FakeRealtimeServer",
     "FunctionCall",
     "HandshakeRejection",
@@ -68,6 +72,9 @@ _ENGINE = "voxline.realtime_server.engine"
 _WHERE = {
     "ClientEventValidator": "voxline.testing.schema",
     "FakeRealtimeServer": "voxline.testing.realtime_server",
+    "FakeCartesiaServer": "voxline.testing.tts_servers",
+    "FakeElevenLabsServer": "voxline.testing.tts_servers",
+    "FakeOpenAISpeechServer": "voxline.testing.tts_servers",
     "HandshakeRejection": "voxline.realtime_server.records",
     "RealtimeConnection": "voxline.realtime_server.server",
     "SchemaProblem": "voxline.realtime_server.validation",
