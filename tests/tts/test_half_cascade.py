@@ -20,7 +20,7 @@ from voxline.testing import FakeRealtimeServer, ScriptedResponse
 from voxline.testing.openai_http import ChatReply, FakeOpenAIHTTPServer, ResponsesReply
 from voxline.testing.tts_servers import FakeCartesiaServer, FakeElevenLabsServer
 from voxline.tts.cartesia import CartesiaTTS
-from voxline.tts.cascade import HalfCascade, feed_player, speak_text_stream
+from voxline.tts.cascade import FullCascade, HalfCascade, feed_player, speak_text_stream
 from voxline.tts.elevenlabs import ElevenLabsTTS
 
 from .helpers import SENTENCE, played_position, until, word_count, words_heard
@@ -179,3 +179,63 @@ async def test_any_async_stream_of_text_feeds_the_player() -> None:
         await until(lambda: not player.generating)
         assert speech.turns[0].text == said and speech.turns[0].finished
         player.close()
+
+
+async def test_full_cascade_transcription_chat_and_the_player_with_the_history_cut_to_the_heard_text() -> (
+    None
+):
+    clock = VirtualMediaClock()
+    async with (
+        FakeRealtimeServer() as server,
+        FakeOpenAIHTTPServer() as http,
+        FakeCartesiaServer(chunk_delay_s=0.002) as speech,
+    ):
+        server.script_transcription("when are you open", "thanks that is all")
+        http.script_chat(ChatReply(text=SENTENCE), ChatReply(text="Goodbye."))
+        transcriber = await OpenAI.create_realtime_api_client(
+            api_key="sk-t",
+            base_url=server.base_url,
+            media_clock=clock,
+            type=OpenAI.RealtimeAPIClientType.TRANSCRIPTION,
+        )
+        transcriber.session_update(
+            {
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"transcription": {"model": "gpt-4o-transcribe"}}},
+                }
+            }
+        )
+        chat = await OpenAI.create_chat_completions_api_client(api_key="sk-test", base_url=http.base_url)
+        player = TTSPlayer(CartesiaTTS(api_key="ca-t", voice_id="v", base_url=speech.base_url), clock)
+        cascade = FullCascade(transcriber, chat, player, model="gpt-4o-mini", instructions="Be brief.")
+        call = LoopbackCall(clock, media_format=PCMU_8K)
+        call.answer()
+        call.send_media_to(transcriber)
+        player.send_media_to(call)
+
+        call.play(tone(440.0, 600, 8000, 0.4), 8000)
+        await run_clock(clock, lambda: speech.turns and player.playing)
+        await until(lambda: speech.turns[0].ended and not player.generating)
+        first = http.requests_to("/v1/chat/completions")[0].body
+        assert first["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "when are you open"},
+        ]
+        assert speech.turns[0].text == SENTENCE
+        start = played_position(call, player)
+        await run_clock(clock, lambda: played_position(call, player) >= start + 1500)
+        call.play(tone(440.0, 600, 8000, 0.4), 8000)  # the caller talks over the answer
+        await run_clock(clock, lambda: cascade.messages[-1]["content"] != SENTENCE)
+        position = played_position(call, player)
+        heard = cascade.messages[-1]
+        assert heard["role"] == "assistant" and SENTENCE.startswith(heard["content"]) and heard["content"]
+        assert abs(word_count(heard["content"]) - words_heard(speech.turns[0].words, position)) <= 1
+        # The next request carries the cut answer: the model's context is what the caller heard.
+        await run_clock(clock, lambda: len(http.requests_to("/v1/chat/completions")) == 2)
+        second = http.requests_to("/v1/chat/completions")[1].body
+        assert second["messages"][2] == {"role": "assistant", "content": heard["content"]}
+        assert second["messages"][3] == {"role": "user", "content": "thanks that is all"}
+        player.close()
+        chat.close()
+        transcriber.close()

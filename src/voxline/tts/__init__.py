@@ -5,8 +5,9 @@
 - :class:`~voxline.tts.openai_speech.OpenAITTS` (``/v1/audio/speech``, streaming PCM),
 - :class:`voxline.local.tts_player.EspeakTTS` (the embedded espeak-ng voice, offline),
 - :class:`~voxline.tts.cascade.HalfCascade` (a text-mode Realtime client speaking through a player,
-  its interrupted items cut to what was heard) and :func:`~voxline.tts.cascade.speak_text_stream`
-  (Chat Completions and Responses streams into a player).
+  its interrupted items cut to what was heard), :class:`~voxline.tts.cascade.FullCascade`
+  (transcription, Chat Completions, a player; the history cut the same way) and
+  :func:`~voxline.tts.cascade.speak_text_stream` (any text stream into a player).
 
 See docs/tts.md. Names load on first use.
 """
@@ -19,17 +20,18 @@ from voxline._lazy import lazy_names
 
 if TYPE_CHECKING:
     from .cartesia import CartesiaTTS
-    from .cascade import HalfCascade, speak_text_stream
+    from .cascade import FullCascade, HalfCascade, speak_text_stream
     from .elevenlabs import ElevenLabsTTS
     from .openai_speech import OpenAITTS
 
-__all__ = ["CartesiaTTS", "ElevenLabsTTS", "HalfCascade", "OpenAITTS", "speak_text_stream"]
+__all__ = ["CartesiaTTS", "ElevenLabsTTS", "FullCascade", "HalfCascade", "OpenAITTS", "speak_text_stream"]
 
 _WHERE = {
     "CartesiaTTS": "voxline.tts.cartesia",
     "ElevenLabsTTS": "voxline.tts.elevenlabs",
     "OpenAITTS": "voxline.tts.openai_speech",
     "HalfCascade": "voxline.tts.cascade",
+    "FullCascade": "voxline.tts.cascade",
     "speak_text_stream": "voxline.tts.cascade",
 }
 

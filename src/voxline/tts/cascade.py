@@ -24,7 +24,7 @@ from voxline.eventtarget import Event
 from voxline.media.tts import HeardText, TTSPlayer
 from voxline.openai.events import ChatCompletionsAPIEvents, RealtimeAPIEvents, ResponsesAPIEvents
 
-__all__ = ["HalfCascade", "TextTruncation", "feed_player", "speak_text_stream"]
+__all__ = ["FullCascade", "HalfCascade", "TextTruncation", "feed_player", "speak_text_stream"]
 
 log = logging.getLogger("voxline.tts.cascade")
 
@@ -169,6 +169,94 @@ class HalfCascade:
             )
         self.truncations.append(TextTruncation(cut.item_id, previous, cut.text, cut.heard))
         log.debug("item %s cut to the %d heard characters", cut.item_id, len(cut.text))
+
+
+class ChatClient(Protocol):
+    """What the full cascade needs of :class:`voxline.openai.chat.ChatCompletionsAPIClient`."""
+
+    def add_event_listener(self, event: Any, callback: Callable[[Event], Any]) -> None: ...
+    def create_chat_completions(self, parameters: dict[str, Any]) -> Any: ...
+    def cancel(self) -> bool: ...
+
+
+class FullCascade:
+    """The classic cascade on the same units: a transcription Realtime client hears the caller
+    (``call.send_media_to(transcriber)``), each completed transcript is a user message to the Chat
+    Completions ``chat`` client (``model``; the history kept here), and the answer's deltas are
+    spoken by ``player``.
+
+    On barge-in (the transcriber's ``speech_started``, or :meth:`interrupt`) the request is
+    cancelled, the player cleared, and the assistant message in the history holds only what the
+    caller heard (removed when nothing was), as :class:`HalfCascade` does for the Realtime model.
+    """
+
+    def __init__(
+        self,
+        transcriber: Any,
+        chat: ChatClient,
+        player: TTSPlayer,
+        *,
+        model: str,
+        instructions: str | None = None,
+        truncate: bool = True,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"parameter 'model' must be a model name, got {model!r}")
+        self.chat = chat
+        self.player = player
+        self.model = model
+        self.truncate = truncate
+        self.messages: list[dict[str, Any]] = []
+        if instructions:
+            self.messages.append({"role": "system", "content": instructions})
+        self._answers: dict[str, dict[str, Any]] = {}  # player turn -> its assistant message
+        self._answer: dict[str, Any] | None = None
+        transcriber.add_event_listener(
+            RealtimeAPIEvents.ConversationItemInputAudioTranscriptionCompleted, self._on_transcript
+        )
+        transcriber.add_event_listener(
+            RealtimeAPIEvents.InputAudioBufferSpeechStarted, lambda _e: self.interrupt()
+        )
+        chat.add_event_listener(ChatCompletionsAPIEvents.ContentDelta, self._on_delta)
+        chat.add_event_listener(ChatCompletionsAPIEvents.ContentDone, self._on_done)
+
+    def _on_transcript(self, event: Event) -> None:
+        text = (event.data or {}).get("transcript")
+        if not isinstance(text, str) or not text.strip():
+            return
+        self.messages.append({"role": "user", "content": text})
+        self._answer = None
+        self.chat.create_chat_completions({"model": self.model, "messages": [dict(m) for m in self.messages]})
+
+    def _on_delta(self, event: Event) -> None:
+        delta = (event.data or {}).get("delta")
+        if not isinstance(delta, str) or not delta:
+            return
+        turn_id = self.player.append(delta)
+        if self._answer is None:
+            self._answer = {"role": "assistant", "content": ""}
+            self.messages.append(self._answer)
+            self._answers[turn_id] = self._answer
+        self._answer["content"] += delta
+
+    def _on_done(self, _event: Event) -> None:
+        self.player.flush()
+        self._answer = None
+
+    def interrupt(self) -> HeardText | None:
+        """Cancel the answer being written, silence the player, keep only the heard text."""
+        self.chat.cancel()
+        self._answer = None
+        heard = self.player.clear_buffer()
+        if heard is None or not heard.interrupted or not self.truncate:
+            return heard
+        message = self._answers.pop(heard.turn_id, None)
+        if message is not None:
+            if heard.heard:
+                message["content"] = heard.heard
+            elif message in self.messages:
+                self.messages.remove(message)
+        return heard
 
 
 _DELTAS = {
