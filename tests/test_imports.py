@@ -29,6 +29,7 @@ OPTIONAL = ("jsonschema", "referencing", "pocketsphinx", "webrtcvad", "yaml")
 NEEDS = {
     "voxline.realtime_server.schema": "jsonschema (it raises an ImportError naming the extra without it)",
     "voxline.openai.chat_stream": "jiter (a base dependency: partial JSON in the chat stream)",
+    "voxline.webrtc.peer": "aiortc (the webrtc extra: the aiortc I/O of a WebRTC call)",
 }
 
 BLOCKER = """
