@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -158,7 +159,10 @@ class WebRtcEndpoint:
             if dropped:
                 log.debug("dropped %d ICE candidates outside %s", dropped, ", ".join(self.candidate_networks))
         try:
-            from . import peer as peer_io
+            # The first offer loads aiortc (a second or so): off the loop, so other calls' audio flows.
+            peer_io = await asyncio.get_running_loop().run_in_executor(
+                None, importlib.import_module, "voxline.webrtc.peer"
+            )
         except ImportError as exc:
             return self._bad(501, f"WebRTC needs the 'voxline[webrtc]' extra (aiortc): {exc}")
         if not self._configured:
@@ -250,6 +254,10 @@ class WebRtcEndpoint:
 
     async def page(self, request: web.Request) -> web.Response:
         name = request.match_info.get("name", "playground.html")
+        if name == "config.json":
+            # What the page needs to call: the signaling path and STUN/TURN URLs (no credentials).
+            config = {"webrtc_path": self.path, "ice_servers": list(self.ice_servers)}
+            return web.json_response(config, headers=_PAGE_HEADERS)
         content_type = _STATIC.get(name)
         if content_type is None:
             return web.Response(status=404, text="not found\n")

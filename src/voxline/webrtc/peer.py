@@ -212,6 +212,7 @@ class WebRtcPeer:
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
+        log.info("%r: connection %s", self, state)
         if state in ("failed", "closed") and not self.closed.is_set():
             background(self.close(f"connection {state}", by="remote"), name=f"webrtc-state-{self.id}")
 
@@ -222,6 +223,16 @@ class WebRtcPeer:
         if self.closed.is_set():
             return
         self.close_reason, self.closed_by = reason, by
+        out = self.track.audio
+        log.info(
+            "%r ended (%s, by %s): %d frames in, %d out (%d of them silence)",
+            self,
+            reason,
+            by,
+            self.inbound.frames_in,
+            out.frames_out + out.silence_out,
+            out.silence_out,
+        )
         self.feed.publish("call.ended", reason=reason, by=by)
         self.feed.end()
         self.closed.set()
