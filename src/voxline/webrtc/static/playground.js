@@ -78,7 +78,7 @@ function onTruncated(event) {
 }
 
 function onEvent(event) {
-  logEvent(event);
+  if (event.type !== "transcript.agent.delta") logEvent(event);  // the deltas show in the conversation
   switch (event.type) {
     case "call.connected": setStatus("connected"); break;
     case "speech.started":
