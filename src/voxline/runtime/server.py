@@ -332,6 +332,10 @@ class RuntimeConfig:
             urls = self.webrtc_ice_servers.split(",")
             self.webrtc_ice_servers = tuple(u.strip() for u in urls if u.strip())
         self.webrtc_ice_servers = tuple(self.webrtc_ice_servers)
+        path = str(self.webrtc_path)
+        if not path.startswith("/") or path.endswith("/") or len(path) < 2:
+            raise ValueError(f"webrtc_path must start with / and not end with one, not {path!r}")
+        self.webrtc_path = path
         for url in self.webrtc_ice_servers:
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise ValueError(f"webrtc_ice_servers: {url!r} is not a stun:, turn: or turns: URL")
