@@ -6,6 +6,7 @@ either side, and 20 calls run at once."""
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from voxline.audio.tone import tone
+from voxline.runtime.call import Call
+from voxline.runtime.events import CallEvents
 from voxline.runtime.server import Runtime, RuntimeConfig
 from voxline.runtime.session import Secrets
 from voxline.testing import FakeRealtimeServer, ScriptedResponse
@@ -115,16 +118,36 @@ async def test_greeting_barge_in_truncates_to_what_the_track_handed_over(
     fake_openai.assert_no_violations()
 
 
-async def test_hangup_by_delete_ends_the_session(runtime: Runtime, fake_openai: FakeRealtimeServer) -> None:
+async def test_a_recorded_call_hung_up_by_delete(
+    runtime: Runtime, fake_openai: FakeRealtimeServer, tmp_path: Path
+) -> None:
     fake_openai.script(ScriptedResponse(text="Hi.", audio=tone(300, 500, 24000, 0.3)))
-    caller = WebRtcCaller()
+    calls: list[Call] = []
+    runtime.observers.append(
+        lambda session, resource: calls.append(resource) if isinstance(resource, Call) else None
+    )
+    caller = WebRtcCaller(np.concatenate([silence(600), pcm48(tone(500, 600, 24000, 0.5))]))
     assert (await caller.call(url(runtime))).status == 201
     await caller.wait_connected()
-    await until(lambda: len(runtime.sessions) == 1, 5, "the session")
+    await until(lambda: len(runtime.sessions) == 1 and calls, 5, "the session")
+    [call] = calls
+    assert call.transport == "webrtc" and call.custom_data()["peer_id"] in caller.location  # type: ignore[operator]
+    disconnected: list[dict[str, object]] = []
+    call.add_event_listener(CallEvents.Disconnected, lambda e: disconnected.append(dict(e.extra)))
+    recording = tmp_path / "call.wav"
+    call.record(stereo=True, path=recording, rate=24000)
+    await until(lambda: voiced_span_ms(caller.received) is not None, 5, "the greeting")
+    await asyncio.sleep(1.5)  # the caller's tone is recorded
     assert await caller.delete() == 200
     await until(lambda: not runtime.sessions, 10, "the session to end")
     await asyncio.wait_for(caller.ended.wait(), 10)  # the server closed the peer connection
     assert await caller.delete() == 404
+    assert disconnected and disconnected[0]["initiator"] == "remote"
+    # The recording: the caller (left) said its 500 Hz, the agent (right) its 300 Hz greeting.
+    await until(recording.exists, 5, "the recording")
+    with wave.open(str(recording)) as wav:
+        stereo = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert np.max(np.abs(stereo[:, 0])) > 3000 and np.max(np.abs(stereo[:, 1])) > 3000
     await caller.close()
 
 
