@@ -183,6 +183,10 @@ class WebRtcEndpoint:
             log.exception("on_call for WebRTC call %s raised; hanging it up", peer.id)
             await peer.close("call handler failed")
             return web.Response(status=500, text="the call could not be started\n")
+        if peer.closed.is_set():  # the runtime filled up since the access check
+            return web.Response(
+                status=503, text=f"not taking calls: {peer.close_reason}\n", headers={"Retry-After": "1"}
+            )
         location = f"{self.path}/{peer.id}"
         return web.Response(
             status=201,
@@ -242,8 +246,8 @@ class WebRtcEndpoint:
                     await response.write(b"event: end\ndata: {}\n\n")
                     break
                 await response.write(f"data: {json.dumps(event)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            return response  # the page went away
         finally:
             unsubscribe()
         with contextlib.suppress(ConnectionResetError):
