@@ -6,6 +6,7 @@ either side, and 20 calls run at once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,6 +135,16 @@ async def test_a_recorded_call_hung_up_by_delete(
     assert call.transport == "webrtc" and call.custom_data()["peer_id"] in caller.location  # type: ignore[operator]
     disconnected: list[dict[str, object]] = []
     call.add_event_listener(CallEvents.Disconnected, lambda e: disconnected.append(dict(e.extra)))
+    # DTMF both ways over the "voxline" data channel.
+    tones: list[str] = []
+    call.add_event_listener(CallEvents.ToneReceived, lambda e: tones.append(e.extra["tone"]))
+    await until(lambda: caller.channel.readyState == "open", 5, "the data channel")
+    caller.channel.send(json.dumps({"type": "dtmf", "digit": "5"}))
+    caller.channel.send("not json")  # ignored (logged), the call goes on
+    await until(lambda: tones == ["5"], 5, "the digit")
+    call.send_digits("1#")
+    await until(lambda: len(caller.messages) >= 2, 5, "the digits at the caller")
+    assert caller.messages[:2] == [{"type": "dtmf", "digit": "1"}, {"type": "dtmf", "digit": "#"}]
     recording = tmp_path / "call.wav"
     call.record(stereo=True, path=recording, rate=24000)
     await until(lambda: voiced_span_ms(caller.received) is not None, 5, "the greeting")
