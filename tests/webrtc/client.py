@@ -147,3 +147,10 @@ def voiced_span_ms(samples: np.ndarray, level: int = 2000, gap_ms: int = 40) -> 
     gaps = np.flatnonzero(np.diff(loud) > gap_ms * 48)
     last = loud[gaps[0]] if gaps.size else loud[-1]
     return loud[0] / 48, last / 48
+
+
+def voiced_ms(samples: np.ndarray, level: int = 2000) -> int:
+    """How many ms of the recording are louder than ``level`` (1 ms blocks), wherever they are."""
+    usable = samples.size - samples.size % 48
+    blocks = np.abs(samples[:usable].astype(np.int32)).reshape(-1, 48).max(axis=1)
+    return int(np.count_nonzero(blocks > level))
