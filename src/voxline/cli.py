@@ -196,7 +196,7 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .demo import DemoOptions, run_demo
+    from .demo import DemoOptions, run_browser_demo, run_demo
 
     options = DemoOptions(
         out=Path(args.out),
@@ -204,6 +204,8 @@ def _demo(args: argparse.Namespace) -> int:
         rules=Path(args.rules) if args.rules else None,
         backend=args.backend,
     )
+    if args.browser:
+        return run_browser_demo(options, args.http)
     return run_demo(options)
 
 
@@ -398,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the embedded offline backend (default) or OpenAI (needs OPENAI_API_KEY)",
     )
     demo.add_argument("--rules", help="agent rules (.yaml) or responder (.py) for the offline backend")
+    demo.add_argument(
+        "--browser",
+        action="store_true",
+        help="serve the playground page (a WebRTC call from a browser) instead of the SIP caller",
+    )
+    demo.add_argument(
+        "--http", default="127.0.0.1:8080", help="with --browser: where to serve it (127.0.0.1:8080)"
+    )
     demo.set_defaults(func=_demo)
 
     twiml = sub.add_parser(

@@ -65,7 +65,7 @@ LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 
 # "http": the carriers' listener, before a stream says which carrier it is (refusals).
-TRANSPORTS = frozenset({"sip", "twilio", "voxengine", "local", "http", "none"})
+TRANSPORTS = frozenset({"sip", "twilio", "voxengine", "webrtc", "local", "http", "none"})
 STAGES = frozenset({"answered", "model_ready"})
 REJECT_REASONS = frozenset({"limit", "auth", "draining", "allowlist"})
 PEERS = frozenset({"realtime", "twilio", "voxengine"})

@@ -47,13 +47,16 @@ from .accounting import Accounting, otel_requested
 from .call import Call
 from .context import current_session
 from .events import AppEvents, CallEvents
-from .legs import CarrierLeg, SipLeg
+from .legs import CarrierLeg, SipLeg, WebRtcLeg
 from .readiness import Readiness
 from .session import Scenario, Secrets, Session
+from .webrtc_watch import WebRtcWatch
 
 if TYPE_CHECKING:
     from ..observability.otel import CallTracing
     from ..openai.calls import OpenAICall
+    from ..webrtc.endpoint import WebRtcEndpoint
+    from ..webrtc.peer import WebRtcPeer
     from .openai_sip import OpenAIWebhookEndpoint
 
 log = logging.getLogger("voxline.runtime")
@@ -232,6 +235,9 @@ class RuntimeConfig:
     open_media: bool = False  # media WebSockets without a token on a non-loopback address
     twilio_path: str = "/twilio"
     media_path: str = "/media"
+    # WebRTC signaling (docs/webrtc.md): the WHIP-style endpoint and /playground on the HTTP listener.
+    webrtc_path: str = "/webrtc"
+    webrtc_ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs for calls from other networks
     mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
     twilio_batch_ms: int = 100  # model audio per Twilio media message (sent as the previous one ends)
     trace: bool = False
@@ -344,6 +350,17 @@ class RuntimeConfig:
                 "sip_tls: SIP over TLS runs in one process; it does not work with workers > 1 yet"
             )
         self._normalize_openai_webhook()
+        if isinstance(self.webrtc_ice_servers, str):
+            urls = self.webrtc_ice_servers.split(",")
+            self.webrtc_ice_servers = tuple(u.strip() for u in urls if u.strip())
+        self.webrtc_ice_servers = tuple(self.webrtc_ice_servers)
+        path = str(self.webrtc_path)
+        if not path.startswith("/") or path.endswith("/") or len(path) < 2:
+            raise ValueError(f"webrtc_path must start with / and not end with one, not {path!r}")
+        self.webrtc_path = path
+        for url in self.webrtc_ice_servers:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"webrtc_ice_servers: {url!r} is not a stun:, turn: or turns: URL")
         self._check_exposure()
         self._normalize_metrics()
 
@@ -499,6 +516,7 @@ class Runtime:
         self.openai_webhook: OpenAIWebhookEndpoint | None = None  # openai_webhook_secret set
         # An OpenAI SIP call's session ends if its scenario has not accepted or rejected it by then.
         self.openai_answer_timeout_s = 30.0
+        self.webrtc: WebRtcEndpoint | None = None
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
@@ -612,6 +630,7 @@ class Runtime:
             )
             app = web.Application()
             self.carriers.add_to(app)
+            self._add_webrtc(app, host)
             app.router.add_get("/livez", self._livez)
             app.router.add_get("/readyz", self._readyz)
             app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
@@ -641,6 +660,24 @@ class Runtime:
             )
         if cfg.metrics_listen is not None:
             await self._start_metrics_listener(cfg.metrics_listen)
+
+    def _add_webrtc(self, app: web.Application, host: str) -> None:
+        """WebRTC signaling and /playground (docs/webrtc.md); aiortc loads with the first offer."""
+        from ..webrtc.endpoint import LOOPBACK_NETWORKS, WebRtcEndpoint
+
+        cfg = self.config
+        loopback = is_loopback(host)
+        self.webrtc = WebRtcEndpoint(
+            self._on_webrtc,
+            access=self.carriers.access if self.carriers is not None else None,
+            path=cfg.webrtc_path,
+            ice_servers=cfg.webrtc_ice_servers,
+            # On loopback, ICE stays there (aioice leaves 127.0.0.1 out by itself).
+            candidate_networks=LOOPBACK_NETWORKS if loopback else None,
+            host_addresses=("127.0.0.1",) if loopback else None,
+        )
+        self.webrtc.add_to(app)
+        self.observers.append(WebRtcWatch())
 
     def _start_telemetry(self) -> None:
         TELEMETRY.enable()
@@ -731,6 +768,8 @@ class Runtime:
             session.terminate()
         if self.carriers is not None:
             await self.carriers.close()
+        if self.webrtc is not None:
+            await self.webrtc.close()
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         if self.sip is not None:
@@ -842,6 +881,20 @@ class Runtime:
                 self.openai_answer_timeout_s,
             )
             session.terminate()
+
+    async def _on_webrtc(self, peer: WebRtcPeer) -> None:
+        refused = self._admit()
+        if refused is not None:
+            TELEMETRY.call_rejected("webrtc", "draining" if refused == "draining" else "limit")
+            await peer.close("too many calls")
+            return
+        call = Call(
+            WebRtcLeg(peer),
+            caller_id="webrtc",
+            destination=self.config.webrtc_path,
+            custom_data={"peer_id": peer.id, "remote": peer.remote or ""},
+        )
+        self._start_session(call)
 
     def start_session(self) -> Session:
         """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""
