@@ -14,6 +14,11 @@ class AppEvents(StrEnum):
     CallAlerting = "AppEvents.CallAlerting"
     Terminating = "AppEvents.Terminating"
     Terminated = "AppEvents.Terminated"
+    # voxline's: a --register account's state (``event.aor``; ``expires``, or ``status``/``reason``),
+    # delivered to every running session and to ``Runtime.registration_listeners``.
+    RegistrationSucceeded = "AppEvents.RegistrationSucceeded"
+    RegistrationFailed = "AppEvents.RegistrationFailed"
+    Unregistered = "AppEvents.Unregistered"
 
 
 class CallEvents(StrEnum):

@@ -6,10 +6,11 @@ is a command of the core, such as ``UserAgentCore.stop_accepting``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
+from .access import DigestVerifier, RateLimiter
 from .message import MAX_MESSAGE_BYTES
 from .transaction import Timers
 
@@ -27,6 +28,10 @@ class SipConfig:
     from one of them the caller's address is the one the proxy received it from (its Via below the
     proxy's: ``received``/``rport`` or sent-by), and that address is what ``allow_sources`` checks
     (the proxies themselves may always send). None: no proxy is trusted.
+    ``auth_users``: user -> password; when set, a new INVITE must carry digest credentials of one of
+    them (401 challenge, 403 on wrong ones; see ``voxline.sip.access``) in ``auth_realm``.
+    ``rate_limit``: new INVITEs a second per source (the caller's address, as ``allow_sources`` sees
+    it), bursts of ``rate_burst`` (default max(2, rate)); beyond, 503 with ``Retry-After``. None: off.
     ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
     (None: forever). ``max_message_bytes``: larger messages are refused with 513.
     """
@@ -46,6 +51,10 @@ class SipConfig:
     allow_sources: Sequence[str] | None = None
     trusted_proxies: Sequence[str] | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    auth_users: Mapping[str, str] | None = None
+    auth_realm: str = "voxline"
+    rate_limit: float | None = None
+    rate_burst: float | None = None
 
     def __post_init__(self) -> None:
         if self.allow_sources is not None:
@@ -70,6 +79,10 @@ class SipConfig:
             raise ValueError(f"codecs must be a non-empty subset of ('PCMU', 'PCMA'), got {self.codecs}")
         if not 96 <= self.dtmf_payload_type <= 127:
             raise ValueError(f"dtmf_payload_type must be dynamic (96..127), got {self.dtmf_payload_type}")
+        if self.auth_users is not None:
+            DigestVerifier(self.auth_users, self.auth_realm)  # validates: ValueError naming sip_auth
+        if self.rate_limit is not None:
+            RateLimiter(self.rate_limit, self.rate_burst)
         if self.invite_timeout <= 0:
             raise ValueError(f"invite_timeout must be > 0, got {self.invite_timeout}")
 

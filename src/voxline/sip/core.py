@@ -57,12 +57,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
+from .access import DigestVerifier, RateLimiter
 from .config import SipConfig, source_networks
 from .context import ALLOW, CoreContext, printable, token, txn_key
 from .dialog import Dialog, DialogState, source_ip
 from .events import Address, CallDisconnected, Outgoing, SipEvent, Transport
 from .message import SipParseError, SipRequest, SipResponse, parse_message, reason_phrase, summary_request
-from .transaction import ServerInviteTransaction, ServerNonInviteTransaction, State
+from .transaction import (
+    ClientNonInviteTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    State,
+)
 from .uac import Uac
 from .uas import Uas
 
@@ -97,6 +103,11 @@ class UserAgentCore:
         self._proxies = source_networks(proxies, "trusted_proxies") if proxies else ()
         self._refused_sources: OrderedDict[str, None] = OrderedDict()
         self._accepting = True
+        cfg = ctx.config
+        self._verifier = DigestVerifier(cfg.auth_users, cfg.auth_realm) if cfg.auth_users else None
+        self._limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst) if cfg.rate_limit else None
+        for name in ("rejected_rate", "rejected_auth", "auth_challenges"):
+            self.stats.setdefault(name, 0)
 
     @property
     def config(self) -> SipConfig:
@@ -291,6 +302,11 @@ class UserAgentCore:
             ctx.server[key] = txn_420
             txn_420.respond(ctx.response(req, 420, source=src, extra=[("Unsupported", unsupported)]), now)
             return
+        if req.method == "INVITE" and self._limiter is not None and req.to.tag is None:
+            caller = self.caller_address(req, src)[0]
+            if not self._trusted(caller) and not self._limiter.allow(caller, now):
+                self._refuse_rate(req, src, transport, caller)
+                return
         if req.method == "INVITE":
             invite_txn = ServerInviteTransaction(req, send, reliable, ctx.timers)
             ctx.server[key] = invite_txn
@@ -407,6 +423,8 @@ class UserAgentCore:
             # Same Call-ID, no To tag, new branch: a merged or looped request (§8.2.2.2).
             txn.respond(ctx.response(req, 482, source=src, to_tag=token()), now)
             return
+        if self._verifier is not None and not self._authenticated(req, txn, src, now):
+            return
         if not self._accepting:
             self.stats["rejected_draining"] += 1
             txn.respond(ctx.response(req, 503, source=src, extra=[("Retry-After", _RETRY_AFTER_S)]), now)
@@ -416,6 +434,40 @@ class UserAgentCore:
             txn.respond(ctx.response(req, 503, source=src, extra=[("Retry-After", _RETRY_AFTER_S)]), now)
             return
         self._uas.on_invite(req, txn, src, transport, now, local_host, self.caller_address(req, src))
+
+    def _refuse_rate(self, req: SipRequest, src: Address, transport: Transport, caller: str) -> None:
+        assert self._limiter is not None
+        self.stats["rejected_rate"] += 1
+        if caller not in self._refused_sources:
+            if len(self._refused_sources) >= _LOGGED_SOURCES:
+                self._refused_sources.popitem(last=False)
+            self._refused_sources[caller] = None
+            log.info("503 to INVITE from %s: over sip_rate_limit (further refusals not logged)", caller)
+        # Stateless, as the 403 of the allowlist: a flood gets no retransmissions and holds no keys.
+        retry = [("Retry-After", str(self._limiter.retry_after()))]
+        resp = self._ctx.response(
+            req, 503, "Service Unavailable (rate limit)", source=src, to_tag=token(), extra=retry
+        )
+        self._ctx.send(bytes(resp), src, transport)
+
+    def _authenticated(self, req: SipRequest, txn: ServerInviteTransaction, src: Address, now: float) -> bool:
+        """Digest check of a new INVITE (``SipConfig.auth_users``): answers 401/403/400 itself when
+        it fails, before anything of a call exists."""
+        assert self._verifier is not None
+        verdict = self._verifier.check(req.method, req.headers.get_all("Authorization"), now)
+        if verdict.status == 0:
+            return True
+        ctx = self._ctx
+        if verdict.status == 401:
+            self.stats["auth_challenges"] += 1
+            extra = [("WWW-Authenticate", c) for c in verdict.challenges]
+            txn.respond(ctx.response(req, 401, verdict.reason, source=src, to_tag=token(), extra=extra), now)
+            return False
+        self.stats["rejected_auth"] += 1
+        caller = self.caller_address(req, src)
+        log.info("%d to INVITE from %s:%s: %s", verdict.status, *caller, verdict.reason)
+        txn.respond(ctx.response(req, verdict.status, verdict.reason, source=src, to_tag=token()), now)
+        return False
 
     @staticmethod
     def _unsupported(req: SipRequest) -> str:
@@ -504,6 +556,26 @@ class UserAgentCore:
         if self._accepting:
             log.info("not accepting new calls (%d running)", self.active_calls)
         self._accepting = False
+
+    def send_request(
+        self,
+        req: SipRequest,
+        target: Address,
+        now: float,
+        on_response: Callable[[SipResponse, float], None],
+        transport: Transport = "udp",
+    ) -> None:
+        """Send ``req`` (a non-INVITE outside any dialog, e.g. a REGISTER with its own Via) in a client
+        transaction: retransmitted over UDP, its final response (or a 408 at Timer F) and provisional
+        ones go to ``on_response``."""
+        if req.method in ("INVITE", "ACK", "CANCEL"):
+            raise ValueError(f"send_request is for non-INVITE requests, not {req.method}")
+        vias = req.vias
+        if not vias or not vias[0].branch:
+            raise ValueError("send_request: the request needs a Via with a branch")
+        sender = self._ctx.sender(target, transport)
+        txn = ClientNonInviteTransaction(req, sender, transport == "tcp", self._ctx.timers, now, on_response)
+        self._ctx.client[f"{vias[0].branch}|{req.method}"] = txn
 
     def call(
         self,
