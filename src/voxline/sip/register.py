@@ -234,6 +234,11 @@ class Registration:
         return self._wake_at
 
     @property
+    def expires(self) -> int:
+        """The expiry we ask for now (the account's, or a registrar's Min-Expires after a 423)."""
+        return self._expires
+
+    @property
     def refresh_at(self) -> float | None:
         return self._wake_at if self.state is RegistrationState.REGISTERED else None
 
