@@ -68,7 +68,7 @@ class DigestVerifier:
             raise ValueError(f"sip_auth_realm: {realm!r} is not a usable realm")
         algos = tuple(a.upper() for a in algorithms)
         if not algos or any(a not in ALGORITHMS for a in algos):
-            raise ValueError(f"algorithms must be some of {ALGORITHMS}, got {tuple(algorithms)}")
+            raise ValueError(f"sip_auth_algorithms must be some of {ALGORITHMS}, got {tuple(algorithms)}")
         if not nonce_ttl > 0:
             raise ValueError(f"nonce_ttl must be > 0 seconds, got {nonce_ttl}")
         self.users = dict(users)

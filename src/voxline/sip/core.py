@@ -104,7 +104,11 @@ class UserAgentCore:
         self._refused_sources: OrderedDict[str, None] = OrderedDict()
         self._accepting = True
         cfg = ctx.config
-        self._verifier = DigestVerifier(cfg.auth_users, cfg.auth_realm) if cfg.auth_users else None
+        self._verifier = (
+            DigestVerifier(cfg.auth_users, cfg.auth_realm, algorithms=cfg.auth_algorithms)
+            if cfg.auth_users
+            else None
+        )
         self._limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst) if cfg.rate_limit else None
         for name in ("rejected_rate", "rejected_auth", "auth_challenges"):
             self.stats.setdefault(name, 0)

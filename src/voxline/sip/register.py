@@ -71,6 +71,11 @@ class Account:
 
     def __post_init__(self) -> None:
         uri = self.uri  # raises ValueError naming aor
+        if uri.password is not None:
+            raise ValueError(
+                f"register: no password in the URI {uri.user}@{uri.host} (it would show in ps and logs): "
+                "give it in VOXLINE_REGISTER_PASSWORD or the account's TOML table"
+            )
         if not uri.user or not _USER.match(uri.user):
             raise ValueError(f"register: {self.aor!r} needs a user part (sip:user@registrar)")
         if isinstance(self.expires, bool) or not isinstance(self.expires, int) or self.expires < 1:
@@ -111,6 +116,9 @@ class Account:
 def parse_account(value: str, password: str | None = None, **options: object) -> Account:
     """``sip:user@host[:port][;transport=tcp][;expires=N]`` (a ``--register`` value) as an Account."""
     text = value.strip()
+    scheme, colon, rest = text.partition(":")
+    if colon and "@" not in scheme and scheme.lower() != "sip" and not rest[:1].isdigit():
+        raise ValueError(f"register: {value!r} must be a sip: URI")
     if not text.startswith("sip:"):
         text = "sip:" + text
     base, *params = text.split(";")
