@@ -369,6 +369,11 @@ class RuntimeConfig:
             rate_limit=rate,
             rate_burst=self.sip_rate_burst,
         )
+        for account in self.register:
+            if account.transport not in self.sip_transports:
+                raise ValueError(
+                    f"register: {account.aor} uses {account.transport}, which sip_transports does not enable"
+                )
         used = [n for n, v in (("register", self.register), ("sip_auth", self.sip_auth)) if v]
         if used and self.sip is None:
             raise ValueError(f"{', '.join(used)}: SIP is off (--sip off)")

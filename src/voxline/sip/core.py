@@ -470,7 +470,8 @@ class UserAgentCore:
         self.stats["rejected_auth"] += 1
         caller = self.caller_address(req, src)
         log.info("%d to INVITE from %s:%s: %s", verdict.status, *caller, verdict.reason)
-        txn.respond(ctx.response(req, verdict.status, verdict.reason, source=src, to_tag=token()), now)
+        reason = printable(verdict.reason)[:120]
+        txn.respond(ctx.response(req, verdict.status, reason, source=src, to_tag=token()), now)
         return False
 
     @staticmethod
