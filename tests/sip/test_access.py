@@ -206,3 +206,13 @@ def test_core_rate_limit_response_carries_retry_after() -> None:
     c.receive(invite(branch="z9hG4bK-2", call_id="2"), SRC, 0.0)
     (resp,) = responses(c)
     assert resp.status == 503 and resp.headers.get("Retry-After") == "2"
+
+
+def test_core_rate_limit_spares_exempt_sources() -> None:
+    c = core(rate_limit=1.0, rate_burst=1, rate_exempt=("127.0.0.2",))
+    for i in range(5):
+        c.receive(invite(branch=f"z9hG4bK-e{i}", call_id=f"e{i}"), ("127.0.0.2", 5060), 0.0)
+    assert len([e for e in c.events_received() if isinstance(e, IncomingCall)]) == 5
+    assert c.stats["rejected_rate"] == 0
+    with pytest.raises(ValueError, match="rate_exempt"):
+        SipConfig(rate_exempt=("registrar.example",))

@@ -551,9 +551,10 @@ class Runtime:
         if cfg.sip:
             host, port = parse_hostport(cfg.sip, "sip")
             allow = cfg.sip_allow
-            if self.accounts and allow is not None:
+            # Resolved before anything listens: a registrar that does not resolve stops the start.
+            registrars = [(await resolve_registrar(a))[0] for a in self.accounts]
+            if registrars and allow is not None:
                 # The registrars deliver the calls to what we register: they may send INVITEs.
-                registrars = [(await resolve_registrar(a))[0] for a in self.accounts]
                 log.info("sip_allow: adding the registrars %s", ", ".join(sorted(set(registrars))))
                 allow = (*allow, *registrars)
             self.sip = SipEndpoint(
@@ -568,6 +569,7 @@ class Runtime:
                     auth_algorithms=cfg.sip_auth_algorithms,
                     rate_limit=cfg.sip_rate_limit,
                     rate_burst=cfg.sip_rate_burst,
+                    rate_exempt=tuple(registrars),  # one source for all the calls they deliver
                 ),
                 allow_sources=allow,
                 trusted_proxies=cfg.sip_trusted_proxy,

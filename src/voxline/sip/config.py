@@ -34,6 +34,8 @@ class SipConfig:
     ``auth_algorithms`` in that order (clients that read only the first challenge take that one).
     ``rate_limit``: new INVITEs a second per source (the caller's address, as ``allow_sources`` sees
     it), bursts of ``rate_burst`` (default max(2, rate)); beyond, 503 with ``Retry-After``. None: off.
+    ``rate_exempt``: IPs / CIDRs the rate limit does not apply to (registrars: every call they
+    deliver comes from them; trusted proxies are exempt anyway).
     ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
     (None: forever). ``max_message_bytes``: larger messages are refused with 513.
     """
@@ -58,6 +60,7 @@ class SipConfig:
     auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     rate_limit: float | None = None
     rate_burst: float | None = None
+    rate_exempt: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.allow_sources is not None:
@@ -89,6 +92,8 @@ class SipConfig:
             DigestVerifier(
                 self.auth_users, self.auth_realm, algorithms=self.auth_algorithms
             )  # validates: ValueError naming sip_auth
+        self.rate_exempt = tuple(self.rate_exempt)
+        source_networks(self.rate_exempt, "rate_exempt")
         if self.rate_limit is not None:
             RateLimiter(self.rate_limit, self.rate_burst)
         if self.invite_timeout <= 0:

@@ -110,6 +110,7 @@ class UserAgentCore:
             else None
         )
         self._limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst) if cfg.rate_limit else None
+        self._rate_exempt = source_networks(cfg.rate_exempt, "rate_exempt")
         for name in ("rejected_rate", "rejected_auth", "auth_challenges"):
             self.stats.setdefault(name, 0)
 
@@ -308,7 +309,7 @@ class UserAgentCore:
             return
         if req.method == "INVITE" and self._limiter is not None and req.to.tag is None:
             caller = self.caller_address(req, src)[0]
-            if not self._trusted(caller) and not self._limiter.allow(caller, now):
+            if not self._rate_exempted(caller) and not self._limiter.allow(caller, now):
                 self._refuse_rate(req, src, transport, caller)
                 return
         if req.method == "INVITE":
@@ -438,6 +439,12 @@ class UserAgentCore:
             txn.respond(ctx.response(req, 503, source=src, extra=[("Retry-After", _RETRY_AFTER_S)]), now)
             return
         self._uas.on_invite(req, txn, src, transport, now, local_host, self.caller_address(req, src))
+
+    def _rate_exempted(self, host: str) -> bool:
+        if self._trusted(host):
+            return True
+        ip = source_ip(host) if self._rate_exempt else None
+        return ip is not None and any(ip in net for net in self._rate_exempt)
 
     def _refuse_rate(self, req: SipRequest, src: Address, transport: Transport, caller: str) -> None:
         assert self._limiter is not None
