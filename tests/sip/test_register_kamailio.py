@@ -3,8 +3,8 @@
 127.0.0.1 registering ``sip:alice@127.0.0.2``, sipp calling alice through Kamailio.
 
 Shown: digest with SHA-256 and MD5, 423 Interval Too Brief answered with the registrar's
-Min-Expires, refreshes before expiry (short expiries), a call through the registrar reaching the
-scenario and the model, the registrar's address let in although ``--sip-allow`` does not list it,
+Min-Expires, refreshes before expiry (short expiries), calls through the registrar (sipp, baresip)
+reaching the scenario and the model, the registrar's address let in although ``--sip-allow`` does not list it,
 unregister on shutdown (Kamailio's location table empty), a wrong password reported as a
 ``RegistrationFailed`` with 403, and retried.
 """
@@ -263,5 +263,88 @@ async def test_registration_events_reach_running_sessions(
         assert extra["aor"] == f"sip:alice@{REGISTRAR}:{registrar.port}"
         assert extra["expires"] == 2
         json.dumps(extra)  # plain values
+    finally:
+        await runtime.shutdown(grace_s=0)
+
+
+async def test_voxline_run_registers_and_unregisters_on_sigterm(
+    tmp_path: Path, registrar_factory: Any
+) -> None:
+    """The command: ``voxline run --register`` with the password from VOXLINE_REGISTER_PASSWORD, the
+    gauge on /metrics, and SIGTERM removing the binding before the process exits."""
+    import os
+    import re
+    import signal
+    import socket
+    import sys
+
+    import httpx
+
+    registrar = registrar_factory("SHA-256")
+    await wait_started(registrar)
+    scenario_file = tmp_path / "agent.py"
+    scenario_file.write_text(SCENARIO)
+    sip_port = free_udp_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    log = tmp_path / "voxline.log"
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "VOXLINE_REGISTER_PASSWORD": "secret"}
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voxline.cli", "run", str(scenario_file),
+            "--sip", f"127.0.0.1:{sip_port}", "--http", "off", "--metrics", f"127.0.0.1:{metrics_port}",
+            "--register", f"sip:alice@{REGISTRAR}:{registrar.port};expires=30", "--log-level", "info",
+            stdout=out, stderr=asyncio.subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        contact = f"sip:alice@127.0.0.1:{sip_port}"
+        await until(lambda: "registered sip:alice" in log.read_text(errors="replace"), "registered", 20)
+        assert contact in registrar.contacts()
+        assert "secret" not in log.read_text(errors="replace")
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        gauge = re.search(r'^voxline_sip_registrations\{state="registered"\} (\S+)$', text, re.M)
+        assert gauge is not None and float(gauge.group(1)) == 1.0, text
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert "unregistered sip:alice" in log.read_text(errors="replace")
+        assert contact not in registrar.contacts()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_baresip_calls_the_registered_user_through_kamailio(
+    tmp_path: Path, registrar_factory: Any, fake_openai: FakeRealtimeServer
+) -> None:
+    """baresip dials alice at the registrar; Kamailio delivers the INVITE to voxline's Contact, the
+    model hears baresip's tone."""
+    from tests.sip.peers import THEIR_TONE, baresip_config, best_correlation
+    from voxline.audio.g711 import ulaw_decode
+
+    baresip = require_tool("baresip")
+    registrar = registrar_factory("MD5")
+    await wait_started(registrar)
+    events: list[RegistrationEvent] = []
+    runtime = await start_runtime(
+        tmp_path,
+        fake_openai.base_url,
+        events,
+        register=[f"sip:alice@{REGISTRAR}:{registrar.port};expires=30"],
+        register_password="secret",
+    )
+    try:
+        await until(lambda: any(isinstance(e, RegistrationSucceeded) for e in events), "registered")
+        cfg, _, _ = baresip_config(tmp_path, 3000)
+        dial = f"/dial sip:alice@{REGISTRAR}:{registrar.port}"
+        argv = [baresip, "-n", "127.0.0.1", "-f", str(cfg), "-e", dial, "-t", "4"]
+        peer = asyncio.create_task(run_peer(argv, tmp_path, 20))
+        connection = await fake_openai.wait_for_session(timeout=10)
+        _, out = await peer
+        assert "Call established" in out, out
+        heard = ulaw_decode(connection.input_audio)
+        assert best_correlation(THEIR_TONE, heard) > 0.9
     finally:
         await runtime.shutdown(grace_s=0)
