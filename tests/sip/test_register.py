@@ -285,3 +285,12 @@ async def test_registrations_io_over_a_loopback_registrar() -> None:
     transport.close()
     assert isinstance(events[-1], RegistrationEnded)
     assert sum(isinstance(e, RegistrationSucceeded) for e in events) >= 2
+
+
+def test_a_grant_of_zero_is_a_failure_not_a_loop() -> None:
+    reg = make()
+    reg.start(0.0)
+    reg.receive(answer(sent(reg), 200, ("Contact", "<sip:alice@127.0.0.1:5062>;expires=0")), 0.1)
+    (event,) = reg.events_received()
+    assert isinstance(event, RegistrationFailed) and "no time" in event.reason
+    assert reg.requests_to_send() == [] and (reg.next_deadline() or 0) > 1.0

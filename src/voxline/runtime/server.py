@@ -477,6 +477,8 @@ class Runtime:
             config.register, config.register_password or self.secrets.get("VOXLINE_REGISTER_PASSWORD")
         )
         self.sip_auth = config.sip_auth or parse_sip_auth(self.secrets.get("VOXLINE_SIP_AUTH"))
+        if self.sip_auth and config.workers > 1:
+            raise ValueError("sip_auth: not available with --workers > 1 yet (run one process)")
         extra_secrets = [a.password for a in self.accounts] + list((self.sip_auth or {}).values())
         for secret in (config.token, config.twilio_auth_token, *self.secrets.values(), *extra_secrets):
             mask_secret(secret)

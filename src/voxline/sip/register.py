@@ -301,6 +301,10 @@ class Registration:
             return
         if 200 <= status < 300:
             granted = self._granted(resp, attempt.expires)
+            if granted < 1:
+                # Our binding removed in the answer to adding it: retrying at once would be a loop.
+                self._fail(resp, now, "the registrar granted no time (expires=0)")
+                return
             self._failures = 0
             self.granted = granted
             self.state = RegistrationState.REGISTERED
@@ -320,11 +324,11 @@ class Registration:
 
     # ------------------------------------------------------------------------------------ internals
 
-    def _fail(self, resp: SipResponse, now: float) -> None:
+    def _fail(self, resp: SipResponse, now: float, reason: str | None = None) -> None:
         status = resp.status
-        if status in (401, 407):
+        if reason is None and status in (401, 407):
             reason = "wrong credentials" if self.account.password else "credentials needed (no password set)"
-        else:
+        elif reason is None:
             reason = resp.reason or str(status)
         delay = min(self.retry_max_s, self.retry_base_s * 2**self._failures)
         delay *= 1 - 0.5 * self._rng.random()  # jitter: many accounts must not retry in step
