@@ -33,6 +33,13 @@ Calls that hold a slot for nothing end by themselves: an answer never ACKed at T
 New calls get ``503`` with ``Retry-After``: beyond ``SipConfig.max_calls`` (``rejected_over_limit``)
 and after ``stop_accepting()``, while a server drains (``rejected_draining``).
 
+After the allowlist, a new INVITE meets the per-source rate limit (``SipConfig.rate_limit``: a
+stateless ``503`` with ``Retry-After``, ``rejected_rate``; retransmissions are absorbed before it and
+cost nothing) and then digest authentication (``SipConfig.auth_users``: ``401`` challenge,
+``auth_challenges``; ``403``/``400``, ``rejected_auth``), both before anything of a call exists
+(``voxline.sip.access``). ``send_request`` sends a request outside any dialog (a REGISTER of
+``voxline.sip.register``) in a client transaction whose responses go to the caller's callback.
+
 Behind a SIP proxy (``SipConfig.trusted_proxies``): a request whose source is a trusted proxy has as
 its caller's address the one that proxy received it from, read from the Via below the proxy's own
 (``received`` and ``rport`` when the proxy added them, per RFC 3261 §18.2.1 and RFC 3581, else the
