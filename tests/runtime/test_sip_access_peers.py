@@ -5,6 +5,7 @@ server as the model: digest authentication of INVITEs (``sip_auth``) and the per
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -127,19 +128,23 @@ async def test_rate_limit_503_for_a_burst_other_source_unaffected(
     scenario_file = tmp_path / "busy.py"
     scenario_file.write_text(REJECTING)
     runtime = await start(
-        scenario_file, fake_openai.base_url, sip_rate_limit="1/s", sip_rate_burst=2, metrics="on",
+        scenario_file, fake_openai.base_url, sip_rate_limit="6/min", sip_rate_burst=2, metrics="on",
         http="127.0.0.1:0",
     )  # fmt: skip
     try:
         assert runtime.sip is not None
         target = f"127.0.0.1:{runtime.sip.port}"
-        # 10 INVITEs from 127.0.0.1 within ~0.2 s: 2 get through (486 from the scenario), the rest 503.
-        limited = scenario(tmp_path, "uac_refused.xml", STATUS="503", HEADER="Retry-After: *1")
+        # 10 INVITEs from 127.0.0.1 within ~0.2 s (a token comes back every 10 s: a slow machine
+        # changes nothing): 2 get through (486 from the scenario), the rest get 503.
+        limited = scenario(tmp_path, "uac_refused.xml", STATUS="503", HEADER="Retry-After: *10\\b")
         argv = sipp_argv(
             sipp, limited, target, "-s", "agent", "-r", "50", "-l", "10", "-p", str(free_udp_port()), calls=10
         )
         code, out = await run_peer(argv, tmp_path, 30)
         assert code != 0, out  # the calls that got through were answered 486, not 503
+        # sipp's count of calls that got the 503 with the Retry-After it checks for (its last screen).
+        successful = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+        assert successful and int(successful[-1]) == 8, out
         assert runtime.sip.stats["rejected_rate"] == 8, runtime.sip.stats
         # Meanwhile another source is not limited: its call reaches the scenario (486).
         other_dir = tmp_path / "other"
