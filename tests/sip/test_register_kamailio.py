@@ -341,7 +341,7 @@ async def test_baresip_calls_the_registered_user_through_kamailio(
         await until(lambda: any(isinstance(e, RegistrationSucceeded) for e in events), "registered")
         cfg, _, _ = baresip_config(tmp_path, 3000)
         dial = f"/dial sip:alice@{REGISTRAR}:{registrar.port}"
-        argv = [baresip, "-n", "127.0.0.1", "-f", str(cfg), "-e", dial, "-t", "4"]
+        argv = [baresip, "-n", "127.0.0.1", "-f", str(cfg), "-e", dial, "-t", "8"]  # its file ends the call
         peer = asyncio.create_task(run_peer(argv, tmp_path, 20))
         connection = await fake_openai.wait_for_session(timeout=10)
         _, out = await peer

@@ -16,6 +16,12 @@ Only websockets' documented Sans-I/O API is used (``receive_data``, ``receive_eo
 What the handshake answers (401/403/503 before the upgrade) comes from ``access``; text messages
 go to the socket's ``CarrierSession``. Messages over ``max_size`` close with 1009, text that is
 not UTF-8 with 1007 (checked here), a broken frame with 1002 (websockets' protocol does that).
+
+Once open, the bytes are cut into frames by ``wsframes.ClientFrames``: the ~50 media messages a
+second of each call (final masked text frames) are decoded there, a third of the cost of
+websockets' parser (``bench/ws_frame_cost.py``); every other frame reaches websockets' protocol
+whole, at a frame boundary, so its RFC 6455 checks and replies (pings, closes, fragments,
+1002/1009) stay its own. What a kick writes goes out in one ``transport.write``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from websockets.server import ServerProtocol
 
 from .access import Refusal
 from .media_socket import CarrierSession
+from .wsframes import ClientFrames
 
 __all__ = ["Handshake", "ServerConnection"]
 
@@ -42,6 +49,7 @@ Handshake = Callable[[Request, "ServerConnection"], "Refusal | Callable[[ServerC
 """Decides on a handshake request: a ``Refusal``, or what makes the session once the upgrade is sent."""
 
 _CLOSE_TIMEOUT_S = 2.0  # a peer that does not answer our close frame is cut off after this
+_MAX_HEAD = 65536  # a handshake head longer than this goes to websockets, which refuses it
 
 
 class ServerConnection(asyncio.Protocol):
@@ -61,6 +69,9 @@ class ServerConnection(asyncio.Protocol):
         on_closed: Callable[[ServerConnection], None] | None = None,
     ) -> None:
         self.protocol = ServerProtocol(max_size=max_size)
+        self._max_size = max_size
+        self._head: bytearray | None = bytearray()  # the handshake head, until it is complete
+        self._frames: ClientFrames | None = None  # once open: the stream cut into frames
         self.remote: str | None = None
         self.session: CarrierSession | None = None
         self._handshake = handshake
@@ -131,10 +142,56 @@ class ServerConnection(asyncio.Protocol):
         self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def data_received(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        self._process()
+        frames = self._frames
+        if frames is None:
+            self._received_other(data)
+            return
+        # The media path: text frames go to the session without websockets' parser (wsframes).
+        frames.feed(data)
+        protocol = self.protocol
+        while (item := frames.next(not self._fragments and protocol.state is State.OPEN)) is not None:
+            fast, payload = item
+            if not fast:
+                protocol.receive_data(payload)
+                self._process()
+                continue
+            try:
+                text = str(payload, "utf-8")
+            except UnicodeDecodeError:
+                protocol.fail(1007, "invalid UTF-8 in a text message")
+                continue
+            if self.session is not None:
+                self.session.receive_text(text)
+        self._flush()
+
+    def _received_other(self, data: bytes) -> None:
+        """Bytes before the socket is open: the handshake head goes to websockets alone, so that
+        frames a client sent too early start the frame stream at a frame boundary."""
+        head = self._head
+        if head is None:  # refused or failed handshake: websockets decides what is left
+            self.protocol.receive_data(data)
+            self._process()
+            return
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end < 0 and len(head) <= _MAX_HEAD:
+            return
+        cut = end + 4 if end >= 0 else len(head)
+        self._head = None
+        self.protocol.receive_data(bytes(head[:cut]))
+        self._process()  # an accepted upgrade opens self._frames
+        if len(head) > cut:
+            self.data_received(bytes(head[cut:]))
 
     def eof_received(self) -> None:
+        frames, self._frames = self._frames, None
+        if frames is not None:
+            rest = frames.rest()
+            if rest:
+                self.protocol.receive_data(rest)  # an incomplete frame: websockets reports it
+        elif self._head:
+            self.protocol.receive_data(bytes(self._head))
+        self._head = None
         self.protocol.receive_eof()
         self._process()
 
@@ -200,6 +257,7 @@ class ServerConnection(asyncio.Protocol):
         if response.status_code != 101:
             return  # not a valid upgrade: websockets answered it (400, 426), the connection ends
         self._flush()  # the 101 goes out before anything the session writes
+        self._frames = ClientFrames(self._max_size)
         self.session = decision(self)
         self._schedule_ping()
 
@@ -244,13 +302,19 @@ class ServerConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        for data in self.protocol.data_to_send():
+        chunks = self.protocol.data_to_send()
+        if chunks:
+            # One write for what a kick made (a playout batch: several media messages and a mark),
+            # so one send() rather than one per frame. An empty chunk is websockets' end of stream.
+            eof = b"" in chunks
+            data = b"".join(chunks[: chunks.index(b"")] if eof else chunks)
             if data:
                 transport.write(data)
-            elif transport.can_write_eof():
-                transport.write_eof()
-            else:
-                transport.close()
+            if eof:
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    transport.close()
         protocol = self.protocol
         if (
             protocol.state is not State.OPEN  # open: no close expected (the per-message case)

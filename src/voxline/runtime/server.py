@@ -39,10 +39,12 @@ from ..media.clock import AsyncioMediaClock
 from ..openai.events import RealtimeAPIEvents
 from ..openai.realtime import RealtimeAPIClient
 from ..sip.config import SipConfig
+from ..sip.crypto import parse_policy
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
 from ..sip.register import RegistrationEvent, RegistrationFailed, RegistrationSucceeded
 from ..sip.registrations import Registrations, resolve_registrar
+from ..sip.tls import SipTls
 from ..telemetry import TELEMETRY
 from .accounting import Accounting, otel_requested
 from .call import Call
@@ -213,6 +215,14 @@ class RuntimeConfig:
     # SIP proxies in front (Kamailio): their callers' addresses come from their Via headers, and
     # sip_allow checks those (see voxline.sip.core). None: no proxy is trusted.
     sip_trusted_proxy: tuple[str, ...] | None = None
+    # SIP over TLS (docs/sip.md "TLS and SRTP"): HOST:PORT of the TLS listener (None: none), its PEM
+    # certificate and key, the CA file outbound TLS calls trust (None: the system's), and the SRTP
+    # policy of calls: off / offer / require (None: offer on TLS, off on UDP and TCP).
+    sip_tls: str | None = None
+    sip_cert: str | None = None
+    sip_key: str | None = None
+    sip_tls_ca: str | None = None
+    srtp: str | None = None
     rtp_host: str | None = None
     max_calls: int = 100
     grace_s: float = 30.0
@@ -333,6 +343,7 @@ class RuntimeConfig:
             raise ValueError(f"sip_transports must be udp, tcp or both, not {self.sip_transports!r}")
         self.sip_allow = parse_sources(self.sip_allow)
         self.sip_trusted_proxy = parse_proxies(self.sip_trusted_proxy)
+        self._normalize_tls()
         # The same rule for HTTP proxies (X-Forwarded-* for Twilio signatures); none: ().
         self.http_trusted_proxies = parse_proxies(self.http_trusted_proxies, "http_trusted_proxies") or ()
         if self.rtp_host is not None:
@@ -342,8 +353,35 @@ class RuntimeConfig:
         self.rtp_ports = parse_port_range(self.rtp_ports)
         self.http_reuse_port = _flag("http_reuse_port", self.http_reuse_port)
         self._normalize_sip_access()
+        if self.sip_tls is not None and self.workers > 1:
+            raise ValueError(
+                "sip_tls: SIP over TLS runs in one process; it does not work with workers > 1 yet"
+            )
         self._check_exposure()
         self._normalize_metrics()
+
+    def _normalize_tls(self) -> None:
+        if isinstance(self.sip_tls, str) and self.sip_tls.strip().lower() in ("", "off", "none", "no"):
+            self.sip_tls = None
+        if self.srtp is not None:
+            self.srtp = parse_policy(self.srtp)
+        if self.sip_tls is None:
+            if self.sip_cert or self.sip_key:
+                raise ValueError("sip_cert / sip_key are for the TLS listener: give sip_tls HOST:PORT too")
+            self.sip_tls_settings()  # sip_tls_ca exists, or a ValueError names it
+            return
+        if self.sip is None:
+            raise ValueError("sip_tls needs the SIP listener (sip HOST:PORT) it runs beside")
+        parse_hostport(str(self.sip_tls), "sip_tls")
+        self.sip_tls_settings()  # the files exist, or a ValueError names the one that does not
+
+    def sip_tls_settings(self) -> SipTls:
+        """The ``SipTls`` of ``sip_tls`` / ``sip_cert`` / ``sip_key`` / ``sip_tls_ca``. Without
+        ``sip_tls`` there is no listener, but outbound ``sips:`` calls still work (verified)."""
+        if self.sip_tls is None:
+            return SipTls(port=None, ca_file=self.sip_tls_ca)
+        host, port = parse_hostport(self.sip_tls, "sip_tls")
+        return SipTls(host=host, port=port, cert=self.sip_cert, key=self.sip_key, ca_file=self.sip_tls_ca)
 
     def _normalize_sip_access(self) -> None:
         self.register = parse_register(self.register)
@@ -425,6 +463,14 @@ class RuntimeConfig:
                     f"sip: listening on {host} takes calls from the network, but only this machine may "
                     "call (the default sip_allow): give --sip-allow with your trunk's or PBX's addresses "
                     "(IPs or CIDRs), or --sip-allow any to take calls from anyone"
+                )
+        if self.sip_tls is not None:
+            host, _ = parse_hostport(self.sip_tls, "sip_tls")
+            if not is_loopback(host) and self.sip_allow == LOOPBACK_SOURCES:
+                raise ValueError(
+                    f"sip_tls: listening on {host} takes calls from the network, but only this machine "
+                    "may call (the default sip_allow): give --sip-allow with your trunk's or PBX's "
+                    "addresses (IPs or CIDRs), or --sip-allow any to take calls from anyone"
                 )
         if self.http is not None:
             host, _ = parse_hostport(self.http, "http")
@@ -582,13 +628,16 @@ class Runtime:
                 on_incoming_call=self._on_sip_call,
                 readiness=self.readiness.reason,  # OPTIONS: 200, or 503 with the reason
                 rtp_ports=cfg.rtp_ports,
+                tls=cfg.sip_tls_settings(),
+                srtp=parse_policy(cfg.srtp) if cfg.srtp is not None else None,
             )
             try:
                 await self.sip.start()
             except OSError as exc:
                 transports = "+".join(cfg.sip_transports)
+                where = f"{cfg.sip}" + (f" / TLS {cfg.sip_tls}" if cfg.sip_tls else "")
                 raise ListenError(
-                    f"cannot listen for SIP ({transports}) on {cfg.sip}: {_reason(exc)}"
+                    f"cannot listen for SIP ({transports}) on {where}: {_reason(exc)}"
                 ) from None
             log.info("SIP on %s:%d (%s)", host, self.sip.port, "+".join(cfg.sip_transports))
             if self.accounts:
@@ -596,6 +645,10 @@ class Runtime:
                     self.sip, self.accounts, on_event=self._on_registration, retry_base_s=cfg.register_retry_s
                 )
                 await self.registrations.start()
+            if self.sip.tls_port is not None:
+                log.info(
+                    "SIP TLS on %s:%d", parse_hostport(cfg.sip_tls or "", "sip_tls")[0], self.sip.tls_port
+                )
         if cfg.http:
             host, port = parse_hostport(cfg.http, "http")
             self.carriers = CarrierEndpoints(
