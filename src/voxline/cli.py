@@ -24,6 +24,9 @@ def _run(args: argparse.Namespace) -> int:
         "http": args.http,
         "sip_allow": args.sip_allow,
         "sip_trusted_proxy": args.sip_trusted_proxy,
+        "register": args.register,
+        "sip_auth": args.sip_auth,
+        "sip_rate_limit": args.sip_rate_limit,
         "sip_tls": args.sip_tls,
         "sip_cert": args.sip_cert,
         "sip_key": args.sip_key,
@@ -297,6 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDRS",
         help="SIP proxies in front (Kamailio): comma-separated IPs/CIDRs whose Via headers tell the "
         "caller's address, which --sip-allow then checks (default: none)",
+    )
+    run.add_argument(
+        "--register",
+        action="append",
+        metavar="SIP_URI",
+        help="register as sip:user@registrar[:port][;transport=tcp][;expires=N] (repeatable); the "
+        "password from VOXLINE_REGISTER_PASSWORD (environment or --secrets file) or [[run.register]]",
+    )
+    run.add_argument(
+        "--sip-auth",
+        metavar="USER:PASSWORD",
+        help="digest-authenticate new INVITEs against these users (comma-separated; better from "
+        "VOXLINE_SIP_AUTH in the environment or the --secrets file: a flag shows in ps)",
+    )
+    run.add_argument(
+        "--sip-rate-limit",
+        metavar="N/s",
+        help="new INVITEs a second per source before 503 (N/s, N/min, off; default: 5/s with "
+        "--sip-allow any, else off)",
     )
     run.add_argument(
         "--sip-tls",
