@@ -502,3 +502,26 @@ async def test_over_the_budget_the_summary_model_folds_the_oldest_turns(
         assert len(first.items) > len(second.items)
         server.assert_no_violations()
         client.close()
+
+
+async def test_a_young_session_costs_the_media_clock_nothing_until_it_is_old_enough(
+    server: FakeRealtimeServer, clock: VirtualMediaClock
+) -> None:
+    """The recycle looks for its moment on each tick only from the tick the session is old enough
+    (a one-off timer until then): no per-tick callback on the 20 ms path of every call."""
+    plain, _, _ = await connect(server, clock)
+    per_call = clock.subscriber_count  # a call and a client without recycle
+    client, _call, _first = await connect(server, clock, max_session_duration_s=60)
+    baseline = 2 * per_call
+    rec = Recorder(client, E.SessionRecycled)
+    await asyncio.sleep(0.05)  # the session's age counts from its delivery's start, a loop turn on
+    assert clock.subscriber_count == baseline
+    clock.advance(60_000 - 40)
+    assert clock.subscriber_count == baseline  # two ticks before the limit: still nothing
+    clock.advance(20)
+    assert clock.subscriber_count == baseline + 1  # looking, from the tick before the limit
+    clock.advance(20)
+    await rec.count(E.SessionRecycled, 1)
+    assert clock.subscriber_count == baseline  # the new session is young again
+    client.close()
+    plain.close()

@@ -127,6 +127,11 @@ class MediaClock(ABC):
     def now_ms(self) -> int:
         """The current time on the clock's timeline, in milliseconds."""
 
+    @abstractmethod
+    def call_at(self, time_ms: int, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, when the clock reaches ``time_ms`` (a one-off timer on the clock's
+        timeline, for what need not run every tick)."""
+
     def media_time_ms(self) -> int:
         """The time media produced now belongs to: inside a tick, that tick's time (after a stall
         the clock runs late ticks back to back, each with its own time); between ticks, now."""
@@ -300,6 +305,9 @@ class AsyncioMediaClock(MediaClock):
 
     def now_ms(self) -> int:
         return round(self._loop.time() * 1000) - self._t0_ms
+
+    def call_at(self, time_ms: int, callback: Callable[[], None]) -> None:
+        self._loop.call_at((self._t0_ms + time_ms) / 1000, callback)
 
     def _first_tick(self, phase_ms: int) -> int:
         # The first tick of the phase's grid that is not in the past, and never one already run.

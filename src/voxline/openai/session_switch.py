@@ -93,6 +93,7 @@ class SessionSwitching:
         self._switch_task: asyncio.Task[None] | None = None
         self._session_started_ms = 0
         self._recycle_subscription: ClockSubscription | None = None
+        self._recycle_timer = 0  # which session's "old enough" timer counts (older ones are stale)
         self._recycle_not_before_ms = 0
         self._summary_task: asyncio.Task[None] | None = None
         self._summary_off = params.summary_model is None
@@ -111,11 +112,29 @@ class SessionSwitching:
         return self._clock or AsyncioMediaClock.for_loop()
 
     def _session_opened(self) -> None:
-        """A session (the first or a new one) is the client's now: its age counts from here."""
+        """A session (the first or a new one) is the client's now: its age counts from here. The
+        safe moment is looked for on each tick only once the session is old enough (a timer until
+        then: nothing on the 20 ms path of a young session)."""
         clock = self._session_clock()
         self._session_started_ms = clock.now_ms()
-        if self._params.max_session_duration_s is not None and self._recycle_subscription is None:
-            self._recycle_subscription = clock.subscribe(self._recycle_tick)
+        self._stop_recycle_ticks()
+        limit = self._params.max_session_duration_s
+        if limit is not None:
+            self._recycle_timer += 1
+            timer = self._recycle_timer
+            # A tick early, so the tick at which the session is old enough already looks.
+            due = self._session_started_ms + max(0, round(limit * 1000) - clock.tick_ms)
+            clock.call_at(due, lambda: self._recycle_due(timer))
+
+    def _recycle_due(self, timer: int) -> None:
+        if timer == self._recycle_timer and not self._closed and self._recycle_subscription is None:
+            # Before the tick's media (order -1): a switch begun on this tick holds its frames too.
+            self._recycle_subscription = self._session_clock().subscribe(self._recycle_tick, order=-1)
+
+    def _stop_recycle_ticks(self) -> None:
+        if self._recycle_subscription is not None:
+            self._session_clock().unsubscribe(self._recycle_subscription)
+            self._recycle_subscription = None
 
     def _hold(self, text: str) -> bool:
         """True when a switch is under way: the frame waits for the new session."""
@@ -167,9 +186,8 @@ class SessionSwitching:
 
     def _stop_switching(self) -> None:
         """The client closes: no switch, no timer, no summary any more."""
-        if self._recycle_subscription is not None:
-            self._session_clock().unsubscribe(self._recycle_subscription)
-            self._recycle_subscription = None
+        self._recycle_timer += 1  # a pending timer finds itself stale
+        self._stop_recycle_ticks()
         for task in (self._switch_task, self._summary_task):
             if task is not None:
                 task.cancel()
