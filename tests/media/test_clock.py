@@ -271,3 +271,14 @@ def test_asyncio_clock_late_wakeup_runs_due_ticks_of_all_phases_in_time_order() 
     clock.subscribe(order.append, phase_ms=10)
     loop.fire_next(lateness=0.045)  # due at 10; runs at 55: 10, 20, 30, 40, 50 are all due
     assert order == [10, 20, 30, 40, 50]
+
+
+def test_asyncio_clock_call_at_runs_once_at_that_time_on_the_clocks_timeline() -> None:
+    loop = FakeLoop()
+    clock = AsyncioMediaClock(loop)  # type: ignore[arg-type]
+    ran: list[int] = []
+    clock.call_at(clock.now_ms() + 1_000, lambda: ran.append(clock.now_ms()))
+    while not ran:
+        loop.fire_next()
+    assert ran == [1_000]
+    assert not loop.live()  # one-off: nothing left scheduled, no tick subscribers either
