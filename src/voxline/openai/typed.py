@@ -1,0 +1,154 @@
+"""Static types for the scenario-facing API: the factories' keyword arguments, the event names a
+client accepts, and the payloads of the media events.
+
+Keyword arguments are ``TypedDict`` s used with ``Unpack``, so mypy and editors flag a misspelt
+parameter (``modle=``) where the runtime would raise ``TypeError`` (the reference's camelCase spellings
+are accepted too, as a porting aid). A string event name must be one of the ``Literal`` s below (the
+provider's event type, or the constant's value); anything else is a type error, and raises
+``ValueError`` naming the closest constant at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, TypedDict
+
+from ..media.clock import MediaClock
+from .events import Events, RealtimeAPIClientType
+
+__all__ = [
+    "ChatCompletionsAPIClientOptions",
+    "ClientOptions",
+    "MediaEndedEvent",
+    "MediaStartedEvent",
+    "RealtimeAPIClientOptions",
+    "RealtimeEventType",
+    "ResponsesAPIClientOptions",
+]
+
+
+class ClientOptions(TypedDict, total=False):
+    """What every factory takes (``api_key`` is required, here or in the parameters object)."""
+
+    api_key: str
+    base_url: str
+    statistics: bool
+    trace: bool
+    privacy: bool
+    # The reference's spellings.
+    apiKey: str
+    baseUrl: str
+
+
+class RealtimeAPIClientOptions(ClientOptions, total=False):
+    """Keyword arguments of :func:`~voxline.openai.create_realtime_api_client`."""
+
+    model: str
+    type: RealtimeAPIClientType | Literal["realtime", "transcription"]
+    on_web_socket_close: Callable[[dict[str, Any]], Any] | None
+    auto_truncate: bool
+    server_silence_timeout_s: float | None
+    media_clock: MediaClock | None
+    onWebSocketClose: Callable[[dict[str, Any]], Any] | None
+    autoTruncate: bool
+
+
+class ResponsesAPIClientOptions(ClientOptions, total=False):
+    """Keyword arguments of :func:`~voxline.openai.create_responses_api_client`."""
+
+    store_context: bool
+    project: str | None
+    storeContext: bool
+
+
+class ChatCompletionsAPIClientOptions(ResponsesAPIClientOptions, total=False):
+    """Keyword arguments of :func:`~voxline.openai.create_chat_completions_api_client`."""
+
+    summary_model: str
+    summary_prompt: str
+    summaryModel: str
+    summaryPrompt: str
+
+
+# The Realtime server's event types a listener may be registered by (tests/openai/test_typed.py
+# checks this list against REALTIME_SERVER_TYPES).
+RealtimeEventType = Literal[
+    "error",
+    "session.created",
+    "session.updated",
+    "conversation.item.added",
+    "conversation.item.done",
+    "conversation.item.retrieved",
+    "conversation.item.input_audio_transcription.completed",
+    "conversation.item.input_audio_transcription.delta",
+    "conversation.item.input_audio_transcription.segment",
+    "conversation.item.input_audio_transcription.failed",
+    "conversation.item.truncated",
+    "conversation.item.deleted",
+    "input_audio_buffer.committed",
+    "input_audio_buffer.cleared",
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "input_audio_buffer.timeout_triggered",
+    "response.created",
+    "response.done",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.output_audio_transcript.delta",
+    "response.output_audio_transcript.done",
+    "response.output_audio.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.mcp_call_arguments.delta",
+    "response.mcp_call_arguments.done",
+    "response.mcp_call.in_progress",
+    "response.mcp_call.completed",
+    "response.mcp_call.failed",
+    "mcp_list_tools.in_progress",
+    "mcp_list_tools.completed",
+    "mcp_list_tools.failed",
+    "rate_limits.updated",
+    "conversation.item.created",
+    "response.text.delta",
+    "response.text.done",
+    "response.audio_transcript.delta",
+    "response.audio_transcript.done",
+    "response.audio.done",
+    "transcription_session.created",
+    "transcription_session.updated",
+]
+
+
+class MediaStartedEvent(Protocol):
+    """``Events.WebSocketMediaStarted``: the model's audio began to play to the media sinks."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def client(self) -> Any: ...
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def encoding(self) -> str | None: ...
+    @property
+    def custom_parameters(self) -> dict[str, str] | None: ...
+
+
+class MediaEndedEvent(Protocol):
+    """``Events.WebSocketMediaEnded``: the played audio ran out; ``media_info["duration"]`` in s."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def client(self) -> Any: ...
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def media_info(self) -> dict[str, Any] | None: ...
+
+
+MEDIA_EVENTS = (Events.WebSocketMediaStarted, Events.WebSocketMediaEnded)
