@@ -104,10 +104,13 @@ def events_table() -> str:
     for enum in (AppEvents, CallEvents, *ALL_EVENT_ENUMS):
         prefix = "" if enum in (AppEvents, CallEvents) else "OpenAI."
         out += [f"### {prefix}{enum.__name__}", ""]
-        out += ["| Reference constant | voxline (Python) | Value | Provider event type |", "| --- | --- | --- | --- |"]
+        out += [
+            "| Reference constant | voxline (Python) | Value | Provider event type |",
+            "| --- | --- | --- | --- |",
+        ]
         for member in enum:
             python = f"`{prefix}{enum.__name__}.{member.name}`"
-            reference = "(voxline's own)" if member in ADDITIONS else f"`{prefix}{enum.__name__}.{member.name}`"
+            reference = "(voxline's own)" if member in ADDITIONS else python
             wires = ", ".join(f"`{w}`" for w in provider.get(str(member), []))
             out.append(f"| {reference} | {python} | `{member.value}` | {wires} |")
         out.append("")
