@@ -110,7 +110,9 @@ def events_table() -> str:
         ]
         for member in enum:
             python = f"`{prefix}{enum.__name__}.{member.name}`"
-            reference = "(voxline's own)" if member in ADDITIONS else python
+            # voxline's own constants: the OpenAI additions and the call's quality record.
+            own = member in ADDITIONS or member is CallEvents.QualityRecord
+            reference = "(voxline's own)" if own else python
             wires = ", ".join(f"`{w}`" for w in provider.get(str(member), []))
             out.append(f"| {reference} | {python} | `{member.value}` | {wires} |")
         out.append("")
