@@ -1,9 +1,12 @@
 """Tests of agent.py with voxline's pytest plugin only (its fixtures; no conftest): a Twilio call with
-a tool call, a SIP call with a barge-in, a VoxEngine WebSocket call. Real sockets on 127.0.0.1; the
-model is voxline's fake Realtime server, scripted per test. The callers speak with espeak-ng."""
+a tool call, a SIP call with a barge-in, a VoxEngine WebSocket call, and what a caller heard,
+transcribed. Real sockets on 127.0.0.1; the model is voxline's fake Realtime server, scripted per
+test. The callers speak with espeak-ng."""
 
 import json
 from pathlib import Path
+
+import pytest
 
 from voxline.audio.tone import tone
 from voxline.testing import FunctionCall, ScriptedResponse
@@ -55,3 +58,21 @@ async def test_voxengine_websocket_caller_hears_the_greeting(
     model.assert_received("session.update")
     model.assert_not_truncated()
     assert heard.voiced_ms >= 500
+
+
+async def test_the_caller_hears_the_answer_and_it_is_transcribed(
+    voxline_realtime, voxline_runtime, voxline_caller, voxline_conversation
+):
+    # With the offline parts installed (voxline[local]: pocketsphinx), what the caller heard is
+    # transcribed: the model's scripted speech went through the phone line and back to words.
+    asr = pytest.importorskip("voxline.local.asr")
+    from voxline.testing.harness import speech_pcm
+
+    voxline_realtime.script(
+        ScriptedResponse(text="Your order has shipped.", audio=speech_pcm("your order has shipped"))
+    )
+    rt = await voxline_runtime(AGENT, http=False)
+    heard = await voxline_caller.sip(rt, audio=b"\xff" * 8000, linger_ms=2500)
+    recognizer = asr.Recognizer.from_phrases(["your order has shipped", "hello", "goodbye"], input_rate=8000)
+    assert recognizer.recognize(heard.pcm()).phrase == "your order has shipped"
+    (await voxline_conversation()).assert_not_truncated()

@@ -32,8 +32,8 @@ def test_the_sample_user_project_passes_with_the_plugin_fixtures() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = [line for line in result.stdout.splitlines() if line.startswith("PASSED")]
-    assert len(passed) == 3, result.stdout
-    for name in ("twilio_caller", "sip_caller_barges_in", "voxengine_websocket"):
+    assert len(passed) == 4, result.stdout
+    for name in ("twilio_caller", "sip_caller_barges_in", "voxengine_websocket", "transcribed"):
         assert any(name in line for line in passed), result.stdout
 
 

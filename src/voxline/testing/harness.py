@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from voxline.audio import Frame
-from voxline.audio.g711 import ulaw_encode
+from voxline.audio.g711 import ulaw_decode, ulaw_encode
 from voxline.audio.resample import Resampler
 from voxline.audio.wav import read_wav
 from voxline.realtime_server.server import RealtimeConnection, RealtimeServer
@@ -42,6 +42,7 @@ __all__ = [
     "running",
     "sip_call",
     "speech",
+    "speech_pcm",
     "twilio_call",
     "voxengine_call",
     "wav_ulaw",
@@ -127,9 +128,10 @@ async def running(
 # -- what the callers say ----------------------------------------------------------------------------------
 
 
-def speech(text: str, *, pause_before_ms: int = 0, voice: str | None = None) -> bytes:
-    """``text`` spoken by espeak-ng, as μ-law 8 kHz (what a phone line carries); raises
-    ``RuntimeError`` naming the Debian package when espeak-ng is missing."""
+def speech_pcm(text: str, *, rate: int = 24000, voice: str | None = None) -> bytes:
+    """``text`` spoken by espeak-ng, as PCM16 mono at ``rate`` (24 kHz: what the model sends, for
+    ``ScriptedResponse(audio=...)``); raises ``RuntimeError`` naming the Debian package when
+    espeak-ng is missing."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise RuntimeError("speech() needs espeak-ng: apt-get install espeak-ng")
@@ -137,19 +139,28 @@ def speech(text: str, *, pause_before_ms: int = 0, voice: str | None = None) -> 
         out = Path(tmp) / "say.wav"
         argv = [espeak, "-w", str(out), *(["-v", voice] if voice else []), text]
         subprocess.run(argv, check=True, capture_output=True, timeout=30)
-        return SILENCE * (8 * pause_before_ms) + wav_ulaw(out)
+        return _wav_pcm(out, rate)
+
+
+def speech(text: str, *, pause_before_ms: int = 0, voice: str | None = None) -> bytes:
+    """``text`` spoken by espeak-ng, as μ-law 8 kHz (what a phone line carries), after
+    ``pause_before_ms`` of line silence."""
+    return SILENCE * (8 * pause_before_ms) + ulaw_encode(speech_pcm(text, rate=8000, voice=voice))
+
+
+def _wav_pcm(path: str | Path, rate: int) -> bytes:
+    wav = read_wav(path)
+    if wav.channels != 1:
+        raise ValueError(f"{path}: the WAV file must be mono, not {wav.channels} channels")
+    if wav.rate == rate:
+        return wav.pcm
+    resampler = Resampler(wav.rate, rate)
+    return resampler.process(wav.pcm) + resampler.flush()
 
 
 def wav_ulaw(path: str | Path) -> bytes:
     """A mono WAV file as μ-law 8 kHz."""
-    wav = read_wav(path)
-    if wav.channels != 1:
-        raise ValueError(f"{path}: the WAV file must be mono, not {wav.channels} channels")
-    pcm = wav.pcm
-    if wav.rate != 8000:
-        resampler = Resampler(wav.rate, 8000)
-        pcm = resampler.process(pcm) + resampler.flush()
-    return ulaw_encode(pcm)
+    return ulaw_encode(_wav_pcm(path, 8000))
 
 
 def _audio(say: str | None, wav: str | Path | None, audio: bytes | None, pause_before_ms: int) -> bytes:
@@ -182,6 +193,10 @@ class Heard:
     def voiced_ms(self) -> float:
         """Milliseconds of the audio that are not line silence."""
         return sum(1 for b in self.audio if b not in (0xFF, 0x7F)) / 8
+
+    def pcm(self) -> bytes:
+        """The audio as PCM16 8 kHz: for a recogniser (``voxline.local.asr``), a WAV file, a check."""
+        return ulaw_decode(self.audio)
 
 
 async def twilio_call(
