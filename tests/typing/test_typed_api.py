@@ -14,8 +14,14 @@ import pytest
 
 from voxline import AppEvents, CallEvents, OpenAI
 from voxline.eventtarget import EventTarget
-from voxline.openai.events import REALTIME_SERVER_TYPES, Events, RealtimeAPIEvents
-from voxline.openai.typed import RealtimeEventType
+from voxline.openai.events import (
+    CHAT_COMPLETIONS_TYPES,
+    REALTIME_SERVER_TYPES,
+    RESPONSES_SERVER_TYPES,
+    Events,
+    RealtimeAPIEvents,
+)
+from voxline.openai.typed import ChatCompletionsEventType, RealtimeEventType, ResponsesEventType
 from voxline.runtime.event_types import AppEventName, CallEventName
 from voxline.testing import FakeRealtimeServer, FunctionCall, ScriptedResponse
 
@@ -59,6 +65,8 @@ def test_mypy_accepts_the_correct_scenario() -> None:
 
 def test_the_literal_names_are_the_enums() -> None:
     assert set(typing.get_args(RealtimeEventType)) == set(REALTIME_SERVER_TYPES)
+    assert set(typing.get_args(ResponsesEventType)) == set(RESPONSES_SERVER_TYPES)
+    assert set(typing.get_args(ChatCompletionsEventType)) == set(CHAT_COMPLETIONS_TYPES)
     assert set(typing.get_args(AppEventName)) == {str(e) for e in AppEvents}
     assert set(typing.get_args(CallEventName)) == {str(e) for e in CallEvents}
 

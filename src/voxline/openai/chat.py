@@ -107,7 +107,10 @@ from .params import ChatCompletionsAPIClientParameters, build_parameters
 from .sse import SSEEvent
 
 if TYPE_CHECKING:
-    from .typed import ChatCompletionsAPIClientOptions
+    from collections.abc import Callable
+
+    from ..eventtarget import Event
+    from .typed import ChatCompletionsAPIClientOptions, ChatCompletionsEventType
 
 # The stream accumulator (chat_stream) and the stored context (chat_context) are sans-I/O modules of
 # their own; their names stay importable from here.
@@ -155,6 +158,12 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
     _connector_event = E.ConnectorInformation.value
     _event_aliases = MappingProxyType({k: v.value for k, v in CHAT_COMPLETIONS_TYPES.items()})
     _event_enums = (ChatCompletionsAPIEvents,)
+
+    if TYPE_CHECKING:
+        # For mypy (voxline.openai.typed): a constant or a provider event type, nothing else.
+        def add_event_listener(  # type: ignore[override]
+            self, event: ChatCompletionsAPIEvents | ChatCompletionsEventType, callback: Callable[[Event], Any]
+        ) -> None: ...
 
     def __init__(
         self,

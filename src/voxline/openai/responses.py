@@ -61,7 +61,10 @@ from .params import ResponsesAPIClientParameters, build_parameters
 from .sse import SSEEvent
 
 if TYPE_CHECKING:
-    from .typed import ResponsesAPIClientOptions
+    from collections.abc import Callable
+
+    from ..eventtarget import Event
+    from .typed import ResponsesAPIClientOptions, ResponsesEventType
 
 R = ResponsesAPIEvents
 TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -143,6 +146,12 @@ class ResponsesAPIClient(StreamingHTTPClient):
     _connector_event = R.ConnectorInformation.value
     _event_aliases = MappingProxyType({k: v.value for k, v in RESPONSES_SERVER_TYPES.items()})
     _event_enums = (ResponsesAPIEvents,)
+
+    if TYPE_CHECKING:
+        # For mypy (voxline.openai.typed): a constant or a provider event type, nothing else.
+        def add_event_listener(  # type: ignore[override]
+            self, event: ResponsesAPIEvents | ResponsesEventType, callback: Callable[[Event], Any]
+        ) -> None: ...
 
     def __init__(
         self,

@@ -18,12 +18,14 @@ from .events import Events, RealtimeAPIClientType
 
 __all__ = [
     "ChatCompletionsAPIClientOptions",
+    "ChatCompletionsEventType",
     "ClientOptions",
     "MediaEndedEvent",
     "MediaStartedEvent",
     "RealtimeAPIClientOptions",
     "RealtimeEventType",
     "ResponsesAPIClientOptions",
+    "ResponsesEventType",
 ]
 
 
@@ -120,6 +122,75 @@ RealtimeEventType = Literal[
     "response.audio.done",
     "transcription_session.created",
     "transcription_session.updated",
+]
+
+# The Responses API's streaming event types (checked against RESPONSES_SERVER_TYPES).
+ResponsesEventType = Literal[
+    "response.code_interpreter_call_code.delta",
+    "response.code_interpreter_call_code.done",
+    "response.code_interpreter_call.completed",
+    "response.code_interpreter_call.in_progress",
+    "response.code_interpreter_call.interpreting",
+    "response.completed",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.created",
+    "error",
+    "response.file_search_call.completed",
+    "response.file_search_call.in_progress",
+    "response.file_search_call.searching",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.in_progress",
+    "response.failed",
+    "response.incomplete",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_text.delta",
+    "response.reasoning_text.done",
+    "response.refusal.delta",
+    "response.refusal.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.web_search_call.completed",
+    "response.web_search_call.in_progress",
+    "response.web_search_call.searching",
+    "response.image_generation_call.completed",
+    "response.image_generation_call.generating",
+    "response.image_generation_call.in_progress",
+    "response.image_generation_call.partial_image",
+    "response.mcp_call_arguments.delta",
+    "response.mcp_call_arguments.done",
+    "response.mcp_call.completed",
+    "response.mcp_call.failed",
+    "response.mcp_call.in_progress",
+    "response.mcp_list_tools.completed",
+    "response.mcp_list_tools.failed",
+    "response.mcp_list_tools.in_progress",
+    "response.output_text.annotation.added",
+    "response.queued",
+    "response.custom_tool_call_input.delta",
+    "response.custom_tool_call_input.done",
+]
+
+# The chat stream helper's event names (checked against CHAT_COMPLETIONS_TYPES).
+ChatCompletionsEventType = Literal[
+    "chunk",
+    "content",
+    "content.delta",
+    "content.done",
+    "refusal.delta",
+    "refusal.done",
+    "tool_calls.function.arguments.delta",
+    "tool_calls.function.arguments.done",
+    "logprobs.content.delta",
+    "logprobs.content.done",
+    "logprobs.refusal.delta",
+    "logprobs.refusal.done",
 ]
 
 
