@@ -169,6 +169,17 @@ def test_every_reference_method_is_in_the_mapping_with_a_python_spelling_that_ex
         assert callable(getattr(OpenAI, python.group(1)))
 
 
+def test_every_reference_class_is_in_the_mapping_and_exists() -> None:
+    from voxline import OpenAI
+
+    names = set(re.findall(r"OpenAI\.(Events|[A-Z]\w*(?:APIClient|Events|APIClientType))\b", reference()))
+    assert {"RealtimeAPIClient", "ChatCompletionsAPIClient", "ResponsesAPIClient", "Events"} <= names
+    table = mapping_markdown().split("## Classes", 1)[1].split("## Factories", 1)[0]
+    for name in names:
+        assert f"`OpenAI.{name}`" in table, f"OpenAI.{name} is not in the classes table of docs/mapping.md"
+        assert getattr(OpenAI, name)
+
+
 def test_every_reference_parameter_is_in_the_mapping() -> None:
     seed = reference()
     types_section = seed[seed.index("## Parameter types") : seed.index("## Client methods")]
