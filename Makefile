@@ -4,7 +4,7 @@ PIPECAT_VENV ?= bench/.venv-pipecat
 PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 PIPECAT_VERSION ?= 1.14.0
 
-.PHONY: bench bench-quick bench-metrics bench-voxline bench-workers bench-setup
+.PHONY: bench bench-quick bench-metrics bench-srtp bench-voxline bench-workers bench-setup
 
 # Pipecat in its own virtualenv (it pins its own websockets, numpy ... versions).
 $(PIPECAT_VENV)/bin/python:
@@ -31,6 +31,10 @@ bench-metrics:
 # voxline run --workers 1 and --workers 2 side by side, with the 16-core estimate.
 bench-workers:
 	$(PYTHON) bench/run.py --only voxline-twilio-g711-workers1,voxline-twilio-g711-workers2,voxline-rtp-g711-workers1,voxline-rtp-g711-workers2 --keep-going $(BENCH_ARGS)
+
+# SIP/RTP G.711 calls with plain RTP and with SRTP (SDES, AES_CM_128_HMAC_SHA1_80), side by side.
+bench-srtp:
+	$(PYTHON) bench/run.py --only voxline-rtp-g711,voxline-rtp-g711-srtp --steps 10,25,50 --keep-going $(BENCH_ARGS)
 
 bench-voxline:
 	$(PYTHON) bench/run.py --only voxline-twilio-g711,voxline-twilio-pcm24k,voxline-rtp-g711,voxline-rtp-pcm24k $(BENCH_ARGS)

@@ -337,6 +337,23 @@ class RtpCaller(Caller):
         self.rx_ssrc: int | None = None
         self.rx_seq = 0
         self.rx_ts0 = 0
+        # --srtp: SDES keys (RTP/SAVP, AES_CM_128_HMAC_SHA1_80), one libsrtp session per direction.
+        self.srtp_key = os.urandom(30)
+        self.srtp_tx: Any = None
+        self.srtp_rx: Any = None
+
+    def start_srtp(self, answer_sdp: str) -> None:
+        import pylibsrtp
+
+        for line in answer_sdp.splitlines():
+            if line.startswith("a=crypto:") and "AES_CM_128_HMAC_SHA1_80" in line:
+                their_key = base64.b64decode(line.split("inline:", 1)[1].split("|")[0].strip())
+                break
+        else:
+            raise RuntimeError("the SRTP answer has no AES_CM_128_HMAC_SHA1_80 key")
+        policy = pylibsrtp.Policy
+        self.srtp_tx = pylibsrtp.Session(policy(key=self.srtp_key, ssrc_type=policy.SSRC_ANY_OUTBOUND))
+        self.srtp_rx = pylibsrtp.Session(policy(key=their_key, ssrc_type=policy.SSRC_ANY_INBOUND))
 
     async def open_rtp(self, stats: Stats) -> int:
         loop = asyncio.get_running_loop()
@@ -350,6 +367,12 @@ class RtpCaller(Caller):
     def on_rtp(self, data: bytes, stats: Stats) -> None:
         if len(data) < 12:
             return
+        if self.srtp_rx is not None:
+            try:
+                data = self.srtp_rx.unprotect(data)
+            except Exception:
+                self.errors.append("SRTP unprotect failed")
+                return
         now = time.monotonic_ns()
         _, _, seq, ts, ssrc = struct.unpack_from("!BBHII", data)
         payload = data[12:]
@@ -379,14 +402,17 @@ class RtpCaller(Caller):
         packet = struct.pack("!BBHII", 0x80, 0, self.seq, self.ts, self.ssrc) + payload
         if onset:
             self.onsets.append(time.monotonic_ns())
+        if self.srtp_tx is not None:
+            packet = self.srtp_tx.protect(packet)
         self.transport.sendto(packet, self.remote)
 
 
 class SipClient(asyncio.DatagramProtocol):
     """One SIP socket per process: sends INVITE/ACK/BYE for its callers, answers requests with 200."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], srtp: bool = False) -> None:
         self.target = target
+        self.srtp = srtp
         self.calls: dict[str, RtpCaller] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -401,10 +427,14 @@ class SipClient(asyncio.DatagramProtocol):
     def invite(self, caller: RtpCaller, rtp_port: int) -> None:
         assert self.transport is not None
         self.calls[caller.call_id] = caller
+        proto = "RTP/SAVP" if self.srtp else "RTP/AVP"
         sdp = (
             f"v=0\r\no=- {caller.index} 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+            f"m=audio {rtp_port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
         )
+        if self.srtp:
+            key = base64.b64encode(caller.srtp_key).decode()
+            sdp += f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
         host, port = self.target
         msg = (
             f"INVITE sip:bench@{host}:{port} SIP/2.0\r\n{self._via()}\r\nMax-Forwards: 70\r\n"
@@ -502,7 +532,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         host, _, port = args.target.rpartition(":")
         target = (host, int(port))
         _, sip_proto = await loop.create_datagram_endpoint(
-            lambda: SipClient(target), local_addr=("127.0.0.1", 0)
+            lambda: SipClient(target, args.srtp), local_addr=("127.0.0.1", 0)
         )
         sip = sip_proto
 
@@ -518,6 +548,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 sip.invite(caller, port)
                 body = await asyncio.wait_for(caller.answered, 10)
                 caller.remote = parse_sdp_audio(body)
+                if args.srtp:
+                    caller.start_srtp(body)
                 caller.connected_ns = time.monotonic_ns()
                 caller.active = True
         except Exception as exc:
@@ -591,6 +623,7 @@ def main() -> None:
     parser.add_argument("--measure-ns", type=int, required=True)
     parser.add_argument("--end-ns", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--srtp", action="store_true", help="rtp: SRTP with SDES keys (RTP/SAVP)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A load generator, not the system under test: no collector pauses in the middle of a step.

@@ -288,6 +288,33 @@ def metrics_table(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def srtp_table(report: dict[str, Any]) -> list[str]:
+    """CPU per call-minute of SIP/RTP calls with plain RTP and with SRTP, at every N both ran."""
+    by = {e["name"]: e for e in report["configs"]}
+    plain, srtp = by.get("voxline-rtp-g711"), by.get("voxline-rtp-g711-srtp")
+    if not plain or not srtp:
+        return []
+    lines = []
+    srtp_steps = {s["n"]: s for s in srtp["steps"]}
+    for s in plain["steps"]:
+        o = srtp_steps.get(s["n"])
+        if o is None:
+            continue
+        a, b = s["cpu_s_per_call_minute"], o["cpu_s_per_call_minute"]
+        lines.append(
+            f"| {s['n']} | {_num(a, '.3f')} | {_num(b, '.3f')} | {_ratio(b, a, 3)} | "
+            f"{_pair(s['up_ms'])} / {_pair(o['up_ms'])} | {_pair(s['down_ms'])} / {_pair(o['down_ms'])} |"
+        )
+    if not lines:
+        return []
+    return [
+        "| N | CPU s per call-minute, plain RTP | SRTP | SRTP ÷ plain | caller → model p50 / p99 (ms), "
+        "plain / SRTP | model → caller p50 / p99 (ms), plain / SRTP |",
+        "|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
 def gc_table(report: dict[str, Any]) -> list[str]:
     by = {e["name"]: e for e in report["configs"]}
     shipped, frozen = by.get("voxline-twilio-g711"), by.get("voxline-twilio-g711-gcfreeze")
@@ -350,6 +377,9 @@ def render(report: dict[str, Any]) -> str:
     metrics = metrics_table(report)
     if metrics:
         lines += ["", "### Metrics on / off (G.711 paths, same run)", "", *metrics]
+    srtp = srtp_table(report)
+    if srtp:
+        lines += ["", "### SRTP / plain RTP (SIP, G.711, same run)", "", *srtp]
     workers = workers_table(report)
     if workers:
         lines += ["", "### Workers: `--workers 1` and `--workers 2` (same run)", "", *workers]

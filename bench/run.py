@@ -134,6 +134,7 @@ class Config:
     label: str = ""
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 0  # voxline run --workers N (0: the flag not given)
+    srtp: bool = False  # rtp: SRTP (SDES, AES_CM_128_HMAC_SHA1_80) between the callers and voxline
 
 
 @dataclass
@@ -202,6 +203,8 @@ def run_step(
         ]
         if cfg.workers:
             cmd += ["--workers", str(cfg.workers)]
+        if cfg.srtp:
+            cmd += ["--srtp", "require"]
         sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
     elif cfg.bridge == "passthrough":
         cmd = [PY, str(BENCH / "passthrough_bridge.py"), "--port", str(http_port)]
@@ -239,6 +242,8 @@ def run_step(
             cmd += ["--count", str(count), "--first-index", str(first), "--total", str(n), "--prefix", "c"]
             cmd += ["--start-ns", str(start), "--ramp-s", str(ramp), "--measure-ns", str(measure)]
             cmd += ["--end-ns", str(end), "--out", str(out)]
+            if cfg.srtp:
+                cmd.append("--srtp")
             callers.append(subprocess.Popen(cmd, cwd=ROOT, preexec_fn=_niced(args.nice, args.rt)))
             first += count
         time.sleep(max(0.0, (measure - time.monotonic_ns()) / 1e9))
@@ -564,6 +569,16 @@ def configs(args: argparse.Namespace) -> list[Config]:
             steps,
             "voxline, SIP/RTP callers, G.711 pass-through, metrics off",
             {"VOXLINE_METRICS": "off"},
+        ),
+        # The same path with SRTP (SDES keys, AES_CM_128_HMAC_SHA1_80) both ways: what encryption costs.
+        Config(
+            "voxline-rtp-g711-srtp",
+            "voxline",
+            "rtp",
+            "g711",
+            steps,
+            "voxline, SIP/RTP callers, G.711 pass-through, SRTP",
+            srtp=True,
         ),
         Config(
             "voxline-rtp-pcm24k", "voxline", "rtp", "pcm24k", steps, "voxline, SIP/RTP callers, 24 kHz PCM"

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from voxline.runtime.session import Scenario, Secrets
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,3 +27,10 @@ def test_realtime_quickstart_runs_without_a_key() -> None:
     assert "using voxline's fake Realtime server" in result.stdout
     assert "-> tool check_order" in result.stdout
     assert "done: 2 responses" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["blind_transfer.py", "warm_transfer.py"])
+def test_the_transfer_examples_load_as_scenarios(name: str) -> None:
+    # They run end to end against real peers in tests/runtime/test_transfer_peers.py; here their
+    # top level loads as `voxline run` checks it at start-up (imports, names, listeners).
+    Scenario(ROOT / "examples" / name).check(Secrets(env={}))

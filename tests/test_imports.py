@@ -29,6 +29,7 @@ OPTIONAL = ("jsonschema", "referencing", "pocketsphinx", "webrtcvad", "yaml")
 NEEDS = {
     "voxline.realtime_server.schema": "jsonschema (it raises an ImportError naming the extra without it)",
     "voxline.openai.chat_stream": "jiter (a base dependency: partial JSON in the chat stream)",
+    "voxline.rtp.srtp": "pylibsrtp (a base dependency: SRTP through libsrtp, loaded by the first SRTP call)",
 }
 
 BLOCKER = """

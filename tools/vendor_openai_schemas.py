@@ -6,7 +6,8 @@ Usage::
     python tools/vendor_openai_schemas.py path/to/openapi.json --check    # exit 1 if it is out of date
 
 Reads OpenAI's official OpenAPI document (https://github.com/openai/openai-openapi, ``openapi.json``),
-takes every ``components.schemas`` entry named ``RealtimeClientEvent*`` plus everything they reference,
+takes every ``components.schemas`` entry named ``RealtimeClientEvent*`` (and the SIP call-control
+request bodies ``RealtimeCallReferRequest`` / ``RealtimeCallRejectRequest``) plus everything they reference,
 transitively, and writes them verbatim to
 ``src/voxline/realtime_server/schemas/realtime_client_events.json`` under a header that records where
 they came from. ``voxline.realtime_server.schema`` loads that file.
@@ -24,6 +25,8 @@ from typing import Any
 ORIGIN_REPOSITORY = "https://github.com/openai/openai-openapi"
 DEFAULT_COMMIT = "f85dbe223d40e1a31cba812ab2d755c7e98a92a3"
 ROOT_PREFIX = "RealtimeClientEvent"
+# The REST bodies of OpenAI SIP call control (the fake of voxline.testing checks them).
+EXTRA_ROOTS = ("RealtimeCallReferRequest", "RealtimeCallRejectRequest")
 REF_PREFIX = "#/components/schemas/"
 DOCUMENT_ID = "urn:voxline:openai:realtime-client-events"
 DEFAULT_OUT = (
@@ -65,7 +68,7 @@ def closure(schemas: dict[str, Any], roots: list[str]) -> list[str]:
 def build(spec_bytes: bytes, commit: str) -> dict[str, Any]:
     spec = json.loads(spec_bytes)
     schemas: dict[str, Any] = spec["components"]["schemas"]
-    roots = sorted(name for name in schemas if name.startswith(ROOT_PREFIX))
+    roots = sorted(name for name in schemas if name.startswith(ROOT_PREFIX) or name in EXTRA_ROOTS)
     if not roots:
         raise ValueError(f"the spec has no {ROOT_PREFIX}* schemas")
     names = closure(schemas, roots)
@@ -82,8 +85,9 @@ def build(spec_bytes: bytes, commit: str) -> dict[str, Any]:
             "generated_by": "tools/vendor_openai_schemas.py",
             "roots": roots,
             "note": (
-                "components.schemas entries copied verbatim: the RealtimeClientEvent* schemas and every "
-                "schema they reference, transitively. Generated file; do not edit by hand."
+                "components.schemas entries copied verbatim: the RealtimeClientEvent* schemas, the SIP "
+                "call refer/reject request bodies and every schema they reference, transitively. "
+                "Generated file; do not edit by hand."
             ),
         },
         "components": {"schemas": {name: schemas[name] for name in names}},

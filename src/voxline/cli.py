@@ -24,6 +24,11 @@ def _run(args: argparse.Namespace) -> int:
         "http": args.http,
         "sip_allow": args.sip_allow,
         "sip_trusted_proxy": args.sip_trusted_proxy,
+        "sip_tls": args.sip_tls,
+        "sip_cert": args.sip_cert,
+        "sip_key": args.sip_key,
+        "sip_tls_ca": args.sip_tls_ca,
+        "srtp": args.srtp,
         "max_calls": args.max_calls,
         "grace_s": args.grace,
         "ready_model_failures": args.ready_model_failures,
@@ -134,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
             sip_host = (config.sip or "").rpartition(":")[0]
             http_host = (config.http or "").rpartition(":")[0]
             sip = f", SIP {sip_host}:{runtime.sip.port}" if runtime.sip else ""
+            if runtime.sip is not None and runtime.sip.tls_port is not None:
+                sip += f", SIP TLS {(config.sip_tls or '').rpartition(':')[0]}:{runtime.sip.tls_port}"
             http = f", HTTP {http_host}:{runtime.http_port}" if config.http else ""
             metrics_host = (config.metrics_listen or "").rpartition(":")[0]
             metrics = f", metrics {metrics_host}:{runtime.metrics_port}" if runtime.metrics_port else ""
@@ -288,6 +295,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDRS",
         help="SIP proxies in front (Kamailio): comma-separated IPs/CIDRs whose Via headers tell the "
         "caller's address, which --sip-allow then checks (default: none)",
+    )
+    run.add_argument(
+        "--sip-tls",
+        metavar="HOST:PORT",
+        help="SIP over TLS listen address (e.g. 127.0.0.1:5061; default: none); needs --sip-cert/--sip-key",
+    )
+    run.add_argument("--sip-cert", metavar="PEM", help="certificate (chain) of the SIP TLS listener")
+    run.add_argument("--sip-key", metavar="PEM", help="private key of the SIP TLS listener")
+    run.add_argument(
+        "--sip-tls-ca",
+        metavar="PEM",
+        help="CA certificates outbound sips:/transport=tls calls trust (default: the system's)",
+    )
+    run.add_argument(
+        "--srtp",
+        choices=("off", "offer", "require"),
+        help="SRTP (SDES keys) of SIP calls: off, offer or require (default: offer on TLS, off on UDP/TCP)",
     )
     run.add_argument("--http", help="HTTP listen address for carrier media (default 127.0.0.1:8080; 'off')")
     run.add_argument("--rtp-host", help="address RTP sockets bind to (default: the SIP host)")

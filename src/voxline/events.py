@@ -16,6 +16,9 @@ class AppEvents(StrEnum):
     CallAlerting = "AppEvents.CallAlerting"
     Terminating = "AppEvents.Terminating"
     Terminated = "AppEvents.Terminated"
+    # voxline's: an OpenAI-hosted SIP call rings (a verified ``realtime.call.incoming`` webhook):
+    # ``event.call`` is a voxline.openai.calls.OpenAICall (no media here: OpenAI keeps it).
+    OpenAICallIncoming = "AppEvents.OpenAICallIncoming"
 
 
 class CallEvents(StrEnum):
@@ -31,3 +34,12 @@ class CallEvents(StrEnum):
     # voxline's: the call's quality record (turns, latencies, barge-ins, RTP, tokens) as
     # ``event.record``, delivered once, just before ``Disconnected`` / ``Failed``.
     QualityRecord = "Call.QualityRecord"
+    # Transfer (SIP REFER; VoxEngine's TransferComplete / TransferFailed and voxline's own). Ours to
+    # the peer (``call.transfer``): accepted, progress (``code``: the transferee's provisional
+    # status), then complete (the call is hung up next) or failed (``code``, ``reason``; the call
+    # stays up). The peer's to us: requested (``target``; ``accept(call)`` or ``reject(code)``).
+    TransferAccepted = "Call.TransferAccepted"
+    TransferProgress = "Call.TransferProgress"
+    TransferComplete = "Call.TransferComplete"
+    TransferFailed = "Call.TransferFailed"
+    TransferRequested = "Call.TransferRequested"

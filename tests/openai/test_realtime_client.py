@@ -86,7 +86,7 @@ async def test_events_without_a_constant_arrive_as_unknown(server: FakeRealtimeS
     unknown = Recorder()
     client.add_event_listener(Ev.Unknown, unknown)
     connection = await server.wait_for_session()
-    payload = {"type": "output_audio_buffer.started", "event_id": "e1", "response_id": "r1"}
+    payload = {"type": "brand_new.started", "event_id": "e1", "response_id": "r1"}
     connection.send_event(payload)
     connection.send_event({"type": "brand_new.event", "x": {"y": 1}})
     assert (await unknown.next()).data == payload

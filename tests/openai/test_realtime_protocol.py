@@ -95,7 +95,7 @@ def test_every_server_type_is_classified_and_unknown_is_kept() -> None:
         assert message.kind is MessageKind.EVENT
         assert message.name is constant
         assert message.data == {"type": provider_type, "event_id": "e"}
-    message = receive(core, '{"type":"output_audio_buffer.started","response_id":"r"}', 0)
+    message = receive(core, '{"type":"brand_new.event","response_id":"r"}', 0)
     assert message.name is OpenAI.RealtimeAPIEvents.Unknown
     assert message.data["response_id"] == "r"
 

@@ -12,6 +12,7 @@ from voxline._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._http import RequestHandle
+    from .calls import OpenAICall, RealtimeCallError, RealtimeCallsClient, create_realtime_calls_client
     from .chat import ChatCompletionsAPIClient, create_chat_completions_api_client
     from .events import (
         ChatCompletionsAPIEvents,
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 _LAZY: dict[str, str] = {
     "RequestHandle": "._http",
+    "OpenAICall": ".calls",
+    "RealtimeCallError": ".calls",
+    "RealtimeCallsClient": ".calls",
+    "create_realtime_calls_client": ".calls",
     "ChatCompletionsAPIClient": ".chat",
     "create_chat_completions_api_client": ".chat",
     "ChatCompletionsAPIEvents": ".events",
@@ -66,12 +71,15 @@ __all__ = [
     "ChatCompletionsAPIEvents",
     "ClientClosedError",
     "Events",
+    "OpenAICall",
     "RealtimeAPIClient",
     "RealtimeAPIClientOptions",
     "RealtimeAPIClientParameters",
     "RealtimeAPIClientType",
     "RealtimeAPIError",
     "RealtimeAPIEvents",
+    "RealtimeCallError",
+    "RealtimeCallsClient",
     "RequestHandle",
     "ResponsesAPIClient",
     "ResponsesAPIClientOptions",
@@ -80,6 +88,7 @@ __all__ = [
     "ToolRunner",
     "create_chat_completions_api_client",
     "create_realtime_api_client",
+    "create_realtime_calls_client",
     "create_responses_api_client",
     "run_tools",
 ]

@@ -1,4 +1,4 @@
-"""The 112 event constants of the reference, and the provider event types they stand for.
+"""The 112 event constants of the reference, voxline's additions, and the provider event types.
 
 Values are namespaced and unique (``"OpenAI.RealtimeAPI.ResponseDone"``); listeners may also be
 registered by value string or by the provider's own type (``"response.done"``).
@@ -17,6 +17,13 @@ class Events(StrEnum):
     # voxline's: the Realtime server sent nothing for ``server_silence_timeout_s`` while the caller's
     # audio went to it (a server that answers pings but has stopped working).
     ModelSilent = "OpenAI.Events.ModelSilent"
+    # voxline's (docs/long-calls.md): the client moved to a new Realtime session with the
+    # conversation carried over (max_session_duration_s, session_expired, or a reconnect).
+    SessionRecycled = "OpenAI.Events.SessionRecycled"
+    # voxline's: reconnecting after an unexpected close (one per attempt), then success or giving up.
+    Reconnecting = "OpenAI.Events.Reconnecting"
+    Reconnected = "OpenAI.Events.Reconnected"
+    ReconnectFailed = "OpenAI.Events.ReconnectFailed"
 
 
 class RealtimeAPIClientType(StrEnum):
@@ -81,6 +88,12 @@ class RealtimeAPIEvents(StrEnum):
     RateLimitsUpdated = "OpenAI.RealtimeAPI.RateLimitsUpdated"
     WebSocketError = "OpenAI.RealtimeAPI.WebSocketError"
     ConnectorInformation = "OpenAI.RealtimeAPI.ConnectorInformation"
+    # voxline's: GA server events of the installed spec that the reference lacks (see ``ADDITIONS``).
+    ConversationCreated = "OpenAI.RealtimeAPI.ConversationCreated"
+    InputAudioBufferDTMFEventReceived = "OpenAI.RealtimeAPI.InputAudioBufferDTMFEventReceived"
+    OutputAudioBufferStarted = "OpenAI.RealtimeAPI.OutputAudioBufferStarted"
+    OutputAudioBufferStopped = "OpenAI.RealtimeAPI.OutputAudioBufferStopped"
+    OutputAudioBufferCleared = "OpenAI.RealtimeAPI.OutputAudioBufferCleared"
 
 
 class ChatCompletionsAPIEvents(StrEnum):
@@ -209,7 +222,14 @@ REALTIME_SERVER_TYPES: dict[str, RealtimeAPIEvents] = {
     "mcp_list_tools.completed": RealtimeAPIEvents.MCPListToolsCompleted,
     "mcp_list_tools.failed": RealtimeAPIEvents.MCPListToolsFailed,
     "rate_limits.updated": RealtimeAPIEvents.RateLimitsUpdated,
-    # Retired beta names.
+    # GA events beyond the reference (voxline's additions). The output_audio_buffer.* and DTMF events
+    # come only on WebRTC and SIP calls (OpenAI plays the audio), e.g. a sideband client's.
+    "conversation.created": RealtimeAPIEvents.ConversationCreated,
+    "input_audio_buffer.dtmf_event_received": RealtimeAPIEvents.InputAudioBufferDTMFEventReceived,
+    "output_audio_buffer.started": RealtimeAPIEvents.OutputAudioBufferStarted,
+    "output_audio_buffer.stopped": RealtimeAPIEvents.OutputAudioBufferStopped,
+    "output_audio_buffer.cleared": RealtimeAPIEvents.OutputAudioBufferCleared,
+    # Retired beta names (conversation.item.created is still in the GA union, unused live).
     "conversation.item.created": RealtimeAPIEvents.ConversationItemAdded,
     "response.text.delta": RealtimeAPIEvents.ResponseOutputTextDelta,
     "response.text.done": RealtimeAPIEvents.ResponseOutputTextDone,
@@ -292,7 +312,25 @@ CHAT_COMPLETIONS_TYPES: dict[str, ChatCompletionsAPIEvents] = {
 }
 
 # Constants voxline adds beyond the reference's 112 (documented as additions).
-ADDITIONS: frozenset[StrEnum] = frozenset({Events.ModelSilent})
+GA_ADDITIONS: frozenset[RealtimeAPIEvents] = frozenset(
+    {
+        RealtimeAPIEvents.ConversationCreated,
+        RealtimeAPIEvents.InputAudioBufferDTMFEventReceived,
+        RealtimeAPIEvents.OutputAudioBufferStarted,
+        RealtimeAPIEvents.OutputAudioBufferStopped,
+        RealtimeAPIEvents.OutputAudioBufferCleared,
+    }
+)
+ADDITIONS: frozenset[StrEnum] = frozenset(
+    {
+        Events.ModelSilent,
+        Events.SessionRecycled,
+        Events.Reconnecting,
+        Events.Reconnected,
+        Events.ReconnectFailed,
+        *GA_ADDITIONS,
+    }
+)
 
 ALL_EVENT_ENUMS: tuple[type[StrEnum], ...] = (
     Events,

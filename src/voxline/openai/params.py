@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .chat_context import DEFAULT_CONTEXT_BUDGET_CHARS
 from .events import RealtimeAPIClientType
+from .session_carry import ReconnectPolicy, check_max_session_duration
 
 DEFAULT_BASE_URL = "https://api.openai.com/"
 DEFAULT_REALTIME_MODEL = "gpt-realtime"
@@ -56,6 +58,20 @@ class RealtimeAPIClientParameters(ClientParameters):
     # voxline's own: emit Events.ModelSilent when the server sends nothing this long (seconds) while
     # the caller's audio goes to it; None turns it off.
     server_silence_timeout_s: float | None = 30.0
+    # voxline's own: attach to an OpenAI SIP (or WebRTC) call's sideband (``?call_id=`` instead of
+    # ``?model=``; the model is the one the call was accepted with). See voxline.openai.calls.
+    call_id: str | None = None
+    # voxline's own (docs/long-calls.md): recycle the session between turns once it is this old
+    # (None: never; the runtime sets RUNTIME_MAX_SESSION_DURATION_S when the scenario does not).
+    max_session_duration_s: float | None = None
+    # voxline's own: reconnect after an unexpected close (a ReconnectPolicy, its fields as a dict,
+    # True for the defaults; None: report the close, as the reference does).
+    reconnect: ReconnectPolicy | Mapping[str, Any] | bool | None = None
+    # voxline's own: the carried conversation beyond which the oldest turns are summarised.
+    carry_over_budget_chars: int = DEFAULT_CONTEXT_BUDGET_CHARS
+    # voxline's own: the Chat Completions model that writes that summary (None: no request; the
+    # oldest turns are kept as abridged lines).
+    summary_model: str | None = DEFAULT_SUMMARY_MODEL
 
 
 @dataclass(slots=True, repr=False)
@@ -82,6 +98,7 @@ _CAMEL = {
     "summaryModel": "summary_model",
     "summaryPrompt": "summary_prompt",
     "autoTruncate": "auto_truncate",
+    "callId": "call_id",
 }
 
 
@@ -129,6 +146,8 @@ def _check(p: ClientParameters) -> None:
         except ValueError:
             allowed = ", ".join(repr(t.value) for t in RealtimeAPIClientType)
             raise ValueError(f"parameter 'type' must be one of {allowed}, not {p.type!r}") from None
+        if p.call_id is not None and (not isinstance(p.call_id, str) or not p.call_id):
+            raise TypeError("parameter 'call_id' must be a non-empty string or None")
         if p.on_web_socket_close is not None and not callable(p.on_web_socket_close):
             raise TypeError("parameter 'on_web_socket_close' must be callable")
         timeout = p.server_silence_timeout_s
@@ -136,6 +155,13 @@ def _check(p: ClientParameters) -> None:
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise ValueError(f"parameter 'server_silence_timeout_s' must be > 0 or None, not {timeout!r}")
+        p.max_session_duration_s = check_max_session_duration(p.max_session_duration_s)
+        p.reconnect = ReconnectPolicy.coerce(p.reconnect)
+        budget = p.carry_over_budget_chars
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"parameter 'carry_over_budget_chars' must be a positive int, not {budget!r}")
+        if p.summary_model is not None and (not isinstance(p.summary_model, str) or not p.summary_model):
+            raise TypeError("parameter 'summary_model' must be a non-empty string or None")
     if (
         isinstance(p, ChatCompletionsAPIClientParameters | ResponsesAPIClientParameters)
         and p.project is not None

@@ -34,6 +34,8 @@ from .events import REALTIME_SERVER_TYPES, Events, RealtimeAPIClientType, Realti
 from .formats import to_openai
 from .params import DEFAULT_BASE_URL, RealtimeAPIClientParameters, build_parameters
 from .realtime_protocol import ERROR_CODES, ErrorClass, MessageKind, RealtimeProtocol, classify_error
+from .session_carry import RUNTIME_MAX_SESSION_DURATION_S
+from .session_switch import SessionSwitching
 from .websocket import HandshakeFailed, WebSocketClient, open_websocket
 
 if TYPE_CHECKING:
@@ -66,7 +68,9 @@ class ClientClosedError(EndedError):
     """A command was sent on a client whose WebSocket is closed."""
 
 
-def realtime_url(base_url: str, model: str, client_type: RealtimeAPIClientType) -> str:
+def realtime_url(
+    base_url: str, model: str, client_type: RealtimeAPIClientType, call_id: str | None = None
+) -> str:
     """``https://api.openai.com/`` -> ``wss://api.openai.com/v1/realtime?model=...``.
 
     ``http`` becomes ``ws`` and ``https`` becomes ``wss``; a base URL that already ends in ``/v1`` or
@@ -77,7 +81,9 @@ def realtime_url(base_url: str, model: str, client_type: RealtimeAPIClientType) 
     path = parts.path.rstrip("/")
     if not path.endswith("/v1/realtime"):
         path = path + "/realtime" if path.endswith("/v1") else path + "/v1/realtime"
-    if client_type is RealtimeAPIClientType.TRANSCRIPTION:
+    if call_id is not None:
+        query = {"call_id": call_id}  # an OpenAI SIP/WebRTC call's sideband (voxline.openai.calls)
+    elif client_type is RealtimeAPIClientType.TRANSCRIPTION:
         query = {"intent": "transcription"}
     else:
         query = {"model": model}
@@ -107,7 +113,7 @@ def _error_message(body: bytes) -> tuple[str, str | None]:
     return (text[:500] or "no error message"), None
 
 
-class RealtimeAPIClient(MediaUnit):
+class RealtimeAPIClient(SessionSwitching, MediaUnit):
     """``OpenAI.RealtimeAPIClient``: one Realtime session over one WebSocket, and a media unit.
 
     Audio it receives (``call.send_media_to(client)``) is appended to the model's input buffer in the
@@ -147,7 +153,7 @@ class RealtimeAPIClient(MediaUnit):
         self._params = parameters
         self._id = new_id()
         self._core = RealtimeProtocol(parameters.server_silence_timeout_s)
-        self._url = realtime_url(parameters.base_url, parameters.model, parameters.type)
+        self._url = realtime_url(parameters.base_url, parameters.model, parameters.type, parameters.call_id)
         self._ws: WebSocketClient | None = None
         self._delivering = False  # messages reach listeners once the scenario has had a turn
         self._finished: asyncio.Task[None] | None = None
@@ -174,6 +180,8 @@ class RealtimeAPIClient(MediaUnit):
         self._out_meters: CallMeters = NO_METERS
         self._read_at = 0.0
         self._audio_key: tuple[str | None, int] | None = None
+        self._finish_started = asyncio.Event()
+        self._init_switching()  # session recycle and reconnect (session_switch.py)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -206,6 +214,25 @@ class RealtimeAPIClient(MediaUnit):
             raise
 
     async def _handshake(self) -> None:
+        ws = await self._connect_ws()
+        self._ws = ws
+        # Messages are held until the scenario has had a turn: a listener it registers right after
+        # `await create_realtime_api_client(...)` still gets HTTPResponse and session.created.
+        ws.closed.add_done_callback(self._socket_closed)
+        handshake = ws.response
+        assert handshake is not None
+        http_response = {
+            "status": handshake.status_code,
+            "reason": handshake.reason_phrase,
+            "headers": dict(handshake.headers.raw_items()),
+        }
+        info = connector_information(
+            self._id, self._url, self._tracer, model=self._params.model, type=self._params.type.value
+        )
+        asyncio.get_running_loop().call_soon(self._start_delivery, http_response, info)
+
+    async def _connect_ws(self) -> WebSocketClient:
+        """Open one WebSocket to the endpoint (the first session, or the next one of a switch)."""
         headers = {"Authorization": f"Bearer {self._params.api_key}"}
         try:
             ws = await open_websocket(
@@ -227,21 +254,7 @@ class RealtimeAPIClient(MediaUnit):
             raise RealtimeAPIError(message, status=response.status_code, code=code) from None
         except (OSError, TimeoutError, ValueError) as exc:
             raise RealtimeAPIError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
-        self._ws = ws
-        # Messages are held until the scenario has had a turn: a listener it registers right after
-        # `await create_realtime_api_client(...)` still gets HTTPResponse and session.created.
-        ws.closed.add_done_callback(self._socket_closed)
-        handshake = ws.response
-        assert handshake is not None
-        http_response = {
-            "status": handshake.status_code,
-            "reason": handshake.reason_phrase,
-            "headers": dict(handshake.headers.raw_items()),
-        }
-        info = connector_information(
-            self._id, self._url, self._tracer, model=self._params.model, type=self._params.type.value
-        )
-        asyncio.get_running_loop().call_soon(self._start_delivery, http_response, info)
+        return ws
 
     def _start_delivery(self, http_response: dict[str, Any], info: dict[str, Any]) -> None:
         ws = self._ws
@@ -249,9 +262,23 @@ class RealtimeAPIClient(MediaUnit):
         self._emit(RealtimeAPIEvents.HTTPResponse, http_response)
         self._emit(RealtimeAPIEvents.ConnectorInformation, info)
         self._delivering = True
-        ws.start(self._handle_text, self._handle_binary)
+        self._session_opened()
+        self._start_reading(ws)
         if ws.closed.done() and self._finished is None:
             self._socket_closed(ws.closed)
+
+    def _start_reading(self, ws: WebSocketClient) -> None:
+        """Read ``ws``; once a switch has replaced it, what it still sends is not the client's."""
+
+        def on_text(text: str) -> None:
+            if ws is self._ws:
+                self._handle_text(text)
+
+        def on_binary(data: bytes) -> None:
+            if ws is self._ws:
+                self._handle_binary(data)
+
+        ws.start(on_text, on_binary)
 
     def close(self) -> None:
         """Close the WebSocket (or the connection attempt). Idempotent."""
@@ -260,21 +287,31 @@ class RealtimeAPIClient(MediaUnit):
         self._closed = True
         self._closed_here = True
         self._stop_media()
+        self._stop_switching()
         if self._ws is not None:
             self._ws.close()  # what was sent before is on the wire already, in order
 
     def _socket_closed(self, closed: asyncio.Future[tuple[int, str]]) -> None:
         if not self._delivering or self._finished is not None:
             return  # reported once delivery has started (_start_delivery)
+        ws = self._ws
+        if ws is None or closed is not ws.closed:
+            return  # a session a switch has replaced
+        if self._close_handled(ws):
+            return  # a switch or a reconnect takes over (session_switch.py)
+        self._end()
+
+    def _end(self) -> None:
         self._finished = background(self._finish(), name=f"voxline-realtime-close-{self._id}")
+        self._finish_started.set()
 
     async def wait_closed(self) -> None:
         """Wait until the socket is closed and ``on_web_socket_close`` has run."""
         if self._ws is None:
             return
         await self._ws.wait_closed()
-        while self._finished is None:
-            await asyncio.sleep(0)
+        await self._finish_started.wait()  # a reconnect may come in between
+        assert self._finished is not None
         await asyncio.shield(self._finished)
 
     def id(self) -> str:
@@ -306,6 +343,7 @@ class RealtimeAPIClient(MediaUnit):
         if self._closed:
             raise ClientClosedError(f"cannot send {event_type}: the Realtime client {self._id} is closed")
         self._core.send(event_type, parameters, time.monotonic(), by_scenario=by_scenario)
+        self._carry.note_sent(event_type, parameters, by_scenario=by_scenario)
         for text in self._core.data_to_send():
             self._write(text)
             self._msglog.message("out", event_type, len(text), text)
@@ -339,10 +377,17 @@ class RealtimeAPIClient(MediaUnit):
     def input_audio_buffer_commit(self, parameters: Mapping[str, Any] | None = None) -> None:
         self._send("input_audio_buffer.commit", parameters)
 
+    def output_audio_buffer_clear(self, parameters: Mapping[str, Any] | None = None) -> None:
+        """voxline's addition (GA): stop the audio OpenAI is playing on a WebRTC or SIP call (a
+        sideband client); over a plain WebSocket session OpenAI answers it with an error."""
+        self._send("output_audio_buffer.clear", parameters)
+
     # -- I/O ------------------------------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
         """Write one message now: the transport buffers, order is kept, no task per message."""
+        if self._hold(text):
+            return  # a switch to a new session is under way: sent there, in order
         ws = self._ws
         if ws is None or not ws.open:
             self._unsent += 1  # the socket is closing: the close report follows
@@ -379,6 +424,8 @@ class RealtimeAPIClient(MediaUnit):
                 self._on_model_audio(message.data, message.audio)
                 continue
             assert message.name is not None
+            if self._observe(event_type, message.data):
+                continue  # the new session's answer to the carry-over replay
             if message.name is RealtimeAPIEvents.SessionCreated:
                 self._connect_ended(None)
             if message.name is RealtimeAPIEvents.ResponseOutputAudioDone and self._playout is not None:
@@ -395,6 +442,10 @@ class RealtimeAPIClient(MediaUnit):
                 error = message.data.get("error")
                 code = error.get("code") if isinstance(error, dict) else error
                 reason = error.get("message") if isinstance(error, dict) else None
+                if code == "session_expired" and self._expired():
+                    log.info("Realtime client %s: session expired: moving to a new session", self._id)
+                    self._count_error(error, code, cls)
+                    continue  # a new session takes over (session_switch.py)
                 log.log(
                     level, "Realtime client %s: %s server error %s: %s", self._id, cls.value, code, reason
                 )
@@ -582,6 +633,7 @@ class RealtimeAPIClient(MediaUnit):
             )
         self._closed = True
         self._stop_media()
+        self._stop_switching()
         if self._unsent:
             log.warning("Realtime client %s closed with %d unsent messages dropped", self._id, self._unsent)
         close_event = {"code": code, "reason": reason, "was_clean": code != 1006}
@@ -637,6 +689,10 @@ async def create_realtime_api_client(
     session = current_session.get()
     if session is not None and session.trace and "trace" not in given | set(kwargs):
         kwargs["trace"] = True
+    loose = parameters is None or isinstance(parameters, Mapping)
+    if session is not None and loose and "max_session_duration_s" not in given | set(kwargs):
+        # In the runtime a call outlives OpenAI's 60-minute cap: recycle before it (docs/long-calls.md).
+        kwargs["max_session_duration_s"] = RUNTIME_MAX_SESSION_DURATION_S
     params = build_parameters(RealtimeAPIClientParameters, parameters, kwargs)
     client = RealtimeAPIClient(params, clock)
     await client._open()

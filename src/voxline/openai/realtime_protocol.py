@@ -34,6 +34,8 @@ CLIENT_EVENT_TYPES = frozenset(
         "conversation.item.delete",
         "response.create",
         "response.cancel",
+        # WebRTC and SIP calls only (OpenAI plays the audio): a sideband client's barge-in.
+        "output_audio_buffer.clear",
     }
 )
 

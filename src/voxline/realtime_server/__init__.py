@@ -38,6 +38,7 @@ from .core import RealtimeSessionCore
 from .engine import (
     EnergySpeechDetector,
     FunctionCall,
+    MCPCall,
     ResponseEngine,
     ResponseRequest,
     Say,
@@ -64,6 +65,7 @@ __all__ = [
     "EventValidator",
     "FunctionCall",
     "HandshakeRejection",
+    "MCPCall",
     "PendingWork",
     "RawFrame",
     "RealtimeConnection",

@@ -37,11 +37,12 @@ import copy
 import json
 import logging
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, NoReturn, Self, TypeVar, overload
 
 from voxline.audio import AudioFormat
 
+from . import ga
 from .conversation import Conversation, Truncation
 from .engine import ResponseEngine, SpeechDetector, Transcriber
 from .events import Abort, Close, Outgoing, PendingWork, RawFrame, SessionOutput, error_event, new_id
@@ -141,6 +142,8 @@ class RealtimeSessionCore:
         on_violation: Callable[[str], None] | None = None,
         on_truncation: Callable[[Truncation], None] | None = None,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
+        sideband: bool = False,
+        mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         _check_pace(pace)
         self.validator = validator
@@ -166,6 +169,12 @@ class RealtimeSessionCore:
             detector=detector,
             transcriber=transcriber,
         )
+        # An OpenAI SIP/WebRTC call's sideband (``?call_id=``): OpenAI plays the audio, the client
+        # gets output_audio_buffer.* instead of audio deltas, may send output_audio_buffer.clear,
+        # and DTMF from the caller arrives as input_audio_buffer.dtmf_event_received.
+        self.sideband = sideband
+        self.responses.sideband = sideband
+        self.mcp_servers = mcp_servers  # server_label -> its tools (MCP listing; None: none reachable)
         self._received: list[dict[str, Any]] = []
         self._closed = False
         self._on_received = on_received
@@ -175,7 +184,7 @@ class RealtimeSessionCore:
             "input_audio_buffer.append": self.input.on_append,
             "input_audio_buffer.commit": self.input.on_commit,
             "input_audio_buffer.clear": self.input.on_clear,
-            "conversation.item.create": self.conversation.on_create,
+            "conversation.item.create": self._on_item_create,
             "conversation.item.retrieve": self.conversation.on_retrieve,
             "conversation.item.delete": self.conversation.on_delete,
             "conversation.item.truncate": self.conversation.on_truncate,
@@ -259,6 +268,9 @@ class RealtimeSessionCore:
                 self._received.append(event)
             if self._on_received is not None:
                 self._on_received(event)
+        if self.sideband and isinstance(event, dict) and event.get("type") == "output_audio_buffer.clear":
+            self._on_output_audio_buffer_clear(event)
+            return
         problems = self.validator.validate(event)
         if problems:
             self.out.reject(event if isinstance(event, dict) else None, problems[0])
@@ -284,12 +296,56 @@ class RealtimeSessionCore:
     def _on_session_update(self, event: dict[str, Any]) -> None:
         update: Mapping[str, Any] = event["session"]
         problem = self.config.update_problem(update, assistant_audio_sent=self.responses.assistant_audio_sent)
+        if problem is None:
+            problem = ga.session_problem(update)
         if problem is not None:
             self.out.reject(event, problem)
             return
+        listed_before = ga.mcp_tools(self.session)
         if self.config.apply(update):
             self.input.format_changed()
         self.out.emit({"type": "session.updated", "session": copy.deepcopy(self.session)})
+        for label in ga.mcp_tools(self.session).keys() - listed_before.keys():
+            item, events = ga.mcp_listing(label, self.mcp_servers, self.conversation.last_id)
+            self.conversation.append(item)
+            for server_event in events:
+                self.out.emit(server_event)
+
+    def _on_item_create(self, event: dict[str, Any]) -> None:
+        problem = ga.item_problem(event["item"])
+        if problem is not None:
+            self.out.reject(event, problem)
+            return
+        self.conversation.on_create(event)
+
+    def _on_output_audio_buffer_clear(self, event: dict[str, Any]) -> None:
+        # The schema (RealtimeClientEventOutputAudioBufferClear) has only type and event_id; the
+        # WebSocket validator does not take it, since a plain WebSocket session refuses it.
+        for key, value in event.items():
+            if key == "event_id" and not isinstance(value, str):
+                got = type(value).__name__
+                problem = SchemaProblem(
+                    "invalid_type",
+                    f"Invalid type for 'event_id': expected a string, but got {got} instead.",
+                    "event_id",
+                )
+                self.out.reject(event, problem)
+                return
+            if key not in ("type", "event_id"):
+                problem = SchemaProblem("unknown_parameter", f"Unknown parameter: '{key}'.", key)
+                self.out.reject(event, problem)
+                return
+        self.responses.clear_output()
+
+    def apply_call_session(self, session: Mapping[str, Any]) -> None:
+        """The configuration a SIP call was accepted with (``/accept``'s body), before ``start``."""
+        self.config.apply({k: v for k, v in session.items() if k != "type"})
+
+    def send_dtmf(self, digit: str, received_at: int) -> None:
+        """The caller pressed a key on the SIP call (``received_at``: Unix seconds)."""
+        self.out.emit(
+            {"type": "input_audio_buffer.dtmf_event_received", "event": digit, "received_at": received_at}
+        )
 
     def _response_finished(self) -> None:
         self.input.response_finished()
@@ -383,6 +439,14 @@ class RealtimeSessionCore:
         self._closed = True
         self.out.queue(Close(code, reason))
 
+    def expire(self) -> None:
+        """End the session as OpenAI does at its maximum duration: an ``error`` ``session_expired``
+        (whatever is in flight), then close 1001."""
+        if self._closed:
+            return
+        self.out.emit(error_event("session_expired", SESSION_EXPIRED_MESSAGE))
+        self.close(CLOSE_EXPIRED, "session expired")
+
     def abort(self) -> None:
         """Drop the connection after what is queued, without a close frame."""
         self._closed = True
@@ -391,6 +455,12 @@ class RealtimeSessionCore:
     def connection_lost(self) -> None:
         """The client's side is gone (it closed, or the connection broke): stop streaming."""
         self._closed = True
+
+
+# What OpenAI sends when a session reaches its 60 minutes, and the close code that follows (going
+# away), as reported by its users (docs/long-calls.md).
+SESSION_EXPIRED_MESSAGE = "Your session hit the maximum duration of 60 minutes."
+CLOSE_EXPIRED = 1001
 
 
 def _check_pace(pace: float | None) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_REPLY",
     "EnergySpeechDetector",
     "FunctionCall",
+    "MCPCall",
     "ResponseEngine",
     "ResponseRequest",
     "Say",
@@ -132,7 +133,23 @@ class FunctionCall:
     call_id: str | None = None
 
 
-Output = Say | FunctionCall
+@dataclass(frozen=True, slots=True)
+class MCPCall:
+    """One MCP tool call of a response; the server plays the MCP server (``output`` is what the tool
+    returns, ``error`` a failure message). The session's MCP tool of ``server_label`` must be there.
+    When its ``require_approval`` asks for it (OpenAI's default ``"always"``) and the conversation holds
+    no approval for this tool, the response carries an ``mcp_approval_request`` instead; a later
+    response with the same call runs it once an ``mcp_approval_response`` approved it (a refusal
+    leaves it out)."""
+
+    server_label: str
+    name: str
+    arguments: str = "{}"
+    output: str = ""
+    error: str | None = None
+
+
+Output = Say | FunctionCall | MCPCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +178,7 @@ class ScriptedResponse:
     audio: bytes | None = None
     audio_rate: int = 24000
     transcript: str | None = None
-    function_calls: Sequence[FunctionCall] = ()
+    function_calls: Sequence[FunctionCall | MCPCall] = ()
     outputs: Sequence[Output] | None = None
     chunk_ms: int = 200
     pace: float | None = None

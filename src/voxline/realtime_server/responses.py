@@ -19,8 +19,17 @@ from typing import Any
 from voxline.audio import AudioFormat
 from voxline.openai.formats import from_openai, to_openai
 
+from . import ga
 from .conversation import Conversation
-from .engine import FunctionCall, ResponseEngine, ResponseRequest, Say, ScriptedResponse, speech_like_audio
+from .engine import (
+    FunctionCall,
+    MCPCall,
+    ResponseEngine,
+    ResponseRequest,
+    Say,
+    ScriptedResponse,
+    speech_like_audio,
+)
 from .events import PendingWork, SessionOutput, new_id, obfuscation, tokens
 from .formats import pcm_to_format
 from .session import SessionConfig
@@ -79,6 +88,10 @@ class Responses:
         self._run: _Run | None = None
         self.assistant_audio_sent = False
         self._rate_tokens = 40000
+        # A SIP/WebRTC call's sideband: OpenAI plays the audio itself, so no output_audio.delta goes
+        # to the client; output_audio_buffer.started/stopped/cleared tell it about the playback.
+        self.sideband = False
+        self.playing: str | None = None  # the response whose audio OpenAI plays (sideband)
 
     @property
     def active(self) -> bool:
@@ -261,6 +274,22 @@ class Responses:
         self._on_finished()
         if self._config.kind == "realtime":
             self._out.emit(self._rate_limits())
+        if self.playing is not None:
+            # The fake's playback ends with the response (it streams at the audio's pace).
+            self._out.emit({"type": "output_audio_buffer.stopped", "response_id": self.playing})
+            self.playing = None
+
+    def clear_output(self) -> None:
+        """``output_audio_buffer.clear`` on a sideband: stop the playback (its response is cancelled
+        first, as a barge-in would), then ``output_audio_buffer.cleared``."""
+        playing = self.playing
+        self.playing = None
+        if self._run is not None:
+            self.cancel("client_cancelled")
+        event: dict[str, Any] = {"type": "output_audio_buffer.cleared"}
+        if playing is not None:
+            event["response_id"] = playing
+        self._out.emit(event)
 
     def _rate_limits(self) -> dict[str, Any]:
         self._rate_tokens = max(0, self._rate_tokens - 250)
@@ -296,6 +325,11 @@ class Responses:
         self._out.emit(self._response_done(run, "cancelled", {"type": "cancelled", "reason": reason}))
         if self._config.kind == "realtime":
             self._out.emit(self._rate_limits())
+        if self.playing is not None:
+            # A barge-in clears OpenAI's playback; a response.cancel lets it stop where it is.
+            kind = "cleared" if reason == "turn_detected" else "stopped"
+            self._out.emit({"type": f"output_audio_buffer.{kind}", "response_id": self.playing})
+            self.playing = None
 
     # -- streaming, in OpenAI's event order ------------------------------------------------------------------
 
@@ -329,6 +363,9 @@ class Responses:
             run.open_index = output_index
             if isinstance(output, FunctionCall):
                 yield from self._stream_function_call(run, output_index, output)
+                continue
+            if isinstance(output, MCPCall):
+                yield from self._stream_mcp(run, output_index, output)
                 continue
             item_id = new_id("item")
             item: dict[str, Any] = {
@@ -397,6 +434,11 @@ class Responses:
             self.assistant_audio_sent = True
             if run.open_item is not None:
                 self._conversation.item_audio[run.open_item["id"]] = (bytes(run.audio), fmt)
+            if self.sideband:
+                if self.playing is None:
+                    self.playing = ids["response_id"]
+                    yield {"type": "output_audio_buffer.started", "response_id": ids["response_id"]}
+                continue
             yield {
                 "type": "response.output_audio.delta",
                 **ids,
@@ -453,6 +495,56 @@ class Responses:
             "output_index": output_index,
             "item": copy.deepcopy(item),
         }
+
+    def _stream_mcp(self, run: _Run, output_index: int, call: MCPCall) -> Iterator[dict[str, Any]]:
+        """An MCP call in OpenAI's order: an approval request when the tool's policy wants one and the
+        client has not answered; else the call (arguments, in progress, completed or failed)."""
+        response_id = run.response["id"]
+        tool = ga.mcp_tools(self._config.session).get(call.server_label)
+        approval = ga.approval_for(self._conversation.items, call.server_label, call.name)
+        run.open_part = None
+        if tool is not None and ga.needs_approval(tool, call.name) and approval is None:
+            request: dict[str, Any] = {
+                "id": new_id("mcpr"),
+                "type": "mcp_approval_request",
+                "server_label": call.server_label,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+            yield from self._open_item(run, request, response_id, output_index)
+            run.open_item = None
+            yield from self._close_item(run, request, output_index)
+            return
+        if approval is False:
+            return  # refused: the model goes on without the tool
+        item: dict[str, Any] = {
+            "id": new_id("mcp"),
+            "type": "mcp_call",
+            "server_label": call.server_label,
+            "name": call.name,
+            "arguments": "",
+            "approval_request_id": None,
+            "output": None,
+            "error": None,
+        }
+        yield from self._open_item(run, item, response_id, output_index)
+        ids = {"response_id": response_id, "item_id": item["id"], "output_index": output_index}
+        for start in range(0, len(call.arguments), 12):
+            delta = call.arguments[start : start + 12]
+            item["arguments"] += delta
+            yield {"type": "response.mcp_call_arguments.delta", **ids, "delta": delta}
+        yield {"type": "response.mcp_call_arguments.done", **ids, "arguments": call.arguments}
+        yield {"type": "response.mcp_call.in_progress", "output_index": output_index, "item_id": item["id"]}
+        failed = tool is None or call.error is not None
+        if failed:
+            message = call.error or f"MCP server '{call.server_label}' is not configured in this session."
+            item["error"] = {"type": "mcp_tool_execution_error", "message": message}
+        else:
+            item["output"] = call.output
+        outcome = "failed" if failed else "completed"
+        yield {"type": f"response.mcp_call.{outcome}", "output_index": output_index, "item_id": item["id"]}
+        run.open_item = None
+        yield from self._close_item(run, item, output_index)
 
     def _stream_function_call(
         self, run: _Run, output_index: int, call: FunctionCall

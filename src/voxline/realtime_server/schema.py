@@ -212,6 +212,19 @@ class ClientEventValidator:
         self._unknown_parameters(event, {"$ref": f"{DOCUMENT_ID}{_REF_PREFIX}{name}"}, [], unknown)
         return unknown
 
+    def validate_as(self, instance: Any, name: str) -> list[SchemaProblem]:
+        """Every problem of ``instance`` against the vendored schema ``name`` (a REST body such as
+        ``RealtimeSessionCreateRequestGA`` or ``RealtimeCallReferRequest``), ``param`` relative to it."""
+        if name not in self._schemas:
+            raise KeyError(f"no vendored schema {name!r}")
+        validator = self._validator(name)
+        errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+        if errors:
+            return [self._explain(self._pick_leaf(e), e) for e in errors]
+        unknown: list[SchemaProblem] = []
+        self._unknown_parameters(instance, {"$ref": f"{DOCUMENT_ID}{_REF_PREFIX}{name}"}, [], unknown)
+        return unknown
+
     # -- schema errors -> OpenAI errors -----------------------------------------------------------------
 
     def _validator(self, name: str) -> Draft202012Validator:
@@ -238,6 +251,8 @@ class ClientEventValidator:
     def _discriminates(self, branch: Any, instance: Any) -> int:
         """How well a union branch fits by its const/enum-valued properties (-1: contradicted)."""
         branch = self._resolve(branch)
+        if branch == {"type": "null"} and instance is not None:
+            return -2  # a nullable object's null branch never explains a wrong object
         if not isinstance(branch, dict) or not isinstance(instance, dict):
             return 0
         for key in ("anyOf", "oneOf"):
@@ -295,6 +310,12 @@ class ClientEventValidator:
             missing = next((r for r in error.validator_value if r not in (value or {})), "")
             full = format_param([*path, missing])
             return SchemaProblem("missing_required_parameter", f"Missing required parameter: '{full}'.", full)
+        if kind == "additionalProperties" and isinstance(value, dict):
+            # additionalProperties: false (the SIP call-control bodies): OpenAI's unknown_parameter.
+            props = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            extra = next((k for k in value if k not in props), "")
+            full = format_param([*path, extra])
+            return SchemaProblem("unknown_parameter", f"Unknown parameter: '{full}'.", full)
         if kind in ("enum", "const"):
             allowed = self._allowed_values(top, path)
             if (

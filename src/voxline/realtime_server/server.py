@@ -33,8 +33,20 @@ transcription), ``detector=`` (per-frame speech probability; a detector with sta
 its own copy through ``for_session()``), ``validator=``.
 
 ``idle_timeout_ms`` counts on the input audio's clock from the end of the last response (a client that
-streams no audio never times out). Not modelled: MCP tools, WebRTC/SIP-only events
-(``output_audio_buffer.*``), browser subprotocol authentication, the 60-minute session limit.
+streams no audio never times out). ``max_session_s`` enforces a session limit like OpenAI's 60 minutes
+(off by default): once a session is that old on ``clock`` (seconds; default the loop's time), it gets
+``error`` ``session_expired`` and close 1001, checked at each client message and, on the loop's
+clock, when it is due; ``connection.expire()`` does it at once. MCP: tool listing on
+``session.update`` (``mcp_servers=``) and scripted ``MCPCall`` outputs with approval (:mod:`.ga`).
+Not modelled: WebRTC/SIP-only events (``output_audio_buffer.*``) except on a SIP call's sideband,
+browser subprotocol authentication.
+
+OpenAI SIP calls: :meth:`RealtimeServer.accept_call` (the REST fake calls it on ``/accept``) lets
+``?call_id=`` attach a sideband session that starts with the accepted configuration; there no
+``response.output_audio.delta`` is sent (OpenAI plays the audio), ``output_audio_buffer.started`` /
+``stopped`` / ``cleared`` tell the playback, ``output_audio_buffer.clear`` is taken, and
+``connection.send_dtmf()`` sends ``input_audio_buffer.dtmf_event_received``. An unknown call id gets
+an ``error`` ``call_not_found`` and close 4000 (the fake's choice; OpenAI's answer is not documented).
 """
 
 from __future__ import annotations
@@ -43,7 +55,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
@@ -84,9 +96,11 @@ class RealtimeConnection:
         self.headers = dict(ws.request.headers.raw_items()) if ws.request is not None else {}
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.call_id: str | None = None  # a SIP call's sideband (``?call_id=``)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.finished = asyncio.get_running_loop().create_future()
+        self.started_at = server.session_clock()
 
     # -- what tests read -------------------------------------------------------------------------------------
 
@@ -160,6 +174,17 @@ class RealtimeConnection:
         self.core.close(code, reason)
         self._wake.set()
 
+    def expire(self) -> None:
+        """End the session now as OpenAI does at its limit: ``session_expired``, then close 1001."""
+        self.core.expire()
+        self.server.notify_waiters()
+        self._wake.set()
+
+    def _expiry_in(self) -> float | None:
+        """Seconds until the session limit (<= 0: due), None without one."""
+        limit = self.server.max_session_s
+        return None if limit is None else self.started_at + limit - self.server.session_clock()
+
     def send_binary(self, data: bytes = b"\x00\x01") -> None:
         self.core.send_raw(bytes(data))
         self._wake.set()
@@ -172,6 +197,14 @@ class RealtimeConnection:
     def send_event(self, event: dict[str, Any]) -> None:
         """Send any event dict as given (an unknown type, a malformed event ...); recorded in ``sent``."""
         self.core.send_event(event)
+        self.server.notify_waiters()
+        self._wake.set()
+
+    def send_dtmf(self, digit: str) -> None:
+        """The SIP caller pressed ``digit``: ``input_audio_buffer.dtmf_event_received`` (sideband only)."""
+        if not self.core.sideband:
+            raise RuntimeError("DTMF events come only on a SIP call's sideband (?call_id=)")
+        self.core.send_dtmf(digit, int(time.time()))
         self.server.notify_waiters()
         self._wake.set()
 
@@ -204,6 +237,9 @@ class RealtimeConnection:
                     self.core.receive_binary(message, self._now_ms())
                 else:
                     self.core.receive_text(message, self._now_ms())
+                left = self._expiry_in()
+                if left is not None and left <= 0:
+                    self.core.expire()
                 self.server.notify_waiters()
                 self._wake.set()
         except ConnectionClosed:
@@ -273,6 +309,12 @@ class RealtimeConnection:
                     wait = (deadline - now_ms) / 1000
                 elif self.core.closed:
                     return
+                left = self._expiry_in()
+                if left is not None and self.server.clock is None:
+                    if left <= 0:
+                        self.expire()
+                        continue
+                    wait = left if wait is None else min(wait, left)
                 # Nothing was awaited since the core's queue was found empty: nothing new is queued.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -307,6 +349,9 @@ class RealtimeServer(ServerRecords):
         host: str = "127.0.0.1",
         port: int = 0,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
+        mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        max_session_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if pace is not None and pace <= 0:
             raise ValueError(f"pace must be positive or None, got {pace}")
@@ -319,6 +364,12 @@ class RealtimeServer(ServerRecords):
         self.transcriber = transcriber
         self.instructions = instructions
         self.keep_record = keep_record
+        # MCP servers the fake "reaches": server_label -> the tools mcp_list_tools reports (others fail).
+        self.mcp_servers = mcp_servers
+        if max_session_s is not None and not max_session_s > 0:
+            raise ValueError(f"max_session_s must be positive or None, got {max_session_s}")
+        self.max_session_s = max_session_s
+        self.clock = clock
         if validator is None:
             from .schema import default_validator  # jsonschema: only when no validator is given
 
@@ -327,6 +378,24 @@ class RealtimeServer(ServerRecords):
         self.host = host
         self._port = port
         self._server: Server | None = None
+        # OpenAI SIP calls accepted through the REST fake (voxline.testing.FakeOpenAICalls): call_id ->
+        # the session configuration /accept carried; their sideband sessions start with it.
+        self.calls: dict[str, dict[str, Any]] = {}
+
+    def accept_call(self, call_id: str, session: Mapping[str, Any]) -> None:
+        """A SIP call was accepted with this session configuration: ``?call_id=`` may attach now."""
+        self.calls[call_id] = dict(session)
+
+    def end_call(self, call_id: str) -> None:
+        """The call ended (hung up, referred away): its sideband sessions close (1000)."""
+        self.calls.pop(call_id, None)
+        for connection in self.sessions:
+            if connection.call_id == call_id and connection.close_code is None:
+                connection.close(1000, "call ended")
+
+    def session_clock(self) -> float:
+        """Seconds on the clock the session limit counts on (``clock``, or the loop's time)."""
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -449,6 +518,16 @@ class RealtimeServer(ServerRecords):
                 "to use the GA interface.",
             )
             return
+        call_ids = query.get("call_id")
+        call_id = call_ids[0] if call_ids else None
+        if call_id is not None:
+            accepted = self.calls.get(call_id)
+            if accepted is None:
+                await self._refuse_after_upgrade(
+                    ws, CLOSE_SHAPE, "call_not_found", f"No active call found with id '{call_id}'."
+                )
+                return
+            query["model"] = [str(accepted.get("model") or "gpt-realtime")]
         models = query.get("model")
         model = models[0] if models else None
         kind: Literal["realtime", "transcription"] = (
@@ -482,8 +561,13 @@ class RealtimeServer(ServerRecords):
             on_violation=self.violations.append,
             on_truncation=self.truncations.append,
             keep_record=self.keep_record,
+            sideband=call_id is not None,
+            mcp_servers=self.mcp_servers,
         )
         connection = RealtimeConnection(self, ws, core)
+        if call_id is not None:
+            connection.call_id = call_id
+            core.apply_call_session(self.calls[call_id])
         self.sessions.append(connection)
         core.start()
         self._waiters.notify()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..media.clock import AsyncioMediaClock, ClockSubscription, MediaClock
 from .session import RtpEvent, RtpSession
+
+if TYPE_CHECKING:
+    from .srtp import SrtpTransform
 
 __all__ = ["RtpEndpoint"]
 
@@ -25,7 +28,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     Received datagrams are stamped with ``clock.now_ms()``, so the session's reorder buffer, DTMF
     expiry and inactivity timer run on the clock's timeline. Received audio, DTMF and timeouts go to
     ``on_event``. After a stall the clock runs the missed ticks back to back (its ``max_catch_up``
-    is the only stall policy): each sends its slot, with its own timestamp.
+    is the only stall policy): each sends its slot, with its own timestamp. ``srtp`` (an
+    ``SrtpTransform``, set by ``set_srtp``): SRTP between the session and the socket, protecting each
+    packet sent and unprotecting each one received (what fails is counted and dropped).
     """
 
     clock_order = 1
@@ -42,6 +47,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.clock = clock if clock is not None else AsyncioMediaClock.for_loop()
         self._transport: asyncio.DatagramTransport | None = None
         self._subscription: ClockSubscription | None = None
+        self.srtp: SrtpTransform | None = None
 
     @classmethod
     async def create(
@@ -112,7 +118,23 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop()
 
+    def set_srtp(self, suite: str | None, local_key: bytes = b"", remote_key: bytes = b"") -> None:
+        """Protect the stream with SRTP from now on (``suite`` None: plain RTP again)."""
+        if suite is None:
+            self.srtp = None
+            return
+        # Loaded with the first SRTP call: plain RTP needs nothing beyond the standard library.
+        from .srtp import SrtpTransform
+
+        self.srtp = SrtpTransform(suite, local_key, remote_key)
+
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        srtp = self.srtp
+        if srtp is not None:
+            clear = srtp.unprotect(data)
+            if clear is None:
+                return
+            data = clear
         self.session.receive(data, (addr[0], addr[1]), self.clock.now_ms())
         self._dispatch()
 
@@ -135,7 +157,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         packets = self.session.data_to_send()
         if transport is None or transport.is_closing():
             return
+        srtp = self.srtp
         for data, addr in packets:
+            if srtp is not None:
+                protected = srtp.protect(data)
+                if protected is None:
+                    continue
+                data = protected
             transport.sendto(data, addr)
 
     def _dispatch(self) -> None:

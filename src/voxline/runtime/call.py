@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_checkable
 
 from ..audio import AudioFormat, Frame
 from ..callstate import CallState as CallState  # re-exported: voxline.runtime.call.CallState
@@ -71,6 +71,23 @@ class LegListener:
         with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
             self._call._emit(CallEvents.ToneReceived, tone=digit)
 
+    # Transfer (a ``TransferLeg``'s): ours to the peer, then the peer's to us.
+    def transfer_accepted(self) -> None:
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._emit(CallEvents.TransferAccepted)
+
+    def transfer_progress(self, code: int, reason: str) -> None:
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._emit(CallEvents.TransferProgress, code=code, reason=reason)
+
+    def transfer_ended(self, code: int, reason: str) -> None:
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._transfer_ended(code, reason)
+
+    def transfer_requested(self, target: str, referred_by: str | None) -> None:
+        with log_ids(session_id=self._call.session_id, call_id=self._call.id()):
+            self._call._transfer_requested(target, referred_by)
+
 
 class CallLeg(Protocol):
     """What a transport gives a :class:`Call`: call control, and the output side of its media in the
@@ -102,6 +119,17 @@ class CallLeg(Protocol):
     def played_ms(self) -> int | None: ...
 
 
+@runtime_checkable
+class TransferLeg(Protocol):
+    """A leg that can transfer its call (a SIP dialog: REFER). Its outcome comes back through the
+    ``LegListener``'s ``transfer_*`` methods."""
+
+    def transfer(self, target: str, headers: Mapping[str, str] | None, timeout: float) -> None: ...
+    def accept_transfer(self) -> None: ...
+    def reject_transfer(self, code: int) -> None: ...
+    def report_transfer(self, code: int, reason: str | None) -> None: ...
+
+
 # Carrier transports, whose late frames are counted, and how late a tick may run (half a tick).
 _CARRIERS = frozenset({"twilio", "voxengine"})
 _LATE_MS = 10
@@ -117,6 +145,33 @@ class CallMonitor(Protocol):
     def call_ending(self, name: CallEvents, fields: Mapping[str, Any]) -> dict[str, Any] | None:
         """The call has ended (``Disconnected`` or ``Failed`` with ``fields`` is next): a quality
         record to deliver as ``CallEvents.QualityRecord`` first, or None."""
+
+
+def _report_outcome(leg: TransferLeg, call: Call) -> None:
+    """Tell the referrer how ``call`` (to the REFER's target) goes: 200 when it connects, its failure
+    status when it fails, 487 when it ends unanswered otherwise (RFC 3515 §2.4.5)."""
+    reported = False
+
+    def report(code: int, reason: str | None) -> None:
+        nonlocal reported
+        if reported:
+            return
+        reported = True
+        try:
+            leg.report_transfer(code, reason)
+        except (RuntimeError, ValueError) as exc:  # our call ended, the subscription expired
+            log.debug("transfer outcome %d not reported: %s", code, exc)
+
+    state = call.state()
+    if state is CallState.CONNECTED:
+        report(200, None)
+        return
+    if state is CallState.ENDED:
+        report(487, "the call to the target ended")
+        return
+    call.add_event_listener(CallEvents.Connected, lambda e: report(200, None))
+    call.add_event_listener(CallEvents.Failed, lambda e: report(int(e.code), str(e.reason) or None))
+    call.add_event_listener(CallEvents.Disconnected, lambda e: report(487, "the call to the target ended"))
 
 
 class _Heard(MediaUnit):
@@ -262,6 +317,75 @@ class Call(MediaUnit):
         if self._ended("send_digits"):
             return
         self._leg.send_digits(digits.upper())
+
+    # -- transfer ---------------------------------------------------------------------------------
+
+    def transfer(
+        self, target: str, headers: Mapping[str, str] | None = None, *, timeout: float = 60.0
+    ) -> None:
+        """Blind transfer: ask the caller's side to call ``target`` (a ``sip:``, ``sips:`` or ``tel:``
+        URI) instead; on SIP a REFER with ``Referred-By``. ``TransferAccepted``, ``TransferProgress``
+        (``code``) follow, then ``TransferComplete`` (the call is hung up: ``Disconnected`` with
+        reason ``transferred``) or ``TransferFailed`` (``code``, ``reason``: the target's status, the
+        REFER's refusal, or 408 when no outcome came within ``timeout`` seconds); after a failure
+        the call goes on. Raises ``RuntimeError`` on a call that is not connected or whose transport
+        cannot transfer (carrier media streams)."""
+        if not isinstance(target, str) or not target.startswith(("sip:", "sips:", "tel:")):
+            raise ValueError(f"target must be a sip:, sips: or tel: URI, not {target!r}")
+        if self._ended("transfer"):
+            return
+        if self._state is not CallState.CONNECTED:
+            raise RuntimeError(f"cannot transfer {self!r}: it is {self._state.value}")
+        leg = self._leg
+        if not isinstance(leg, TransferLeg):
+            raise RuntimeError(
+                f"cannot transfer {self!r}: {self.transport} calls have no SIP dialog to send a REFER in"
+            )
+        leg.transfer(target, dict(headers) if headers is not None else None, timeout)
+
+    def _transfer_ended(self, code: int, reason: str) -> None:
+        if 200 <= code < 300:
+            self._emit(CallEvents.TransferComplete, code=code, reason=reason)
+            if self._state is not CallState.ENDED:  # the caller is with the target now: we leave
+                self._leg.hangup(None)
+                self._end(CallEvents.Disconnected, reason="transferred", initiator="local")
+        else:
+            log.info("%r: transfer failed: %d %s", self, code, reason)
+            self._emit(CallEvents.TransferFailed, code=code, reason=reason)
+
+    def _transfer_requested(self, target: str, referred_by: str | None) -> None:
+        leg = self._leg
+        assert isinstance(leg, TransferLeg)
+        if not self.has_listeners(CallEvents.TransferRequested):
+            log.info("%r: transfer to %s refused (603): no TransferRequested handler", self, target)
+            leg.reject_transfer(603)
+            return
+        answered = False
+
+        def accept(call: Call) -> None:
+            """202, then NOTIFYs: 100 Trying now, the outcome of ``call`` (the scenario's call to
+            ``target``, normally ``VoxEngine.call_sip(event.target)``) when it connects or fails."""
+            nonlocal answered
+            if not isinstance(call, Call):
+                raise TypeError(f"accept() needs the Call placed to the target, not {type(call).__name__}")
+            if answered:
+                raise RuntimeError("this transfer request is already answered")
+            answered = True
+            leg.accept_transfer()
+            _report_outcome(leg, call)
+
+        def reject(code: int = 603) -> None:
+            nonlocal answered
+            if not isinstance(code, int) or not 400 <= code <= 699:
+                raise ValueError(f"code must be a SIP failure status (400-699), not {code!r}")
+            if answered:
+                raise RuntimeError("this transfer request is already answered")
+            answered = True
+            leg.reject_transfer(code)
+
+        self._emit(
+            CallEvents.TransferRequested, target=target, referred_by=referred_by, accept=accept, reject=reject
+        )
 
     # -- recording and playback -------------------------------------------------------------------
 

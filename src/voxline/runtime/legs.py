@@ -13,7 +13,16 @@ from ..audio import FRAME_MS, PCMU_8K, AudioFormat
 from ..carriers.stream import CarrierStream
 from ..rtp import DtmfDigit
 from ..sip.endpoint import SipCallLeg
-from ..sip.events import CallConnected, CallDisconnected, CallFailed, DtmfInfo
+from ..sip.events import (
+    CallConnected,
+    CallDisconnected,
+    CallFailed,
+    DtmfInfo,
+    ReferAccepted,
+    ReferEnded,
+    ReferProgress,
+    ReferReceived,
+)
 
 if TYPE_CHECKING:
     from .call import LegListener
@@ -55,6 +64,14 @@ class SipLeg:
             listener.failed(event.status, event.reason)
         elif isinstance(event, DtmfDigit | DtmfInfo):
             listener.tone(event.digit)
+        elif isinstance(event, ReferAccepted):
+            listener.transfer_accepted()
+        elif isinstance(event, ReferProgress):
+            listener.transfer_progress(event.status, event.reason)
+        elif isinstance(event, ReferEnded):
+            listener.transfer_ended(event.status, event.reason)
+        elif isinstance(event, ReferReceived):
+            listener.transfer_requested(event.refer_to, event.referred_by)
 
     def answer(self, headers: Mapping[str, str] | None) -> None:
         listener = self._listener
@@ -86,6 +103,19 @@ class SipLeg:
 
     def send_digits(self, digits: str) -> None:
         self.sip.send_dtmf(digits)
+
+    # A TransferLeg (voxline.runtime.call): REFER both ways.
+    def transfer(self, target: str, headers: Mapping[str, str] | None, timeout: float) -> None:
+        self.sip.transfer(target, headers, timeout)
+
+    def accept_transfer(self) -> None:
+        self.sip.accept_refer()
+
+    def reject_transfer(self, code: int) -> None:
+        self.sip.reject_refer(code)
+
+    def report_transfer(self, code: int, reason: str | None) -> None:
+        self.sip.notify_refer(code, reason)
 
 
 class CarrierLeg:
@@ -138,6 +168,23 @@ class CarrierLeg:
 
     def send_digits(self, digits: str) -> None:
         raise RuntimeError(f"{self.stream.kind} media streams cannot send DTMF")
+
+    # A TransferLeg that refuses: the carrier holds the SIP dialog, and its media stream has no way
+    # to ask it to transfer (nor does a REFER ever reach us through it).
+    def transfer(self, target: str, headers: Mapping[str, str] | None, timeout: float) -> None:
+        raise RuntimeError(
+            f"a {self.stream.kind} media stream cannot transfer its call: the carrier holds the call; "
+            "transfer it with the carrier's API (Twilio: update the call with <Dial> TwiML)"
+        )
+
+    def accept_transfer(self) -> None:
+        self.transfer("", None, 0)
+
+    def reject_transfer(self, code: int) -> None:
+        self.transfer("", None, 0)
+
+    def report_transfer(self, code: int, reason: str | None) -> None:
+        self.transfer("", None, 0)
 
 
 class OutboundSipLeg(SipLeg):

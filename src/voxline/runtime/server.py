@@ -38,8 +38,10 @@ from ..logs import log_ids, mask_secret, parse_log_format, parse_log_level
 from ..media.clock import AsyncioMediaClock
 from ..openai.events import RealtimeAPIEvents
 from ..openai.realtime import RealtimeAPIClient
+from ..sip.crypto import parse_policy
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
+from ..sip.tls import SipTls
 from ..telemetry import TELEMETRY
 from .accounting import Accounting, otel_requested
 from .call import Call
@@ -51,6 +53,8 @@ from .session import Scenario, Secrets, Session
 
 if TYPE_CHECKING:
     from ..observability.otel import CallTracing
+    from ..openai.calls import OpenAICall
+    from .openai_sip import OpenAIWebhookEndpoint
 
 log = logging.getLogger("voxline.runtime")
 
@@ -206,6 +210,14 @@ class RuntimeConfig:
     # SIP proxies in front (Kamailio): their callers' addresses come from their Via headers, and
     # sip_allow checks those (see voxline.sip.core). None: no proxy is trusted.
     sip_trusted_proxy: tuple[str, ...] | None = None
+    # SIP over TLS (docs/sip.md "TLS and SRTP"): HOST:PORT of the TLS listener (None: none), its PEM
+    # certificate and key, the CA file outbound TLS calls trust (None: the system's), and the SRTP
+    # policy of calls: off / offer / require (None: offer on TLS, off on UDP and TCP).
+    sip_tls: str | None = None
+    sip_cert: str | None = None
+    sip_key: str | None = None
+    sip_tls_ca: str | None = None
+    srtp: str | None = None
     rtp_host: str | None = None
     max_calls: int = 100
     grace_s: float = 30.0
@@ -240,6 +252,10 @@ class RuntimeConfig:
     workers: int = 1
     rtp_ports: tuple[int, int] | None = None  # "LOW-HIGH": where RTP sockets bind (None: any port)
     http_reuse_port: bool = False  # SO_REUSEPORT on the HTTP listener (the supervisor sets it for workers)
+    # OpenAI-hosted SIP calls (docs/openai-sip.md): the project's webhook secret (whsec_...) turns the
+    # webhook endpoint on, at this path of the HTTP listener. None: off.
+    openai_webhook_secret: str | None = None
+    openai_webhook_path: str = "/openai/webhook"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -314,6 +330,7 @@ class RuntimeConfig:
             raise ValueError(f"sip_transports must be udp, tcp or both, not {self.sip_transports!r}")
         self.sip_allow = parse_sources(self.sip_allow)
         self.sip_trusted_proxy = parse_proxies(self.sip_trusted_proxy)
+        self._normalize_tls()
         # The same rule for HTTP proxies (X-Forwarded-* for Twilio signatures); none: ().
         self.http_trusted_proxies = parse_proxies(self.http_trusted_proxies, "http_trusted_proxies") or ()
         if self.rtp_host is not None:
@@ -322,8 +339,56 @@ class RuntimeConfig:
         self.workers = parse_workers(self.workers)
         self.rtp_ports = parse_port_range(self.rtp_ports)
         self.http_reuse_port = _flag("http_reuse_port", self.http_reuse_port)
+        if self.sip_tls is not None and self.workers > 1:
+            raise ValueError(
+                "sip_tls: SIP over TLS runs in one process; it does not work with workers > 1 yet"
+            )
+        self._normalize_openai_webhook()
         self._check_exposure()
         self._normalize_metrics()
+
+    def _normalize_tls(self) -> None:
+        if isinstance(self.sip_tls, str) and self.sip_tls.strip().lower() in ("", "off", "none", "no"):
+            self.sip_tls = None
+        if self.srtp is not None:
+            self.srtp = parse_policy(self.srtp)
+        if self.sip_tls is None:
+            if self.sip_cert or self.sip_key:
+                raise ValueError("sip_cert / sip_key are for the TLS listener: give sip_tls HOST:PORT too")
+            self.sip_tls_settings()  # sip_tls_ca exists, or a ValueError names it
+            return
+        if self.sip is None:
+            raise ValueError("sip_tls needs the SIP listener (sip HOST:PORT) it runs beside")
+        parse_hostport(str(self.sip_tls), "sip_tls")
+        self.sip_tls_settings()  # the files exist, or a ValueError names the one that does not
+
+    def sip_tls_settings(self) -> SipTls:
+        """The ``SipTls`` of ``sip_tls`` / ``sip_cert`` / ``sip_key`` / ``sip_tls_ca``. Without
+        ``sip_tls`` there is no listener, but outbound ``sips:`` calls still work (verified)."""
+        if self.sip_tls is None:
+            return SipTls(port=None, ca_file=self.sip_tls_ca)
+        host, port = parse_hostport(self.sip_tls, "sip_tls")
+        return SipTls(host=host, port=port, cert=self.sip_cert, key=self.sip_key, ca_file=self.sip_tls_ca)
+
+    def _normalize_openai_webhook(self) -> None:
+        secret = self.openai_webhook_secret
+        if secret is not None and str(secret).strip().lower() in ("", "off", "none"):
+            secret = None
+        if secret is not None:
+            from ..openai.webhooks import decode_secret
+
+            mask_secret(str(secret))
+            try:
+                decode_secret(str(secret))
+            except ValueError:
+                raise ValueError("openai_webhook_secret must be the webhook's whsec_... secret") from None
+            if self.http is None:
+                raise ValueError("openai_webhook_secret: the webhook needs the HTTP listener, which is off")
+        self.openai_webhook_secret = None if secret is None else str(secret)
+        path = str(self.openai_webhook_path)
+        if not path.startswith("/"):
+            raise ValueError(f"openai_webhook_path must start with '/', not {path!r}")
+        self.openai_webhook_path = path
 
     def _normalize_metrics(self) -> None:
         value = None if self.metrics is None else str(self.metrics).strip().lower()
@@ -370,6 +435,14 @@ class RuntimeConfig:
                     f"sip: listening on {host} takes calls from the network, but only this machine may "
                     "call (the default sip_allow): give --sip-allow with your trunk's or PBX's addresses "
                     "(IPs or CIDRs), or --sip-allow any to take calls from anyone"
+                )
+        if self.sip_tls is not None:
+            host, _ = parse_hostport(self.sip_tls, "sip_tls")
+            if not is_loopback(host) and self.sip_allow == LOOPBACK_SOURCES:
+                raise ValueError(
+                    f"sip_tls: listening on {host} takes calls from the network, but only this machine "
+                    "may call (the default sip_allow): give --sip-allow with your trunk's or PBX's "
+                    "addresses (IPs or CIDRs), or --sip-allow any to take calls from anyone"
                 )
         if self.http is not None:
             host, _ = parse_hostport(self.http, "http")
@@ -430,6 +503,9 @@ class Runtime:
         self.sessions: set[Session] = set()
         self.sip: SipEndpoint | None = None
         self.carriers: CarrierEndpoints | None = None
+        self.openai_webhook: OpenAIWebhookEndpoint | None = None  # openai_webhook_secret set
+        # An OpenAI SIP call's session ends if its scenario has not accepted or rejected it by then.
+        self.openai_answer_timeout_s = 30.0
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
@@ -508,15 +584,22 @@ class Runtime:
                 on_incoming_call=self._on_sip_call,
                 readiness=self.readiness.reason,  # OPTIONS: 200, or 503 with the reason
                 rtp_ports=cfg.rtp_ports,
+                tls=cfg.sip_tls_settings(),
+                srtp=parse_policy(cfg.srtp) if cfg.srtp is not None else None,
             )
             try:
                 await self.sip.start()
             except OSError as exc:
                 transports = "+".join(cfg.sip_transports)
+                where = f"{cfg.sip}" + (f" / TLS {cfg.sip_tls}" if cfg.sip_tls else "")
                 raise ListenError(
-                    f"cannot listen for SIP ({transports}) on {cfg.sip}: {_reason(exc)}"
+                    f"cannot listen for SIP ({transports}) on {where}: {_reason(exc)}"
                 ) from None
             log.info("SIP on %s:%d (%s)", host, self.sip.port, "+".join(cfg.sip_transports))
+            if self.sip.tls_port is not None:
+                log.info(
+                    "SIP TLS on %s:%d", parse_hostport(cfg.sip_tls or "", "sip_tls")[0], self.sip.tls_port
+                )
         if cfg.http:
             host, port = parse_hostport(cfg.http, "http")
             self.carriers = CarrierEndpoints(
@@ -541,6 +624,13 @@ class Runtime:
             app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
             if cfg.metrics == "on":
                 app.router.add_get("/metrics", self._metrics)
+            if cfg.openai_webhook_secret is not None:
+                from .openai_sip import OpenAIWebhookEndpoint
+
+                self.openai_webhook = OpenAIWebhookEndpoint(
+                    cfg.openai_webhook_secret, admit=self._admit, on_call=self._on_openai_call
+                )
+                self.openai_webhook.add_to(app, cfg.openai_webhook_path)
             # Header and idle timeouts on every connection; counts in self.http_guard.stats.
             try:
                 if cfg.http_reuse_port:
@@ -721,6 +811,44 @@ class Runtime:
             custom_data={**custom, "stream_id": stream.stream_id, "call_id": stream.call_id or ""},
         )
         self._start_session(call)
+
+    def _on_openai_call(self, call: OpenAICall) -> None:
+        """A verified OpenAI SIP call: its own session, ``AppEvents.OpenAICallIncoming``; the session
+        winds down like any other once the call ends (rejected, hung up, its sideband closed)."""
+        session = Session(self.scenario, self.secrets, services=self, on_terminated=self._session_ended)
+        self.sessions.add(session)
+        session.call_id = call.call_id
+        session.adopt(call)
+        call.on_ended(lambda c: self._call_ended(session))
+        with log_ids(session_id=session.id, call_id=call.call_id):
+            if not session.start():
+                return
+            background(self._openai_call_unanswered(session, call), name=f"answer-{session.id}")
+            token = current_session.set(session)
+            try:
+                session.emit(
+                    AppEvents.OpenAICallIncoming,
+                    call=call,
+                    call_id=call.call_id,
+                    callerid=call.caller_id(),
+                    destination=call.destination(),
+                    headers=call.headers(),
+                )
+            finally:
+                current_session.reset(token)
+
+    async def _openai_call_unanswered(self, session: Session, call: OpenAICall) -> None:
+        """A call the scenario neither accepted nor rejected in time ends its session (nothing else
+        would: no media, no sideband)."""
+        await asyncio.sleep(self.openai_answer_timeout_s)
+        if not (call.accepted or call.ended or session.terminating):
+            log.warning(
+                "%s: OpenAI call %s not accepted or rejected within %.0f s; ending its session",
+                session.id,
+                call.call_id,
+                self.openai_answer_timeout_s,
+            )
+            session.terminate()
 
     def start_session(self) -> Session:
         """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""

@@ -11,7 +11,8 @@ Layers, each usable alone:
   bytes and events out, ``next_deadline()``/``tick(now)``. It is the facade of its parts:
   ``config`` (``SipConfig``), ``dialog`` (``Dialog`` and ``DialogState`` with its transition table),
   ``context`` (what the parts share), ``uas`` (calls coming in, requests inside a dialog) and
-  ``uac`` (calls we place).
+  ``uac`` (calls we place), ``transfer`` (REFER both ways, with ``refer``'s sipfrag and
+  Subscription-State parsers).
 - ``endpoint``: ``SipEndpoint`` and ``SipCallLeg`` on asyncio.
 """
 
@@ -28,6 +29,10 @@ from .events import (
     DtmfInfo,
     IncomingCall,
     Outgoing,
+    ReferAccepted,
+    ReferEnded,
+    ReferProgress,
+    ReferReceived,
     SipEvent,
 )
 from .message import (
@@ -75,6 +80,10 @@ __all__ = [
     "NegotiatedMedia",
     "NoCommonCodec",
     "Outgoing",
+    "ReferAccepted",
+    "ReferEnded",
+    "ReferProgress",
+    "ReferReceived",
     "SdpError",
     "SessionDescription",
     "SipCallLeg",

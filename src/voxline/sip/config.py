@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
+from .crypto import SrtpPolicy, parse_policy
 from .message import MAX_MESSAGE_BYTES
 from .transaction import Timers
 
@@ -29,6 +30,9 @@ class SipConfig:
     (the proxies themselves may always send). None: no proxy is trusted.
     ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
     (None: forever). ``max_message_bytes``: larger messages are refused with 513.
+    ``srtp``: ``off``, ``offer`` or ``require`` (``voxline.sip.crypto``) for every call; None: offer
+    on calls over TLS (their SDES keys travel encrypted), off over UDP and TCP. ``tls_port``: the
+    port of our TLS listener, advertised in Via and Contact of calls over TLS (None: no listener).
     """
 
     host: str = "127.0.0.1"
@@ -46,8 +50,18 @@ class SipConfig:
     allow_sources: Sequence[str] | None = None
     trusted_proxies: Sequence[str] | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    srtp: SrtpPolicy | None = None
+    tls_port: int | None = None
+
+    def srtp_for(self, transport: str) -> SrtpPolicy:
+        """The SRTP policy of a call signalled over ``transport``."""
+        if self.srtp is not None:
+            return self.srtp
+        return "offer" if transport == "tls" else "off"
 
     def __post_init__(self) -> None:
+        if self.srtp is not None:
+            self.srtp = parse_policy(self.srtp)
         if self.allow_sources is not None:
             entries = (self.allow_sources,) if isinstance(self.allow_sources, str) else self.allow_sources
             self.allow_sources = tuple(str(e) if not isinstance(e, str) else e for e in entries)

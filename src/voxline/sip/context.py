@@ -10,8 +10,9 @@ anything about a call; below the UAS, the UAC and the facade, it imports none of
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..telemetry import TELEMETRY
 from .config import SipConfig
@@ -27,7 +28,7 @@ from .transaction import (
 
 __all__ = ["ALLOW", "CoreContext", "txn_key"]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
 
 ServerTransaction = ServerInviteTransaction | ServerNonInviteTransaction
 ClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction
@@ -93,7 +94,7 @@ class CoreContext:
     def start_client(self, req: SipRequest, dialog: Dialog, now: float) -> None:
         """A non-INVITE client transaction for an in-dialog request, sent to the dialog's destination."""
         sender = self.sender(dialog.destination(), dialog.transport)
-        txn = ClientNonInviteTransaction(req, sender, dialog.transport == "tcp", self.timers, now, ignore)
+        txn = ClientNonInviteTransaction(req, sender, dialog.transport != "udp", self.timers, now, ignore)
         self.client[f"{req.vias[0].branch}|{req.method}"] = txn
 
     # ---------------------------------------------------------------------------------- messages
@@ -143,12 +144,22 @@ class CoreContext:
             resp.body = body
         return resp
 
-    def contact(self, host: str, transport: Transport) -> str:
-        suffix = ";transport=tcp" if transport == "tcp" else ""
-        return f"<sip:{self.config.user}@{host_for_uri(host)}:{self.config.port}{suffix}>"
+    def contact(self, host: str, transport: Transport, secure: bool = False) -> str:
+        """Our Contact; ``secure``: a ``sips:`` URI (§8.1.1.8, §12.1.1: the request was to one)."""
+        if secure and transport == "tls":
+            return f"<sips:{self.config.user}@{host_for_uri(host)}:{self.port_for(transport)}>"
+        suffix = f";transport={transport}" if transport != "udp" else ""
+        return f"<sip:{self.config.user}@{host_for_uri(host)}:{self.port_for(transport)}{suffix}>"
 
     def via(self, host: str, transport: Transport, branch: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {host_for_uri(host)}:{self.config.port};branch={branch};rport"
+        port = self.port_for(transport)
+        return f"SIP/2.0/{transport.upper()} {host_for_uri(host)}:{port};branch={branch};rport"
+
+    def port_for(self, transport: Transport) -> int:
+        """The port we take ``transport`` on: the TLS listener's for TLS, else the UDP/TCP one."""
+        if transport == "tls" and self.config.tls_port is not None:
+            return self.config.tls_port
+        return self.config.port
 
 
 def txn_key(req: SipRequest) -> str:
@@ -164,6 +175,21 @@ def txn_key(req: SipRequest) -> str:
     # RFC 2543 peers, or the bare magic cookie (RFC 4475 badbranch): match on the request's
     # identity instead (§17.2.3); the whole top Via (sent-by included) is part of it.
     return f"{req.call_id}|{req.cseq[0]}|{req.from_.tag}|{via}|{method}"
+
+
+def checked_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None, param: str = "headers"
+) -> list[tuple[str, str]]:
+    """Extra headers an application gives for a request, checked: a token name, no CR/LF in the
+    value (a header injection). ``ValueError`` naming ``param`` otherwise."""
+    extra: list[tuple[str, str]] = []
+    if headers is not None:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            if not re.match(r"^[A-Za-z0-9.!%*_+`'~\-]+$", name) or "\r" in value or "\n" in value:
+                raise ValueError(f"{param}: invalid header {name!r}: {value!r}")
+            extra.append((name, value))
+    return extra
 
 
 def token(nbytes: int = 6) -> str:

@@ -11,7 +11,8 @@ logged once and counted.
 limits, dispatches and runs the timers. What happens to a call is in its parts, each on the shared
 ``CoreContext`` (``voxline.sip.context``: queues, tables, counters, response construction): the
 UAS (``voxline.sip.uas``: calls coming in, requests inside a dialog), the UAC (``voxline.sip.uac``:
-calls we place), and the dialog record with its states (``voxline.sip.dialog``).
+calls we place), transfer (``voxline.sip.transfer``: REFER and its NOTIFYs, both ways), and the
+dialog record with its states (``voxline.sip.dialog``).
 
 Routing choices: responses go back to the source address of the request (symmetric, as rport does),
 and in-dialog requests go to the first Record-Route hop when there is one (as an IP address),
@@ -63,6 +64,7 @@ from .dialog import Dialog, DialogState, source_ip
 from .events import Address, CallDisconnected, Outgoing, SipEvent, Transport
 from .message import SipParseError, SipRequest, SipResponse, parse_message, reason_phrase, summary_request
 from .transaction import ServerInviteTransaction, ServerNonInviteTransaction, State
+from .transfer import Transfer
 from .uac import Uac
 from .uas import Uas
 
@@ -90,6 +92,7 @@ class UserAgentCore:
         self._readiness = readiness
         self._uas = Uas(ctx)
         self._uac = Uac(ctx)
+        self._transfer = Transfer(ctx)
         self.stats = ctx.stats
         allowed = ctx.config.allow_sources
         self._allowed = source_networks(allowed) if allowed is not None else None
@@ -183,6 +186,8 @@ class UserAgentCore:
                 dialog.alert_deadline = None
                 if dialog.state in (DialogState.INCOMING, DialogState.EARLY):
                     self._uas.alerting_timed_out(dialog, now)
+            if dialog.refer_out is not None or dialog.refer_in is not None:
+                self._transfer.tick(dialog, now)
             if (
                 dialog.ended_at is not None
                 and now >= dialog.ended_at + ctx.timers.b
@@ -206,7 +211,7 @@ class UserAgentCore:
             self.stats["keepalives"] += 1  # a CRLF keep-alive (RFC 5626): nothing to say
             return
         try:
-            message = parse_message(data, stream=transport == "tcp", max_bytes=self.config.max_message_bytes)
+            message = parse_message(data, stream=transport != "udp", max_bytes=self.config.max_message_bytes)
         except SipParseError as exc:
             self._malformed(exc, data, addr, transport)
             return
@@ -233,7 +238,7 @@ class UserAgentCore:
         if exc.limit:
             self.stats["over_limit"] += 1
         request = exc.request
-        if request is None and transport == "tcp":
+        if request is None and transport != "udp":
             # A connection is its own way back (and its source is no spoofed one): a request
             # without a usable Via is answered there too, so the peer learns why it is closed.
             request = summary_request(data.split(b"\r\n\r\n", 1)[0], need_via=False)
@@ -279,7 +284,7 @@ class UserAgentCore:
             self.stats["retransmissions_absorbed"] += 1
             return
         send = ctx.sender(src, transport)
-        reliable = transport == "tcp"
+        reliable = transport != "udp"
         unsupported = self._unsupported(req) if req.method != "CANCEL" else ""
         if unsupported:
             # Not supported: answered before anything else looks at it (§8.2.2.3).
@@ -313,6 +318,8 @@ class UserAgentCore:
             "CANCEL": uas.on_cancel,
             "BYE": uas.on_bye,
             "INFO": uas.on_info,
+            "REFER": self._transfer.on_refer,
+            "NOTIFY": self._transfer.on_notify,
         }.get(req.method)
         if handler is not None:
             handler(req, txn, src, now)
@@ -495,6 +502,40 @@ class UserAgentCore:
             dialog.end(now)
         else:  # outbound, not answered yet
             self._uac.hangup(dialog, now, reason, by)
+
+    def transfer(
+        self,
+        call_id: str,
+        now: float,
+        target: str,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        """Blind transfer of a connected call: a REFER to ``target`` (a sip:, sips: or tel: URI) with
+        ``Referred-By``. ``ReferAccepted``, ``ReferProgress`` and one ``ReferEnded`` follow (408 when
+        no final NOTIFY came within ``timeout`` seconds); the call stays up (see
+        ``voxline.sip.transfer``). One transfer at a time per call."""
+        dialog = self._get(call_id, DialogState.CONNECTED)
+        running = dialog.refer_out
+        if running is not None and not running.done:
+            raise CallStateError(f"call {call_id!r} is already being transferred to {running.target}")
+        self._transfer.refer(dialog, target, now, headers, timeout)
+
+    def accept_refer(self, call_id: str, now: float) -> None:
+        """Accept the peer's REFER (``ReferReceived``): 202 and a NOTIFY ``100 Trying``."""
+        self._transfer.accept(self._get(call_id), now)
+
+    def reject_refer(self, call_id: str, now: float, status: int = 603, reason: str | None = None) -> None:
+        """Refuse the peer's REFER (``ReferReceived``) with a final failure response (300..699)."""
+        self._transfer.reject(self._get(call_id), now, status, reason)
+
+    def notify_refer(self, call_id: str, now: float, status: int, reason: str | None = None) -> None:
+        """Report to the peer how our call to its REFER's target goes: a NOTIFY with the sipfrag
+        ``status`` (a final one, 200..699, ends the subscription)."""
+        if not 100 <= status <= 699:
+            raise ValueError(f"status must be a SIP status 100..699, got {status}")
+        self._transfer.notify(self._get(call_id), now, status, reason)
 
     def stop_accepting(self, now: float) -> None:
         """Take no new calls (a server draining before it stops): from now on an INVITE that would

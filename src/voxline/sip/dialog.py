@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from ..callstate import CallState
 from .events import Address, Transport
 from .message import SipParseError, SipRequest, parse_name_addr, parse_uri
+from .refer import IncomingRefer, OutgoingRefer
 from .sdp import NegotiatedMedia, SessionDescription
 from .transaction import ClientInviteTransaction, ServerInviteTransaction
 
@@ -135,6 +136,9 @@ class Dialog:
     alert_deadline: float | None = None  # inbound: alerting_timeout while incoming / early
     ack_data: bytes | None = None
     ended_at: float | None = None
+    # transfer (voxline.sip.transfer): our REFER to the peer, the peer's REFER to us
+    refer_out: OutgoingRefer | None = None
+    refer_in: IncomingRefer | None = None
     _state: DialogState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +164,10 @@ class Dialog:
 
     def deadline(self) -> float | None:
         times = [t for t in (self.ok_next, self.ring_deadline, self.alert_deadline) if t is not None]
+        if self.refer_out is not None or self.refer_in is not None:  # rare: no cost for other calls
+            for r in (self.refer_out, self.refer_in):
+                if r is not None and r.deadline is not None:
+                    times.append(r.deadline)
         return min(times) if times else None
 
     def matches(self, req: SipRequest) -> bool:

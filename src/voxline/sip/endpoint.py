@@ -13,6 +13,11 @@ and their pings get a pong. Both are counted in ``stats`` (``tcp_message_timeout
 ``tcp_idle_closed``); a message that cannot be framed is answered (400 / 513) and its connection
 closed (``tcp_framing_errors``); a peer that leaves 1 MB of our answers unread is cut off
 (``tcp_backlog_closed``).
+
+TLS (``tls=SipTls(...)``): a listener of its own (``tls_port``) carrying the same framed streams as
+TCP, and outbound connections for ``sips:`` / ``;transport=tls`` calls, verified as ``SipTls`` says.
+Connections are reused both ways (RFC 3261 §18): responses, and our in-dialog requests, go back on
+the connection the dialog came on (a peer's own TLS listener would need a certificate we trust).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import errno
 import inspect
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import Any, Literal
@@ -34,6 +40,7 @@ from ..rtp import DtmfDigit, RtpEndpoint, RtpSession, RtpTimeout
 from ..rtp.session import RtpEvent
 from ..telemetry import TELEMETRY
 from .core import CallStateError, SipConfig, UserAgentCore
+from .crypto import SrtpKeys, SrtpPolicy
 from .dialog import DialogState, transition
 from .events import (
     Address,
@@ -45,17 +52,34 @@ from .events import (
     DtmfInfo,
     IncomingCall,
     Outgoing,
+    ReferAccepted,
+    ReferEnded,
+    ReferProgress,
+    ReferReceived,
     SipEvent,
     Transport,
 )
 from .message import MAX_MESSAGE_BYTES, SipHeaders, SipParseError, StreamFramer, parse_uri
 from .sdp import NegotiatedMedia, SessionDescription
+from .tls import DEFAULT_TLS_PORT, SipTls
 
 __all__ = ["CallFailedError", "SipCallLeg", "SipEndpoint"]
 
 log = logging.getLogger("voxline.sip")
 
-LegEvent = CallProgress | CallConnected | CallReinvite | CallDisconnected | CallFailed | DtmfInfo | DtmfDigit
+LegEvent = (
+    CallProgress
+    | CallConnected
+    | CallReinvite
+    | CallDisconnected
+    | CallFailed
+    | DtmfInfo
+    | DtmfDigit
+    | ReferAccepted
+    | ReferProgress
+    | ReferEnded
+    | ReferReceived
+)
 Listener = Callable[[LegEvent], Any]
 
 
@@ -76,7 +100,8 @@ class SipCallLeg:
     """One call (inbound or outbound) and its RTP stream.
 
     Listeners (``add_listener``) get ``CallProgress``, ``CallConnected``, ``CallReinvite``,
-    ``CallDisconnected``, ``CallFailed``, ``DtmfDigit`` (RFC 4733) and ``DtmfInfo`` (SIP INFO).
+    ``CallDisconnected``, ``CallFailed``, ``DtmfDigit`` (RFC 4733) and ``DtmfInfo`` (SIP INFO), and
+    for transfers ``ReferAccepted``, ``ReferProgress``, ``ReferEnded`` and ``ReferReceived``.
     Received audio frames go to ``on_audio`` (the 20 ms path: a plain callback, no event objects).
     ``state`` is a ``DialogState`` (the core's vocabulary), as the leg's commands and events move it.
     """
@@ -110,6 +135,7 @@ class SipCallLeg:
         self.caller_addr = caller_addr or remote_addr
         self._state = DialogState.INCOMING if direction == "inbound" else DialogState.CALLING
         self.rtp: RtpEndpoint | None = None
+        self._srtp_keys: SrtpKeys | None = None
         self.on_audio: Callable[[Frame], Any] | None = None
         self.end_event: CallDisconnected | CallFailed | None = None
         self._listeners: list[Listener] = []
@@ -229,6 +255,30 @@ class SipCallLeg:
         """Drop audio not yet sent at once (barge-in); returns the milliseconds dropped."""
         return self.rtp.session.clear_audio() if self.rtp else 0
 
+    def transfer(
+        self,
+        target: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        """Blind transfer (REFER, see ``UserAgentCore.transfer``): ``ReferAccepted``,
+        ``ReferProgress`` and ``ReferEnded`` follow as events; the call stays up until hung up."""
+        self._endpoint._command(
+            lambda core, now: core.transfer(self.call_id, now, target, headers=headers, timeout=timeout)
+        )
+
+    def accept_refer(self) -> None:
+        """Accept the peer's REFER (``ReferReceived``): 202 and NOTIFY ``100 Trying``; report the
+        call to the target with ``notify_refer``."""
+        self._endpoint._command(lambda core, now: core.accept_refer(self.call_id, now))
+
+    def reject_refer(self, code: int = 603, reason: str | None = None) -> None:
+        self._endpoint._command(lambda core, now: core.reject_refer(self.call_id, now, code, reason))
+
+    def notify_refer(self, code: int, reason: str | None = None) -> None:
+        """A NOTIFY to the referrer with the sipfrag status ``code`` (final: the subscription ends)."""
+        self._endpoint._command(lambda core, now: core.notify_refer(self.call_id, now, code, reason))
+
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         if self.rtp is None:
             raise CallStateError(f"call {self.call_id} has no media yet")
@@ -250,6 +300,7 @@ class SipCallLeg:
         )
         if ep.rtp_ports is None:
             self.rtp = await RtpEndpoint.create(session, ep.rtp_host, 0, self._on_rtp_event, clock=ep.clock)
+            self._apply_srtp(media)
             return
         # A port of the range (even, as RTP's are), starting after the last one handed out.
         low, high = ep.rtp_ports
@@ -261,6 +312,7 @@ class SipCallLeg:
                 self.rtp = await RtpEndpoint.create(
                     session, ep.rtp_host, port, self._on_rtp_event, clock=ep.clock
                 )
+                self._apply_srtp(media)
                 return
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
@@ -281,6 +333,7 @@ class SipCallLeg:
         self.media = media
         if self.rtp is None:
             return
+        self._apply_srtp(media)
         addr = self._media_addr(media)
         self.rtp.session.set_media(
             payload_type=media.codec.payload_type,
@@ -291,6 +344,21 @@ class SipCallLeg:
             inactivity_timeout_ms=None if media.on_hold else self._endpoint.rtp_inactivity_timeout_ms,
             now_ms=self.rtp.now_ms(),
         )
+
+    def _apply_srtp(self, media: NegotiatedMedia | None) -> None:
+        """SRTP on the RTP socket as negotiated (new keys: new libsrtp sessions; none: plain RTP)."""
+        if self.rtp is None or media is None or media.srtp == self._srtp_keys:
+            return
+        keys = self._srtp_keys = media.srtp
+        if keys is None:
+            self.rtp.set_srtp(None)
+        else:
+            self.rtp.set_srtp(keys.suite, keys.local_key, keys.remote_key)
+
+    @property
+    def srtp(self) -> str | None:
+        """The SRTP suite protecting the call's RTP, or None for plain RTP."""
+        return self._srtp_keys.suite if self._srtp_keys is not None else None
 
     def _on_rtp_event(self, event: RtpEvent) -> None:
         if isinstance(event, Frame):
@@ -368,7 +436,8 @@ class SipEndpoint:
     ``voxline.sip.core``). ``rtp_ports``: (low, high), the range RTP sockets bind in (even ports,
     taken in turn; None: any port the system gives; ``voxline run --workers`` splits one range).
     Every call's RTP is sent on ``clock`` (default: ``AsyncioMediaClock.for_loop()``, the clock of the
-    playouts), from when the call connects until its media closes.
+    playouts), from when the call connects until its media closes. ``tls``: SIP over TLS (see the
+    module docstring). ``srtp``: the SRTP policy of calls (``SipConfig.srtp``; overrides ``config``'s).
     """
 
     def __init__(
@@ -391,8 +460,17 @@ class SipEndpoint:
         tcp_idle_timeout: float | None = 300.0,
         readiness: Callable[[], str | None] | None = None,
         rtp_ports: tuple[int, int] | None = None,
+        tls: SipTls | None = None,
+        srtp: SrtpPolicy | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls
+        self.tls_port: int | None = None
+        self._tls_server: asyncio.Server | None = None
+        self._tls_client: ssl.SSLContext | None = None
+        self._tls_writers: dict[Address, asyncio.StreamWriter] = {}
+        self._tls_pending: dict[Address, list[bytes]] = {}
+        self._tls_names: dict[Address, str] = {}  # the name to verify for a target we resolved
         if rtp_ports is not None and not (1024 <= rtp_ports[0] < rtp_ports[1] <= 65535):
             raise ValueError(
                 f"rtp_ports must be (low, high) with 1024 <= low < high <= 65535, got {rtp_ports}"
@@ -416,6 +494,7 @@ class SipEndpoint:
                 allow_sources=allow_sources,
                 trusted_proxies=trusted_proxies,
                 max_message_bytes=max_message_bytes,
+                srtp=srtp,
             )
         else:
             overrides: dict[str, Any] = {}
@@ -425,6 +504,8 @@ class SipEndpoint:
                 overrides["trusted_proxies"] = trusted_proxies
             if max_message_bytes != MAX_MESSAGE_BYTES:
                 overrides["max_message_bytes"] = max_message_bytes
+            if srtp is not None:
+                overrides["srtp"] = srtp
             if overrides:
                 config = dataclasses.replace(config, **overrides)
         self.config = config
@@ -454,6 +535,9 @@ class SipEndpoint:
             "tcp_idle_closed": 0,
             "tcp_framing_errors": 0,
             "tcp_backlog_closed": 0,
+            "tls_accepted": 0,  # TLS connections accepted (handshake done)
+            "tls_connected": 0,  # our own TLS connections (handshake done, certificate verified)
+            "tls_connect_failed": 0,  # ours that failed: refused, timed out, or a certificate not trusted
         }
         self.port = 0
 
@@ -483,10 +567,12 @@ class SipEndpoint:
                     raise
                 port = 0
         self.port = port
+        if self.tls is not None:
+            await self._start_tls(self.tls)
         # The core's own config, with the port we got and the address we advertise: the SipConfig
         # given to the endpoint is not written to, and nothing changes the core's after this.
         advertised = self.advertise_host or (self.host if not _unspecified(self.host) else "127.0.0.1")
-        self.config = dataclasses.replace(self.config, port=port, host=advertised)
+        self.config = dataclasses.replace(self.config, port=port, host=advertised, tls_port=self.tls_port)
         self.core = UserAgentCore(self.config, readiness=self.readiness)
         return self
 
@@ -502,9 +588,12 @@ class SipEndpoint:
             self._udp.close()
         if self._tcp_server is not None:
             self._tcp_server.close()
-        for writer in list(self._tcp_writers.values()):
+        if self._tls_server is not None:
+            self._tls_server.close()
+        for writer in [*self._tcp_writers.values(), *self._tls_writers.values()]:
             writer.close()
         self._tcp_writers.clear()
+        self._tls_writers.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tcp_tasks:
@@ -553,23 +642,31 @@ class SipEndpoint:
         display_name: str | None = None,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         auth: tuple[str, str] | None = None,
-        transport: Transport = "udp",
+        transport: Transport | None = None,
         target: Address | None = None,
     ) -> SipCallLeg:
-        """Place a call; returns the leg at once (INVITE sent). ``await leg.wait_connected()``."""
+        """Place a call; returns the leg at once (INVITE sent). ``await leg.wait_connected()``.
+        ``transport`` None: TLS for a ``sips:`` or ``;transport=tls`` URI, else UDP."""
         core = self._core()
-        if transport not in self.transports:
-            raise ValueError(f"transport {transport!r} is not enabled on this endpoint ({self.transports})")
         try:
             parsed = parse_uri(uri)
         except SipParseError as exc:
             raise ValueError(f"uri: {exc}") from None
+        if transport is None:
+            secure = parsed.scheme == "sips" or (parsed.params.get("transport") or "").lower() == "tls"
+            transport = "tls" if secure else "udp"
+        if transport == "tls" and self.tls is None:
+            raise ValueError(f"uri {uri!r} needs TLS, which this endpoint has not (tls=SipTls(...))")
+        if transport != "tls" and transport not in self.transports:
+            raise ValueError(f"transport {transport!r} is not enabled on this endpoint ({self.transports})")
         if target is None and parsed.scheme != "tel":
             host = parsed.host
             if not _is_ip(host):
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
                 host = str(infos[0][4][0])
-            target = (host, parsed.port or 5060)
+            target = (host, parsed.port or (DEFAULT_TLS_PORT if transport == "tls" else 5060))
+            if transport == "tls":
+                self._tls_names[target] = parsed.host  # the name its certificate must carry
         local_host = self._local_host_for(target[0]) if target else None
         leg = SipCallLeg(self, "", "outbound", destination=parsed.user or "")
         await leg._open_rtp()
@@ -694,7 +791,9 @@ class SipEndpoint:
             if self._udp is not None and not self._udp.is_closing():
                 self._udp.sendto(item.data, item.addr)
             return
-        writer = self._tcp_writers.get(item.addr)
+        tls = item.transport == "tls"
+        writers = self._tls_writers if tls else self._tcp_writers
+        writer = writers.get(item.addr)
         if writer is not None and not writer.is_closing():
             writer.write(item.data)
             if writer.transport.get_write_buffer_size() > _TCP_BACKLOG:
@@ -703,12 +802,13 @@ class SipEndpoint:
                 log.info("closing SIP TCP connection to %s:%s: it does not read what we send", *item.addr)
                 writer.transport.abort()  # close() would wait for the unread buffer to drain
             return
-        pending = self._tcp_pending.get(item.addr)
+        pendings = self._tls_pending if tls else self._tcp_pending
+        pending = pendings.get(item.addr)
         if pending is not None:
             pending.append(item.data)
             return
-        self._tcp_pending[item.addr] = [item.data]
-        self._spawn(self._tcp_connect(item.addr))
+        pendings[item.addr] = [item.data]
+        self._spawn(self._tcp_connect(item.addr, item.transport))
 
     def _handle(self, event: SipEvent) -> None:
         if isinstance(event, IncomingCall):
@@ -754,13 +854,37 @@ class SipEndpoint:
 
     # ---------------------------------------------------------------------------------- TCP
 
-    async def _on_tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _start_tls(self, tls: SipTls) -> None:
+        """The TLS client context, and the listener when ``tls.port`` is set (ValueError: bad files)."""
+        self._tls_client = tls.client_context()
+        if tls.port is None:
+            return
+        server_context = tls.server_context()
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._on_tcp_client(reader, writer, "tls")
+
+        self._tls_server = await asyncio.start_server(
+            on_client,
+            tls.host or self.host,
+            tls.port,
+            ssl=server_context,
+            # A peer that never finishes its handshake is cut off like a stalled message.
+            ssl_handshake_timeout=self.tcp_message_timeout or 10.0,
+        )
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+
+    async def _on_tcp_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: Transport = "tcp"
+    ) -> None:
         peer = writer.get_extra_info("peername")
+        if transport == "tls":
+            self._io_stats["tls_accepted"] += 1
         task = asyncio.current_task()
         if task is not None:
             self._tcp_tasks.add(task)
         try:
-            await self._tcp_read_loop((peer[0], peer[1]), reader, writer)
+            await self._tcp_read_loop((peer[0], peer[1]), reader, writer, transport)
         except asyncio.CancelledError:
             # The loop is going away. Python 3.11's StreamReaderProtocol logs a cancelled handler
             # task as an error (task.exception() raises): end quietly instead.
@@ -769,18 +893,27 @@ class SipEndpoint:
             if task is not None:
                 self._tcp_tasks.discard(task)
 
-    async def _tcp_connect(self, addr: Address) -> None:
+    async def _tcp_connect(self, addr: Address, transport: Transport = "tcp") -> None:
+        pendings = self._tls_pending if transport == "tls" else self._tcp_pending
+        tls: dict[str, Any] = {}
+        if transport == "tls":
+            # Verified (unless SipTls says otherwise) against the name the call's URI gave.
+            tls = {"ssl": self._tls_client, "server_hostname": self._tls_names.get(addr, addr[0])}
         try:
             # Bounded like a message: a black-holed peer must not keep the pending data forever.
             async with asyncio.timeout(self.tcp_message_timeout):
-                reader, writer = await asyncio.open_connection(addr[0], addr[1])
-        except OSError as exc:  # TimeoutError included
-            log.info("SIP TCP connect to %s:%s failed: %s", addr[0], addr[1], str(exc) or "timed out")
-            self._tcp_pending.pop(addr, None)
+                reader, writer = await asyncio.open_connection(addr[0], addr[1], **tls)
+        except (OSError, ssl.SSLError) as exc:  # TimeoutError and certificate errors included
+            log.info("SIP %s connect to %s:%s failed: %s", transport.upper(), *addr, str(exc) or "timed out")
+            pendings.pop(addr, None)
+            if transport == "tls":
+                self._io_stats["tls_connect_failed"] += 1
             return
-        for data in self._tcp_pending.pop(addr, []):
+        if transport == "tls":
+            self._io_stats["tls_connected"] += 1
+        for data in pendings.pop(addr, []):
             writer.write(data)
-        await self._tcp_read_loop(addr, reader, writer)
+        await self._tcp_read_loop(addr, reader, writer, transport)
 
     def _tcp_deadline(self, last_traffic: float, message_started: float | None) -> tuple[float | None, bool]:
         """(when to give up waiting for bytes, whether that is the idle timeout)."""
@@ -791,9 +924,14 @@ class SipEndpoint:
         return None, True
 
     async def _tcp_read_loop(
-        self, addr: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        addr: Address,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        transport: Transport = "tcp",
     ) -> None:
-        self._tcp_writers[addr] = writer
+        writers = self._tls_writers if transport == "tls" else self._tcp_writers
+        writers[addr] = writer
         core = self._core()
         framer = StreamFramer(self.max_message_bytes)
         loop = asyncio.get_running_loop()
@@ -815,7 +953,7 @@ class SipEndpoint:
                             self.tcp_message_timeout,
                         )
                         break
-                    if core.has_calls_on(addr, "tcp"):
+                    if core.has_calls_on(addr, transport):
                         last_traffic = loop.time()  # a call's BYE may still come this way
                         continue
                     self._io_stats["tcp_idle_closed"] += 1
@@ -835,13 +973,13 @@ class SipEndpoint:
                     writer.write(b"\r\n" * framer.pings)  # RFC 5626 §4.4.1: each ping gets a pong
                     framer.pings = 0
                 for message in messages:
-                    self._on_message(message, addr, "tcp")
+                    self._on_message(message, addr, transport)
                 if framer.error:
                     self._io_stats["tcp_framing_errors"] += 1
                     if framer.error_head is not None:
                         # Answered (400 / 513) before the close: the peer learns why.
                         core.refuse_message(
-                            framer.error_head, addr, self._now(), "tcp", framer.error_status, framer.error
+                            framer.error_head, addr, self._now(), transport, framer.error_status, framer.error
                         )
                         self._flush()
                     log.info("closing SIP TCP connection from %s:%s: %s", addr[0], addr[1], framer.error)
@@ -855,8 +993,8 @@ class SipEndpoint:
         except OSError:  # ConnectionError included
             pass
         finally:
-            if self._tcp_writers.get(addr) is writer:
-                del self._tcp_writers[addr]
+            if writers.get(addr) is writer:
+                del writers[addr]
             writer.close()
 
 

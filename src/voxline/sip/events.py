@@ -18,16 +18,20 @@ __all__ = [
     "DtmfInfo",
     "IncomingCall",
     "Outgoing",
+    "ReferAccepted",
+    "ReferEnded",
+    "ReferProgress",
+    "ReferReceived",
     "SipEvent",
 ]
 
 Address = tuple[str, int]
-Transport = Literal["udp", "tcp"]
+Transport = Literal["udp", "tcp", "tls"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """Bytes the I/O layer must write: a datagram (udp) or onto the connection to ``addr`` (tcp)."""
+    """Bytes the I/O layer must write: a datagram (udp) or onto the connection to ``addr`` (tcp, tls)."""
 
     data: bytes
     addr: Address
@@ -110,6 +114,58 @@ class DtmfInfo:
     duration_ms: int
 
 
+@dataclass(slots=True)
+class ReferAccepted:
+    """The peer accepted our REFER (``UserAgentCore.transfer``): a 2xx, or a NOTIFY that came first."""
+
+    call_id: str
+
+
+@dataclass(slots=True)
+class ReferProgress:
+    """A NOTIFY of our REFER with a provisional sipfrag: the peer's INVITE to the target got ``status``."""
+
+    call_id: str
+    status: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ReferEnded:
+    """Our REFER's outcome: the final sipfrag (2xx: the peer reached the target), a rejection of the
+    REFER itself, the subscription ended without a final status, or ``by="timeout"`` (408)."""
+
+    call_id: str
+    status: int
+    reason: str
+    by: Literal["remote", "timeout"] = "remote"
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(slots=True)
+class ReferReceived:
+    """The peer sent a REFER in a connected call: answer it with ``accept_refer`` (then report the
+    outcome with ``notify_refer``) or ``reject_refer``; unanswered, it gets 603 after a few seconds."""
+
+    call_id: str
+    refer_to: str  # the target URI, as in Refer-To (embedded headers kept)
+    referred_by: str | None  # the Referred-By value, if any
+    headers: SipHeaders  # all headers of the REFER
+
+
 SipEvent = (
-    IncomingCall | CallProgress | CallConnected | CallReinvite | CallDisconnected | CallFailed | DtmfInfo
+    IncomingCall
+    | CallProgress
+    | CallConnected
+    | CallReinvite
+    | CallDisconnected
+    | CallFailed
+    | DtmfInfo
+    | ReferAccepted
+    | ReferProgress
+    | ReferEnded
+    | ReferReceived
 )

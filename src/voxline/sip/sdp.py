@@ -2,6 +2,8 @@
 
 Supported: PCMU (PT 0), PCMA (PT 8), telephone-event/8000 (dynamic PT), ``c=IN IP4`` and
 ``c=IN IP6``, ``a=ptime``, and the directions sendrecv / sendonly / recvonly / inactive (hold).
+SRTP with SDES keys (RTP/SAVP, or RTP/AVP with ``a=crypto`` lines as best-effort offers do) by the
+``srtp`` policy of ``voxline.sip.crypto``; DTLS-SRTP (UDP/TLS/RTP/SAVP) is not supported.
 
 The address RTP goes to must be a unicast IP address (an answer refuses a host name: resolving a
 stranger's name would block the event loop and send media wherever it points). A line we do not
@@ -19,6 +21,7 @@ from typing import Literal
 
 from ..audio import AudioFormat
 from ..audio import codecs as audio_codecs
+from .crypto import SUITES, CryptoAttribute, SrtpKeys, SrtpPolicy, format_crypto, new_key, usable_crypto
 
 __all__ = [
     "CODECS",
@@ -289,6 +292,7 @@ class NegotiatedMedia:
     dtmf_payload_type: int | None
     direction: Direction  # OUR direction (sendrecv, or sendonly/recvonly/inactive while held)
     ptime: int = 20
+    srtp: SrtpKeys | None = None  # SRTP keys when the stream is protected, None for plain RTP
 
     @property
     def on_hold(self) -> bool:
@@ -339,18 +343,24 @@ def answer_offer(
     session_id: int = 0,
     session_version: int = 0,
     hold: bool = False,
+    srtp: SrtpPolicy = "off",
+    local_key: bytes | None = None,
 ) -> tuple[SessionDescription, NegotiatedMedia]:
     """Answer an offer (RFC 3264 §6): the first codec in the OFFER's order that we support.
 
     Raises ``NoCommonCodec`` when there is none, ``SdpError`` when the offer has no usable audio.
-    ``hold`` answers with us not sending (e.g. to put the peer on hold ourselves).
+    ``hold`` answers with us not sending (e.g. to put the peer on hold ourselves). ``srtp``: the
+    policy (``voxline.sip.crypto``); ``local_key``: our SRTP key when the call has one already (the
+    answer of the same call made again, a re-INVITE), else a new one is made.
     """
     audio_index = next((i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None)
     if audio_index is None:
         raise NoCommonCodec("the offer has no active audio stream")
     m = offer.media[audio_index]
-    if "RTP/AVP" not in m.proto.upper() or "SAVP" in m.proto.upper():
+    proto = m.proto.upper()
+    if proto not in ("RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF"):
         raise NoCommonCodec(f"unsupported media transport {m.proto}")
+    keys = _answer_crypto(m, proto in ("RTP/SAVP", "RTP/SAVPF"), srtp, local_key)
     chosen: Codec | None = None
     for fmt in m.formats:
         if not _is_pt(fmt):
@@ -367,7 +377,7 @@ def answer_offer(
     ours = _REVERSE[offered_dir]
     if hold:
         ours = {"sendrecv": "sendonly", "recvonly": "recvonly"}.get(ours, "inactive")  # type: ignore[assignment]
-    negotiated = NegotiatedMedia(chosen, host, m.port, dtmf, ours, m.ptime or 20)
+    negotiated = NegotiatedMedia(chosen, host, m.port, dtmf, ours, m.ptime or 20, keys)
 
     answer = SessionDescription(
         origin=("voxline", session_id, session_version, "IN", _addrtype(local_host), local_host),
@@ -386,10 +396,37 @@ def answer_offer(
             formats.append(str(dtmf))
             rtpmap[dtmf] = ("telephone-event", 8000, 1)
             fmtp[dtmf] = "0-16"
+        attributes: list[tuple[str, str | None]] = []
+        if keys is not None:
+            attributes.append(
+                ("crypto", format_crypto(CryptoAttribute(keys.tag, keys.suite, keys.local_key)))
+            )
         answer.media.append(
-            MediaDescription("audio", local_port, m.proto, formats, None, rtpmap, fmtp, [], ours, 20)
+            MediaDescription("audio", local_port, m.proto, formats, None, rtpmap, fmtp, attributes, ours, 20)
         )
     return answer, negotiated
+
+
+def _answer_crypto(
+    m: MediaDescription, secure: bool, policy: SrtpPolicy, local_key: bytes | None
+) -> SrtpKeys | None:
+    """The SRTP keys of our answer to ``m`` (None: plain RTP), or NotAcceptable (488) saying why."""
+    lines = [v for k, v in m.attributes if k == "crypto" and v is not None]
+    if policy == "off":
+        if secure:
+            raise NotAcceptable(f"{m.proto} offered, but SRTP is off here (srtp = off)")
+        return None  # a best-effort offer's a=crypto lines are ignored: plain RTP
+    good, reasons = usable_crypto(lines)
+    if good:
+        chosen = good[0]
+        key = local_key if local_key is not None and len(local_key) == SUITES[chosen.suite] else None
+        return SrtpKeys(chosen.suite, chosen.tag, key or new_key(chosen.suite), chosen.key)
+    why = "; ".join(reasons) if reasons else "no a=crypto line"
+    if secure:
+        raise NotAcceptable(f"{m.proto} offered without a usable SDES key ({why})")
+    if policy == "require":
+        raise NotAcceptable(f"SRTP is required here and the offer has no usable SDES key ({why})")
+    return None
 
 
 def build_offer(
@@ -401,7 +438,12 @@ def build_offer(
     direction: Direction = "sendrecv",
     session_id: int = 0,
     session_version: int = 0,
+    srtp: SrtpPolicy = "off",
+    keys: Sequence[bytes] = (),
 ) -> SessionDescription:
+    """Our offer. ``srtp``: ``offer`` adds ``a=crypto`` lines to an RTP/AVP stream (best effort: a
+    plain peer answers plain RTP), ``require`` offers RTP/SAVP. ``keys``: our master key for each
+    suite of ``SUITES`` in order (made anew when not given; kept by the caller for re-offers)."""
     formats: list[str] = []
     rtpmap: dict[int, tuple[str, int, int]] = {}
     for name in codecs:
@@ -416,12 +458,23 @@ def build_offer(
         rtpmap[dtmf_payload_type] = ("telephone-event", 8000, 1)
         fmtp[dtmf_payload_type] = "0-16"
     addrtype = _addrtype(local_host)
+    attributes: list[tuple[str, str | None]] = []
+    if srtp != "off":
+        suites = list(SUITES)
+        if keys and len(keys) != len(suites):
+            raise ValueError(f"keys: one per suite ({len(suites)}), got {len(keys)}")
+        for tag, suite in enumerate(suites, 1):
+            key = keys[tag - 1] if keys else new_key(suite)
+            attributes.append(("crypto", format_crypto(CryptoAttribute(tag, suite, key))))
+    proto = "RTP/SAVP" if srtp == "require" else "RTP/AVP"
     return SessionDescription(
         origin=("voxline", session_id, session_version, "IN", addrtype, local_host),
         session_name="voxline",
         connection=(addrtype, local_host),
         media=[
-            MediaDescription("audio", local_port, "RTP/AVP", formats, None, rtpmap, fmtp, [], direction, 20)
+            MediaDescription(
+                "audio", local_port, proto, formats, None, rtpmap, fmtp, attributes, direction, 20
+            )
         ],
     )
 
@@ -446,4 +499,22 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
         raise NoCommonCodec(f"the answer has no codec we offered ({' '.join(m.formats)})")
     _, host = _addr_of(answer, m)
     answered: Direction = m.direction or answer.direction or "sendrecv"
-    return NegotiatedMedia(chosen, host, m.port, _telephone_event(m), _REVERSE[answered], m.ptime or 20)
+    keys = _accept_crypto(ours, m) if ours is not None else None
+    return NegotiatedMedia(chosen, host, m.port, _telephone_event(m), _REVERSE[answered], m.ptime or 20, keys)
+
+
+def _accept_crypto(ours: MediaDescription, m: MediaDescription) -> SrtpKeys | None:
+    """The SRTP keys an answer picked from our offer's ``a=crypto`` lines (None: plain RTP)."""
+    offered, _ = usable_crypto(v for k, v in ours.attributes if k == "crypto" and v is not None)
+    if not offered:
+        return None
+    answered, reasons = usable_crypto(v for k, v in m.attributes if k == "crypto" and v is not None)
+    by_tag = {a.tag: a for a in offered}
+    for attr in answered:
+        mine = by_tag.get(attr.tag)
+        if mine is not None and mine.suite == attr.suite:
+            return SrtpKeys(attr.suite, attr.tag, mine.key, attr.key)
+    if ours.proto.upper() == "RTP/SAVP" or m.proto.upper() in ("RTP/SAVP", "RTP/SAVPF"):
+        why = "; ".join(reasons) if reasons else "none of our tags and suites"
+        raise NotAcceptable(f"the answer has no usable a=crypto line ({why})")
+    return None  # our best-effort offer was answered with plain RTP

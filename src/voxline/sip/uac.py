@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from .auth import DigestChallenge, DigestError, build_authorization, parse_challenge
-from .context import ALLOW, CoreContext, branch, host_for_uri, ignore, token
+from .context import ALLOW, CoreContext, branch, checked_headers, host_for_uri, ignore, token
 from .dialog import Dialog, DialogState, is_ip, strip_tag
 from .events import Address, CallConnected, CallFailed, CallProgress, Transport
 from .message import SipParseError, SipRequest, SipResponse, parse_name_addr, parse_uri, reason_phrase
@@ -68,15 +68,11 @@ class Uac:
                     f"uri: host {parsed.host!r} is not an IP address; resolve it and pass target"
                 )
             target = (parsed.host, parsed.port or 5060)
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"transport must be 'udp' or 'tcp', got {transport!r}")
-        extra: list[tuple[str, str]] = []
-        if headers is not None:
-            items = headers.items() if isinstance(headers, Mapping) else headers
-            for name, value in items:
-                if not re.match(r"^[A-Za-z0-9.!%*_+`'~\-]+$", name) or "\r" in value or "\n" in value:
-                    raise ValueError(f"headers: invalid header {name!r}: {value!r}")
-                extra.append((name, value))
+        if transport not in ("udp", "tcp", "tls"):
+            raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', got {transport!r}")
+        if parsed.scheme == "sips" and transport != "tls":
+            raise ValueError(f"uri: a sips: URI is called over TLS only, not {transport} ({uri!r})")
+        extra = checked_headers(headers)
         if auth is not None and (len(auth) != 2 or not all(isinstance(x, str) for x in auth)):
             raise ValueError("auth must be a (user, password) tuple of strings")
         host = local_host or config.host
@@ -107,6 +103,7 @@ class Uac:
             codecs=config.codecs,
             dtmf_payload_type=config.dtmf_payload_type,
             session_id=dialog.sdp_id,
+            srtp=config.srtp_for(transport),
         )
         ctx.dialogs[dialog.call_id] = dialog
         self._send_invite(dialog, now, None)
@@ -234,7 +231,8 @@ class Uac:
         req.headers.add("To", dialog.remote_uri)
         req.headers.add("Call-ID", dialog.call_id)
         req.headers.add("CSeq", f"{dialog.local_cseq} INVITE")
-        req.headers.add("Contact", ctx.contact(dialog.local_host, dialog.transport))
+        secure = dialog.request_uri.lower().startswith("sips:")
+        req.headers.add("Contact", ctx.contact(dialog.local_host, dialog.transport, secure))
         req.headers.add("Allow", ALLOW)
         req.headers.add("User-Agent", ctx.config.user_agent)
         if authorization is not None:
@@ -251,7 +249,7 @@ class Uac:
         txn = ClientInviteTransaction(
             req,
             ctx.sender(dialog.peer, dialog.transport),
-            dialog.transport == "tcp",
+            dialog.transport != "udp",
             ctx.timers,
             now,
             on_response,
@@ -304,7 +302,7 @@ class Uac:
         txn = ClientNonInviteTransaction(
             cancel,
             ctx.sender(dialog.peer, dialog.transport),
-            dialog.transport == "tcp",
+            dialog.transport != "udp",
             ctx.timers,
             now,
             ignore,

@@ -85,7 +85,9 @@ class Uas:
                 return
             try:
                 offer = parse_sdp(sdp_body)
-                _, media = answer_offer(offer, local_host, 9, codecs=ctx.config.codecs)
+                _, media = answer_offer(
+                    offer, local_host, 9, codecs=ctx.config.codecs, srtp=ctx.config.srtp_for(transport)
+                )
             except NotAcceptable as exc:
                 log.info("488 to INVITE %s from %s:%s: %s", req.call_id, src[0], src[1], str(exc))
                 warning = f'{exc.warn_code} voxline "' + printable(str(exc)).replace('"', "'") + '"'
@@ -172,6 +174,7 @@ class Uas:
                 dtmf_payload_type=ctx.config.dtmf_payload_type,
                 session_id=dialog.sdp_id,
                 session_version=dialog.sdp_version,
+                srtp=ctx.config.srtp_for(dialog.transport),
             )
             self._send_ok(dialog, req, txn, dialog.our_offer.to_bytes(), now, initial=False)
             return
@@ -184,6 +187,8 @@ class Uas:
                 codecs=ctx.config.codecs,
                 session_id=dialog.sdp_id,
                 session_version=dialog.sdp_version + 1,
+                srtp=ctx.config.srtp_for(dialog.transport),
+                local_key=_local_key(dialog),
             )
         except SdpError as exc:
             status = 488 if isinstance(exc, NotAcceptable) else 400
@@ -205,7 +210,7 @@ class Uas:
             status,
             to_tag=dialog.local_tag,
             source=dialog.peer,
-            extra=[("Contact", self._ctx.contact(dialog.local_host, dialog.transport))],
+            extra=[("Contact", self._ctx.contact(dialog.local_host, dialog.transport, _secure(dialog)))],
         )
         dialog.invite_txn.respond(resp, now)
         dialog.move_to(DialogState.EARLY)
@@ -217,7 +222,13 @@ class Uas:
         dialog.local_rtp = (host, rtp_port)
         if dialog.offer is not None:
             sdp, dialog.media = answer_offer(
-                dialog.offer, host, rtp_port, codecs=config.codecs, session_id=dialog.sdp_id
+                dialog.offer,
+                host,
+                rtp_port,
+                codecs=config.codecs,
+                session_id=dialog.sdp_id,
+                srtp=config.srtp_for(dialog.transport),
+                local_key=_local_key(dialog),  # the key the leg's SRTP already protects with
             )
         else:
             sdp = build_offer(
@@ -226,6 +237,7 @@ class Uas:
                 codecs=config.codecs,
                 dtmf_payload_type=config.dtmf_payload_type,
                 session_id=dialog.sdp_id,
+                srtp=config.srtp_for(dialog.transport),
             )
             dialog.our_offer = sdp
         body = sdp.to_bytes()
@@ -390,7 +402,10 @@ class Uas:
         initial: bool,
     ) -> None:
         ctx = self._ctx
-        extra = [("Contact", ctx.contact(dialog.local_host, dialog.transport)), ("Allow", ALLOW)]
+        extra = [
+            ("Contact", ctx.contact(dialog.local_host, dialog.transport, _secure(dialog))),
+            ("Allow", ALLOW),
+        ]
         for rr in req.headers.get_all("Record-Route"):
             extra.append(("Record-Route", rr))
         resp = ctx.response(req, 200, to_tag=dialog.local_tag, source=dialog.peer, extra=extra, body=body)
@@ -443,3 +458,14 @@ def _parse_dtmf_info(req: SipRequest) -> tuple[str | None, int]:
         return None, 0
     dm = _DURATION.search(text)
     return digit, int(dm.group(1)) if dm else 250
+
+
+def _secure(dialog: Dialog) -> bool:
+    """Whether the INVITE was to a ``sips:`` URI: our Contact is one too (§12.1.1)."""
+    return dialog.invite is not None and dialog.invite.uri.lower().startswith("sips:")
+
+
+def _local_key(dialog: Dialog) -> bytes | None:
+    """Our SRTP key of the call so far (answers made again keep it), or None."""
+    media = dialog.media
+    return media.srtp.local_key if media is not None and media.srtp is not None else None

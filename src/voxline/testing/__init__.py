@@ -14,7 +14,9 @@ See ``voxline.testing.realtime_server`` for the testing surface. The protocol it
 engine and the schema validator moved to :mod:`voxline.realtime_server` (the embedded offline backend
 runs the same server); the names below are re-exported from there. Also here:
 ``voxline.testing.carrier_callers`` (Twilio and VoxEngine test callers) and
-``voxline.testing.openai_http`` (fake Chat Completions and Responses servers).
+``voxline.testing.openai_http`` (fake Chat Completions and Responses servers) and
+``voxline.testing.openai_calls`` (``FakeOpenAICalls``: OpenAI SIP calls' signed webhooks and REST
+endpoints; its sideband is the ``FakeRealtimeServer``'s).
 
 Names load on first use, so ``import voxline.testing.carrier_callers`` needs no optional package; the
 schema-validating parts (``FakeRealtimeServer``, ``ClientEventValidator``) need ``jsonschema`` and
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from voxline.realtime_server.engine import (
         EnergySpeechDetector,
         FunctionCall,
+        MCPCall,
         ResponseEngine,
         ResponseRequest,
         Say,
@@ -43,15 +46,18 @@ if TYPE_CHECKING:
     from voxline.realtime_server.server import RealtimeConnection
     from voxline.realtime_server.validation import SchemaProblem
 
+    from .openai_calls import FakeOpenAICalls
     from .realtime_server import FakeRealtimeServer
     from .schema import ClientEventValidator
 
 __all__ = [
     "ClientEventValidator",
     "EnergySpeechDetector",
+    "FakeOpenAICalls",
     "FakeRealtimeServer",
     "FunctionCall",
     "HandshakeRejection",
+    "MCPCall",
     "RealtimeConnection",
     "ResponseEngine",
     "ResponseRequest",
@@ -66,6 +72,7 @@ __all__ = [
 _ENGINE = "voxline.realtime_server.engine"
 _WHERE = {
     "ClientEventValidator": "voxline.testing.schema",
+    "FakeOpenAICalls": "voxline.testing.openai_calls",
     "FakeRealtimeServer": "voxline.testing.realtime_server",
     "HandshakeRejection": "voxline.realtime_server.records",
     "RealtimeConnection": "voxline.realtime_server.server",
@@ -75,6 +82,7 @@ _WHERE = {
         for name in (
             "EnergySpeechDetector",
             "FunctionCall",
+            "MCPCall",
             "ResponseEngine",
             "ResponseRequest",
             "Say",

@@ -37,7 +37,7 @@ Client events are validated against OpenAI's official schemas, so this module ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -83,6 +83,8 @@ class FakeRealtimeServer(RealtimeServer):
     brain (default: the scripted queues and the energy detector); ``instructions``: the session's
     default instructions; ``validator``: default OpenAI's schemas. ``keep_record``: which events each
     session's own ``received``/``sent`` keep (default: all; the server-wide lists get every one).
+    ``max_session_s``: a session limit like OpenAI's 60 minutes (``session_expired``, then close 1001),
+    counted on ``clock`` (seconds; default the loop's time; tests pass a virtual one).
     """
 
     failure_label = "the fake Realtime server"
@@ -101,6 +103,9 @@ class FakeRealtimeServer(RealtimeServer):
         host: str = "127.0.0.1",
         port: int = 0,
         keep_record: Callable[[Mapping[str, Any]], bool] | None = None,
+        mcp_servers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        max_session_s: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.scripted = ScriptedEngine()
         self.scripted_transcriber = ScriptedTranscriber()
@@ -116,6 +121,9 @@ class FakeRealtimeServer(RealtimeServer):
             host=host,
             port=port,
             keep_record=keep_record,
+            mcp_servers=mcp_servers,
+            max_session_s=max_session_s,
+            clock=clock,
         )
         self._refusal: tuple[int, dict[str, Any]] | None = None
         self._refusals_left: int | None = None
