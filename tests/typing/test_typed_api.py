@@ -71,6 +71,22 @@ def test_the_literal_names_are_the_enums() -> None:
     assert set(typing.get_args(CallEventName)) == {str(e) for e in CallEvents}
 
 
+def test_the_keyword_types_have_every_parameter_and_nothing_else() -> None:
+    # A parameter added to a parameters dataclass must be added to its TypedDict too (and the
+    # reverse): the types cannot drift from what build_parameters accepts.
+    from voxline.openai import params, typed
+
+    for options, cls, extra in (
+        (typed.RealtimeAPIClientOptions, params.RealtimeAPIClientParameters, {"media_clock"}),
+        (typed.ChatCompletionsAPIClientOptions, params.ChatCompletionsAPIClientParameters, set()),
+        (typed.ResponsesAPIClientOptions, params.ResponsesAPIClientParameters, set()),
+    ):
+        keys = set(options.__optional_keys__) | set(options.__required_keys__)
+        fields = set(cls.__dataclass_fields__)
+        camel = {k for k, v in params._CAMEL.items() if v in fields}
+        assert keys == fields | camel | extra, (options.__name__, keys ^ (fields | camel | extra))
+
+
 class Emitter(EventTarget):
     _event_enums = (CallEvents,)
 

@@ -10,11 +10,12 @@ provider's event type, or the constant's value); anything else is a type error, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol, TypedDict
 
 from ..media.clock import MediaClock
 from .events import Events, RealtimeAPIClientType
+from .session_carry import ReconnectPolicy
 
 __all__ = [
     "ChatCompletionsAPIClientOptions",
@@ -50,9 +51,16 @@ class RealtimeAPIClientOptions(ClientOptions, total=False):
     on_web_socket_close: Callable[[dict[str, Any]], Any] | None
     auto_truncate: bool
     server_silence_timeout_s: float | None
+    call_id: str | None
+    max_session_duration_s: float | None
+    reconnect: ReconnectPolicy | Mapping[str, Any] | bool | None
+    carry_over_budget_chars: int
+    summary_model: str | None
     media_clock: MediaClock | None
     onWebSocketClose: Callable[[dict[str, Any]], Any] | None
     autoTruncate: bool
+    callId: str | None
+    summaryModel: str | None
 
 
 class ResponsesAPIClientOptions(ClientOptions, total=False):
