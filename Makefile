@@ -4,7 +4,7 @@ PIPECAT_VENV ?= bench/.venv-pipecat
 PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 PIPECAT_VERSION ?= 1.14.0
 
-.PHONY: bench bench-quick bench-metrics bench-srtp bench-voxline bench-workers bench-setup
+.PHONY: bench bench-quick bench-metrics bench-srtp bench-voxline bench-workers bench-setup bench-tts
 
 # Pipecat in its own virtualenv (it pins its own websockets, numpy ... versions).
 $(PIPECAT_VENV)/bin/python:
@@ -38,3 +38,7 @@ bench-srtp:
 
 bench-voxline:
 	$(PYTHON) bench/run.py --only voxline-twilio-g711,voxline-twilio-pcm24k,voxline-rtp-g711,voxline-rtp-pcm24k $(BENCH_ARGS)
+
+# Half-cascade with the embedded voice: text delta -> first audio, CPU per call-minute next to S2S.
+bench-tts:
+	$(PYTHON) bench/tts_cost.py $(BENCH_ARGS)

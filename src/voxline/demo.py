@@ -129,6 +129,7 @@ class _Watch:
     call: Any = None
     client: Any = None
     recorder: Any = None
+    voice: Any = None  # a half-cascade's speech player
     responses_active: int = 0
     function_call_pending: bool = False
     errors: list[str] = field(default_factory=list)
@@ -142,6 +143,7 @@ class _Watch:
 
     def observe(self, session: Any, resource: Any) -> None:
         """Runtime observer: every call and Realtime client the scenario's session adopts."""
+        from .media.tts import TTSPlayer
         from .openai.realtime import RealtimeAPIClient
         from .runtime.call import Call
 
@@ -150,6 +152,12 @@ class _Watch:
         elif isinstance(resource, RealtimeAPIClient) and self.client is None:
             self.client = resource
             self._listen(resource)
+        elif isinstance(resource, TTSPlayer) and self.voice is None:
+            # Half-cascade: the agent's voice is the player's, not the (text-mode) client's.
+            self.voice = resource
+            if self.recorder is not None:
+                self.recorder.stop()
+                self.recorder = None
         if self.call is not None and self.client is not None and self.recorder is None:
             from .media.clock import AsyncioMediaClock
             from .media.recorder import Recorder
@@ -158,7 +166,7 @@ class _Watch:
                 AsyncioMediaClock.for_loop(),
                 self.out / "recording.wav",
                 left=self.call,
-                right=self.client,
+                right=self.voice or self.client,
                 rate=8000,
             )
 

@@ -13,10 +13,11 @@ on the audio's sample clock and streams scripted responses in OpenAI's event ord
 See ``voxline.testing.realtime_server`` for the testing surface. The protocol itself, the pluggable
 engine and the schema validator moved to :mod:`voxline.realtime_server` (the embedded offline backend
 runs the same server); the names below are re-exported from there. Also here:
-``voxline.testing.carrier_callers`` (Twilio and VoxEngine test callers) and
-``voxline.testing.openai_http`` (fake Chat Completions and Responses servers) and
+``voxline.testing.carrier_callers`` (Twilio and VoxEngine test callers),
+``voxline.testing.openai_http`` (fake Chat Completions and Responses servers),
 ``voxline.testing.openai_calls`` (``FakeOpenAICalls``: OpenAI SIP calls' signed webhooks and REST
-endpoints; its sideband is the ``FakeRealtimeServer``'s).
+endpoints; its sideband is the ``FakeRealtimeServer``'s) and ``voxline.testing.tts_servers`` (fake
+ElevenLabs, Cartesia and OpenAI speech services).
 
 Names load on first use, so ``import voxline.testing.carrier_callers`` needs no optional package; the
 schema-validating parts (``FakeRealtimeServer``, ``ClientEventValidator``) need ``jsonschema`` and
@@ -49,11 +50,15 @@ if TYPE_CHECKING:
     from .openai_calls import FakeOpenAICalls
     from .realtime_server import FakeRealtimeServer
     from .schema import ClientEventValidator
+    from .tts_servers import FakeCartesiaServer, FakeElevenLabsServer, FakeOpenAISpeechServer
 
 __all__ = [
     "ClientEventValidator",
     "EnergySpeechDetector",
+    "FakeCartesiaServer",
+    "FakeElevenLabsServer",
     "FakeOpenAICalls",
+    "FakeOpenAISpeechServer",
     "FakeRealtimeServer",
     "FunctionCall",
     "HandshakeRejection",
@@ -74,6 +79,9 @@ _WHERE = {
     "ClientEventValidator": "voxline.testing.schema",
     "FakeOpenAICalls": "voxline.testing.openai_calls",
     "FakeRealtimeServer": "voxline.testing.realtime_server",
+    "FakeCartesiaServer": "voxline.testing.tts_servers",
+    "FakeElevenLabsServer": "voxline.testing.tts_servers",
+    "FakeOpenAISpeechServer": "voxline.testing.tts_servers",
     "HandshakeRejection": "voxline.realtime_server.records",
     "RealtimeConnection": "voxline.realtime_server.server",
     "SchemaProblem": "voxline.realtime_server.validation",
