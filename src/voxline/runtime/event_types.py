@@ -24,7 +24,11 @@ __all__ = [
 
 # The value strings of AppEvents and CallEvents (tests/test_typed_api.py checks them against the enums).
 AppEventName = Literal[
-    "AppEvents.Started", "AppEvents.CallAlerting", "AppEvents.Terminating", "AppEvents.Terminated"
+    "AppEvents.Started",
+    "AppEvents.CallAlerting",
+    "AppEvents.Terminating",
+    "AppEvents.Terminated",
+    "AppEvents.OpenAICallIncoming",
 ]
 CallEventName = Literal[
     "Call.Connected",
@@ -35,6 +39,11 @@ CallEventName = Literal[
     "Call.RecordStarted",
     "Call.RecordStopped",
     "Call.QualityRecord",
+    "Call.TransferAccepted",
+    "Call.TransferProgress",
+    "Call.TransferComplete",
+    "Call.TransferFailed",
+    "Call.TransferRequested",
 ]
 
 
