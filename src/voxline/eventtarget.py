@@ -73,6 +73,15 @@ class EventTarget:
             )
         return name
 
+    def accepts_event(self, event: str | StrEnum) -> bool:
+        """Whether ``add_event_listener(event, ...)`` takes this name (code that serves several kinds
+        of target asks before registering)."""
+        try:
+            self._canonical(event)
+        except (TypeError, ValueError):
+            return False
+        return True
+
     def add_event_listener(self, event: str | StrEnum, callback: Listener) -> None:
         if not callable(callback):
             raise TypeError(f"callback for {event!s} must be a function, not {type(callback).__name__}")
