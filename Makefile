@@ -4,7 +4,7 @@ PIPECAT_VENV ?= bench/.venv-pipecat
 PIPECAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 PIPECAT_VERSION ?= 1.14.0
 
-.PHONY: bench bench-quick bench-metrics bench-srtp bench-voxline bench-workers bench-setup bench-tts
+.PHONY: bench bench-quick bench-metrics bench-srtp bench-voxline bench-workers bench-setup bench-tts bench-webrtc
 
 # Pipecat in its own virtualenv (it pins its own websockets, numpy ... versions).
 $(PIPECAT_VENV)/bin/python:
@@ -18,6 +18,11 @@ bench-setup: $(PIPECAT_VENV)/bin/python
 # profile of voxline at capacity, report in bench/results/report.md. About 17 minutes on 2 cores.
 bench: bench-setup
 	$(PYTHON) bench/run.py --profile $(BENCH_ARGS)
+	cd bench && ../$(PYTHON) webrtc_cost.py
+
+# WebRTC (Opus) calls next to SIP/RTP G.711 and 24 kHz: CPU per call-minute (docs/webrtc.md). ~80 s.
+bench-webrtc:
+	cd bench && ../$(PYTHON) webrtc_cost.py $(BENCH_WEBRTC_ARGS)
 
 # A few minutes: two N values per configuration, short steps.
 bench-quick: bench-setup

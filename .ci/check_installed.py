@@ -107,6 +107,7 @@ def check_base(folder: Path) -> None:
         fail("voxline run with a key should run and stop cleanly on SIGTERM", out)
 
     check_metrics(scenario)
+    check_playground(scenario)
 
     code, out = cli("run", str(scenario), *listen)
     if code != 2 or "needs OPENAI_API_KEY" not in out or "Traceback" in out:
@@ -145,6 +146,54 @@ def check_metrics(scenario: Path) -> None:
             body = response.read().decode()
         if "voxline_calls_active" not in body:
             fail("GET /metrics of the installed voxline run", body[:2000])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def check_playground(scenario: Path) -> None:
+    """The wheel ships the playground page; without the webrtc extra an offer gets 501 naming it."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    args = ["run", str(scenario), "--sip", "off", "--http", "127.0.0.1:0"]
+    proc = subprocess.Popen(
+        [str(BIN / "voxline"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(OPENAI_API_KEY=KEY),
+    )
+    assert proc.stdout is not None
+    try:
+        seen = ""
+        port = None
+        while port is None and len(seen) < 20_000:
+            line = proc.stdout.readline()  # a warning (open media endpoints) may come first
+            if not line:
+                break
+            seen += line
+            port = re.search(r"running .*HTTP 127\.0\.0\.1:(\d+)", line)
+        if port is None:
+            fail("voxline run --http should say where it listens", seen)
+        base = f"http://127.0.0.1:{port.group(1)}"
+        for path in ("/playground", "/playground/playground.js", "/playground/playground.css"):
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                if response.status != 200 or not response.read():
+                    fail(f"GET {path} of the installed voxline run")
+        offer = b"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n"
+        offer += b"a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 AA\r\n"
+        request = urllib.request.Request(
+            base + "/webrtc", data=offer, headers={"Content-Type": "application/sdp"}, method="POST"
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            fail("an offer to a voxline run without aiortc should be refused")
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode()
+            if exc.code != 501 or "voxline[webrtc]" not in body:
+                fail("an offer without the webrtc extra should get 501 naming voxline[webrtc]", body)
     finally:
         proc.terminate()
         proc.communicate(timeout=60)

@@ -30,6 +30,7 @@ NEEDS = {
     "voxline.realtime_server.schema": "jsonschema (it raises an ImportError naming the extra without it)",
     "voxline.openai.chat_stream": "jiter (a base dependency: partial JSON in the chat stream)",
     "voxline.rtp.srtp": "pylibsrtp (a base dependency: SRTP through libsrtp, loaded by the first SRTP call)",
+    "voxline.webrtc.peer": "aiortc (the webrtc extra: the aiortc I/O of a WebRTC call)",
 }
 
 BLOCKER = """

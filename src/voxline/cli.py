@@ -24,6 +24,9 @@ def _run(args: argparse.Namespace) -> int:
         "http": args.http,
         "sip_allow": args.sip_allow,
         "sip_trusted_proxy": args.sip_trusted_proxy,
+        "register": args.register,
+        "sip_auth": args.sip_auth,
+        "sip_rate_limit": args.sip_rate_limit,
         "sip_tls": args.sip_tls,
         "sip_cert": args.sip_cert,
         "sip_key": args.sip_key,
@@ -196,7 +199,7 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .demo import DemoOptions, run_demo
+    from .demo import DemoOptions, run_browser_demo, run_demo
 
     options = DemoOptions(
         out=Path(args.out),
@@ -204,6 +207,8 @@ def _demo(args: argparse.Namespace) -> int:
         rules=Path(args.rules) if args.rules else None,
         backend=args.backend,
     )
+    if args.browser:
+        return run_browser_demo(options, args.http)
     return run_demo(options)
 
 
@@ -295,6 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDRS",
         help="SIP proxies in front (Kamailio): comma-separated IPs/CIDRs whose Via headers tell the "
         "caller's address, which --sip-allow then checks (default: none)",
+    )
+    run.add_argument(
+        "--register",
+        action="append",
+        metavar="SIP_URI",
+        help="register as sip:user@registrar[:port][;transport=tcp][;expires=N] (repeatable); the "
+        "password from VOXLINE_REGISTER_PASSWORD (environment or --secrets file) or [[run.register]]",
+    )
+    run.add_argument(
+        "--sip-auth",
+        metavar="USER:PASSWORD",
+        help="digest-authenticate new INVITEs against these users (comma-separated; better from "
+        "VOXLINE_SIP_AUTH in the environment or the --secrets file: a flag shows in ps)",
+    )
+    run.add_argument(
+        "--sip-rate-limit",
+        metavar="N/s",
+        help="new INVITEs a second per source before 503 (N/s, N/min, off; default: 5/s with "
+        "--sip-allow any, else off)",
     )
     run.add_argument(
         "--sip-tls",
@@ -398,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the embedded offline backend (default) or OpenAI (needs OPENAI_API_KEY)",
     )
     demo.add_argument("--rules", help="agent rules (.yaml) or responder (.py) for the offline backend")
+    demo.add_argument(
+        "--browser",
+        action="store_true",
+        help="serve the playground page (a WebRTC call from a browser) instead of the SIP caller",
+    )
+    demo.add_argument(
+        "--http", default="127.0.0.1:8080", help="with --browser: where to serve it (127.0.0.1:8080)"
+    )
     demo.set_defaults(func=_demo)
 
     twiml = sub.add_parser(

@@ -36,7 +36,14 @@ from .audio import PCMU_8K, AudioFormat, Frame
 from .audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .eventtarget import Event
 
-__all__ = ["DEFAULT_LINES", "DemoError", "DemoOptions", "default_scenario_path", "run_demo"]
+__all__ = [
+    "DEFAULT_LINES",
+    "DemoError",
+    "DemoOptions",
+    "default_scenario_path",
+    "run_browser_demo",
+    "run_demo",
+]
 
 log = logging.getLogger("voxline.demo")
 
@@ -443,6 +450,59 @@ def _report(watch: _Watch, summary: dict[str, Any], local: bool, elapsed: float)
     if problems:
         return 1, f"{line} -- FAILED: {'; '.join(problems)}"
     return 0, line
+
+
+async def _browser_demo(options: DemoOptions, http: str, view: _View, env: dict[str, str]) -> None:
+    """The example agent on the embedded backend, answering the playground page (docs/webrtc.md)."""
+    _preflight(options, env)
+    from .runtime.server import Runtime, RuntimeConfig, parse_hostport
+    from .runtime.session import Secrets
+
+    scenario = options.scenario or default_scenario_path()
+    config = RuntimeConfig.load({"scenario": str(scenario), "sip": "off", "http": http}, env={})
+    runtime = Runtime(config, Secrets(env=env))
+    backend = None
+    if options.backend == "local":
+        from .local.server import use_local_backend
+
+        backend = await use_local_backend(
+            runtime, rules=options.rules, announce=lambda m: view.line("note", "backend", m)
+        )
+    try:
+        await runtime.start()
+        host = parse_hostport(http, "http")[0]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        view.plain(f"voxline demo: {scenario.name} answers WebRTC calls from the playground page:")
+        view.plain(f"  http://{shown}:{runtime.http_port}/playground", "call")
+        view.plain("open it in a browser, press Call and talk (Ctrl-C stops the demo)")
+        await runtime.serve_forever()
+    finally:
+        await runtime.shutdown(grace_s=0)
+        if backend is not None:
+            await backend.close()
+
+
+def run_browser_demo(
+    options: DemoOptions,
+    http: str = "127.0.0.1:8080",
+    *,
+    stream: TextIO | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """``voxline demo --browser``: serve the playground against the example agent until stopped."""
+    stream = stream if stream is not None else sys.stdout
+    env = dict(os.environ) if env is None else env
+    view = _View(stream, options.color, time.monotonic())
+    try:
+        asyncio.run(_browser_demo(options, http, view, env))
+    except KeyboardInterrupt:
+        return 0
+    except (DemoError, ValueError, SyntaxError, OSError) as exc:
+        from .local.server import setup_error_message
+
+        view.plain(f"voxline demo: {setup_error_message(exc)}", "error")
+        return 1
+    return 0
 
 
 def run_demo(options: DemoOptions, *, stream: TextIO | None = None, env: dict[str, str] | None = None) -> int:

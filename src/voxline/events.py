@@ -19,6 +19,11 @@ class AppEvents(StrEnum):
     # voxline's: an OpenAI-hosted SIP call rings (a verified ``realtime.call.incoming`` webhook):
     # ``event.call`` is a voxline.openai.calls.OpenAICall (no media here: OpenAI keeps it).
     OpenAICallIncoming = "AppEvents.OpenAICallIncoming"
+    # voxline's: a --register account's state (``event.aor``; ``expires``, or ``status``/``reason``),
+    # delivered to every running session and to ``Runtime.registration_listeners``.
+    RegistrationSucceeded = "AppEvents.RegistrationSucceeded"
+    RegistrationFailed = "AppEvents.RegistrationFailed"
+    Unregistered = "AppEvents.Unregistered"
 
 
 class CallEvents(StrEnum):

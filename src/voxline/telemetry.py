@@ -65,9 +65,11 @@ LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 
 # "http": the carriers' listener, before a stream says which carrier it is (refusals).
-TRANSPORTS = frozenset({"sip", "twilio", "voxengine", "local", "http", "none"})
+TRANSPORTS = frozenset({"sip", "twilio", "voxengine", "webrtc", "local", "http", "none"})
 STAGES = frozenset({"answered", "model_ready"})
-REJECT_REASONS = frozenset({"limit", "auth", "draining", "allowlist"})
+# SIP's "rate": over --sip-rate-limit (503); "auth": digest refused (403/400); "challenge": a 401 sent.
+REJECT_REASONS = frozenset({"limit", "auth", "draining", "allowlist", "rate", "challenge"})
+SIP_REJECT_REASONS = ("limit", "draining", "allowlist", "rate", "auth", "challenge")
 PEERS = frozenset({"realtime", "twilio", "voxengine"})
 TOKEN_KINDS = ("input_text", "input_audio", "input_cached", "output_text", "output_audio")
 SIP_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
@@ -163,6 +165,7 @@ class Telemetry:
         self.rejected = off
         self.loop_lag = off
         self.ready = off
+        self.registrations = off
         self._sip_classes: tuple[Counting, ...] = (off,) * len(SIP_CLASSES)
         self._tokens: dict[str, Counting] = dict.fromkeys(TOKEN_KINDS, off)
 
@@ -271,13 +274,19 @@ class Telemetry:
         self.ready = Gauge(
             "voxline_ready", "1 when the node takes new calls (/readyz 200), else 0.", registry=registry
         )
+        self.registrations = Gauge(
+            "voxline_sip_registrations",
+            "SIP accounts (--register) by registration state: registered, registering, failed, ...",
+            ("state",),
+            registry=registry,
+        )
         self._sip_classes = tuple(self.sip_responses.labels(c) for c in SIP_CLASSES)
         self._tokens = {kind: self.tokens.labels(kind) for kind in TOKEN_KINDS}
         # Every label set that exists shows at 0 from the first scrape (rate() needs the zero).
         for transport in ("sip", "twilio", "voxengine"):
             self.calls_active.labels(transport)
             self.barge_ins.labels(transport)
-            for reason in ("limit", "draining", "allowlist") if transport == "sip" else ("limit", "draining"):
+            for reason in SIP_REJECT_REASONS if transport == "sip" else ("limit", "draining"):
                 self.rejected.labels(transport, reason)
         self.rejected.labels("http", "auth")
         self.registry = registry
@@ -402,6 +411,12 @@ class Telemetry:
         index = status // 100 - 1
         if 0 <= index < len(SIP_CLASSES):
             self._sip_classes[index].inc()
+
+    def sip_registrations(self, states: Mapping[str, int]) -> None:
+        """How many accounts are in each registration state (the registrations' I/O sets it)."""
+        if self.enabled:
+            for state, count in states.items():
+                self.registrations.labels(state).set(count)
 
     def loop_lagged(self, seconds: float) -> None:
         self.loop_lag.observe(max(0.0, seconds))

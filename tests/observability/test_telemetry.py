@@ -128,7 +128,7 @@ def test_on_the_hooks_count_by_bounded_labels() -> None:
     telemetry.call_rejected("sip", "because", 3)  # not a reason: not counted
     assert value(telemetry, "voxline_calls_rejected_total", transport="sip", reason="allowlist") == 1.0
     assert all(
-        dict(labels)["reason"] in {"limit", "auth", "draining", "allowlist"}
+        dict(labels)["reason"] in {"limit", "auth", "draining", "allowlist", "rate", "challenge"}
         for (name, labels) in samples(telemetry)
         if name == "voxline_calls_rejected_total"
     )

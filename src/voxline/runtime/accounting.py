@@ -45,7 +45,7 @@ from ..openai.events import RealtimeAPIEvents as Ev
 from ..openai.realtime import RealtimeAPIClient
 from .call import Call, CallState
 from .events import CallEvents
-from .legs import CarrierLeg, SipLeg
+from .legs import CarrierLeg, SipLeg, WebRtcLeg
 
 if TYPE_CHECKING:
     from ..observability.otel import CallSpans, CallTracing
@@ -68,10 +68,12 @@ def otel_requested(env: Mapping[str, str]) -> bool:
 
 
 def transport_of(call: Call) -> str:
-    """``sip``, ``twilio`` or ``voxengine`` (the carrier stream's kind), else ``other``."""
+    """``sip``, ``twilio`` or ``voxengine`` (the carrier stream's kind), ``webrtc``, else ``other``."""
     leg = call.leg
     if isinstance(leg, SipLeg):
         return "sip"
+    if isinstance(leg, WebRtcLeg):
+        return "webrtc"
     if isinstance(leg, CarrierLeg):
         return str(leg.stream.kind)
     return "other"

@@ -25,6 +25,7 @@ from ..sip.events import (
 )
 
 if TYPE_CHECKING:
+    from ..webrtc.peer import WebRtcPeer
     from .call import LegListener
 
 log = logging.getLogger("voxline.call")
@@ -234,3 +235,53 @@ class OutboundSipLeg(SipLeg):
 
     def played_ms(self) -> int | None:
         return None if self.sip is None else super().played_ms()
+
+
+class WebRtcLeg:
+    """A WebRTC peer (``voxline.webrtc.peer``): Opus 48 kHz on the wire, the model's 24 kHz PCM16
+    here. ``played_ms`` is where the audio the outgoing track handed to aiortc's sender ends."""
+
+    reports_playback = True
+    playout_batch_ms = FRAME_MS
+    transport = "webrtc"
+
+    def __init__(self, peer: WebRtcPeer) -> None:
+        self.peer = peer
+        self.media_format = peer.media_format
+        self._listener: LegListener | None = None
+
+    def attach(self, listener: LegListener) -> None:
+        self._listener = listener
+        self.peer.on_audio = listener.audio
+        self.peer.on_dtmf = listener.tone
+        background(self._watch(listener), name=f"webrtc-{self.peer.id}")
+
+    async def _watch(self, listener: LegListener) -> None:
+        await self.peer.closed.wait()
+        listener.disconnected(self.peer.close_reason or "closed", self.peer.closed_by)
+
+    def answer(self, headers: Mapping[str, str] | None) -> None:
+        listener = self._listener
+        assert listener is not None
+        asyncio.get_running_loop().call_soon(listener.connected)
+
+    def reject(self, code: int, headers: Mapping[str, str] | None) -> None:
+        background(self.peer.close(f"rejected {code}"), name=f"reject-{self.peer.id}")
+
+    def hangup(self, headers: Mapping[str, str] | None) -> None:
+        background(self.peer.close("hangup"), name=f"hangup-{self.peer.id}")
+
+    def capture_frame(self, data: bytes, end_ms: int) -> None:
+        self.peer.capture(data, end_ms)
+
+    def clear_buffer(self) -> None:
+        self.peer.clear()
+
+    def flush(self) -> None:
+        """Nothing to do: the track sends silence when the audio runs out."""
+
+    def played_ms(self) -> int | None:
+        return self.peer.played_ms
+
+    def send_digits(self, digits: str) -> None:
+        self.peer.send_dtmf(digits)

@@ -38,22 +38,29 @@ from ..logs import log_ids, mask_secret, parse_log_format, parse_log_level
 from ..media.clock import AsyncioMediaClock
 from ..openai.events import RealtimeAPIEvents
 from ..openai.realtime import RealtimeAPIClient
+from ..sip.config import SipConfig
 from ..sip.crypto import parse_policy
 from ..sip.endpoint import SipCallLeg, SipEndpoint
 from ..sip.events import CallDisconnected, CallFailed
+from ..sip.register import RegistrationEvent, RegistrationFailed, RegistrationSucceeded
+from ..sip.registrations import Registrations, resolve_registrar
 from ..sip.tls import SipTls
 from ..telemetry import TELEMETRY
 from .accounting import Accounting, otel_requested
 from .call import Call
 from .context import current_session
 from .events import AppEvents, CallEvents
-from .legs import CarrierLeg, SipLeg
+from .legs import CarrierLeg, SipLeg, WebRtcLeg
 from .readiness import Readiness
 from .session import Scenario, Secrets, Session
+from .sip_options import parse_rate, parse_register, parse_sip_auth, resolve_passwords
+from .webrtc_watch import WebRtcWatch
 
 if TYPE_CHECKING:
     from ..observability.otel import CallTracing
     from ..openai.calls import OpenAICall
+    from ..webrtc.endpoint import WebRtcEndpoint
+    from ..webrtc.peer import WebRtcPeer
     from .openai_sip import OpenAIWebhookEndpoint
 
 log = logging.getLogger("voxline.runtime")
@@ -61,6 +68,9 @@ log = logging.getLogger("voxline.runtime")
 
 LOOPBACK_SOURCES = ("127.0.0.0/8", "::1")
 """Who may send INVITEs by default: this machine only (``--sip-allow`` opens it)."""
+
+OPEN_RATE_LIMIT = 5.0
+"""New INVITEs a second per source when ``sip_allow`` is ``any`` and no ``sip_rate_limit`` is given."""
 
 
 def parse_hostport(value: str, name: str) -> tuple[str, int]:
@@ -232,6 +242,9 @@ class RuntimeConfig:
     open_media: bool = False  # media WebSockets without a token on a non-loopback address
     twilio_path: str = "/twilio"
     media_path: str = "/media"
+    # WebRTC signaling (docs/webrtc.md): the WHIP-style endpoint and /playground on the HTTP listener.
+    webrtc_path: str = "/webrtc"
+    webrtc_ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs for calls from other networks
     mark_interval_ms: int = 100  # how often Twilio is asked to confirm playout (mark messages)
     twilio_batch_ms: int = 100  # model audio per Twilio media message (sent as the previous one ends)
     trace: bool = False
@@ -256,6 +269,18 @@ class RuntimeConfig:
     # webhook endpoint on, at this path of the HTTP listener. None: off.
     openai_webhook_secret: str | None = None
     openai_webhook_path: str = "/openai/webhook"
+    # Registration (voxline.sip.register): accounts, the password of those without one of their own
+    # (best from VOXLINE_REGISTER_PASSWORD or the secrets file), the first retry's delay.
+    register: Any = ()
+    register_password: str | None = None
+    register_retry_s: float = 30.0
+    # Inbound access control (voxline.sip.access): digest users for new INVITEs, their realm, and
+    # new INVITEs a second per source (auto: OPEN_RATE_LIMIT when sip_allow is any, else off).
+    sip_auth: Any = None
+    sip_auth_realm: str = "voxline"
+    sip_auth_algorithms: Any = ("SHA-256", "MD5")  # offered in this order (sipp 3.6 reads only the first)
+    sip_rate_limit: Any = None
+    sip_rate_burst: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -339,11 +364,23 @@ class RuntimeConfig:
         self.workers = parse_workers(self.workers)
         self.rtp_ports = parse_port_range(self.rtp_ports)
         self.http_reuse_port = _flag("http_reuse_port", self.http_reuse_port)
+        self._normalize_sip_access()
         if self.sip_tls is not None and self.workers > 1:
             raise ValueError(
                 "sip_tls: SIP over TLS runs in one process; it does not work with workers > 1 yet"
             )
         self._normalize_openai_webhook()
+        if isinstance(self.webrtc_ice_servers, str):
+            urls = self.webrtc_ice_servers.split(",")
+            self.webrtc_ice_servers = tuple(u.strip() for u in urls if u.strip())
+        self.webrtc_ice_servers = tuple(self.webrtc_ice_servers)
+        path = str(self.webrtc_path)
+        if not path.startswith("/") or path.endswith("/") or len(path) < 2:
+            raise ValueError(f"webrtc_path must start with / and not end with one, not {path!r}")
+        self.webrtc_path = path
+        for url in self.webrtc_ice_servers:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"webrtc_ice_servers: {url!r} is not a stun:, turn: or turns: URL")
         self._check_exposure()
         self._normalize_metrics()
 
@@ -389,6 +426,41 @@ class RuntimeConfig:
         if not path.startswith("/"):
             raise ValueError(f"openai_webhook_path must start with '/', not {path!r}")
         self.openai_webhook_path = path
+
+    def _normalize_sip_access(self) -> None:
+        self.register = parse_register(self.register)
+        self.register_retry_s = _number("register_retry_s", self.register_retry_s, 0, exclusive=True)
+        self.sip_auth = parse_sip_auth(self.sip_auth)
+        self.sip_auth_realm = str(self.sip_auth_realm).strip()
+        algorithms = self.sip_auth_algorithms
+        items = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
+        self.sip_auth_algorithms = tuple(str(a).strip().upper() for a in items if str(a).strip())
+        parsed = parse_rate(self.sip_rate_limit)
+        rate: float | None
+        if isinstance(parsed, str):  # auto
+            rate = OPEN_RATE_LIMIT if self.sip_allow is None and self.workers == 1 else None
+        else:
+            rate = parsed
+        self.sip_rate_limit = rate
+        if self.sip_rate_burst is not None:
+            self.sip_rate_burst = _number("sip_rate_burst", self.sip_rate_burst, 1)
+        SipConfig(  # checks them now, not at start()
+            auth_users=self.sip_auth,
+            auth_realm=self.sip_auth_realm,
+            auth_algorithms=self.sip_auth_algorithms,
+            rate_limit=rate,
+            rate_burst=self.sip_rate_burst,
+        )
+        for account in self.register:
+            if account.transport not in self.sip_transports:
+                raise ValueError(
+                    f"register: {account.aor} uses {account.transport}, which sip_transports does not enable"
+                )
+        used = [n for n, v in (("register", self.register), ("sip_auth", self.sip_auth)) if v]
+        if used and self.sip is None:
+            raise ValueError(f"{', '.join(used)}: SIP is off (--sip off)")
+        if used and self.workers > 1:
+            raise ValueError(f"{', '.join(used)}: not available with --workers > 1 yet (run one process)")
 
     def _normalize_metrics(self) -> None:
         value = None if self.metrics is None else str(self.metrics).strip().lower()
@@ -498,14 +570,25 @@ class Runtime:
         self.scenario = Scenario(config.scenario)
         self.secrets = secrets or Secrets(config.secrets_file)
         # No log line shows these, at any level, wherever they appear (DESIGN §4).
-        for secret in (config.token, config.twilio_auth_token, *self.secrets.values()):
+        self.accounts = resolve_passwords(
+            config.register, config.register_password or self.secrets.get("VOXLINE_REGISTER_PASSWORD")
+        )
+        self.sip_auth = config.sip_auth or parse_sip_auth(self.secrets.get("VOXLINE_SIP_AUTH"))
+        if self.sip_auth and config.workers > 1:
+            raise ValueError("sip_auth: not available with --workers > 1 yet (run one process)")
+        extra_secrets = [a.password for a in self.accounts] + list((self.sip_auth or {}).values())
+        for secret in (config.token, config.twilio_auth_token, *self.secrets.values(), *extra_secrets):
             mask_secret(secret)
         self.sessions: set[Session] = set()
         self.sip: SipEndpoint | None = None
+        self.registrations: Registrations | None = None
+        # Called with every RegistrationEvent (tests, embedding applications); sessions get AppEvents.
+        self.registration_listeners: list[Callable[[RegistrationEvent], Any]] = []
         self.carriers: CarrierEndpoints | None = None
         self.openai_webhook: OpenAIWebhookEndpoint | None = None  # openai_webhook_secret set
         # An OpenAI SIP call's session ends if its scenario has not accepted or rejected it by then.
         self.openai_answer_timeout_s = 30.0
+        self.webrtc: WebRtcEndpoint | None = None
         self._http_runner: web.AppRunner | None = None
         self.http_guard: HttpGuard | None = None
         self.http_port: int | None = None
@@ -570,12 +653,28 @@ class Runtime:
             self._start_telemetry()
         if cfg.sip:
             host, port = parse_hostport(cfg.sip, "sip")
+            allow = cfg.sip_allow
+            # Resolved before anything listens: a registrar that does not resolve stops the start.
+            registrars = [(await resolve_registrar(a))[0] for a in self.accounts]
+            if registrars and allow is not None:
+                # The registrars deliver the calls to what we register: they may send INVITEs.
+                log.info("sip_allow: adding the registrars %s", ", ".join(sorted(set(registrars))))
+                allow = (*allow, *registrars)
             self.sip = SipEndpoint(
                 host,
                 port,
                 transports=cfg.sip_transports,  # type: ignore[arg-type]
                 max_calls=cfg.max_calls,
-                allow_sources=cfg.sip_allow,
+                config=SipConfig(
+                    max_calls=cfg.max_calls,
+                    auth_users=self.sip_auth,
+                    auth_realm=cfg.sip_auth_realm,
+                    auth_algorithms=cfg.sip_auth_algorithms,
+                    rate_limit=cfg.sip_rate_limit,
+                    rate_burst=cfg.sip_rate_burst,
+                    rate_exempt=tuple(registrars),  # one source for all the calls they deliver
+                ),
+                allow_sources=allow,
                 trusted_proxies=cfg.sip_trusted_proxy,
                 rtp_host=cfg.rtp_host,
                 rtp_inactivity_timeout_ms=cfg.rtp_timeout_s * 1000 if cfg.rtp_timeout_s else None,
@@ -596,6 +695,11 @@ class Runtime:
                     f"cannot listen for SIP ({transports}) on {where}: {_reason(exc)}"
                 ) from None
             log.info("SIP on %s:%d (%s)", host, self.sip.port, "+".join(cfg.sip_transports))
+            if self.accounts:
+                self.registrations = Registrations(
+                    self.sip, self.accounts, on_event=self._on_registration, retry_base_s=cfg.register_retry_s
+                )
+                await self.registrations.start()
             if self.sip.tls_port is not None:
                 log.info(
                     "SIP TLS on %s:%d", parse_hostport(cfg.sip_tls or "", "sip_tls")[0], self.sip.tls_port
@@ -619,6 +723,7 @@ class Runtime:
             )
             app = web.Application()
             self.carriers.add_to(app)
+            self._add_webrtc(app, host)
             app.router.add_get("/livez", self._livez)
             app.router.add_get("/readyz", self._readyz)
             app.router.add_get("/health", self._readyz)  # the old name: the same honest answer
@@ -648,6 +753,24 @@ class Runtime:
             )
         if cfg.metrics_listen is not None:
             await self._start_metrics_listener(cfg.metrics_listen)
+
+    def _add_webrtc(self, app: web.Application, host: str) -> None:
+        """WebRTC signaling and /playground (docs/webrtc.md); aiortc loads with the first offer."""
+        from ..webrtc.endpoint import LOOPBACK_NETWORKS, WebRtcEndpoint
+
+        cfg = self.config
+        loopback = is_loopback(host)
+        self.webrtc = WebRtcEndpoint(
+            self._on_webrtc,
+            access=self.carriers.access if self.carriers is not None else None,
+            path=cfg.webrtc_path,
+            ice_servers=cfg.webrtc_ice_servers,
+            # On loopback, ICE stays there (aioice leaves 127.0.0.1 out by itself).
+            candidate_networks=LOOPBACK_NETWORKS if loopback else None,
+            host_addresses=("127.0.0.1",) if loopback else None,
+        )
+        self.webrtc.add_to(app)
+        self.observers.append(WebRtcWatch())
 
     def _start_telemetry(self) -> None:
         TELEMETRY.enable()
@@ -687,6 +810,9 @@ class Runtime:
                 ("sip", "draining", stats.get("rejected_draining", 0)),
                 ("sip", "limit", stats.get("rejected_over_limit", 0)),
                 ("sip", "allowlist", stats.get("rejected_source", 0)),
+                ("sip", "rate", stats.get("rejected_rate", 0)),
+                ("sip", "auth", stats.get("rejected_auth", 0)),
+                ("sip", "challenge", stats.get("auth_challenges", 0)),
             ]
         if self.carriers is not None:
             stats = self.carriers.stats
@@ -697,6 +823,32 @@ class Runtime:
             TELEMETRY.call_rejected(transport, reason, total - self._counted.get(key, 0))
             self._counted[key] = total
         TELEMETRY.readiness(self.readiness.ready)
+
+    def _on_registration(self, event: RegistrationEvent) -> None:
+        """A registration's news: to the listeners, and as an AppEvent to every running session."""
+        for listener in tuple(self.registration_listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("registration listener raised")
+        if isinstance(event, RegistrationSucceeded):
+            name, fields_ = (
+                AppEvents.RegistrationSucceeded,
+                {"expires": event.expires, "contact": event.contact},
+            )
+        elif isinstance(event, RegistrationFailed):
+            name = AppEvents.RegistrationFailed
+            fields_ = {"status": event.status, "reason": event.reason, "retry_in": event.retry_in}
+        else:
+            name, fields_ = AppEvents.Unregistered, {"status": event.status}
+        for session in list(self.sessions):
+            if session.terminating:
+                continue
+            token = current_session.set(session)
+            try:
+                session.emit(name, aor=event.aor, **fields_)
+            finally:
+                current_session.reset(token)
 
     def _observe(self, session: Session, resource: Any) -> None:
         """Setup time to the model session: the first ``session.created`` of a call's session."""
@@ -729,6 +881,8 @@ class Runtime:
         log.info("shutting down: %d sessions running, grace %.0f s", len(self.sessions), grace)
         if self.sip is not None and self.sip.core is not None:
             self.sip.stop_accepting()  # new INVITEs get 503
+        if self.registrations is not None:
+            await self.registrations.stop()  # the registrars stop sending calls here
         waits = [s.terminated.wait() for s in self.sessions]
         if waits:
             _, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=grace)
@@ -738,6 +892,8 @@ class Runtime:
             session.terminate()
         if self.carriers is not None:
             await self.carriers.close()
+        if self.webrtc is not None:
+            await self.webrtc.close()
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         if self.sip is not None:
@@ -849,6 +1005,20 @@ class Runtime:
                 self.openai_answer_timeout_s,
             )
             session.terminate()
+
+    async def _on_webrtc(self, peer: WebRtcPeer) -> None:
+        refused = self._admit()
+        if refused is not None:
+            TELEMETRY.call_rejected("webrtc", "draining" if refused == "draining" else "limit")
+            await peer.close("too many calls")
+            return
+        call = Call(
+            WebRtcLeg(peer),
+            caller_id="webrtc",
+            destination=self.config.webrtc_path,
+            custom_data={"peer_id": peer.id, "remote": peer.remote or ""},
+        )
+        self._start_session(call)
 
     def start_session(self) -> Session:
         """A session with no inbound call (outbound scenarios dial from ``AppEvents.Started``)."""

@@ -7,9 +7,18 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["DigestChallenge", "DigestError", "build_authorization", "digest_response", "parse_challenge"]
+__all__ = [
+    "ALGORITHMS",
+    "DigestChallenge",
+    "DigestError",
+    "build_authorization",
+    "digest_response",
+    "parse_challenge",
+    "parse_digest_params",
+]
 
 _ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+ALGORITHMS = tuple(_ALGORITHMS)  # what we answer and verify
 
 
 class DigestError(ValueError):
@@ -42,6 +51,15 @@ def _params(text: str) -> dict[str, str]:
         out[m.group(1).lower()] = value
         pos = m.end()
     return out
+
+
+def parse_digest_params(value: str) -> dict[str, str] | None:
+    """The parameters of a ``Digest ...`` header value (names lower-cased, quotes removed), or None
+    when the scheme is not Digest."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    return _params(rest)
 
 
 def parse_challenge(value: str) -> DigestChallenge:

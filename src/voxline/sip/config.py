@@ -6,10 +6,12 @@ is a command of the core, such as ``UserAgentCore.stop_accepting``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
+from .access import DigestVerifier, RateLimiter
+from .auth import ALGORITHMS
 from .crypto import SrtpPolicy, parse_policy
 from .message import MAX_MESSAGE_BYTES
 from .transaction import Timers
@@ -28,6 +30,13 @@ class SipConfig:
     from one of them the caller's address is the one the proxy received it from (its Via below the
     proxy's: ``received``/``rport`` or sent-by), and that address is what ``allow_sources`` checks
     (the proxies themselves may always send). None: no proxy is trusted.
+    ``auth_users``: user -> password; when set, a new INVITE must carry digest credentials of one of
+    them (401 challenge, 403 on wrong ones; see ``voxline.sip.access``) in ``auth_realm``, offering
+    ``auth_algorithms`` in that order (clients that read only the first challenge take that one).
+    ``rate_limit``: new INVITEs a second per source (the caller's address, as ``allow_sources`` sees
+    it), bursts of ``rate_burst`` (default max(2, rate)); beyond, 503 with ``Retry-After``. None: off.
+    ``rate_exempt``: IPs / CIDRs the rate limit does not apply to (registrars: every call they
+    deliver comes from them; trusted proxies are exempt anyway).
     ``alerting_timeout``: seconds an incoming call may stay unanswered before it is refused with 480
     (None: forever). ``max_message_bytes``: larger messages are refused with 513.
     ``srtp``: ``off``, ``offer`` or ``require`` (``voxline.sip.crypto``) for every call; None: offer
@@ -50,6 +59,12 @@ class SipConfig:
     allow_sources: Sequence[str] | None = None
     trusted_proxies: Sequence[str] | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    auth_users: Mapping[str, str] | None = None
+    auth_realm: str = "voxline"
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    rate_limit: float | None = None
+    rate_burst: float | None = None
+    rate_exempt: Sequence[str] = ()
     srtp: SrtpPolicy | None = None
     tls_port: int | None = None
 
@@ -84,6 +99,17 @@ class SipConfig:
             raise ValueError(f"codecs must be a non-empty subset of ('PCMU', 'PCMA'), got {self.codecs}")
         if not 96 <= self.dtmf_payload_type <= 127:
             raise ValueError(f"dtmf_payload_type must be dynamic (96..127), got {self.dtmf_payload_type}")
+        self.auth_algorithms = tuple(str(a).upper() for a in self.auth_algorithms)
+        if not self.auth_algorithms or any(a not in ALGORITHMS for a in self.auth_algorithms):
+            raise ValueError(f"sip_auth_algorithms must be some of {ALGORITHMS}, got {self.auth_algorithms}")
+        if self.auth_users is not None:
+            DigestVerifier(
+                self.auth_users, self.auth_realm, algorithms=self.auth_algorithms
+            )  # validates: ValueError naming sip_auth
+        self.rate_exempt = tuple(self.rate_exempt)
+        source_networks(self.rate_exempt, "rate_exempt")
+        if self.rate_limit is not None:
+            RateLimiter(self.rate_limit, self.rate_burst)
         if self.invite_timeout <= 0:
             raise ValueError(f"invite_timeout must be > 0, got {self.invite_timeout}")
 

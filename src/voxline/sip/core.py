@@ -34,6 +34,13 @@ Calls that hold a slot for nothing end by themselves: an answer never ACKed at T
 New calls get ``503`` with ``Retry-After``: beyond ``SipConfig.max_calls`` (``rejected_over_limit``)
 and after ``stop_accepting()``, while a server drains (``rejected_draining``).
 
+After the allowlist, a new INVITE meets the per-source rate limit (``SipConfig.rate_limit``: a
+stateless ``503`` with ``Retry-After``, ``rejected_rate``; retransmissions are absorbed before it and
+cost nothing) and then digest authentication (``SipConfig.auth_users``: ``401`` challenge,
+``auth_challenges``; ``403``/``400``, ``rejected_auth``), both before anything of a call exists
+(``voxline.sip.access``). ``send_request`` sends a request outside any dialog (a REGISTER of
+``voxline.sip.register``) in a client transaction whose responses go to the caller's callback.
+
 Behind a SIP proxy (``SipConfig.trusted_proxies``): a request whose source is a trusted proxy has as
 its caller's address the one that proxy received it from, read from the Via below the proxy's own
 (``received`` and ``rport`` when the proxy added them, per RFC 3261 §18.2.1 and RFC 3581, else the
@@ -58,12 +65,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
+from .access import DigestVerifier, RateLimiter
 from .config import SipConfig, source_networks
 from .context import ALLOW, CoreContext, printable, token, txn_key
 from .dialog import Dialog, DialogState, source_ip
 from .events import Address, CallDisconnected, Outgoing, SipEvent, Transport
 from .message import SipParseError, SipRequest, SipResponse, parse_message, reason_phrase, summary_request
-from .transaction import ServerInviteTransaction, ServerNonInviteTransaction, State
+from .transaction import (
+    ClientNonInviteTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    State,
+)
 from .transfer import Transfer
 from .uac import Uac
 from .uas import Uas
@@ -100,6 +113,16 @@ class UserAgentCore:
         self._proxies = source_networks(proxies, "trusted_proxies") if proxies else ()
         self._refused_sources: OrderedDict[str, None] = OrderedDict()
         self._accepting = True
+        cfg = ctx.config
+        self._verifier = (
+            DigestVerifier(cfg.auth_users, cfg.auth_realm, algorithms=cfg.auth_algorithms)
+            if cfg.auth_users
+            else None
+        )
+        self._limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst) if cfg.rate_limit else None
+        self._rate_exempt = source_networks(cfg.rate_exempt, "rate_exempt")
+        for name in ("rejected_rate", "rejected_auth", "auth_challenges"):
+            self.stats.setdefault(name, 0)
 
     @property
     def config(self) -> SipConfig:
@@ -296,6 +319,11 @@ class UserAgentCore:
             ctx.server[key] = txn_420
             txn_420.respond(ctx.response(req, 420, source=src, extra=[("Unsupported", unsupported)]), now)
             return
+        if req.method == "INVITE" and self._limiter is not None and req.to.tag is None:
+            caller = self.caller_address(req, src)[0]
+            if not self._rate_exempted(caller) and not self._limiter.allow(caller, now):
+                self._refuse_rate(req, src, transport, caller)
+                return
         if req.method == "INVITE":
             invite_txn = ServerInviteTransaction(req, send, reliable, ctx.timers)
             ctx.server[key] = invite_txn
@@ -414,6 +442,8 @@ class UserAgentCore:
             # Same Call-ID, no To tag, new branch: a merged or looped request (§8.2.2.2).
             txn.respond(ctx.response(req, 482, source=src, to_tag=token()), now)
             return
+        if self._verifier is not None and not self._authenticated(req, txn, src, now):
+            return
         if not self._accepting:
             self.stats["rejected_draining"] += 1
             txn.respond(ctx.response(req, 503, source=src, extra=[("Retry-After", _RETRY_AFTER_S)]), now)
@@ -423,6 +453,47 @@ class UserAgentCore:
             txn.respond(ctx.response(req, 503, source=src, extra=[("Retry-After", _RETRY_AFTER_S)]), now)
             return
         self._uas.on_invite(req, txn, src, transport, now, local_host, self.caller_address(req, src))
+
+    def _rate_exempted(self, host: str) -> bool:
+        if self._trusted(host):
+            return True
+        ip = source_ip(host) if self._rate_exempt else None
+        return ip is not None and any(ip in net for net in self._rate_exempt)
+
+    def _refuse_rate(self, req: SipRequest, src: Address, transport: Transport, caller: str) -> None:
+        assert self._limiter is not None
+        self.stats["rejected_rate"] += 1
+        if caller not in self._refused_sources:
+            if len(self._refused_sources) >= _LOGGED_SOURCES:
+                self._refused_sources.popitem(last=False)
+            self._refused_sources[caller] = None
+            log.info("503 to INVITE from %s: over sip_rate_limit (further refusals not logged)", caller)
+        # Stateless, as the 403 of the allowlist: a flood gets no retransmissions and holds no keys.
+        retry = [("Retry-After", str(self._limiter.retry_after()))]
+        resp = self._ctx.response(
+            req, 503, "Service Unavailable (rate limit)", source=src, to_tag=token(), extra=retry
+        )
+        self._ctx.send(bytes(resp), src, transport)
+
+    def _authenticated(self, req: SipRequest, txn: ServerInviteTransaction, src: Address, now: float) -> bool:
+        """Digest check of a new INVITE (``SipConfig.auth_users``): answers 401/403/400 itself when
+        it fails, before anything of a call exists."""
+        assert self._verifier is not None
+        verdict = self._verifier.check(req.method, req.headers.get_all("Authorization"), now)
+        if verdict.status == 0:
+            return True
+        ctx = self._ctx
+        if verdict.status == 401:
+            self.stats["auth_challenges"] += 1
+            extra = [("WWW-Authenticate", c) for c in verdict.challenges]
+            txn.respond(ctx.response(req, 401, verdict.reason, source=src, to_tag=token(), extra=extra), now)
+            return False
+        self.stats["rejected_auth"] += 1
+        caller = self.caller_address(req, src)
+        log.info("%d to INVITE from %s:%s: %s", verdict.status, *caller, verdict.reason)
+        reason = printable(verdict.reason)[:120]
+        txn.respond(ctx.response(req, verdict.status, reason, source=src, to_tag=token()), now)
+        return False
 
     @staticmethod
     def _unsupported(req: SipRequest) -> str:
@@ -545,6 +616,26 @@ class UserAgentCore:
         if self._accepting:
             log.info("not accepting new calls (%d running)", self.active_calls)
         self._accepting = False
+
+    def send_request(
+        self,
+        req: SipRequest,
+        target: Address,
+        now: float,
+        on_response: Callable[[SipResponse, float], None],
+        transport: Transport = "udp",
+    ) -> None:
+        """Send ``req`` (a non-INVITE outside any dialog, e.g. a REGISTER with its own Via) in a client
+        transaction: retransmitted over UDP, its final response (or a 408 at Timer F) and provisional
+        ones go to ``on_response``."""
+        if req.method in ("INVITE", "ACK", "CANCEL"):
+            raise ValueError(f"send_request is for non-INVITE requests, not {req.method}")
+        vias = req.vias
+        if not vias or not vias[0].branch:
+            raise ValueError("send_request: the request needs a Via with a branch")
+        sender = self._ctx.sender(target, transport)
+        txn = ClientNonInviteTransaction(req, sender, transport != "udp", self._ctx.timers, now, on_response)
+        self._ctx.client[f"{vias[0].branch}|{req.method}"] = txn
 
     def call(
         self,

@@ -59,7 +59,15 @@ from .events import (
     SipEvent,
     Transport,
 )
-from .message import MAX_MESSAGE_BYTES, SipHeaders, SipParseError, StreamFramer, parse_uri
+from .message import (
+    MAX_MESSAGE_BYTES,
+    SipHeaders,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    StreamFramer,
+    parse_uri,
+)
 from .sdp import NegotiatedMedia, SessionDescription
 from .tls import DEFAULT_TLS_PORT, SipTls
 
@@ -692,6 +700,23 @@ class SipEndpoint:
         self.legs[call_id] = leg
         self._flush()
         return leg
+
+    def send_request(
+        self,
+        req: SipRequest,
+        target: Address,
+        on_response: Callable[[SipResponse, float], Any],
+        transport: Transport = "udp",
+    ) -> None:
+        """Send a non-INVITE request outside any dialog (a REGISTER) in a client transaction of the
+        core; its responses (or the transaction's 408) go to ``on_response(response, now)``."""
+        if transport not in self.transports:
+            raise ValueError(f"transport {transport!r} is not enabled on this endpoint ({self.transports})")
+        self._command(lambda core, now: core.send_request(req, target, now, on_response, transport))
+
+    def local_host_for(self, peer_ip: str) -> str:
+        """The address we advertise (Via, Contact) towards ``peer_ip``."""
+        return self._local_host_for(peer_ip)
 
     # ---------------------------------------------------------------------------------- internals
 
