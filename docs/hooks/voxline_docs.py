@@ -25,7 +25,9 @@ _LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s]+)\)")
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Help texts are plain text: [x][y] must not read as a Markdown reference link.
+    text = str(text).replace("|", "\\|").replace("\n", " ")
+    return text.replace("[", "\\[").replace("]", "\\]")
 
 
 def run_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,9 @@ AppEventName = Literal[
     "AppEvents.Terminating",
     "AppEvents.Terminated",
     "AppEvents.OpenAICallIncoming",
+    "AppEvents.RegistrationSucceeded",
+    "AppEvents.RegistrationFailed",
+    "AppEvents.Unregistered",
 ]
 CallEventName = Literal[
     "Call.Connected",
