@@ -240,6 +240,16 @@ def check_testing(folder: Path) -> None:
             fake.assert_no_violations()
 
     asyncio.run(main())
+    # The pytest plugin comes with the extra: its fixtures are there for a user's own pytest.
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--fixtures", "-q", "-p", "no:cacheprovider"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "voxline_runtime" not in result.stdout or "voxline_caller" not in result.stdout:
+        fail("the pytest plugin's fixtures (pytest --fixtures)", result.stdout + result.stderr)
 
 
 def main() -> None:

@@ -119,3 +119,14 @@ def test_a_listener_may_re_enter_its_own_event() -> None:
     e.add_event_listener("Ns.Name", again)
     e.emit("Ns.Name", 1)
     assert depth == [1, 2, 3]
+
+
+def test_accepts_event_says_which_names_a_target_takes() -> None:
+    from voxline.events import AppEvents, CallEvents
+
+    class Calls(EventTarget):
+        _event_enums = (CallEvents,)
+
+    assert Calls().accepts_event(CallEvents.Failed) and Calls().accepts_event("Call.Failed")
+    assert not Calls().accepts_event(AppEvents.Started) and not Calls().accepts_event("Call.Faild")
+    assert EventTarget().accepts_event("Anything.Goes")  # a target without constants takes any name

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 
 class AppEvents(StrEnum):
+    """The application's events (``VoxEngine.add_event_listener``): ``CallAlerting`` for each call."""
+
     Started = "AppEvents.Started"
     CallAlerting = "AppEvents.CallAlerting"
     Terminating = "AppEvents.Terminating"
@@ -25,6 +27,8 @@ class AppEvents(StrEnum):
 
 
 class CallEvents(StrEnum):
+    """A call's events (``call.add_event_listener``); each event carries ``event.call``."""
+
     Connected = "Call.Connected"
     Disconnected = "Call.Disconnected"
     Failed = "Call.Failed"

@@ -8,6 +8,7 @@ reaches the emitter, the call, or another call.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +55,9 @@ class EventTarget:
     """
 
     _event_aliases: Mapping[str, str] = {}
+    # The constants this target emits. When set, a string that names none of them (by value, by
+    # member name or by alias) raises at registration: a typo would otherwise never fire.
+    _event_enums: tuple[type[StrEnum], ...] = ()
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[_Registration]] = {}
@@ -62,7 +66,21 @@ class EventTarget:
         if not isinstance(event, str):
             raise TypeError(f"{param} must be an event constant or a string, not {type(event).__name__}")
         name = str(event)
-        return self._event_aliases.get(name, name)
+        name = self._event_aliases.get(name, name)
+        if self._event_enums and name not in _known_names(type(self)):
+            raise ValueError(
+                unknown_event_message(event, type(self).__name__, self._event_enums, self._event_aliases)
+            )
+        return name
+
+    def accepts_event(self, event: str | StrEnum) -> bool:
+        """Whether ``add_event_listener(event, ...)`` takes this name (code that serves several kinds
+        of target asks before registering)."""
+        try:
+            self._canonical(event)
+        except (TypeError, ValueError):
+            return False
+        return True
 
     def add_event_listener(self, event: str | StrEnum, callback: Listener) -> None:
         if not callable(callback):
@@ -110,3 +128,36 @@ class EventTarget:
 
     def _release_listeners(self) -> None:
         self._listeners.clear()
+
+
+_KNOWN: dict[type[EventTarget], frozenset[str]] = {}
+
+
+def _known_names(cls: type[EventTarget]) -> frozenset[str]:
+    known = _KNOWN.get(cls)
+    if known is None:
+        known = _KNOWN[cls] = frozenset(str(m) for enum in cls._event_enums for m in enum)
+    return known
+
+
+def unknown_event_message(
+    event: str, target: str, enums: tuple[type[StrEnum], ...], aliases: Mapping[str, str] = {}
+) -> str:
+    """``unknown event 'X' for Target: did you mean Enum.Member ('value')?``: the closest constant by
+    its value, its member name or a provider alias (``difflib``)."""
+    by_value = {str(m): f"{enum.__name__}.{m.name}" for enum in enums for m in enum}
+    candidates: dict[str, str] = {}
+    for enum in enums:
+        for member in enum:
+            constant = f"{enum.__name__}.{member.name}"
+            candidates[str(member)] = candidates[member.name] = candidates[constant] = constant
+    for alias, value in aliases.items():
+        if value in by_value:
+            candidates.setdefault(alias, by_value[value])
+    close = difflib.get_close_matches(event, list(candidates), n=1, cutoff=0.0)
+    hint = ""
+    if close:
+        constant = candidates[close[0]]
+        value = next(v for v, c in by_value.items() if c == constant)
+        hint = f": did you mean {constant} ({value!r})?"
+    return f"unknown event {event!r} for {target}{hint}"

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     )
     from .realtime import ClientClosedError, RealtimeAPIClient, RealtimeAPIError, create_realtime_api_client
     from .responses import ResponsesAPIClient, create_responses_api_client
+    from .tools import ToolRunner, run_tools
+    from .typed import (
+        ChatCompletionsAPIClientOptions,
+        RealtimeAPIClientOptions,
+        ResponsesAPIClientOptions,
+    )
 
 _LAZY: dict[str, str] = {
     "RequestHandle": "._http",
@@ -51,16 +57,23 @@ _LAZY: dict[str, str] = {
     "create_realtime_api_client": ".realtime",
     "ResponsesAPIClient": ".responses",
     "create_responses_api_client": ".responses",
+    "ToolRunner": ".tools",
+    "run_tools": ".tools",
+    "ChatCompletionsAPIClientOptions": ".typed",
+    "RealtimeAPIClientOptions": ".typed",
+    "ResponsesAPIClientOptions": ".typed",
 }
 
 __all__ = [
     "ChatCompletionsAPIClient",
+    "ChatCompletionsAPIClientOptions",
     "ChatCompletionsAPIClientParameters",
     "ChatCompletionsAPIEvents",
     "ClientClosedError",
     "Events",
     "OpenAICall",
     "RealtimeAPIClient",
+    "RealtimeAPIClientOptions",
     "RealtimeAPIClientParameters",
     "RealtimeAPIClientType",
     "RealtimeAPIError",
@@ -69,12 +82,15 @@ __all__ = [
     "RealtimeCallsClient",
     "RequestHandle",
     "ResponsesAPIClient",
+    "ResponsesAPIClientOptions",
     "ResponsesAPIClientParameters",
     "ResponsesAPIEvents",
+    "ToolRunner",
     "create_chat_completions_api_client",
     "create_realtime_api_client",
     "create_realtime_calls_client",
     "create_responses_api_client",
+    "run_tools",
 ]
 
 

@@ -57,7 +57,7 @@ def endpoint_url(base_url: str, path: str) -> str:
     return f"{base}/{path}"
 
 
-def with_default_base_url(parameters: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def with_default_base_url(parameters: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Without a ``base_url``: ``OPENAI_BASE_URL`` (as the official SDKs read it), else OpenAI."""
     given = dict(parameters) if isinstance(parameters, Mapping) else {}
     if (parameters is None or isinstance(parameters, Mapping)) and not (
@@ -66,7 +66,7 @@ def with_default_base_url(parameters: Any, kwargs: dict[str, Any]) -> dict[str, 
         env = os.environ.get("OPENAI_BASE_URL")
         if env:
             return {**kwargs, "base_url": env}
-    return kwargs
+    return dict(kwargs)
 
 
 def error_payload(

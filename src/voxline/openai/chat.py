@@ -75,7 +75,7 @@ import logging
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 import httpx
 
@@ -105,6 +105,12 @@ from .chat_stream import ChatCompletionStream, HelperEvent, accumulate_delta, pa
 from .events import CHAT_COMPLETIONS_TYPES, ChatCompletionsAPIEvents
 from .params import ChatCompletionsAPIClientParameters, build_parameters
 from .sse import SSEEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..eventtarget import Event
+    from .typed import ChatCompletionsAPIClientOptions, ChatCompletionsEventType
 
 # The stream accumulator (chat_stream) and the stored context (chat_context) are sans-I/O modules of
 # their own; their names stay importable from here.
@@ -151,6 +157,13 @@ class ChatCompletionsAPIClient(StreamingHTTPClient):
     _error_event = E.ChatCompletionsAPIError.value
     _connector_event = E.ConnectorInformation.value
     _event_aliases = MappingProxyType({k: v.value for k, v in CHAT_COMPLETIONS_TYPES.items()})
+    _event_enums = (ChatCompletionsAPIEvents,)
+
+    if TYPE_CHECKING:
+        # For mypy (voxline.openai.typed): a constant or a provider event type, nothing else.
+        def add_event_listener(  # type: ignore[override]
+            self, event: ChatCompletionsAPIEvents | ChatCompletionsEventType, callback: Callable[[Event], Any]
+        ) -> None: ...
 
     def __init__(
         self,
@@ -401,7 +414,7 @@ async def create_chat_completions_api_client(
     *,
     context_budget_chars: int = DEFAULT_CONTEXT_BUDGET_CHARS,
     transport: httpx.AsyncBaseTransport | None = None,
-    **kwargs: Any,
+    **kwargs: Unpack[ChatCompletionsAPIClientOptions],
 ) -> ChatCompletionsAPIClient:
     """``OpenAI.create_chat_completions_api_client``: a parameters object, a dict (camelCase keys
     allowed) or keyword arguments (``api_key``, ``base_url``, ``project``, ``store_context``,

@@ -27,11 +27,16 @@ class Events(StrEnum):
 
 
 class RealtimeAPIClientType(StrEnum):
+    """``type`` of a Realtime client: a conversation, or transcription only."""
+
     REALTIME = "realtime"
     TRANSCRIPTION = "transcription"
 
 
 class RealtimeAPIEvents(StrEnum):
+    """The Realtime client's events: one per server event type (``REALTIME_SERVER_TYPES``), and the
+    connection's own (``HTTPResponse``, ``ConnectorInformation``, ``WebSocketError``, ``Unknown``)."""
+
     Unknown = "OpenAI.RealtimeAPI.Unknown"
     HTTPResponse = "OpenAI.RealtimeAPI.HTTPResponse"
     Error = "OpenAI.RealtimeAPI.Error"
@@ -92,6 +97,8 @@ class RealtimeAPIEvents(StrEnum):
 
 
 class ChatCompletionsAPIEvents(StrEnum):
+    """The Chat Completions client's events: the stream helper's events of the official SDKs."""
+
     Unknown = "OpenAI.ChatCompletionsAPI.Unknown"
     Chunk = "OpenAI.ChatCompletionsAPI.Chunk"
     Content = "OpenAI.ChatCompletionsAPI.Content"
@@ -110,6 +117,8 @@ class ChatCompletionsAPIEvents(StrEnum):
 
 
 class ResponsesAPIEvents(StrEnum):
+    """The Responses client's events: one per streaming event type (``RESPONSES_SERVER_TYPES``)."""
+
     Unknown = "OpenAI.ResponsesAPI.Unknown"
     ResponseCodeInterpreterCallCodeDelta = "OpenAI.ResponsesAPI.ResponseCodeInterpreterCallCodeDelta"
     ResponseCodeInterpreterCallCodeDone = "OpenAI.ResponsesAPI.ResponseCodeInterpreterCallCodeDone"

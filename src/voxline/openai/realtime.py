@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._tasks import background
@@ -37,6 +37,11 @@ from .realtime_protocol import ERROR_CODES, ErrorClass, MessageKind, RealtimePro
 from .session_carry import RUNTIME_MAX_SESSION_DURATION_S
 from .session_switch import SessionSwitching
 from .websocket import HandshakeFailed, WebSocketClient, open_websocket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .typed import MediaEndedEvent, MediaStartedEvent, RealtimeAPIClientOptions, RealtimeEventType
 
 log = logging.getLogger("voxline.openai.realtime")
 
@@ -121,6 +126,27 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
         **{provider_type: str(constant) for provider_type, constant in REALTIME_SERVER_TYPES.items()},
         **{member.name: str(member) for member in Events},
     }
+    _event_enums = (RealtimeAPIEvents, Events)
+
+    if TYPE_CHECKING:
+        # For mypy (voxline.openai.typed): a constant or a provider event type, nothing else.
+        @overload  # type: ignore[override]
+        def add_event_listener(
+            self,
+            event: Literal[Events.WebSocketMediaStarted],
+            callback: Callable[[MediaStartedEvent], Any] | Callable[[Event], Any],
+        ) -> None: ...
+        @overload
+        def add_event_listener(
+            self,
+            event: Literal[Events.WebSocketMediaEnded],
+            callback: Callable[[MediaEndedEvent], Any] | Callable[[Event], Any],
+        ) -> None: ...
+        @overload
+        def add_event_listener(
+            self, event: RealtimeAPIEvents | Events | RealtimeEventType, callback: Callable[[Event], Any]
+        ) -> None: ...
+        def add_event_listener(self, event: Any, callback: Any) -> None: ...
 
     def __init__(self, parameters: RealtimeAPIClientParameters, clock: MediaClock | None = None) -> None:
         super().__init__()
@@ -644,7 +670,8 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
 
 
 async def create_realtime_api_client(
-    parameters: RealtimeAPIClientParameters | Mapping[str, Any] | None = None, **kwargs: Any
+    parameters: RealtimeAPIClientParameters | Mapping[str, Any] | None = None,
+    **kwargs: Unpack[RealtimeAPIClientOptions],
 ) -> RealtimeAPIClient:
     """``OpenAI.createRealtimeAPIClient``: connect and return the client.
 

@@ -41,7 +41,7 @@ import copy
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 import httpx
 
@@ -59,6 +59,12 @@ from ._http import (
 from .events import RESPONSES_SERVER_TYPES, ResponsesAPIEvents
 from .params import ResponsesAPIClientParameters, build_parameters
 from .sse import SSEEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..eventtarget import Event
+    from .typed import ResponsesAPIClientOptions, ResponsesEventType
 
 R = ResponsesAPIEvents
 TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -139,6 +145,13 @@ class ResponsesAPIClient(StreamingHTTPClient):
     _error_event = R.ResponsesAPIError.value
     _connector_event = R.ConnectorInformation.value
     _event_aliases = MappingProxyType({k: v.value for k, v in RESPONSES_SERVER_TYPES.items()})
+    _event_enums = (ResponsesAPIEvents,)
+
+    if TYPE_CHECKING:
+        # For mypy (voxline.openai.typed): a constant or a provider event type, nothing else.
+        def add_event_listener(  # type: ignore[override]
+            self, event: ResponsesAPIEvents | ResponsesEventType, callback: Callable[[Event], Any]
+        ) -> None: ...
 
     def __init__(
         self,
@@ -259,7 +272,7 @@ async def create_responses_api_client(
     /,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    **kwargs: Any,
+    **kwargs: Unpack[ResponsesAPIClientOptions],
 ) -> ResponsesAPIClient:
     """``OpenAI.create_responses_api_client``: a parameters object, a dict (camelCase keys allowed)
     or keyword arguments (``api_key``, ``base_url``, ``project``, ``store_context``, ``statistics``,

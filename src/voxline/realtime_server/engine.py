@@ -232,6 +232,8 @@ class ResponseRequest:
 
 @runtime_checkable
 class ResponseEngine(Protocol):
+    """The brain of the server: what to answer each ``response.create`` (or VAD turn) with."""
+
     def respond(self, request: ResponseRequest) -> ScriptedResponse | Awaitable[ScriptedResponse]:
         """The response to stream for ``request`` (or an awaitable of it)."""
         ...
@@ -260,6 +262,8 @@ class TranscriptionRequest:
 
 @runtime_checkable
 class Transcriber(Protocol):
+    """What the caller said in a committed audio buffer (input audio transcription)."""
+
     def transcribe(self, request: TranscriptionRequest) -> str | Awaitable[str]:
         """The transcript of ``request`` (or an awaitable of it)."""
         ...

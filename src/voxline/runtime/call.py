@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_checkable
 
 from ..audio import AudioFormat, Frame
 from ..callstate import CallState as CallState  # re-exported: voxline.runtime.call.CallState
@@ -29,6 +29,15 @@ from ..media.player import Player, PlayerEvents
 from ..media.recorder import Recorder, RecorderEvents
 from ..telemetry import TELEMETRY
 from .events import CallEvents
+
+if TYPE_CHECKING:
+    from .event_types import (
+        CallDisconnectedEvent,
+        CallEvent,
+        CallEventName,
+        CallFailedEvent,
+        ToneReceivedEvent,
+    )
 
 log = logging.getLogger("voxline.call")
 
@@ -174,6 +183,36 @@ class _Heard(MediaUnit):
 
 class Call(MediaUnit):
     """``Call`` of the reference: ``answer``, ``hangup``, ``reject``, media routing, recording, playback."""
+
+    _event_enums = (CallEvents,)
+
+    if TYPE_CHECKING:
+        # For mypy: a CallEvents constant or its value string; the listener's event typed per event.
+        @overload  # type: ignore[override]
+        def add_event_listener(
+            self,
+            event: Literal[CallEvents.Disconnected],
+            callback: Callable[[CallDisconnectedEvent], Any] | Callable[[Event], Any],
+        ) -> None: ...
+        @overload
+        def add_event_listener(
+            self,
+            event: Literal[CallEvents.Failed],
+            callback: Callable[[CallFailedEvent], Any] | Callable[[Event], Any],
+        ) -> None: ...
+        @overload
+        def add_event_listener(
+            self,
+            event: Literal[CallEvents.ToneReceived],
+            callback: Callable[[ToneReceivedEvent], Any] | Callable[[Event], Any],
+        ) -> None: ...
+        @overload
+        def add_event_listener(
+            self,
+            event: CallEvents | CallEventName,
+            callback: Callable[[CallEvent], Any] | Callable[[Event], Any],
+        ) -> None: ...
+        def add_event_listener(self, event: Any, callback: Any) -> None: ...
 
     def __init__(
         self,

@@ -554,10 +554,17 @@ class Runtime:
     """Runs one scenario for every call it receives."""
 
     def __init__(
-        self, config: RuntimeConfig, secrets: Secrets | None = None, *, tracer_provider: Any = None
+        self,
+        config: RuntimeConfig,
+        secrets: Secrets | None = None,
+        *,
+        tracer_provider: Any = None,
+        realtime_base_url: str | None = None,
     ) -> None:
         """``tracer_provider``: an OpenTelemetry tracer provider for the call spans (tests, embedding
-        applications); implies tracing. Raises ValueError naming the setting when ``call_log``
+        applications); implies tracing. ``realtime_base_url``: where Realtime clients connect when the
+        scenario gives no ``base_url`` (a fake server in tests, the embedded backend).
+        Raises ValueError naming the setting when ``call_log``
         cannot be created or tracing is asked for without the ``otel`` extra."""
         self.config = config
         self.scenario = Scenario(config.scenario)
@@ -595,7 +602,7 @@ class Runtime:
         )
         self._stopped = asyncio.Event()
         # Where Realtime clients connect when the scenario gives no base_url (the embedded backend).
-        self.realtime_base_url: str | None = None
+        self.realtime_base_url: str | None = realtime_base_url
         # Trace every Realtime client of every session (the scenario's own `trace` still wins).
         self.trace = config.trace
         # Called with (session, resource) for every call, client, player... a session adopts:

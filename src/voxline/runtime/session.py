@@ -146,6 +146,8 @@ class Session(EventTarget):
     """``VoxEngine`` for one call session; the :class:`voxline.context.SessionContext` of the code it
     runs."""
 
+    _event_enums = (AppEvents,)
+
     def __init__(
         self,
         scenario: Scenario,

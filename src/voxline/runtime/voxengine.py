@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from enum import StrEnum
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ..events import AppEvents
 from .call import Call
 from .context import current_session
 from .legs import OutboundSipLeg
 from .session import Session
+
+if TYPE_CHECKING:
+    from ..eventtarget import Event
+    from .event_types import AppEventName, CallAlertingEvent
 
 
 def _session() -> Session:
@@ -24,10 +28,22 @@ def _session() -> Session:
 class _VoxEngine:
     """Module-level facade; every call resolves to the session the calling code belongs to."""
 
-    def add_event_listener(self, event: str | StrEnum, callback: Any) -> None:
+    @overload
+    def add_event_listener(
+        self,
+        event: Literal[AppEvents.CallAlerting],
+        callback: Callable[[CallAlertingEvent], Any] | Callable[[Event], Any],
+    ) -> None: ...
+    @overload
+    def add_event_listener(
+        self, event: AppEvents | AppEventName, callback: Callable[[Event], Any]
+    ) -> None: ...
+    def add_event_listener(self, event: Any, callback: Any) -> None:
+        """``VoxEngine.addEventListener``: an ``AppEvents`` constant (or its value string); an unknown
+        name raises ``ValueError`` naming the closest constant."""
         _session().add_event_listener(event, callback)
 
-    def remove_event_listener(self, event: str | StrEnum, callback: Any = None) -> None:
+    def remove_event_listener(self, event: AppEvents | AppEventName, callback: Any = None) -> None:
         _session().remove_event_listener(event, callback)
 
     def terminate(self) -> None:

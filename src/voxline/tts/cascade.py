@@ -269,6 +269,8 @@ def feed_player(client: Any, player: TTSPlayer) -> None:
     """Speak a Chat Completions or Responses client's streamed text through ``player``: content
     deltas are appended, the content's done event flushes the turn."""
     for delta_event, done_event in _DELTAS.items():
+        if not client.accepts_event(delta_event):
+            continue  # the other client's events (an unknown name raises)
         client.add_event_listener(delta_event, lambda e: _append(player, (e.data or {}).get("delta")))
         client.add_event_listener(done_event, lambda _e: player.flush())
 
