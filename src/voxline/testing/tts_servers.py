@@ -127,7 +127,7 @@ class _WebSocketFake:
         self._server = await serve(
             self._handle, "127.0.0.1", 0, process_request=self._process_request, max_size=2**20
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -123,7 +123,9 @@ class HalfCascade:
 
     def _on_response_done(self, event: Event) -> None:
         response = (event.data or {}).get("response") or {}
-        self._active.discard(response.get("id"))
+        response_id = response.get("id")
+        if isinstance(response_id, str):
+            self._active.discard(response_id)
         self._apply_pending()
 
     # -- barge-in -----------------------------------------------------------------------------------
