@@ -117,12 +117,14 @@ async def test_baresip_follows_the_refer_to_the_person_and_we_hang_up(
     target = callee(sipp, tmp_path, "uas_tone.xml", port, ULAW_FILE=str(human_tone(tmp_path)))
     fake_openai.script(ScriptedResponse(function_calls=[FunctionCall("transfer_to_human")]))
     events: list[Event] = []
-    cfg, rec = silent_caller(tmp_path, 6000)
+    cfg, rec = silent_caller(tmp_path, 9000)
     runtime = await start(fake_openai, BLIND, events, TRANSFER_URI=f"sip:human@127.0.0.1:{port}")
     try:
         assert runtime.sip is not None
         await asyncio.sleep(0.3)  # sipp binds its port
-        _, out = await run_peer(baresip_argv(baresip, cfg, runtime.sip.port, 5), tmp_path, 15)
+        # 8 s: on a loaded machine the answer, the tool call and the REFER can take a few seconds
+        # before baresip's call to the person is up; what it records after that is checked.
+        _, out = await run_peer(baresip_argv(baresip, cfg, runtime.sip.port, 8), tmp_path, 18)
         code, target_out = await finish(target)
     finally:
         await runtime.shutdown(grace_s=0)
