@@ -389,13 +389,14 @@ def test_a_batch_leaves_as_soon_as_the_sink_holds_less_than_one_beyond_the_frame
     clock.advance(7)
     buffer.push(ulaw(450), "A")
     clock.advance(2000)
-    # The first inside push, the second a tick later (the sink then holds 80 ms beyond the frame
-    # playing), then one per 100 ms: the sink always has 80..180 ms in hand.
-    assert [t for t, _ in rec.frames] == [7, 27, 127, 227, 327, 447]
+    # The first inside push, then on the shared grid's ticks (a batch sink has no phase of its own)
+    # once the sink holds less than 80 ms beyond the frame playing: it always has 60..180 ms in hand.
+    assert [t for t, _ in rec.frames] == [7, 40, 140, 240, 340, 440]
     assert [f.timestamp_ms for _, f in rec.frames] == [0, 100, 200, 300, 400, 440]
-    # The last 50 ms: its two whole frames, then the 10 ms rest, padded, once it is due.
+    # The last 50 ms: its two whole frames, then the 10 ms rest, padded, on the last tick before the
+    # sink would run dry (447).
     assert [len(f.data) for _, f in rec.frames] == [800, 800, 800, 800, 320, 160]
-    assert rec.events == [(7, "started", None), (1467, "ended", 460)]
+    assert rec.events == [(7, "started", None), (1480, "ended", 460)]
 
 
 def test_a_batch_is_what_whole_frames_allow_and_the_rest_follows_in_time() -> None:

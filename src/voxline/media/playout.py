@@ -357,11 +357,13 @@ class Playout:
     emitted (and, without an acknowledging sink, heard) when it is delivered, as before.
 
     ``batch_ms`` (a multiple of 20, default 20) is how much audio one delivery may carry, for a sink
-    whose far end buffers and plays at its own pace (Twilio's player): it gets the next batch as soon
-    as it holds less than ``batch_ms - 20`` ms beyond the frame playing, so it always has most of a
-    batch in hand (an event-loop stall shorter than that is not heard) and gets a fifth of the
-    messages at 100 ms. A batch is as long as the whole frames queued allow; the frame due now is
-    never held back. At 20 ms each frame leaves when the one before it has played.
+    whose far end buffers and plays at its own pace (Twilio's player): after the first batch (at
+    once) it ticks on the shared phase-0 grid, not a phase of its own, and gets the next batch on the
+    first tick where it holds less than ``batch_ms - 20`` ms beyond the frame playing, so it always
+    has most of a batch in hand (at 100 ms: 60-180 ms; an event-loop stall shorter than that is not
+    heard) and gets a fifth of the messages. A batch is as long as the whole frames queued allow; a
+    partial frame is padded on the last tick before the sink would run dry. At 20 ms each frame
+    leaves when the one before it has played, on the talkspurt's own phase.
 
     It is subscribed to the clock only while it has audio or is inside the 1 s silence window after a
     stream. ``on_started()`` runs before the first frame of a stream that starts after idle;
@@ -439,7 +441,9 @@ class Playout:
         now = self.clock.media_time_ms()
         if self._subscription is not None and now < self._audio_end:
             return  # a frame is playing: the next tick delivers in time
-        phase = now % self.clock.tick_ms
+        # A batch sink buffers ahead (Twilio's player), so after the first batch it needs no phase of
+        # its own: the shared grid's ticks serve it, and the clock keeps one timer for all of them.
+        phase = now % self.clock.tick_ms if self._batch_frames == 1 else 0
         subscription = self._subscription
         if subscription is None or subscription.phase_ms != phase:
             if subscription is not None:
@@ -455,8 +459,8 @@ class Playout:
     def _on_tick(self, tick_ms: int) -> None:
         if tick_ms < self._audio_end - self._lead_ms:
             return  # the sink holds enough: the frame (or batch) delivered before is still playing
-        # Ahead of time (the sink still holds audio), a partial frame waits: more may arrive.
-        frame = self.buffer.pop_frame(self._batch_frames, pad=tick_ms >= self._audio_end)
+        # While the sink still holds audio past the next tick, a partial frame waits: more may arrive.
+        frame = self.buffer.pop_frame(self._batch_frames, pad=tick_ms + FRAME_MS > self._audio_end)
         if frame is not None:
             if not self._playing:
                 self._playing = True
