@@ -8,6 +8,8 @@ import json
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voxline.audio import PCMU_8K
 from voxline.carriers import Ignored, ProtocolError
@@ -373,3 +375,57 @@ def test_string_parameters_refuses_a_value_too_deep_to_encode() -> None:
             deep(80)
     finally:
         sys.setrecursionlimit(limit)
+
+
+def compact_media(seq: str, chunk: str, timestamp: str, payload: str, track: str, sid_first: bool) -> str:
+    """A media message the way Twilio writes it: compact, Twilio's key order."""
+    sid = f'"streamSid":"{SID}"'
+    body = f'"media":{{"track":"{track}","chunk":"{chunk}","timestamp":"{timestamp}","payload":"{payload}"}}'
+    middle = f"{sid},{body}" if sid_first else f"{body},{sid}"
+    return f'{{"event":"media","sequenceNumber":"{seq}",{middle}}}'
+
+
+# Values in and just outside what the compact form's fast read takes: each must give the event and
+# counters json.loads and the full checks give.
+_NUMBERS = st.one_of(
+    st.integers(0, 10**12).map(str), st.sampled_from(["", "007", "+1", " 1", "1e3", "٣", "-2"])
+)
+_PAYLOADS = st.one_of(
+    st.binary(max_size=400).map(lambda b: base64.b64encode(b).decode()),
+    st.sampled_from(["", "=", "QQ", "QQ=", "QUI=x", "no!", "QUJD\\u0041", "QU JD", "QUJD===="]),
+)
+_TRACKS = st.sampled_from(["inbound", "inbound_track", "outbound", "", "In", "a" * 40, 'in\\"x'])
+
+
+@given(
+    seq=_NUMBERS,
+    chunk=_NUMBERS,
+    timestamp=_NUMBERS,
+    payload=_PAYLOADS,
+    track=_TRACKS,
+    sid_first=st.booleans(),
+)
+def test_the_compact_media_fast_read_gives_what_the_full_checks_give(
+    seq: str, chunk: str, timestamp: str, payload: str, track: str, sid_first: bool
+) -> None:
+    text = compact_media(seq, chunk, timestamp, payload, track, sid_first)
+    fast, full = started(), started()
+    for _ in range(2):  # the second message checks the sequence against the first
+        by_fast = fast.receive(text)
+        by_full = full.receive(text.encode())  # bytes always take json.loads
+        assert by_fast == by_full
+    assert fast.stats == full.stats
+
+
+def test_compact_media_as_twilio_sends_it_is_read() -> None:
+    core = started()
+    for seq, sid_first in ((2, False), (3, True)):
+        text = compact_media(
+            str(seq), "1", "20", base64.b64encode(b"\x7f" * 160).decode(), "inbound", sid_first
+        )
+        assert core.receive(text) == TwilioMedia(b"\x7f" * 160, "inbound", 1, 20)
+    assert core.stats["media_in"] == 2 and core.stats["sequence_gaps"] == 0
+    # Before start the fast read does not apply: the message is refused as before.
+    fresh = TwilioMediaStream()
+    event = fresh.receive(compact_media("1", "1", "0", "", "inbound", False))
+    assert isinstance(event, ProtocolError) and "before start" in event.reason
