@@ -38,6 +38,7 @@ from voxline.openai.webhooks import sign
 from voxline.realtime_server.ga import session_problem
 from voxline.realtime_server.schema import ClientEventValidator, default_validator
 from voxline.realtime_server.server import RealtimeServer
+from voxline.testing.http_fake import LoopbackHTTPFake
 
 __all__ = ["CallRequest", "FakeOpenAICalls", "FakeSipCall", "WebhookDelivery"]
 
@@ -87,12 +88,14 @@ class FakeSipCall:
     referred_to: list[str] = field(default_factory=list)
 
 
-class FakeOpenAICalls:
+class FakeOpenAICalls(LoopbackHTTPFake):
     """OpenAI's SIP call webhooks and REST endpoints (see the module docstring).
 
     ``secret``: the webhook signing secret (``whsec_...``; default a fixed test secret);
     ``api_key``: the key the REST calls must carry (default: any ``sk-`` key).
     """
+
+    handler_cancellation = False  # a webhook delivery in flight finishes when its client leaves
 
     def __init__(
         self,
@@ -102,6 +105,7 @@ class FakeOpenAICalls:
         realtime: RealtimeServer | None = None,
         validator: ClientEventValidator | None = None,
     ) -> None:
+        super().__init__()
         self.secret = secret
         self.api_key = api_key
         self.realtime = realtime
@@ -110,38 +114,12 @@ class FakeOpenAICalls:
         self.requests: list[CallRequest] = []
         self.deliveries: list[WebhookDelivery] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self._changed = asyncio.Condition()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/realtime/calls/{call_id}/{action}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAICalls:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        """What a :class:`~voxline.openai.calls.RealtimeCallsClient` gets as ``base_url``."""
-        return f"http://127.0.0.1:{self._port}/"
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/realtime/calls/{call_id}/{action}", self._handle)
 
     # -- records -------------------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from typing import Any
 from aiohttp import web
 
 from ..openai.sse import encode_event
+from .http_fake import LoopbackHTTPFake
 
 MODEL_DEFAULT = "gpt-4o-2024-08-06"
 _CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -139,10 +140,11 @@ def _pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-class FakeOpenAIHTTPServer:
+class FakeOpenAIHTTPServer(LoopbackHTTPFake):
     """Chat Completions + Responses on ``http://127.0.0.1:<port>/``; use ``async with``."""
 
     def __init__(self, *, api_key: str = "sk-test", model: str = MODEL_DEFAULT) -> None:
+        super().__init__()
         self.api_key = api_key
         self.model = model
         self.requests: list[RecordedRequest] = []
@@ -155,40 +157,17 @@ class FakeOpenAIHTTPServer:
         self._release = asyncio.Event()
         self._ids = itertools.count(1)
         self.stored: dict[str, _Stored] = {}
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- lifecycle
 
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat_completions)
-        app.router.add_post("/v1/responses", self._responses_endpoint)
-        app.router.add_get("/v1/models", self._models)
-        # handler_cancellation: a client that disconnects cancels the handler, so we can count it.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-        return self.base_url
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/chat/completions", self._chat_completions)
+        router.add_post("/v1/responses", self._responses_endpoint)
+        router.add_get("/v1/models", self._models)
 
     async def close(self) -> None:
         self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAIHTTPServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/"
+        await super().close()
 
     # -- scripting
 

@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 from voxline.audio import PCM16_24K, AudioFormat, Encoding
 from voxline.audio.tone import tone
 from voxline.audio.transcode import Transcoder
+from voxline.testing.http_fake import LoopbackHTTPFake
 
 __all__ = ["FakeCartesiaServer", "FakeElevenLabsServer", "FakeOpenAISpeechServer", "SpokenWord"]
 
@@ -583,7 +584,7 @@ _OA_FORMATS = frozenset({"mp3", "opus", "aac", "flac", "wav", "pcm"})
 _OA_KEYS = frozenset({"model", "input", "voice", "instructions", "response_format", "speed", "stream_format"})
 
 
-class FakeOpenAISpeechServer:
+class FakeOpenAISpeechServer(LoopbackHTTPFake):
     """``POST /v1/audio/speech`` on 127.0.0.1 with OpenAI's checks and error bodies; ``pcm`` answers
     are streamed (24 kHz PCM16, one write per word every ``chunk_delay_s``). A client that goes
     away before the end is a cancel (``cancels``: the request's index)."""
@@ -591,6 +592,7 @@ class FakeOpenAISpeechServer:
     def __init__(
         self, *, ms_per_char: int = 50, chunk_delay_s: float = 0.01, api_key_prefix: str = "sk-"
     ) -> None:
+        super().__init__()
         self.voice = _Voice(ms_per_char)
         self.chunk_delay_s = chunk_delay_s
         self.api_key_prefix = api_key_prefix
@@ -598,28 +600,14 @@ class FakeOpenAISpeechServer:
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.cancels: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
         self._changed = asyncio.Event()
 
-    async def __aenter__(self) -> FakeOpenAISpeechServer:
-        app = web.Application()
-        app.router.add_post("/v1/audio/speech", self._speech)
-        # handler_cancellation: a client that goes away cancels the handler, so the cancel is seen.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/audio/speech", self._speech)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return super().base_url.rstrip("/")  # the speech client appends "/v1/audio/speech"
 
     def _notify(self) -> None:
         self._changed.set()
