@@ -15,21 +15,21 @@ from voxline.openai.websocket import open_websocket
 from voxline.testing.tts_servers import FakeCartesiaServer
 from voxline.tts.cartesia import CartesiaTTS
 
-from .helpers import SENTENCE, deltas, played_position, until, word_count, words_heard
+from .helpers import (
+    SENTENCE,
+    barge_in_at_a_random_word,
+    deltas,
+    play_to_call,
+    until,
+    word_count,
+)
 
 
 def make(
     server: FakeCartesiaServer, clock: VirtualMediaClock, fmt: AudioFormat = PCMU_8K
 ) -> tuple[TTSPlayer, LoopbackCall, list[str]]:
     provider = CartesiaTTS(api_key="ca-test", voice_id="voice-1", base_url=server.base_url, media_format=fmt)
-    player = TTSPlayer(provider, clock)
-    call = LoopbackCall(clock, media_format=PCMU_8K, send_silence=False)
-    call.answer()
-    player.send_media_to(call)
-    events: list[str] = []
-    for name in TTSPlayerEvents:
-        player.add_event_listener(name, lambda e: events.append(e.name))
-    return player, call, events
+    return play_to_call(provider, clock)
 
 
 @pytest.mark.parametrize("fmt", [PCMU_8K, PCM16_24K])
@@ -73,22 +73,8 @@ async def test_heard_text_at_random_barge_in_points_is_within_one_word(seed: int
     clock = VirtualMediaClock()
     async with FakeCartesiaServer(chunk_delay_s=0.002) as server:
         player, call, _ = make(server, clock)
-        (turn_id,) = {player.append(piece) for piece in deltas(SENTENCE, rng.randint(3, 12))}
-        player.flush()
-        words = rng.randint(2, word_count(SENTENCE) - 1)
-        await server.wait_until(lambda: server.turns and len(server.turns[0].words) >= words)
-        spoken = server.turns[0]
-        # Barge in within what the player holds (no underrun: the fake's timeline is the caller's).
-        await until(lambda: player.received_ms(turn_id) >= spoken.words[words - 1].end_ms)
-        clock.advance(rng.randint(1, max(2, spoken.words[words - 1].end_ms - 40)))
-        position = played_position(call, player)
-        heard = player.clear_buffer()
-        assert heard is not None and not heard.estimated and heard.interrupted
-        assert abs(word_count(heard.heard) - words_heard(spoken.words, position)) <= 1, (
-            heard.heard,
-            position,
-        )
-        assert SENTENCE.startswith(heard.heard)
+        heard, truth, position = await barge_in_at_a_random_word(server, player, call, clock, rng)
+        assert abs(word_count(heard.heard) - truth) <= 1, (heard.heard, truth, position)
         player.close()
 
 

@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from voxline.audio import PCMU_8K
 from voxline.media.clock import VirtualMediaClock
 from voxline.media.loopback import LoopbackCall
 from voxline.media.tts import TTSPlayer, TTSPlayerEvents
@@ -15,19 +14,20 @@ from voxline.openai.websocket import HandshakeFailed, WebSocketClient, open_webs
 from voxline.testing.tts_servers import FakeElevenLabsServer
 from voxline.tts.elevenlabs import ElevenLabsTTS
 
-from .helpers import SENTENCE, deltas, played_position, until, word_count, words_heard
+from .helpers import (
+    SENTENCE,
+    barge_in_at_a_random_word,
+    deltas,
+    play_to_call,
+    played_position,
+    until,
+    word_count,
+)
 
 
 def make(server: FakeElevenLabsServer, clock: VirtualMediaClock) -> tuple[TTSPlayer, LoopbackCall, list[str]]:
     provider = ElevenLabsTTS(api_key="el-test", voice_id="voice123", base_url=server.base_url, language="en")
-    player = TTSPlayer(provider, clock)
-    call = LoopbackCall(clock, media_format=PCMU_8K, send_silence=False)
-    call.answer()
-    player.send_media_to(call)
-    events: list[str] = []
-    for name in TTSPlayerEvents:
-        player.add_event_listener(name, lambda e: events.append(e.name))
-    return player, call, events
+    return play_to_call(provider, clock)
 
 
 async def test_deltas_are_sent_in_order_and_flush_ends_the_turn() -> None:
@@ -62,21 +62,8 @@ async def test_heard_text_at_random_barge_in_points_is_within_one_word(seed: int
     clock = VirtualMediaClock()
     async with FakeElevenLabsServer(chunk_delay_s=0.002) as server:
         player, call, events = make(server, clock)
-        (turn_id,) = {player.append(piece) for piece in deltas(SENTENCE, rng.randint(3, 12))}
-        player.flush()
-        turn_words = rng.randint(2, word_count(SENTENCE) - 1)
-        await server.wait_until(lambda: server.turns and len(server.turns[0].words) >= turn_words)
-        spoken = server.turns[0]
-        # Barge in within what the player holds (no underrun: the fake's timeline is the caller's).
-        await until(lambda: player.received_ms(turn_id) >= spoken.words[turn_words - 1].end_ms)
-        available = spoken.words[turn_words - 1].end_ms
-        clock.advance(rng.randint(1, max(2, available - 40)))
-        position = played_position(call, player)
-        heard = player.clear_buffer()
-        assert heard is not None and not heard.estimated and heard.interrupted
-        truth = words_heard(spoken.words, position)
+        heard, truth, position = await barge_in_at_a_random_word(server, player, call, clock, rng)
         assert abs(word_count(heard.heard) - truth) <= 1, (heard.heard, truth, position)
-        assert SENTENCE.startswith(heard.heard)
         assert events[-1] == TTSPlayerEvents.Interrupted
         player.close()
 
