@@ -5,7 +5,8 @@ fake server as voxline: per Twilio WebSocket (``/twilio``) one Realtime WebSocke
 payloads go out as ``input_audio_buffer.append`` without decoding (both are base64 μ-law), model
 ``response.output_audio.delta`` goes back as Twilio ``media`` at once (unpaced: Twilio buffers), and
 ``input_audio_buffer.speech_started`` becomes a Twilio ``clear``. No marks, no truncation, no
-playout, no scenario: none of voxline's features. Same environment as voxline (``OPENAI_BASE_URL``).
+playout, no scenario: none of voxline's features. Same environment as voxline (``OPENAI_BASE_URL``);
+``BENCH_EVENT_LOOP=uvloop`` runs it on uvloop, for the comparison with ``voxline run --event-loop uvloop``.
 
     python bench/passthrough_bridge.py --port 8765
 """
@@ -80,7 +81,12 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_get("/twilio", twilio)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+    loop = None
+    if os.environ.get("BENCH_EVENT_LOOP") == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, loop=loop)
 
 
 if __name__ == "__main__":

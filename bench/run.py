@@ -611,6 +611,16 @@ def configs(args: argparse.Namespace) -> list[Config]:
             "voxline, SIP/RTP callers, G.711 pass-through, on uvloop",
             {"VOXLINE_EVENT_LOOP": "uvloop"},
         ),
+        # The control on uvloop too: voxline on uvloop against a bridge on the same loop.
+        Config(
+            "passthrough-twilio-uvloop",
+            "passthrough",
+            "twilio",
+            "g711",
+            steps,
+            "bare pass-through bridge (control), Twilio callers, on uvloop",
+            {"BENCH_EVENT_LOOP": "uvloop"},
+        ),
     ]
     # voxline run --workers 1 and --workers 2 side by side (the workers step of `make bench`): the
     # supervisor and its workers are measured together (CPU and memory of the whole process tree).
