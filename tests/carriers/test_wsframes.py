@@ -50,6 +50,9 @@ def split_all(
         frames.feed(data[i : i + step])
         while (item := frames.next(fast)) is not None:
             out.append(item)
+            if not frames.pending:
+                assert frames.next(fast) is None  # what ``pending`` promises: nothing is left
+                break
     return out
 
 
@@ -111,6 +114,19 @@ def test_an_incomplete_frame_waits_and_rest_gives_it_back() -> None:
     assert frames.next(True) is None
     assert frames.rest() == data[:100]
     assert frames.next(True) is None
+
+
+def test_pending_tells_whether_bytes_are_left() -> None:
+    one, two = client_frames(Frame(Opcode.TEXT, b"a")), client_frames(Frame(Opcode.TEXT, b"b" * 200))
+    frames = ClientFrames(None)
+    assert not frames.pending
+    frames.feed(one + two[:3])
+    assert frames.next(True) == (True, b"a") and frames.pending  # the second frame's start waits
+    assert frames.next(True) is None and frames.pending
+    frames.feed(two[3:])
+    assert frames.next(True) == (True, b"b" * 200) and not frames.pending
+    frames.feed(two[:5])
+    assert frames.rest() == two[:5] and not frames.pending
 
 
 # -- on a real server -------------------------------------------------------------------------------

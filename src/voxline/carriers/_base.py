@@ -140,37 +140,39 @@ class Reframer:
     payload or ``flush()``.
     """
 
-    __slots__ = ("_bytes_per_ms", "_format", "_frame_bytes", "_held", "_held_ts")
+    __slots__ = ("_bytes_per_ms", "_format", "_held_ts", "frame_bytes", "held")
 
     def __init__(self, fmt: AudioFormat) -> None:
         self._format = fmt
-        self._frame_bytes = fmt.frame_bytes
+        #: Bytes of one frame; a payload of this size with nothing ``held`` is one frame as it is.
+        self.frame_bytes = fmt.frame_bytes
         self._bytes_per_ms = fmt.bytes_per_ms
-        self._held = bytearray()
+        #: The tail waiting for more audio (shorter than a frame).
+        self.held = bytearray()
         self._held_ts = 0
 
     def push(self, payload: bytes, timestamp_ms: int) -> list[Frame]:
-        size = self._frame_bytes
-        if not self._held:
+        size = self.frame_bytes
+        if not self.held:
             if len(payload) == size:
                 return [Frame(payload, self._format, timestamp_ms)]
             self._held_ts = timestamp_ms
-        self._held += payload
+        self.held += payload
         frames: list[Frame] = []
         start = 0
-        while len(self._held) - start >= size:
-            frames.append(Frame(bytes(self._held[start : start + size]), self._format, self._held_ts))
+        while len(self.held) - start >= size:
+            frames.append(Frame(bytes(self.held[start : start + size]), self._format, self._held_ts))
             start += size
             self._held_ts += FRAME_MS
-        del self._held[:start]
+        del self.held[:start]
         return frames
 
     def flush(self) -> Frame | None:
         """The held tail (shorter than a frame), if any."""
-        if not self._held:
+        if not self.held:
             return None
         # Keep whole samples only: a frame never ends mid-sample.
-        whole = len(self._held) - len(self._held) % (self._format.bytes_per_sample * self._format.channels)
-        frame = Frame(bytes(self._held[:whole]), self._format, self._held_ts) if whole else None
-        self._held.clear()
+        whole = len(self.held) - len(self.held) % (self._format.bytes_per_sample * self._format.channels)
+        frame = Frame(bytes(self.held[:whole]), self._format, self._held_ts) if whole else None
+        self.held.clear()
         return frame

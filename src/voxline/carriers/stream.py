@@ -169,7 +169,12 @@ class CarrierStream:
 
     def deliver_audio(self, payload: bytes, timestamp_ms: int) -> None:
         """Inbound audio from the carrier, cut into 20 ms frames for ``on_audio`` / ``frames()``."""
-        for frame in self._reframer.push(payload, timestamp_ms):
+        reframer = self._reframer
+        if len(payload) == reframer.frame_bytes and not reframer.held:
+            # The usual case, ~50 a second per call: one whole frame, nothing held back.
+            self._deliver(Frame(payload, self.media_format, timestamp_ms))
+            return
+        for frame in reframer.push(payload, timestamp_ms):
             self._deliver(frame)
 
     def _hand_over_early(self) -> None:
@@ -179,7 +184,14 @@ class CarrierStream:
 
     def _deliver(self, frame: Frame) -> None:
         self.stats["frames_in"] += 1
-        self._consume(frame)
+        callback = self._on_audio
+        if callback is None:
+            self._consume(frame)
+            return
+        try:
+            callback(frame)
+        except Exception:
+            self._callback_error("on_audio")
 
     def _consume(self, frame: Frame) -> None:
         callback = self._on_audio

@@ -154,14 +154,16 @@ class ServerConnection(asyncio.Protocol):
             if not fast:
                 protocol.receive_data(payload)
                 self._process()
-                continue
-            try:
-                text = str(payload, "utf-8")
-            except UnicodeDecodeError:
-                protocol.fail(1007, "invalid UTF-8 in a text message")
-                continue
-            if self.session is not None:
-                self.session.receive_text(text)
+            else:
+                try:
+                    text = str(payload, "utf-8")
+                except UnicodeDecodeError:
+                    protocol.fail(1007, "invalid UTF-8 in a text message")
+                else:
+                    if self.session is not None:
+                        self.session.receive_text(text)
+            if not frames.pending:
+                break  # the usual case: the read held one whole frame
         self._flush()
 
     def _received_other(self, data: bytes) -> None:

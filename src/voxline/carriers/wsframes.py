@@ -36,14 +36,17 @@ class ClientFrames:
     """Cuts what a client sends into frames.
 
     ``feed(data)``, then call ``next(fast)`` until it returns None (the rest is an incomplete
-    frame, kept for the next ``feed``). It returns ``(True, text)`` for a fast text frame's
-    unmasked payload (only when ``fast``: the caller knows no fragmented message is open), else
-    ``(False, raw)``: one whole frame as sent, or, once a header is refused, everything from it on.
+    frame, kept for the next ``feed``) or ``pending`` is False (nothing is left). It returns
+    ``(True, text)`` for a fast text frame's unmasked payload (only when ``fast``: the caller knows
+    no fragmented message is open), else ``(False, raw)``: one whole frame as sent, or, once a
+    header is refused, everything from it on.
     """
 
     def __init__(self, max_size: int | None) -> None:
         self.max_size = max_size
         self.bypass = False  # a header was refused: from then on all bytes go on raw
+        #: Bytes are left that ``next`` has not returned (a frame, or the start of one).
+        self.pending = False
         self._buf = b""
         self._pos = 0
 
@@ -52,6 +55,7 @@ class ClientFrames:
             self._buf, self._pos = data, 0
         else:
             self._buf, self._pos = self._buf[self._pos :] + data, 0
+        self.pending = len(self._buf) > 0
 
     def next(self, fast: bool) -> tuple[bool, bytes] | None:
         buf, pos = self._buf, self._pos
@@ -60,6 +64,7 @@ class ClientFrames:
             return None
         if self.bypass:
             self._buf, self._pos = b"", 0
+            self.pending = False
             return False, buf[pos:] if pos else buf
         if size < 2:
             return None
@@ -70,7 +75,7 @@ class ClientFrames:
             start = pos + 8
             if len(buf) < start:
                 return None
-            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            length = buf[pos + 2] << 8 | buf[pos + 3]
         elif length == 127:
             start = pos + 14
             if len(buf) < start:
@@ -82,6 +87,7 @@ class ClientFrames:
         if len(buf) < end:
             return None
         self._pos = end
+        self.pending = end < len(buf)
         if fast and head == _FAST_HEAD:
             return True, unmask(buf[start - 4 : start], buf[start:end])
         return False, buf[pos:end]
@@ -90,6 +96,7 @@ class ClientFrames:
         """What is left unreturned (an incomplete frame); the splitter is empty afterwards."""
         rest = self._buf[self._pos :]
         self._buf, self._pos = b"", 0
+        self.pending = False
         return rest
 
     def _refuse(self) -> tuple[bool, bytes]:
