@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from voxline.audio import PCMU_8K
 from voxline.carriers import Ignored, ProtocolError
+from voxline.carriers import twilio as twilio_module
 from voxline.carriers._base import BadMessage, string_parameters
 from voxline.carriers.twilio import (
     TwilioConnected,
@@ -429,3 +430,62 @@ def test_compact_media_as_twilio_sends_it_is_read() -> None:
     fresh = TwilioMediaStream()
     event = fresh.receive(compact_media("1", "1", "0", "", "inbound", False))
     assert isinstance(event, ProtocolError) and "before start" in event.reason
+
+
+def compact_mark(seq: int, name: str, sid: str | None) -> str:
+    """A mark echo the way Twilio writes it (``sid``: "first", "last" or None for none)."""
+    body = f'"mark":{{"name":"{name}"}}'
+    placed = {"first": f'"streamSid":"{SID}",{body}', "last": f'{body},"streamSid":"{SID}"'}
+    middle = placed.get(sid or "", body)
+    return f'{{"event":"mark","sequenceNumber":"{seq}",{middle}}}'
+
+
+@pytest.mark.parametrize("sid", ["first", "last", None])
+def test_compact_mark_echoes_give_what_the_full_checks_give(
+    sid: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same exchange on two cores: echoes as Twilio writes them (read without json.loads) and
+    # as bytes (always json.loads and the full checks). Every event and counter must agree: in
+    # order, out of order (earlier marks are acknowledged too), cleared, unknown, odd names.
+    fast, full = started(mark_interval_ms=100), started(mark_interval_ms=100)
+    seq = 2
+    outcomes = []
+    loaded: list[str | bytes] = []
+    load_object = twilio_module.load_object
+
+    def counting_load(text: str | bytes) -> object:
+        loaded.append(text)
+        return load_object(text)
+
+    monkeypatch.setattr(twilio_module, "load_object", counting_load)
+
+    def echo(name: str) -> None:
+        nonlocal seq
+        text = compact_mark(seq, name, sid)
+        by_fast, by_full = fast.receive(text, 1000.0 + seq), full.receive(text.encode(), 1000.0 + seq)
+        assert by_fast == by_full
+        outcomes.append(by_fast)
+        seq += 1
+
+    for core in (fast, full):
+        core.send_audio(b"\xff" * 160 * 25, source_ms=5000, now_ms=1000.0)  # marks vx-1 .. vx-5
+        core.data_to_send()
+    echo("vx-1")
+    echo("vx-3")  # vx-2 is skipped over: Twilio plays in order
+    echo("vx-2")  # already acknowledged: unknown now
+    for core in (fast, full):
+        core.clear(1002.0)
+        core.data_to_send()
+    echo("vx-4")  # audio that was dropped
+    echo("my label")
+    echo("vx-\\u0031")  # an escape: not the compact form, json.loads decodes it
+    echo("")
+    assert [type(e).__name__ for e in outcomes] == ["TwilioMark"] * 7
+    assert [getattr(e, "acknowledged_ms", None) for e in outcomes[:2]] == [100, 300]
+    assert outcomes[3].cleared and outcomes[5].name == "vx-1"
+    assert fast.stats == full.stats
+    assert fast.stats["marks_acknowledged"] == 2 and fast.stats["marks_cleared"] == 1
+    assert fast.acknowledged_ms == full.acknowledged_ms == 300
+    assert fast.heard(1100.0) == full.heard(1100.0)
+    # Only the escaped name took json.loads on the fast core; every echo did on the other.
+    assert [t for t in loaded if isinstance(t, str)] == [compact_mark(7, "vx-\\u0031", sid)]

@@ -84,6 +84,14 @@ _TWILIO_MEDIA = re.compile(
     + _SID
     + r")?\}"
 )
+# A mark echo as Twilio writes it (~10 a second per call while the model speaks), the same way.
+_TWILIO_MARK = re.compile(
+    r'\{"event":"mark","sequenceNumber":"([0-9]{1,9})",(?:'
+    + _SID
+    + r',)?"mark":\{"name":"([^"\\\x00-\x1f]*)"\}(?:,'
+    + _SID
+    + r")?\}"
+)
 _CLEARED_MEMORY = 4096  # cleared mark names remembered; echoes come within seconds, this is ample
 _PENDING_MEMORY = 4096  # unechoed marks kept (400 s at 100 ms); a peer that never echoes stays bounded
 
@@ -309,6 +317,12 @@ class TwilioMediaStream:
                     self._check_sequence(int(sequence))
                     self.stats["media_in"] += 1
                     return TwilioMedia(decoded, track, int(chunk), int(timestamp))
+            else:
+                match = _TWILIO_MARK.fullmatch(text)
+                if match is not None:
+                    sequence, name = match.groups()
+                    self._check_sequence(int(sequence))
+                    return self._echo(name, now_ms)
         try:
             return self._receive(load_object(text), now_ms)
         except BadMessage as exc:
@@ -421,19 +435,26 @@ class TwilioMediaStream:
 
     def _mark(self, message: dict[str, Any], now_ms: float | None) -> TwilioMark:
         self._require_started("mark")
-        name = get_str(get_object(message, "mark", "mark"), "name", "mark")
-        if name in self._cleared:
+        return self._echo(get_str(get_object(message, "mark", "mark"), "name", "mark"), now_ms)
+
+    def _echo(self, name: str, now_ms: float | None) -> TwilioMark:
+        """The echo of the mark ``name`` (the stream is started)."""
+        marks = self._pending
+        if marks and marks[0].name == name:
+            pending = marks.popleft()  # the usual case: the oldest mark sent
+        elif name in self._cleared:
             del self._cleared[name]
             self.stats["marks_cleared"] += 1
             return TwilioMark(name, cleared=True)
-        if not any(p.name == name for p in self._pending):
+        elif not any(p.name == name for p in marks):
             self.stats["marks_unknown"] += 1
             return TwilioMark(name)
-        # Twilio plays in order: an echo means every earlier mark's audio has played as well.
-        while True:
-            pending = self._pending.popleft()
-            if pending.name == name:
-                break
+        else:
+            # Twilio plays in order: an echo means every earlier mark's audio has played as well.
+            while True:
+                pending = marks.popleft()
+                if pending.name == name:
+                    break
         self.stats["marks_acknowledged"] += 1
         if pending.position_ms > self._acknowledged_ms:
             self._acknowledged_ms = pending.position_ms
