@@ -282,3 +282,18 @@ def test_asyncio_clock_call_at_runs_once_at_that_time_on_the_clocks_timeline() -
         loop.fire_next()
     assert ran == [1_000]
     assert not loop.live()  # one-off: nothing left scheduled, no tick subscribers either
+
+
+def test_a_subscriber_is_not_called_before_its_resume_time() -> None:
+    clock = VirtualMediaClock()
+    sleepy: list[int] = []
+    awake: list[int] = []
+    subscription = clock.subscribe(sleepy.append)
+    clock.subscribe(awake.append)
+    clock.advance(40)
+    subscription.resume_ms = 101  # nothing to do before then: ticks 60..100 pass it by
+    clock.advance(100)
+    assert sleepy == [20, 40, 120, 140] and awake == [20, 40, 60, 80, 100, 120, 140]
+    subscription.resume_ms = 0
+    clock.advance(20)
+    assert sleepy[-1] == 160

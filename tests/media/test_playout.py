@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
 from voxline.audio import PCM16_24K, PCMU_8K, Frame
-from voxline.media.clock import VirtualMediaClock
+from voxline.media.clock import ClockSubscription, VirtualMediaClock
 from voxline.media.playout import ClearedItem, Playout, PlayoutBuffer
 
 
@@ -397,6 +398,47 @@ def test_a_batch_leaves_as_soon_as_the_sink_holds_less_than_one_beyond_the_frame
     # sink would run dry (447).
     assert [len(f.data) for _, f in rec.frames] == [800, 800, 800, 800, 320, 160]
     assert rec.events == [(7, "started", None), (1480, "ended", 460)]
+
+
+class CountingClock(VirtualMediaClock):
+    """Records the ticks each subscriber is really called on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def subscribe(
+        self, callback: Callable[[int], None], *, phase_ms: int = 0, order: int = 0
+    ) -> ClockSubscription:
+        def counted(tick_ms: int) -> None:
+            self.calls.append(tick_ms)
+            callback(tick_ms)
+
+        return super().subscribe(counted, phase_ms=phase_ms, order=order)
+
+
+def test_a_batch_playout_sleeps_through_the_ticks_while_its_sink_holds_enough() -> None:
+    clock = CountingClock()
+    buffer = PlayoutBuffer(PCMU_8K)
+    rec = Recorder(clock)
+    playout = Playout(buffer, clock, rec.deliver, rec.started, rec.ended)
+    playout.batch_ms = 100
+    clock.advance(7)
+    buffer.push(ulaw(450), "A")
+    clock.advance(2000)
+    # What the caller gets is as before (the test above) ...
+    assert [t for t, _ in rec.frames] == [7, 40, 140, 240, 340, 440]
+    # ... but the playout is called only from the tick its sink may need more: not on the four of
+    # five between batches. From 380 on, ticks again: the 10 ms rest waits for the tick before the
+    # sink runs dry (440), then the silence window that ends the stream.
+    assert clock.calls == [40, 140, 240, 340, 380, 400, 420, 440, *range(460, 1481, 20)]
+    # A clear ends the sleep: the sink dropped what it held, the next tick is the playout's again.
+    buffer.push(ulaw(300), "B")  # at 2007, its first batch at once: asleep until 2027
+    del clock.calls[:]
+    clock.advance(10)
+    playout.clear()
+    clock.advance(10)
+    assert clock.calls == [2020]
 
 
 def test_a_batch_is_what_whole_frames_allow_and_the_rest_follows_in_time() -> None:

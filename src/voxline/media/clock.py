@@ -37,15 +37,22 @@ TickCallback = Callable[[int], None]
 
 
 class ClockSubscription:
-    """The handle ``subscribe`` returns; pass it to ``unsubscribe``."""
+    """The handle ``subscribe`` returns; pass it to ``unsubscribe``.
 
-    __slots__ = ("active", "callback", "order", "phase_ms")
+    ``resume_ms``: the callback is not called for ticks before this time on the clock's timeline
+    (0, the default: every tick). A subscriber with nothing to do for a while sets it -- a playout
+    whose sink holds 100 ms of audio skips the ticks until it needs the next batch -- instead of
+    being called only to return.
+    """
+
+    __slots__ = ("active", "callback", "order", "phase_ms", "resume_ms")
 
     def __init__(self, callback: TickCallback, phase_ms: int = 0, order: int = 0) -> None:
         self.callback = callback
         self.phase_ms = phase_ms
         self.order = order
         self.active = True
+        self.resume_ms = 0
 
     def __repr__(self) -> str:
         state = "active" if self.active else "cancelled"
@@ -152,7 +159,7 @@ class MediaClock(ABC):
         self._running_tick = tick_time_ms
         try:
             for subscription in phase.snapshot:
-                if not subscription.active:
+                if not subscription.active or subscription.resume_ms > tick_time_ms:
                     continue
                 try:
                     subscription.callback(tick_time_ms)

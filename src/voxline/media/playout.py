@@ -431,6 +431,8 @@ class Playout:
         """``buffer.clear()``: nothing of the cleared audio is delivered after this. The sinks drop
         what they hold too (``MediaUnit.clear_buffer``), so audio pushed next starts at once."""
         self._audio_end = min(self._audio_end, self.clock.now_ms())
+        if self._subscription is not None:
+            self._subscription.resume_ms = 0  # audio pushed next may go out on the next tick
         return self.buffer.clear()
 
     def _wake(self) -> None:
@@ -470,6 +472,9 @@ class Playout:
             duration = len(frame.data) // self.buffer._frame_bytes * FRAME_MS
             self._stream_ms += duration
             self._audio_end = max(self._audio_end, tick_ms) + duration  # after what the sink holds
+            if self._subscription is not None:
+                # No tick has anything to do before the sink runs low: skip them (4 of 5 at 100 ms).
+                self._subscription.resume_ms = self._audio_end - self._lead_ms
             try:
                 self._deliver(frame)
             except Exception:
