@@ -386,7 +386,7 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
 
     def _write(self, text: str) -> None:
         """Write one message now: the transport buffers, order is kept, no task per message."""
-        if self._hold(text):
+        if self._held is not None and self._hold(text):
             return  # a switch to a new session is under way: sent there, in order
         ws = self._ws
         if ws is None or not ws.open:
@@ -469,14 +469,17 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
         """Caller audio -> ``input_audio_buffer.append`` in the session's input format."""
         if self._closed:
             return
-        fmt = self._core.input_format
-        adapter_format = self._input_adapter.format
-        if adapter_format is not fmt and adapter_format != fmt:
-            self._input_adapter = FormatAdapter(fmt)
-        data = self._input_adapter.convert(frame)
+        core = self._core
+        fmt = core.input_format
+        if frame.format is fmt:
+            data = frame.data  # already in the session's format (G.711 pass-through, 24 kHz PCM)
+        else:
+            adapter_format = self._input_adapter.format
+            if adapter_format is not fmt and adapter_format != fmt:
+                self._input_adapter = FormatAdapter(fmt)
+            data = self._input_adapter.convert(frame)
         if data:
-            core = self._core
-            core.append_audio(data, time.monotonic())
+            silent = core.append_audio(data, time.monotonic())
             for text in core.data_to_send():
                 self._write(text)
                 if self._tracer is not None:
@@ -485,7 +488,7 @@ class RealtimeAPIClient(SessionSwitching, MediaUnit):
             if meters.on and meters.inbound_at:
                 # The caller's frame is on the model's socket: added latency caller -> model.
                 meters.caller_to_model.observe(time.monotonic() - meters.inbound_at)
-            if core.silence_timeout_s is not None:
+            if silent:
                 self._handle_events()
 
     def _source_changed(self, source: MediaUnit | None) -> None:

@@ -145,6 +145,7 @@ class RealtimeProtocol:
         self._last_received: float | None = None
         self._silent = False
         self.input_format: AudioFormat = PCM16_24K
+        self._input_bytes_per_ms = PCM16_24K.bytes_per_ms  # of input_format, for every append
         self.output_format: AudioFormat = PCM16_24K
         self.formats_set_by_scenario = False
         # session.update events OpenAI has not answered yet: a session.updated that answers an older
@@ -218,13 +219,18 @@ class RealtimeProtocol:
         self._count_sent(text)
         return text
 
-    def append_audio(self, audio: bytes, now: float) -> None:
-        """``input_audio_buffer.append`` for audio already in the session's input format."""
+    def append_audio(self, audio: bytes, now: float) -> bool:
+        """``input_audio_buffer.append`` for audio already in the session's input format. True when
+        it also queued an event (the input has been silent past ``silence_timeout_s``)."""
+        # ~50 a second per call: the event written out, not built as a dict and dumped.
         text = (
-            '{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(audio).decode("ascii") + '"}'
+            '{"type":"input_audio_buffer.append","audio":"'
+            + binascii.b2a_base64(audio, newline=False).decode("ascii")
+            + '"}'
         )
-        self._count_sent(text)
-        self.audio_sent_ms += len(audio) / self.input_format.bytes_per_ms
+        self.messages_sent += 1
+        self.bytes_sent += len(text)
+        self.audio_sent_ms += len(audio) / self._input_bytes_per_ms
         self._out.append(text)
         timeout = self.silence_timeout_s
         if timeout is not None and not self._silent:
@@ -236,6 +242,8 @@ class RealtimeProtocol:
                 self._events.append(
                     ServerMessage(MessageKind.SILENT, data={"silent_s": round(now - last, 3)})
                 )
+                return True
+        return False
 
     def _count_sent(self, text: str) -> None:
         self.messages_sent += 1
@@ -256,6 +264,7 @@ class RealtimeProtocol:
             fmt = parse_format(part.get("format")) if isinstance(part, Mapping) else None
             if fmt is not None:
                 self.input_format = fmt
+                self._input_bytes_per_ms = fmt.bytes_per_ms
 
     # -- incoming ---------------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ class WebSocketClient(asyncio.Protocol):
         self._ping_data = b""
         self._close_timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._connected = False  # from the handshake's success to the connection's loss
 
     # -- what the client uses ------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class WebSocketClient(asyncio.Protocol):
     @property
     def open(self) -> bool:
         """The handshake succeeded and no close has started: messages can be sent."""
-        return self.response is not None and self.protocol.state is State.OPEN and not self.closed.done()
+        return self._connected and self.protocol.state is State.OPEN
 
     @property
     def write_paused(self) -> bool:
@@ -141,6 +142,7 @@ class WebSocketClient(asyncio.Protocol):
         self._paused = False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._connected = False
         self._cancel_timers()
         if not self._handshake.done():
             self._handshake.set_exception(HandshakeFailed(f"connection lost during the handshake: {exc}"))
@@ -169,6 +171,7 @@ class WebSocketClient(asyncio.Protocol):
             self._handshake.exception()
             return
         self.response = response
+        self._connected = not self.closed.done()
         self._handshake.set_result(response)
         self._schedule_ping()
 
@@ -217,7 +220,13 @@ class WebSocketClient(asyncio.Protocol):
                 transport.write_eof()
             else:
                 transport.close()
-        if self.protocol.close_expected() and self._close_timer is None and not transport.is_closing():
+        protocol = self.protocol
+        if (
+            protocol.state is not State.OPEN  # open: no close expected (the per-message case)
+            and protocol.close_expected()
+            and self._close_timer is None
+            and not transport.is_closing()
+        ):
             self._close_timer = self._loop.call_later(self.close_timeout, transport.abort)
 
     def _schedule_ping(self) -> None:
