@@ -153,18 +153,19 @@ class ServerConnection(asyncio.Protocol):
             fast, payload = item
             if not fast:
                 protocol.receive_data(payload)
-                self._process()
+                self._process()  # flushes what websockets answers
             else:
                 try:
                     text = str(payload, "utf-8")
                 except UnicodeDecodeError:
                     protocol.fail(1007, "invalid UTF-8 in a text message")
+                    self._flush()
                 else:
+                    # What the session writes goes out with its kick(): nothing is left to flush.
                     if self.session is not None:
                         self.session.receive_text(text)
             if not frames.pending:
                 break  # the usual case: the read held one whole frame
-        self._flush()
 
     def _received_other(self, data: bytes) -> None:
         """Bytes before the socket is open: the handshake head goes to websockets alone, so that
