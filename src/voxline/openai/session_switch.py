@@ -109,7 +109,10 @@ class SessionSwitching:
     # -- hooks the client calls -----------------------------------------------------------------------
 
     def _session_clock(self) -> MediaClock:
-        return self._clock or AsyncioMediaClock.for_loop()
+        clock = self._clock
+        if clock is None:  # the running loop's, looked up once: every server event asks for the time
+            clock = self._clock = AsyncioMediaClock.for_loop()
+        return clock
 
     def _session_opened(self) -> None:
         """A session (the first or a new one) is the client's now: its age counts from here. The
