@@ -4,7 +4,9 @@ server on loopback: TLS, held messages, fragments, close codes, a refused handsh
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from tests.conftest import require_tool
 from voxline.openai.websocket import HandshakeFailed, WebSocketClient, open_websocket
@@ -96,6 +99,22 @@ async def test_a_server_close_reaches_closed_with_its_code() -> None:
         await collect(client)
         assert await client.wait_closed() == (3000, "invalid_request_error.invalid_api_key")
         assert not client.open
+
+
+async def test_a_connection_lost_without_a_close_frame_is_no_longer_open() -> None:
+    # The protocol still thinks the connection is open (no close frame came): what the socket
+    # says counts.
+    async def drop(ws: ServerConnection) -> None:
+        # A reset, not a FIN: the client's protocol sees no end of stream either.
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.transport.abort()
+
+    async with server(drop) as port:
+        client = await open_websocket(f"ws://127.0.0.1:{port}/", **options())  # type: ignore[arg-type]
+        await collect(client)
+        assert await client.wait_closed() == (1006, "")
+        assert client.protocol.state is State.OPEN and not client.open
 
 
 async def test_a_refused_handshake_carries_the_response() -> None:

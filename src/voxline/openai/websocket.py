@@ -220,13 +220,7 @@ class WebSocketClient(asyncio.Protocol):
                 transport.write_eof()
             else:
                 transport.close()
-        protocol = self.protocol
-        if (
-            protocol.state is not State.OPEN  # open: no close expected (the per-message case)
-            and protocol.close_expected()
-            and self._close_timer is None
-            and not transport.is_closing()
-        ):
+        if self.protocol.close_expected() and self._close_timer is None and not transport.is_closing():
             self._close_timer = self._loop.call_later(self.close_timeout, transport.abort)
 
     def _schedule_ping(self) -> None:
