@@ -172,7 +172,8 @@ class CarrierStream:
         reframer = self._reframer
         if len(payload) == reframer.frame_bytes and not reframer.held:
             # The usual case, ~50 a second per call: one whole frame, nothing held back.
-            self._deliver(Frame(payload, self.media_format, timestamp_ms))
+            self.stats["frames_in"] += 1
+            self._consume(Frame(payload, self.media_format, timestamp_ms))
             return
         for frame in reframer.push(payload, timestamp_ms):
             self._deliver(frame)
@@ -184,14 +185,7 @@ class CarrierStream:
 
     def _deliver(self, frame: Frame) -> None:
         self.stats["frames_in"] += 1
-        callback = self._on_audio
-        if callback is None:
-            self._consume(frame)
-            return
-        try:
-            callback(frame)
-        except Exception:
-            self._callback_error("on_audio")
+        self._consume(frame)
 
     def _consume(self, frame: Frame) -> None:
         callback = self._on_audio
