@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import pstats
 import shutil
 import signal
 import socket
@@ -205,10 +206,16 @@ def run_step(
             cmd += ["--workers", str(cfg.workers)]
         if cfg.srtp:
             cmd += ["--srtp", "require"]
+        if args.debug_cprofile:
+            cmd = [PY, "-m", "cProfile", "-o", str(workdir / f"{tag}-cprofile-sut.prof"), *cmd]
         sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
     elif cfg.bridge == "passthrough":
-        cmd = [PY, str(BENCH / "passthrough_bridge.py"), "--port", str(http_port)]
-        sut = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority)
+        cmd = [str(BENCH / "passthrough_bridge.py"), "--port", str(http_port)]
+        if args.debug_cprofile:
+            cmd = ["-m", "cProfile", "-o", str(workdir / f"{tag}-cprofile-sut.prof"), *cmd]
+        sut = subprocess.Popen(
+            [PY, *cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, preexec_fn=sut_priority
+        )
     else:
         cmd = [str(PIPECAT_PY), str(BENCH / "pipecat_bridge.py"), "--port", str(http_port)]
         cmd += ["--realtime-url", f"ws://127.0.0.1:{fake_port}/v1/realtime?model=gpt-realtime"]
@@ -312,6 +319,11 @@ def run_step(
     r["workers"] = cfg.workers or 1
     r["sut_processes"] = len(sut_pids)
     r["idle_mb_per_process"] = round(rss0 / len(sut_pids), 1)
+    cprofile = workdir / f"{tag}-cprofile-sut.prof"
+    if args.debug_cprofile and cprofile.exists():
+        # Every function call the bridge made, start-up included: a count that does not move with
+        # the machine's load, unlike the CPU figures (which cProfile inflates: not comparable).
+        r["python_calls"] = sum(stat[1] for stat in pstats.Stats(str(cprofile)).stats.values())
     if scraper is not None:
         r["metrics_scrapes"] = {"ok": scraper.ok, "failed": scraper.failed, "bytes": scraper.last_bytes}
     gc_file = workdir / f"{tag}-gc.json"
@@ -696,6 +708,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy voxline at its last holding step")
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--debug-profile", help="profile every process of each step: 'all'")
+    parser.add_argument(
+        "--debug-cprofile",
+        action="store_true",
+        help="run the bridge (voxline or the bare one) under cProfile and report its function calls "
+        "(python_calls; <workdir>/<step>-cprofile-sut.prof); its CPU figures are then not comparable",
+    )
     parser.add_argument("--workdir", help="where per-step files go (default: a new temporary directory)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -731,6 +749,9 @@ def main() -> None:
                 f"holds={r['holds']} keeps_up={r['keeps_up']}",
                 flush=True,
             )
+            if "python_calls" in r:
+                calls = r["python_calls"]
+                print(f"[bench]   {calls:,} calls in the bridge (cProfile, builtins too)", flush=True)
             path.write_text(json.dumps(report, indent=1))
             strict_ok = strict_ok and r["holds"]
             if strict_ok:
