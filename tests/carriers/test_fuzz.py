@@ -22,6 +22,8 @@ import itertools
 import json
 import random
 import string
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -352,6 +354,33 @@ def frozen_heap() -> Iterator[None]:
     gc.unfreeze()
 
 
+class MachineStalls(threading.Thread):
+    """A thread that only sleeps 5 ms at a time: what it oversleeps is the machine's (the VM not
+    scheduled: a separate process sees the same stalls at the same moments), not this process's
+    work. A thread, not a task: a loop the server keeps busy delays its wake-up by at most the
+    interpreter's switch interval (5 ms), and a loop blocked in a system call not at all, so such a
+    loop still shows in the live call's gaps."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            start = time.monotonic()
+            time.sleep(0.005)
+            self.samples.append((start, time.monotonic()))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def within(self, start: float, end: float) -> float:
+        """The longest oversleep of a sleep that overlaps ``[start, end]`` (seconds)."""
+        return max((b - a - 0.005 for a, b in self.samples if b > start and a < end), default=0.0)
+
+
 @pytest.mark.usefixtures("frozen_heap")
 async def test_fuzzing_the_endpoints_leaves_a_live_call_untouched(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture
@@ -390,6 +419,8 @@ async def test_fuzzing_the_endpoints_leaves_a_live_call_untouched(
         done_when=lambda c: len(c.received) == len(audio),
         linger_ms=5000,
     )
+    stalls = MachineStalls()
+    stalls.start()
     live_run = asyncio.create_task(live.run())
 
     rng = random.Random(SEED)
@@ -417,7 +448,10 @@ async def test_fuzzing_the_endpoints_leaves_a_live_call_untouched(
             ] += 1
 
     await asyncio.gather(http_worker(), *(ws_worker(i) for i in range(WORKERS)))
-    await asyncio.wait_for(live_run, 30)
+    try:
+        await asyncio.wait_for(live_run, 30)
+    finally:
+        stalls.stop()
 
     assert sent >= MESSAGES
     assert set(closes) <= ALLOWED_CLOSES, closes
@@ -425,11 +459,17 @@ async def test_fuzzing_the_endpoints_leaves_a_live_call_untouched(
     assert all(s is not None and 400 <= s < 500 for s in statuses), statuses
     assert statuses[408] == 3 and guard.stats["header_timeouts"] >= 3
 
-    # The live call: every byte back, in order, and no frame late by more than 40 ms.
+    # The live call: every byte back, in order, and no frame late by more than 40 ms beyond what the
+    # machine itself stalled while it was due.
     assert live.errors == [] and live.close_code == 1000
     assert bytes(live.received) == audio and bytes(delivered) == audio
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert max(gaps) <= 0.060, f"largest gap between frames {max(gaps) * 1000:.0f} ms"
+    gap, start = max((b - a, a) for a, b in itertools.pairwise(arrivals))
+    excess = max(b - a - stalls.within(a, b) for a, b in itertools.pairwise(arrivals))
+    stalled = stalls.within(start, start + gap)
+    assert excess <= 0.060, (
+        f"a gap between frames of {excess * 1000:.0f} ms beyond the machine's own stalls "
+        f"(largest gap {gap * 1000:.0f} ms, the machine stalled {stalled * 1000:.0f} ms in it)"
+    )
 
     # Still open for business.
     clean_audio = prompt(400, seed=5)
