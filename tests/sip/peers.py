@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 
@@ -19,6 +20,33 @@ def free_udp_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_sip_port() -> int:
+    """A port free on 127.0.0.1 for UDP and TCP, the next one free for TCP too (a TLS listener),
+    below the kernel's ephemeral range. A port ``bind(0)`` hands out is in that range, and the next
+    outgoing connection of any test may take it before the peer binds it (seen: baresip's SIP/TLS
+    bind failing with "Address already in use")."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, low - 2)
+        held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+        held += [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(2)]
+        try:
+            held[0].bind(("127.0.0.1", port))
+            held[1].bind(("127.0.0.1", port))
+            held[2].bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return port
+    raise RuntimeError("no port below the ephemeral range is free for a SIP peer")
 
 
 def scenario(tmp: Path, name: str, **subs: str) -> Path:
@@ -109,7 +137,7 @@ def baresip_config(tmp: Path, wav_ms: int) -> tuple[Path, Path, int]:
     silence_ms = wav_ms - 400 - 600
     pcm = bytes(2 * 8 * 400) + THEIR_TONE + bytes(2 * 8 * silence_ms)
     write_wav(tmp / "in.wav", pcm, 8000)
-    port = free_udp_port()
+    port = free_sip_port()
     (cfg / "config").write_text(
         "\n".join(
             [
