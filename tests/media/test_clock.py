@@ -297,3 +297,15 @@ def test_a_subscriber_is_not_called_before_its_resume_time() -> None:
     subscription.resume_ms = 0
     clock.advance(20)
     assert sleepy[-1] == 160
+
+
+def test_resume_ms_takes_only_an_int() -> None:
+    clock = VirtualMediaClock()
+    ticks: list[int] = []
+    subscription = clock.subscribe(lambda t: None)
+    clock.subscribe(ticks.append)
+    for bad in ("40", 40.0, None, True):
+        with pytest.raises(TypeError, match="resume_ms"):
+            subscription.resume_ms = bad  # type: ignore[assignment]
+    clock.advance(40)
+    assert ticks == [20, 40] and subscription.resume_ms == 0  # the other subscriber is untouched

@@ -45,14 +45,25 @@ class ClockSubscription:
     being called only to return.
     """
 
-    __slots__ = ("active", "callback", "order", "phase_ms", "resume_ms")
+    __slots__ = ("_resume_ms", "active", "callback", "order", "phase_ms")
 
     def __init__(self, callback: TickCallback, phase_ms: int = 0, order: int = 0) -> None:
         self.callback = callback
         self.phase_ms = phase_ms
         self.order = order
         self.active = True
-        self.resume_ms = 0
+        self._resume_ms = 0
+
+    @property
+    def resume_ms(self) -> int:
+        return self._resume_ms
+
+    @resume_ms.setter
+    def resume_ms(self, value: int) -> None:
+        # Checked here: a bad value read on a tick would stop every other subscriber's tick too.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"resume_ms must be an int (clock ms), not {type(value).__name__}")
+        self._resume_ms = value
 
     def __repr__(self) -> str:
         state = "active" if self.active else "cancelled"
@@ -159,7 +170,7 @@ class MediaClock(ABC):
         self._running_tick = tick_time_ms
         try:
             for subscription in phase.snapshot:
-                if not subscription.active or subscription.resume_ms > tick_time_ms:
+                if not subscription.active or subscription._resume_ms > tick_time_ms:
                     continue
                 try:
                     subscription.callback(tick_time_ms)
