@@ -110,6 +110,37 @@ def test_barge_in_drops_what_was_not_handed_and_a_talkspurt_starts_at_once() -> 
     audio.close()
 
 
+def test_a_talkspurt_started_inside_a_tick_of_its_phase_makes_one_frame_due_not_two() -> None:
+    # The playout (order 0) delivers on the same tick, before the track's own tick (order 1): the
+    # talkspurt and the tick are one instant and make one frame due. Two would send 40 ms of media
+    # every 20 ms (a browser's jitter buffer then grows by 20 ms a tick: about a second of the
+    # greeting still playing after a barge-in cleared it), every second frame a silence.
+    clock = VirtualMediaClock()
+    talkspurts: list[int] = []
+    audio = OutboundAudio(clock, lambda: None)
+    audio.on_talkspurt = lambda: talkspurts.append(clock.now_ms())
+    audio.start()  # idle on phase 0, the playout's phase
+    assert take_all(audio) == [(bytes(FRAME_48K), None)]
+    speech = tone(300, 400, 24000, 0.3)
+    delivered = iter(range(20))
+
+    def playout_tick(tick_ms: int) -> None:
+        k = next(delivered, None)
+        if k is not None:
+            audio.capture(speech[k * FRAME_24K : (k + 1) * FRAME_24K], 20 * (k + 1))
+
+    clock.subscribe(playout_tick, order=0)
+    handed: list[list[int | None]] = []
+    for _ in range(20):
+        clock.advance(20)
+        handed.append([end for _, end in take_all(audio)])
+    assert talkspurts == [20]  # one talkspurt, not one a frame
+    assert all(len(frames) == 1 for frames in handed), handed  # one frame a tick
+    assert all(frames[0] is not None for frames in handed), handed  # and no silence among them
+    assert audio.played_ms == 400
+    audio.close()
+
+
 OFFER = "\r\n".join(
     [
         "v=0",

@@ -68,9 +68,12 @@ def test_a_browser_calls_the_agent_hears_it_and_barges_in(microphone: Path, arti
     assert "the model knows you heard" in seen["truncated_text"]
     # Barge-in cleared the greeting at once: of the agent audio the page's WebAudio analyser would
     # have heard between the caller starting to talk and the next response (the rest of the greeting),
-    # little arrived (what was in flight and in the browser's jitter buffer).
+    # little arrived (what was in flight and in the browser's jitter buffer: 120-160 ms here).
     assert seen["barge_in_window_ms"] > 800, seen
-    assert seen["barge_in_tail_ms"] < min(1000, seen["barge_in_window_ms"] / 2), seen
+    assert seen["barge_in_tail_ms"] < 400, seen
+    # The greeting went out as one talkspurt at 20 ms a frame, not a talkspurt a frame (two frames
+    # every 20 ms: the browser's buffer grew and a second of it still played after the barge-in).
+    assert seen["events"].count("audio.started") <= 8, seen["events"]
     # The embedded backend recognised the request and answered it; the page heard the answer.
     assert any(REQUEST in line for line in seen["caller"]), seen
     assert any("nine in the morning" in line for line in seen["agent"]), seen

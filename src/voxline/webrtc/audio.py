@@ -109,6 +109,7 @@ class OutboundAudio:
         self._started = False
         self._idle = True
         self._due = 0
+        self._due_at: int | None = None  # the clock instant that last made a frame due
         self._played: int | None = None
         self._closed = False
         self.frames_out = 0
@@ -134,8 +135,9 @@ class OutboundAudio:
         if self._pcm:
             self._talkspurt()
         else:
-            self._subscribe(self.clock.media_time_ms() % self.clock.tick_ms)
-            self._due = 1
+            now = self.clock.media_time_ms()
+            self._subscribe(now % self.clock.tick_ms)
+            self._due, self._due_at = 1, now
 
     def close(self) -> None:
         self._closed = True
@@ -215,14 +217,24 @@ class OutboundAudio:
 
     def _talkspurt(self) -> None:
         # Its first frame leaves now and the ticks move to this phase (the playout's).
-        self._subscribe(self.clock.media_time_ms() % self.clock.tick_ms)
+        now = self.clock.media_time_ms()
+        self._subscribe(now % self.clock.tick_ms)
         self._idle = False
         if self.on_talkspurt is not None:
             self.on_talkspurt()
-        self._due = min(self._due + 1, self.MAX_DUE)
-        self._notify()
+        self._make_due(now)
 
     def _tick(self, tick_ms: int) -> None:
+        self._make_due(tick_ms)
+
+    def _make_due(self, now: int) -> None:
+        # One frame per instant: a talkspurt the playout starts inside a tick of this phase (the
+        # playout ticks first) and this tick would otherwise make two frames due -- 40 ms of media
+        # every 20 ms, each second frame a silence that ends the talkspurt, so the next frame starts
+        # another. A frame already handed (as silence) at this instant does not count.
+        if now == self._due_at and self._due:
+            return
+        self._due_at = now
         self._due = min(self._due + 1, self.MAX_DUE)
         self._notify()
 
