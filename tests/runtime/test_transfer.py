@@ -95,6 +95,56 @@ def test_transfer_needs_a_connected_call_a_uri_and_a_leg_that_can() -> None:
     call.transfer("sip:human@127.0.0.1")  # ended: a no-op, as other operations on it
 
 
+class AckLaterLeg(TransferMemoryLeg):
+    """Connects when the test says so, as a SIP leg does on the caller's ACK after our 200 OK."""
+
+    def answer(self, headers: Mapping[str, str] | None) -> None:
+        self.actions.append("answer")
+
+
+def test_a_transfer_asked_for_before_the_caller_confirms_the_answer_goes_out_on_connect() -> None:
+    # A fast model can call its transfer tool between our 200 OK and the caller's ACK.
+    leg = AckLaterLeg()
+    call = Call(leg)
+    events = collect(call, CallEvents.Connected, *ALL)
+    call.answer()
+    call.transfer("sip:human@127.0.0.1:5090", {"X-Why": "sales"}, timeout=5)
+    assert leg.actions == ["answer"] and call.state() is CallState.ALERTING  # not sent yet
+    with pytest.raises(RuntimeError, match="already waits"):
+        call.transfer("sip:other@127.0.0.1")  # one at a time, as on a connected call
+    leg.call.connected()  # the ACK
+    assert leg.actions == ["answer", ("transfer", "sip:human@127.0.0.1:5090", {"X-Why": "sales"}, 5)]
+    leg.call.transfer_ended(200, "OK")
+    assert names(events) == [CallEvents.Connected, CallEvents.TransferComplete, CallEvents.Disconnected]
+
+
+def test_a_waiting_transfer_is_dropped_when_the_call_ends_before_it_connects() -> None:
+    leg = AckLaterLeg()
+    call = Call(leg)
+    events = collect(call, *ALL)
+    call.answer()
+    call.transfer("sip:human@127.0.0.1:5090")
+    leg.call.disconnected("CANCEL", "remote")  # the caller gave up before the ACK
+    assert names(events) == [CallEvents.Disconnected]
+    assert not any(isinstance(a, tuple) and a[0] == "transfer" for a in leg.actions)
+
+
+def test_a_waiting_transfer_the_leg_refuses_on_connect_is_reported_as_failed() -> None:
+    class Refusing(AckLaterLeg):
+        def transfer(self, target: str, headers: Mapping[str, str] | None, timeout: float) -> None:
+            raise RuntimeError("the dialog cannot carry a REFER")
+
+    leg = Refusing()
+    call = Call(leg)
+    events = collect(call, *ALL)
+    call.answer()
+    call.transfer("sip:human@127.0.0.1:5090")
+    leg.call.connected()
+    assert names(events) == [CallEvents.TransferFailed]
+    assert (events[0].code, events[0].reason) == (500, "the dialog cannot carry a REFER")
+    assert call.state() is CallState.CONNECTED  # the call goes on
+
+
 def test_transfer_request_without_a_handler_is_refused_603() -> None:
     leg = TransferMemoryLeg()
     call = Call(leg)

@@ -238,6 +238,9 @@ class Call(MediaUnit):
         self._headers = dict(headers or {})
         self._custom_data = dict(custom_data or {})
         self._state = CallState.PROGRESSING if outbound else CallState.ALERTING
+        self._answered = False  # answer() was called: the call connects when the caller confirms
+        # A transfer asked for between answer() and the connection: sent once the call connects.
+        self._deferred_transfer: tuple[str, dict[str, str] | None, float] | None = None
         self._adapter = FormatAdapter(leg.media_format)
         self.reports_playback = leg.reports_playback
         self.playout_batch_ms = leg.playout_batch_ms
@@ -291,6 +294,7 @@ class Call(MediaUnit):
         if self._state is not CallState.ALERTING:
             raise RuntimeError(f"cannot answer {self!r}: it is {self._state.value}")
         self._leg.answer(headers)
+        self._answered = True
 
     def reject(self, code: int = 486, headers: Mapping[str, str] | None = None) -> None:
         if not isinstance(code, int) or not 400 <= code <= 699:
@@ -328,20 +332,30 @@ class Call(MediaUnit):
         (``code``) follow, then ``TransferComplete`` (the call is hung up: ``Disconnected`` with
         reason ``transferred``) or ``TransferFailed`` (``code``, ``reason``: the target's status, the
         REFER's refusal, or 408 when no outcome came within ``timeout`` seconds); after a failure
-        the call goes on. Raises ``RuntimeError`` on a call that is not connected or whose transport
-        cannot transfer (carrier media streams)."""
+        the call goes on. On a call answered but not yet connected (the caller's ACK is still on its
+        way, and a fast model may ask for the transfer first) the REFER goes out once it connects.
+        Raises ``RuntimeError`` on a call that is not answered or has a transfer waiting to connect,
+        or whose transport cannot transfer (carrier media streams)."""
         if not isinstance(target, str) or not target.startswith(("sip:", "sips:", "tel:")):
             raise ValueError(f"target must be a sip:, sips: or tel: URI, not {target!r}")
         if self._ended("transfer"):
             return
-        if self._state is not CallState.CONNECTED:
-            raise RuntimeError(f"cannot transfer {self!r}: it is {self._state.value}")
         leg = self._leg
+        waiting = self._state is CallState.ALERTING and self._answered
+        if self._state is not CallState.CONNECTED and not waiting:
+            raise RuntimeError(f"cannot transfer {self!r}: it is {self._state.value}")
         if not isinstance(leg, TransferLeg):
             raise RuntimeError(
                 f"cannot transfer {self!r}: {self.transport} calls have no SIP dialog to send a REFER in"
             )
-        leg.transfer(target, dict(headers) if headers is not None else None, timeout)
+        request = (target, dict(headers) if headers is not None else None, timeout)
+        if waiting:
+            if self._deferred_transfer is not None:
+                raise RuntimeError(f"cannot transfer {self!r}: a transfer already waits for it to connect")
+            log.debug("%r: transfer to %s waits for the call to connect", self, target)
+            self._deferred_transfer = request
+            return
+        leg.transfer(*request)
 
     def _transfer_ended(self, code: int, reason: str) -> None:
         if 200 <= code < 300:
@@ -498,6 +512,15 @@ class Call(MediaUnit):
                 self.media_format = self._leg.media_format
                 self._adapter = FormatAdapter(self.media_format)
             self._emit(CallEvents.Connected)
+            request, self._deferred_transfer = self._deferred_transfer, None
+            if request is not None and self._state is CallState.CONNECTED:
+                leg = self._leg
+                assert isinstance(leg, TransferLeg)  # checked when the transfer was asked for
+                try:
+                    leg.transfer(*request)
+                except Exception as exc:  # the scenario's call has returned: it hears of it this way
+                    log.warning("%r: the transfer to %s failed: %s", self, request[0], exc)
+                    self._emit(CallEvents.TransferFailed, code=500, reason=str(exc))
 
     # -- internals --------------------------------------------------------------------------------
 
