@@ -66,12 +66,18 @@ def test_successful_transfer_reports_progress_then_hangs_up() -> None:
     assert leg.actions[-1] == "hangup" and call.state() is CallState.ENDED
 
 
-def test_failed_transfer_leaves_the_call_up() -> None:
-    leg = TransferMemoryLeg()
+def answered_and_transferring(leg: TransferMemoryLeg) -> tuple[Call, list[Any]]:
+    """A call on ``leg``, answered and asked to transfer to sip:human@127.0.0.1:5090; its events."""
     call = Call(leg)
     events = collect(call, *ALL)
     call.answer()
     call.transfer("sip:human@127.0.0.1:5090")
+    return call, events
+
+
+def test_failed_transfer_leaves_the_call_up() -> None:
+    leg = TransferMemoryLeg()
+    call, events = answered_and_transferring(leg)
     leg.call.transfer_accepted()
     leg.call.transfer_ended(486, "Busy Here")
     assert names(events) == [CallEvents.TransferAccepted, CallEvents.TransferFailed]
@@ -120,10 +126,7 @@ def test_a_transfer_asked_for_before_the_caller_confirms_the_answer_goes_out_on_
 
 def test_a_waiting_transfer_is_dropped_when_the_call_ends_before_it_connects() -> None:
     leg = AckLaterLeg()
-    call = Call(leg)
-    events = collect(call, *ALL)
-    call.answer()
-    call.transfer("sip:human@127.0.0.1:5090")
+    _, events = answered_and_transferring(leg)
     leg.call.disconnected("CANCEL", "remote")  # the caller gave up before the ACK
     assert names(events) == [CallEvents.Disconnected]
     assert not any(isinstance(a, tuple) and a[0] == "transfer" for a in leg.actions)
@@ -135,10 +138,7 @@ def test_a_waiting_transfer_the_leg_refuses_on_connect_is_reported_as_failed() -
             raise RuntimeError("the dialog cannot carry a REFER")
 
     leg = Refusing()
-    call = Call(leg)
-    events = collect(call, *ALL)
-    call.answer()
-    call.transfer("sip:human@127.0.0.1:5090")
+    call, events = answered_and_transferring(leg)
     leg.call.connected()
     assert names(events) == [CallEvents.TransferFailed]
     assert (events[0].code, events[0].reason) == (500, "the dialog cannot carry a REFER")
